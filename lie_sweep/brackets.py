@@ -1,0 +1,234 @@
+"""The batched Lie bracket kernel.
+
+For examples i, j with update fields u_i, u_j:
+
+    [u_i, u_j](θ) = J_{u_j}(θ) u_i(θ) − J_{u_i}(θ) u_j(θ)        (SGD: H_j g_i − H_i g_j)
+
+Each term is one forward-over-reverse ``torch.func.jvp`` of a field: an "ordered HVP"
+(b along a) = J_{u_b} u_a. A pair (i, j) needs exactly two, (j along i) and (i along j); the
+kernel builds the list of ordered HVPs that the requested pairs need, never the diagonal and never
+one twice, and evaluates them with one ``vmap`` over (example, tangent) combinations per chunk.
+
+Swapping the order of two SGD steps of size ε moves the end point by
+θ_ij − θ_ji = ε² [u_i, u_j] + O(ε³).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+from torch.func import jvp, vmap
+
+from .errors import ExampleIndexError, PairError
+from .fields import FunctionalModel, LossFn, Params, SGDField, UpdateField, eval_mode
+from .params import ParamSpec
+
+__all__ = [
+    "BracketBatch",
+    "bracket_kernel",
+    "compute_brackets",
+    "example_gradients",
+    "batch_bracket",
+    "default_chunk_size",
+    "as_pair_tensor",
+]
+
+# Parameter-sized buffers held per ordered HVP in one vmapped call: the gathered tangent, the
+# field's primal and tangent outputs, and the flattened result.
+_BUFFERS_PER_HVP = 4
+_MAX_DEFAULT_CHUNK = 64
+
+
+@dataclass
+class BracketBatch:
+    """Brackets of ``pairs`` at one θ, over the flat axis of ``spec``.
+
+    ``pairs[p] = (i, j)`` index the batch given to the kernel; ``brackets[p] = [u_i, u_j]``
+    (shape pairs × D). ``examples`` lists the batch indices involved in any pair (sorted);
+    ``gradients[e] = ∇θ L_{examples[e]}`` (examples × D, the loss gradient, not the field) and
+    ``losses[e]`` its loss.
+    """
+
+    spec: ParamSpec
+    pairs: torch.Tensor
+    examples: torch.Tensor
+    brackets: torch.Tensor
+    gradients: torch.Tensor
+    losses: torch.Tensor
+
+    def named_brackets(self) -> dict[str, torch.Tensor]:
+        """``{name: (pairs, *shape)}`` views of :attr:`brackets`."""
+        return self.spec.unflatten(self.brackets)
+
+
+def as_pair_tensor(pairs: Sequence[Sequence[int]] | torch.Tensor, n_examples: int) -> torch.Tensor:
+    """Validate a pair list against a batch of ``n_examples``; returns a (P, 2) int64 CPU tensor.
+
+    Pairs are ordered as given ((i, j) asks for [u_i, u_j]); i == j and a pair asked twice (in
+    either order) are refused, since they would compute a zero or repeat ordered HVPs.
+    """
+    t = torch.as_tensor(pairs, dtype=torch.long).cpu() if len(pairs) else torch.empty(0, 2, dtype=torch.long)
+    if t.ndim != 2 or t.shape[1] != 2:
+        raise PairError("pairs have the wrong shape", expected="a list of (i, j) pairs",
+                        found=f"shape {tuple(t.shape)}", fix="pass e.g. [(0, 1), (0, 2)]")
+    if t.numel():
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0 or hi >= n_examples:
+            bad = lo if lo < 0 else hi
+            raise ExampleIndexError("example index out of range",
+                                    expected=f"indices in [0, {n_examples - 1}] for a batch of {n_examples}",
+                                    found=str(bad), fix="index the examples passed in, not the dataset")
+        diag = (t[:, 0] == t[:, 1]).nonzero()
+        if diag.numel():
+            k = int(t[diag[0, 0], 0])
+            raise PairError("a pair has i == j", expected="i != j (the diagonal bracket is zero)",
+                            found=f"({k}, {k})", fix="drop the diagonal pairs")
+        key = torch.sort(t, dim=1).values
+        uniq = torch.unique(key, dim=0)
+        if uniq.shape[0] != t.shape[0]:
+            seen: set[tuple[int, int]] = set()
+            for a, b in key.tolist():
+                if (a, b) in seen:
+                    raise PairError("a pair is asked for twice", expected="each unordered pair once",
+                                    found=f"({a}, {b}) more than once",
+                                    fix="deduplicate; [u_j, u_i] = -[u_i, u_j]")
+                seen.add((a, b))
+    return t
+
+
+def default_chunk_size(n_params: int, dtype: torch.dtype, device: torch.device) -> int:
+    """Pairs per vmapped call such that its parameter-sized buffers fit a memory budget.
+
+    Budget: a quarter of the free memory on a CUDA device, 1 GiB on a CPU. Each pair holds
+    2 ordered HVPs × ``_BUFFERS_PER_HVP`` parameter-sized buffers; activations are extra. Capped at
+    64 pairs, past which per-call dispatch overhead is already amortised.
+    """
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = free // 4
+    else:
+        budget = 1 << 30
+    per_pair = 2 * _BUFFERS_PER_HVP * n_params * itemsize
+    return int(max(1, min(_MAX_DEFAULT_CHUNK, budget // max(per_pair, 1))))
+
+
+def _prepare(fmodel: FunctionalModel, inputs: torch.Tensor, targets: torch.Tensor,
+             params: Params) -> tuple[torch.Tensor, torch.Tensor]:
+    ref = next(iter(params.values()))
+    if inputs.shape[0] != targets.shape[0]:
+        raise ExampleIndexError("inputs and targets differ in length",
+                                expected=f"{inputs.shape[0]} targets", found=str(targets.shape[0]),
+                                fix="pass one target row per input")
+    inputs = inputs.to(device=ref.device, dtype=ref.dtype if inputs.is_floating_point() else None)
+    targets = targets.to(device=ref.device, dtype=ref.dtype if targets.is_floating_point() else None)
+    return inputs, targets
+
+
+def example_gradients(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor,
+                      targets: torch.Tensor, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example (∇θ L_x flattened (n, D), L_x (n,)) for a batch, ``chunk_size`` examples per vmap."""
+    spec = ParamSpec.from_tensors(params)
+    grad_fn = vmap(fmodel.example_grad_and_loss, in_dims=(None, 0, 0))
+    grads, losses = [], []
+    for start in range(0, inputs.shape[0], chunk_size):
+        g, loss = grad_fn(params, inputs[start:start + chunk_size], targets[start:start + chunk_size])
+        grads.append(spec.flatten(g, batch_dims=1))
+        losses.append(loss)
+    return torch.cat(grads), torch.cat(losses)
+
+
+def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor, targets: torch.Tensor,
+                   pairs: Sequence[Sequence[int]] | torch.Tensor, *, field: UpdateField | None = None,
+                   chunk_size: int | None = None) -> BracketBatch:
+    """[u_i, u_j](θ) for each (i, j) in ``pairs``, plus the gradient and loss of each involved example.
+
+    ``params`` is θ as a dict (see :meth:`FunctionalModel.params`); ``inputs``/``targets`` hold the
+    batch that ``pairs`` index. ``chunk_size`` is the number of pairs (2 ordered HVPs each) per
+    vmapped call; it bounds memory and does not change the result. The module runs in eval mode.
+    """
+    field = (field if field is not None else SGDField()).bind(params)
+    inputs, targets = _prepare(fmodel, inputs, targets, params)
+    pair_t = as_pair_tensor(pairs, inputs.shape[0])
+    spec = ParamSpec.from_tensors(params)
+    ref = next(iter(params.values()))
+    if chunk_size is None:
+        chunk_size = default_chunk_size(spec.size, ref.dtype, ref.device)
+    if chunk_size < 1:
+        raise PairError("chunk_size must be positive", expected="an integer >= 1", found=str(chunk_size),
+                        fix="pass chunk_size=None for a memory-based default")
+
+    examples = torch.unique(pair_t.flatten())  # sorted
+    slot = torch.full((inputs.shape[0],), -1, dtype=torch.long)
+    slot[examples] = torch.arange(examples.numel())
+    brackets = torch.empty(pair_t.shape[0], spec.size, dtype=ref.dtype, device=ref.device)
+
+    def field_of(p: Params, x: torch.Tensor, y: torch.Tensor) -> Params:
+        return field.value(fmodel, p, x, y)
+
+    def ordered_hvp(x: torch.Tensor, y: torch.Tensor, tangent: Params) -> Params:
+        # J_{u_x}(θ) · tangent, forward-over-reverse
+        return jvp(lambda p: field_of(p, x, y), (params,), (tangent,))[1]
+
+    batched_hvp = vmap(ordered_hvp)
+    with eval_mode(fmodel.module), torch.no_grad():
+        ex_dev = examples.to(ref.device)
+        grads, losses = example_gradients(fmodel, params, inputs[ex_dev], targets[ex_dev], 2 * chunk_size)
+        fields = spec.flatten(field.direction(params, spec.unflatten(grads)), batch_dims=1)
+        for start in range(0, pair_t.shape[0], chunk_size):
+            chunk = pair_t[start:start + chunk_size]
+            i, j = chunk[:, 0], chunk[:, 1]
+            # interleaved: row 2p = J_{u_j} u_i, row 2p+1 = J_{u_i} u_j
+            along = torch.stack([j, i], dim=1).flatten().to(ref.device)
+            tangent_slots = slot[torch.stack([i, j], dim=1).flatten()].to(ref.device)
+            tangents = spec.unflatten(fields[tangent_slots])
+            jv = spec.flatten(batched_hvp(inputs[along], targets[along], tangents), batch_dims=1)
+            torch.sub(jv[0::2], jv[1::2], out=brackets[start:start + chunk.shape[0]])
+            del jv, tangents
+    return BracketBatch(spec=spec, pairs=pair_t, examples=examples, brackets=brackets,
+                        gradients=grads, losses=losses)
+
+
+def compute_brackets(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                     pairs: Sequence[Sequence[int]] | torch.Tensor, *, loss_fn: LossFn | None = None,
+                     field: UpdateField | None = None, chunk_size: int | None = None) -> dict[str, torch.Tensor]:
+    """Lie brackets [u_i, u_j] = J_{u_j} u_i − J_{u_i} u_j of example fields at the model's parameters.
+
+    ``pairs`` index ``inputs``/``targets`` (a batch); ``loss_fn(outputs, targets)`` returns per-example
+    losses of shape (batch,) (default: mean binary cross-entropy with logits over attributes);
+    ``field`` defaults to SGD, u_x = −∇L_x. BatchNorm uses running statistics (eval mode).
+    Returns ``{parameter name: tensor of shape (len(pairs), *param.shape)}`` on the model's device
+    and dtype. With learning rate ε, training on i then j minus j then i moves θ by
+    ε² [u_i, u_j] + O(ε³).
+    """
+    fmodel = FunctionalModel(model, loss_fn)
+    result = bracket_kernel(fmodel, fmodel.params(), inputs, targets, pairs, field=field, chunk_size=chunk_size)
+    return result.named_brackets()
+
+
+def batch_bracket(model: torch.nn.Module, inputs_a: torch.Tensor, targets_a: torch.Tensor,
+                  inputs_b: torch.Tensor, targets_b: torch.Tensor, *, loss_fn: LossFn | None = None,
+                  field: UpdateField | None = None) -> dict[str, torch.Tensor]:
+    """[ū_A, ū_B] for the mean fields ū_A = mean_{a∈A} u_a of two example groups.
+
+    By bilinearity it equals the mean over a ∈ A, b ∈ B of [u_a, u_b], at the cost of two batched
+    HVPs (J_{ū_B} ū_A and J_{ū_A} ū_B) instead of |A|·|B| pairs.
+    """
+    fmodel = FunctionalModel(model, loss_fn)
+    params = fmodel.params()
+    field = (field if field is not None else SGDField()).bind(params)
+    xa, ya = _prepare(fmodel, inputs_a, targets_a, params)
+    xb, yb = _prepare(fmodel, inputs_b, targets_b, params)
+
+    def mean_field(p: Params, x: torch.Tensor, y: torch.Tensor) -> Params:
+        per_example = vmap(lambda xe, ye: field.value(fmodel, p, xe, ye))(x, y)
+        return {n: t.mean(0) for n, t in per_example.items()}
+
+    with eval_mode(fmodel.module), torch.no_grad():
+        u_a = mean_field(params, xa, ya)
+        u_b = mean_field(params, xb, yb)
+        jb_ua = jvp(lambda p: mean_field(p, xb, yb), (params,), (u_a,))[1]
+        ja_ub = jvp(lambda p: mean_field(p, xa, ya), (params,), (u_b,))[1]
+    return {n: jb_ua[n] - ja_ub[n] for n in params}
