@@ -27,6 +27,8 @@ from .params import ParamSpec
 
 __all__ = [
     "BracketBatch",
+    "HVPCall",
+    "plan_hvp_calls",
     "bracket_kernel",
     "compute_brackets",
     "example_gradients",
@@ -140,14 +142,85 @@ def example_gradients(fmodel: FunctionalModel, params: Params, inputs: torch.Ten
     return torch.cat(grads), torch.cat(losses)
 
 
+@dataclass
+class HVPCall:
+    """One vmapped evaluation of ordered HVPs M[e, t] = J_{u_e} u_t (example e along tangent t).
+
+    ``kind`` says how (example, tangent) combinations are batched:
+
+    * ``"block"``: outer vmap over ``examples`` (E,), inner vmap over ``tangents`` (T,) shared by all
+      examples: E·T results. Each example's forward/backward is evaluated once and the tangents are
+      unbatched at the outer level, which keeps convolutions ungrouped.
+    * ``"partners"``: outer vmap over ``examples`` (E,), inner over each example's own partners
+      ``tangents`` (E, K): E·K results (pairs inside one example block).
+    * ``"flat"``: one vmap over combinations ``examples[c]`` along ``tangents[c]``.
+
+    Result row r (row-major over the call's combinations) is added to bracket ``pair_index[r]``
+    with sign ``sign[r]``.
+    """
+
+    kind: str
+    examples: torch.Tensor
+    tangents: torch.Tensor
+    pair_index: torch.Tensor
+    sign: torch.Tensor
+
+    @property
+    def n_hvps(self) -> int:
+        return int(self.pair_index.numel())
+
+
+def plan_hvp_calls(pairs: torch.Tensor, chunk_size: int) -> list[HVPCall]:
+    """Cover the ordered HVPs that ``pairs`` need with vmapped calls of at most 2·``chunk_size`` HVPs.
+
+    Pair p = (i, j) needs +M[j, i] and −M[i, j]. Involved examples are cut into blocks of
+    s = ⌊√(2·chunk_size)⌋; a block of examples × a block of tangents whose combinations are all
+    needed becomes a ``"block"`` call, all pairs inside one block a ``"partners"`` call, and whatever
+    remains ``"flat"`` calls (blocks are balanced: as few as s allows, of equal size). Every needed ordered HVP appears in exactly one call; no diagonal M[i, i].
+    """
+    needed: dict[tuple[int, int], tuple[int, int]] = {}
+    for p, (i, j) in enumerate(pairs.tolist()):
+        needed[(j, i)] = (p, 1)
+        needed[(i, j)] = (p, -1)
+    calls: list[HVPCall] = []
+
+    def emit(kind: str, examples, tangents, keys: list[tuple[int, int]]) -> None:
+        targets = [needed.pop(k) for k in keys]
+        calls.append(HVPCall(kind, torch.tensor(examples, dtype=torch.long), torch.tensor(tangents, dtype=torch.long),
+                             torch.tensor([t[0] for t in targets], dtype=torch.long),
+                             torch.tensor([t[1] for t in targets], dtype=torch.long)))
+
+    side = int((2 * chunk_size) ** 0.5)
+    if side >= 2:
+        examples = sorted({k for pair in pairs.tolist() for k in pair})
+        n_blocks = -(-len(examples) // side)
+        size = -(-len(examples) // max(n_blocks, 1))  # balanced: 12 examples, side 9 -> 6 + 6
+        blocks = [examples[k:k + size] for k in range(0, len(examples), size)]
+        for b, rows in enumerate(blocks):
+            keys = [(e, t) for e in rows for t in rows if e != t]
+            if len(rows) >= 2 and all(k in needed for k in keys):
+                emit("partners", rows, [[t for t in rows if t != e] for e in rows], keys)
+            for cols in blocks[b + 1:]:
+                for ex, tan in ((rows, cols), (cols, rows)):
+                    full = [e for e in ex if all((e, t) in needed for t in tan)]
+                    if len(full) * len(tan) >= 4:
+                        emit("block", full, tan, [(e, t) for e in full for t in tan])
+    rest = sorted(needed, key=lambda k: needed[k])  # by pair, so both halves of a pair share a call
+    for start in range(0, len(rest), 2 * chunk_size):
+        keys = rest[start:start + 2 * chunk_size]
+        emit("flat", [e for e, _ in keys], [t for _, t in keys], keys)
+    return calls
+
+
 def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor, targets: torch.Tensor,
                    pairs: Sequence[Sequence[int]] | torch.Tensor, *, field: UpdateField | None = None,
                    chunk_size: int | None = None) -> BracketBatch:
     """[u_i, u_j](θ) for each (i, j) in ``pairs``, plus the gradient and loss of each involved example.
 
     ``params`` is θ as a dict (see :meth:`FunctionalModel.params`); ``inputs``/``targets`` hold the
-    batch that ``pairs`` index. ``chunk_size`` is the number of pairs (2 ordered HVPs each) per
-    vmapped call; it bounds memory and does not change the result. The module runs in eval mode.
+    batch that ``pairs`` index. ``chunk_size`` bounds the pairs' worth of work per vmapped call
+    (at most 2·chunk_size ordered HVPs); it bounds memory and does not change the result beyond
+    floating-point reassociation. The module runs in eval mode. See :func:`plan_hvp_calls`.
     """
     field = (field if field is not None else SGDField()).bind(params)
     inputs, targets = _prepare(fmodel, inputs, targets, params)
@@ -163,30 +236,34 @@ def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor
     examples = torch.unique(pair_t.flatten())  # sorted
     slot = torch.full((inputs.shape[0],), -1, dtype=torch.long)
     slot[examples] = torch.arange(examples.numel())
-    brackets = torch.empty(pair_t.shape[0], spec.size, dtype=ref.dtype, device=ref.device)
-
-    def field_of(p: Params, x: torch.Tensor, y: torch.Tensor) -> Params:
-        return field.value(fmodel, p, x, y)
+    brackets = torch.zeros(pair_t.shape[0], spec.size, dtype=ref.dtype, device=ref.device)
 
     def ordered_hvp(x: torch.Tensor, y: torch.Tensor, tangent: Params) -> Params:
         # J_{u_x}(θ) · tangent, forward-over-reverse
-        return jvp(lambda p: field_of(p, x, y), (params,), (tangent,))[1]
+        return jvp(lambda p: field.value(fmodel, p, x, y), (params,), (tangent,))[1]
 
-    batched_hvp = vmap(ordered_hvp)
+    along_each = vmap(ordered_hvp, in_dims=(None, None, 0))  # one example, a batch of tangents
+    flat_calls = vmap(ordered_hvp)
+    partner_calls = vmap(along_each)
+
     with eval_mode(fmodel.module), torch.no_grad():
         ex_dev = examples.to(ref.device)
         grads, losses = example_gradients(fmodel, params, inputs[ex_dev], targets[ex_dev], 2 * chunk_size)
         fields = spec.flatten(field.direction(params, spec.unflatten(grads)), batch_dims=1)
-        for start in range(0, pair_t.shape[0], chunk_size):
-            chunk = pair_t[start:start + chunk_size]
-            i, j = chunk[:, 0], chunk[:, 1]
-            # interleaved: row 2p = J_{u_j} u_i, row 2p+1 = J_{u_i} u_j
-            along = torch.stack([j, i], dim=1).flatten().to(ref.device)
-            tangent_slots = slot[torch.stack([i, j], dim=1).flatten()].to(ref.device)
-            tangents = spec.unflatten(fields[tangent_slots])
-            jv = spec.flatten(batched_hvp(inputs[along], targets[along], tangents), batch_dims=1)
-            torch.sub(jv[0::2], jv[1::2], out=brackets[start:start + chunk.shape[0]])
-            del jv, tangents
+        for call in plan_hvp_calls(pair_t, chunk_size):
+            ex = call.examples.to(ref.device)
+            tangents = spec.unflatten(fields[slot[call.tangents].to(ref.device)])
+            if call.kind == "block":
+                out = vmap(lambda x, y: along_each(x, y, tangents))(inputs[ex], targets[ex])
+            elif call.kind == "partners":
+                out = partner_calls(inputs[ex], targets[ex], tangents)
+            else:
+                out = flat_calls(inputs[ex], targets[ex], tangents)
+            rows = spec.flatten(out, batch_dims=out[spec.entries[0].name].ndim - len(spec.entries[0].shape))
+            rows = rows.reshape(-1, spec.size)
+            rows.mul_(call.sign.to(device=ref.device, dtype=ref.dtype).unsqueeze(1))
+            brackets.index_add_(0, call.pair_index.to(ref.device), rows)
+            del out, rows, tangents
     return BracketBatch(spec=spec, pairs=pair_t, examples=examples, brackets=brackets,
                         gradients=grads, losses=losses)
 

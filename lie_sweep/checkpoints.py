@@ -157,7 +157,11 @@ def _load_safetensors(path: Path) -> tuple[dict, dict | None, int | None]:
                 state.setdefault(int(idx), {})[key] = v
         for idx, values in json.loads(meta.get("optimizer.scalars", "{}")).items():
             state.setdefault(int(idx), {}).update(values)
-        optimizer = {"state": state, "param_groups": json.loads(meta["optimizer.param_groups"])}
+        groups = json.loads(meta["optimizer.param_groups"])
+        for group in groups:  # JSON has no tuples; torch optimizers keep betas as one
+            if isinstance(group.get("betas"), list):
+                group["betas"] = tuple(group["betas"])
+        optimizer = {"state": state, "param_groups": groups}
     return model, optimizer, step
 
 

@@ -1,0 +1,109 @@
+import pytest
+import torch
+
+from lie_sweep import (CheckpointError, CheckpointMismatchError, CheckpointNotFoundError, PreconditionedField,
+                       SmallConvNet, SyntheticShapes, apply_checkpoint, compute_brackets, load_checkpoint,
+                       load_checkpoints, save_checkpoint, stack_examples, train)
+from lie_sweep.checkpoints import file_sha256
+
+
+def small_model(seed=0):
+    torch.manual_seed(seed)
+    return SmallConvNet(width=4, num_outputs=12)
+
+
+def adam_stepped(model):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.randn(2, 3, 8, 8)).sum().backward()
+    opt.step()
+    return opt
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_nested_round_trip_keeps_model_optimizer_and_step(tmp_path, suffix):
+    model = small_model()
+    opt = adam_stepped(model)
+    path = save_checkpoint(tmp_path / f"ckpt{suffix}", model, opt, step=123)
+    ck = load_checkpoint(path)
+    assert ck.step == 123 and ck.step_source == "file"
+    assert ck.size == path.stat().st_size and ck.sha256 == file_sha256(path)
+    for k, v in model.state_dict().items():
+        assert torch.equal(ck.model_state[k], v)
+    want = opt.state_dict()
+    assert ck.optimizer_state["param_groups"] == want["param_groups"]
+    for idx, state in want["state"].items():
+        for key, v in state.items():
+            assert torch.equal(torch.as_tensor(ck.optimizer_state["state"][idx][key]), torch.as_tensor(v))
+    # the loaded state is usable: Adam's preconditioner builds from it
+    names = [n for n, _ in model.named_parameters()]
+    PreconditionedField.from_adam_state(ck.optimizer_state, names).bind(dict(model.named_parameters()))
+    # and a fresh model loaded from it computes the same brackets
+    fresh = small_model(seed=99)
+    apply_checkpoint(fresh, ck)
+    x, y = stack_examples(SyntheticShapes(8, 8), range(3))
+    a, b = compute_brackets(model, x, y, [(0, 1), (1, 2)]), compute_brackets(fresh, x, y, [(0, 1), (1, 2)])
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_plain_state_dicts_and_step_from_file_name(tmp_path):
+    from safetensors.torch import save_file
+
+    model = small_model()
+    torch.save(model.state_dict(), tmp_path / "run-step_000040.pt")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "epoch7_step20.safetensors"))
+    cks = load_checkpoints(str(tmp_path / "*"))
+    assert [c.step for c in cks] == [20, 40]
+    assert all(c.step_source == "name" and c.optimizer_state is None for c in cks)
+    for c in cks:
+        apply_checkpoint(small_model(seed=5), c)
+
+
+def test_glob_directory_and_list_are_accepted_and_sorted_by_step(tmp_path):
+    model = small_model()
+    for step in (30, 10, 20):
+        save_checkpoint(tmp_path / f"c{step}.pt", model, step=step)
+    assert [c.step for c in load_checkpoints(tmp_path)] == [10, 20, 30]
+    assert [c.step for c in load_checkpoints(str(tmp_path / "c*.pt"))] == [10, 20, 30]
+    assert [c.step for c in load_checkpoints([tmp_path / "c30.pt", tmp_path / "c10.pt"])] == [10, 30]
+
+
+def test_missing_checkpoint_is_one_line(tmp_path):
+    for spec in (tmp_path / "nope.pt", str(tmp_path / "*.pt"), [tmp_path / "gone.pt"]):
+        with pytest.raises(CheckpointNotFoundError) as info:
+            load_checkpoints(spec)
+        assert "\n" not in str(info.value) and "found" in str(info.value)
+
+
+def test_checkpoint_that_does_not_fit_the_model_is_one_line(tmp_path):
+    path = save_checkpoint(tmp_path / "wide.pt", SmallConvNet(width=8, num_outputs=12), step=1)
+    with pytest.raises(CheckpointMismatchError) as info:
+        apply_checkpoint(small_model(), load_checkpoint(path))
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert "expected features.0.0.weight of shape (4, 3, 3, 3)" in msg and "found shape (8, 3, 3, 3)" in msg
+    other = save_checkpoint(tmp_path / "mlp.pt", torch.nn.Linear(3, 2), step=1)
+    with pytest.raises(CheckpointMismatchError, match="missing"):
+        apply_checkpoint(small_model(), load_checkpoint(other))
+
+
+def test_pickled_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": small_model().state_dict(), "fn": print}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value) and "weights_only" in str(info.value)
+
+
+def test_trainer_saves_every_k_steps_with_optimizer_state_and_is_deterministic(tmp_path):
+    data = SyntheticShapes(64, 16)
+    paths = train(small_model(), data, steps=7, save_every=3, out_dir=tmp_path / "a", batch_size=8)
+    assert [p.name for p in paths] == ["step_000003.pt", "step_000006.pt", "step_000007.pt"]
+    cks = load_checkpoints(tmp_path / "a")
+    assert [c.step for c in cks] == [3, 6, 7]
+    assert cks[-1].optimizer_state["param_groups"][0]["lr"] == 5e-3
+    assert cks[-1].optimizer_state["param_groups"][0]["betas"] in ((0.8, 0.999), [0.8, 0.999])
+    again = train(small_model(), data, steps=7, save_every=3, out_dir=tmp_path / "b", batch_size=8)
+    assert file_sha256(paths[-1]) != "" and all(
+        torch.equal(load_checkpoint(p).model_state[k], load_checkpoint(q).model_state[k])
+        for p, q in zip(paths, again) for k in cks[0].model_state)
+    assert not torch.equal(cks[0].model_state["head.weight"], cks[-1].model_state["head.weight"])
