@@ -4,7 +4,8 @@ The naive method (what published implementations do) computes M[a, b] = J_{u_b} 
 n² ordered (example, tangent) combinations, diagonal included, with vmap over tangents of vmap
 over examples, then forms [u_i, u_j] = M[i, j] − M[j, i]. It holds n²·D outputs at once.
 
-Prints pairs/s (i<j pairs, n(n−1)/2 per pass) and peak memory for each model, n and device.
+Prints pairs/s (i<j pairs, n(n−1)/2 per pass) and peak memory for each model, n and device; each
+measurement runs in its own process (on CPU the peak is that process's maximum resident set).
 Usage: python benchmarks/bench_kernel.py [--device cpu|cuda] [--n 6 32] [--repeats 3]
 """
 
@@ -12,7 +13,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import resource
+import subprocess
+import sys
 import time
 
 import torch
@@ -68,6 +72,29 @@ def models(device_type: str):
         yield "resnet-w16", MXResNet(num_outputs=12, widths=(16, 32, 64, 128), stem_widths=(8, 8, 16)), 32
 
 
+def measure(name: str, n: int, method: str, device: torch.device, repeats: int, chunk_size: int | None) -> dict:
+    """One timed measurement; on CPU run in a fresh process so the peak RSS is this measurement's."""
+    torch.manual_seed(0)  # before building: every process must build the same model
+    for model_name, model, size in models(device.type):
+        if model_name == name:
+            break
+    model = model.to(device)
+    fmodel = FunctionalModel(model)
+    params = fmodel.params()
+    x, y = stack_examples(SyntheticShapes(length=n, image_size=size), range(n))
+    x, y = x.to(device), y.to(device)
+    pairs = list(itertools.combinations(range(n), 2))
+    with eval_mode(model):
+        if method == "kernel":
+            fn = lambda: bracket_kernel(fmodel, params, x, y, pairs, chunk_size=chunk_size).brackets
+        else:
+            fn = lambda: naive_full_matrix(fmodel, params, x, y)
+        seconds, out, peak = timed(fn, device, repeats)
+    checksum = out.double().abs().sum().item()
+    return {"D": sum(p.numel() for p in params.values()), "pairs": len(pairs), "seconds": seconds,
+            "peak": peak, "checksum": checksum}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -76,40 +103,40 @@ def main() -> None:
     ap.add_argument("--chunk-size", type=int, default=None)
     ap.add_argument("--skip-naive-above", type=int, default=10**9,
                     help="skip the naive method for n above this (it may not fit)")
+    ap.add_argument("--single", nargs=3, metavar=("MODEL", "N", "METHOD"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     device = torch.device(args.device)
-    torch.set_num_threads(torch.get_num_threads())
+    if args.single:
+        name, n, method = args.single
+        print(json.dumps(measure(name, int(n), method, device, args.repeats, args.chunk_size)))
+        return
     print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()}")
     print(f"{'model':<11} {'D':>9} {'n':>3} {'pairs':>5} {'method':<8} {'s/pass':>8} {'pairs/s':>9} "
-          f"{'peak MiB':>9} {'max rel diff':>12}")
-    for name, model, size in models(device.type):
-        torch.manual_seed(0)
-        model = model.to(device)
-        fmodel = FunctionalModel(model)
-        params = fmodel.params()
-        D = sum(p.numel() for p in params.values())
-        data = SyntheticShapes(length=max(args.n), image_size=size)
+          f"{'peak MiB':>9}")
+    for name, _, _ in models(device.type):
         for n in args.n:
-            x, y = stack_examples(data, range(n))
-            x, y = x.to(device), y.to(device)
-            pairs = list(itertools.combinations(range(n), 2))
-            with eval_mode(model):
-                t_k, out, mem_k = timed(lambda: bracket_kernel(fmodel, params, x, y, pairs,
-                                                               chunk_size=args.chunk_size).brackets, device, args.repeats)
-                print(f"{name:<11} {D:>9} {n:>3} {len(pairs):>5} {'kernel':<8} {t_k:>8.3f} {len(pairs) / t_k:>9.1f} "
-                      f"{mem_k / 2**20:>9.0f} {'':>12}", flush=True)
-                if n > args.skip_naive_above:
-                    print(f"{name:<11} {D:>9} {n:>3} {len(pairs):>5} {'naive':<8} {'skipped':>8}")
+            results = {}
+            for method in ("kernel", "naive"):
+                if method == "naive" and n > args.skip_naive_above:
+                    print(f"{name:<11} {'':>9} {n:>3} {'':>5} {method:<8} {'skipped':>8}")
                     continue
-                try:
-                    t_n, ref, mem_n = timed(lambda: naive_full_matrix(fmodel, params, x, y), device, args.repeats)
-                except torch.OutOfMemoryError:
-                    print(f"{name:<11} {D:>9} {n:>3} {len(pairs):>5} {'naive':<8} {'OOM':>8}")
-                    torch.cuda.empty_cache()
+                cmd = [sys.executable, __file__, "--device", str(device), "--repeats", str(args.repeats),
+                       "--single", name, str(n), method]
+                if args.chunk_size is not None:
+                    cmd += ["--chunk-size", str(args.chunk_size)]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+                    print(f"{name:<11} {'':>9} {n:>3} {'':>5} {method:<8} {'failed':>8}  {last[:80]}")
                     continue
-                diff = ((out - ref).abs().max() / ref.abs().max()).item()
-                print(f"{name:<11} {D:>9} {n:>3} {len(pairs):>5} {'naive':<8} {t_n:>8.3f} {len(pairs) / t_n:>9.1f} "
-                      f"{mem_n / 2**20:>9.0f} {diff:>12.2e}   kernel speed-up {t_n / t_k:.2f}x", flush=True)
+                r = results[method] = json.loads(proc.stdout.strip().splitlines()[-1])
+                extra = ""
+                if method == "naive" and "kernel" in results:
+                    k = results["kernel"]
+                    extra = (f"  kernel speed-up {r['seconds'] / k['seconds']:.2f}x, "
+                             f"checksums agree to {abs(k['checksum'] - r['checksum']) / r['checksum']:.1e}")
+                print(f"{name:<11} {r['D']:>9} {n:>3} {r['pairs']:>5} {method:<8} {r['seconds']:>8.3f} "
+                      f"{r['pairs'] / r['seconds']:>9.1f} {r['peak'] / 2**20:>9.0f}{extra}", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ With learning rate ε, training on example i then j instead of j then i moves th
 data and checkpoints; it uses torch only.
 """
 
-from .brackets import BracketBatch, batch_bracket, bracket_kernel, compute_brackets, example_gradients
+from .brackets import (BracketBatch, ExampleFields, batch_bracket, bracket_kernel, compute_brackets,
+                       compute_example_fields, example_gradients)
 from .checkpoints import (Checkpoint, apply_checkpoint, find_checkpoints, load_checkpoint, load_checkpoints,
                           save_checkpoint)
 from .data import SHAPE_ATTRIBUTES, SyntheticShapes, stack_examples
@@ -22,6 +23,7 @@ __all__ = [
     "__version__",
     # brackets
     "compute_brackets", "bracket_kernel", "batch_bracket", "example_gradients", "BracketBatch",
+    "ExampleFields", "compute_example_fields",
     # fields
     "UpdateField", "SGDField", "PreconditionedField", "FunctionalModel", "bce_per_example",
     # parameters

@@ -32,6 +32,8 @@ __all__ = [
     "bracket_kernel",
     "compute_brackets",
     "example_gradients",
+    "ExampleFields",
+    "compute_example_fields",
     "batch_bracket",
     "default_chunk_size",
     "as_pair_tensor",
@@ -143,6 +145,32 @@ def example_gradients(fmodel: FunctionalModel, params: Params, inputs: torch.Ten
 
 
 @dataclass
+class ExampleFields:
+    """Per-example quantities of a batch at one θ, over the flat parameter axis.
+
+    ``gradients[k] = ∇θ L_k`` (n × D), ``losses[k] = L_k`` (n,), ``fields[k] = u_k`` (n × D) for the
+    field they were computed with. Computing them once per checkpoint lets every task of that
+    checkpoint skip its own forward/backward passes.
+    """
+
+    gradients: torch.Tensor
+    losses: torch.Tensor
+    fields: torch.Tensor
+
+
+def compute_example_fields(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor, targets: torch.Tensor,
+                           *, field: UpdateField | None = None, chunk_size: int = 64) -> ExampleFields:
+    """g_k, L_k and u_k = field.direction(θ, g_k) for every example of a batch (eval mode)."""
+    field = (field if field is not None else SGDField()).bind(params)
+    inputs, targets = _prepare(fmodel, inputs, targets, params)
+    spec = ParamSpec.from_tensors(params)
+    with eval_mode(fmodel.module), torch.no_grad():
+        grads, losses = example_gradients(fmodel, params, inputs, targets, chunk_size)
+        fields = spec.flatten(field.direction(params, spec.unflatten(grads)), batch_dims=1)
+    return ExampleFields(gradients=grads, losses=losses, fields=fields)
+
+
+@dataclass
 class HVPCall:
     """One vmapped evaluation of ordered HVPs M[e, t] = J_{u_e} u_t (example e along tangent t).
 
@@ -214,13 +242,15 @@ def plan_hvp_calls(pairs: torch.Tensor, chunk_size: int) -> list[HVPCall]:
 
 def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor, targets: torch.Tensor,
                    pairs: Sequence[Sequence[int]] | torch.Tensor, *, field: UpdateField | None = None,
-                   chunk_size: int | None = None) -> BracketBatch:
+                   chunk_size: int | None = None, example_fields: ExampleFields | None = None) -> BracketBatch:
     """[u_i, u_j](θ) for each (i, j) in ``pairs``, plus the gradient and loss of each involved example.
 
     ``params`` is θ as a dict (see :meth:`FunctionalModel.params`); ``inputs``/``targets`` hold the
     batch that ``pairs`` index. ``chunk_size`` bounds the pairs' worth of work per vmapped call
     (at most 2·chunk_size ordered HVPs); it bounds memory and does not change the result beyond
     floating-point reassociation. The module runs in eval mode. See :func:`plan_hvp_calls`.
+    ``example_fields`` (from :func:`compute_example_fields` on the same batch, θ and field) are
+    reused instead of recomputing the involved examples' gradients.
     """
     field = (field if field is not None else SGDField()).bind(params)
     inputs, targets = _prepare(fmodel, inputs, targets, params)
@@ -234,8 +264,15 @@ def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor
                         fix="pass chunk_size=None for a memory-based default")
 
     examples = torch.unique(pair_t.flatten())  # sorted
+    if example_fields is not None and example_fields.fields.shape != (inputs.shape[0], spec.size):
+        raise PairError("example fields do not fit the batch", expected=f"shape {(inputs.shape[0], spec.size)}",
+                        found=f"{tuple(example_fields.fields.shape)}",
+                        fix="compute them with compute_example_fields on the same batch and model")
     slot = torch.full((inputs.shape[0],), -1, dtype=torch.long)
-    slot[examples] = torch.arange(examples.numel())
+    if example_fields is None:
+        slot[examples] = torch.arange(examples.numel())
+    else:
+        slot = torch.arange(inputs.shape[0])
     brackets = torch.zeros(pair_t.shape[0], spec.size, dtype=ref.dtype, device=ref.device)
 
     def ordered_hvp(x: torch.Tensor, y: torch.Tensor, tangent: Params) -> Params:
@@ -247,9 +284,12 @@ def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor
     partner_calls = vmap(along_each)
 
     with eval_mode(fmodel.module), torch.no_grad():
-        ex_dev = examples.to(ref.device)
-        grads, losses = example_gradients(fmodel, params, inputs[ex_dev], targets[ex_dev], 2 * chunk_size)
-        fields = spec.flatten(field.direction(params, spec.unflatten(grads)), batch_dims=1)
+        if example_fields is None:
+            ex_dev = examples.to(ref.device)
+            example_fields = compute_example_fields(fmodel, params, inputs[ex_dev], targets[ex_dev], field=field,
+                                                    chunk_size=2 * chunk_size)
+        fields = example_fields.fields
+        rows_of_examples = slot[examples].to(ref.device)
         for call in plan_hvp_calls(pair_t, chunk_size):
             ex = call.examples.to(ref.device)
             tangents = spec.unflatten(fields[slot[call.tangents].to(ref.device)])
@@ -265,7 +305,8 @@ def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor
             brackets.index_add_(0, call.pair_index.to(ref.device), rows)
             del out, rows, tangents
     return BracketBatch(spec=spec, pairs=pair_t, examples=examples, brackets=brackets,
-                        gradients=grads, losses=losses)
+                        gradients=example_fields.gradients[rows_of_examples],
+                        losses=example_fields.losses[rows_of_examples])
 
 
 def compute_brackets(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,

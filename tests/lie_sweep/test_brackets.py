@@ -216,3 +216,23 @@ def test_plan_computes_each_needed_ordered_hvp_exactly_once_and_never_the_diagon
     assert len(seen) == len(set(seen)) == 2 * len(pairs)
     if chunk >= 18 and len(pairs) > 20:
         assert any(c.kind != "flat" for c in calls)  # blocks are used when they fit
+
+
+def test_precomputed_example_fields_give_the_same_brackets():
+    from lie_sweep import compute_example_fields
+
+    model = tiny_mlp()
+    x, y = batch(6, (6,), 3)
+    fm = FunctionalModel(model)
+    diag = {n: torch.rand_like(p) + 0.5 for n, p in model.named_parameters()}
+    field = PreconditionedField(diag)
+    pre = compute_example_fields(fm, fm.params(), x, y, field=field)
+    pairs = [(4, 1), (1, 3), (0, 5)]
+    a = bracket_kernel(fm, fm.params(), x, y, pairs, field=field)
+    b = bracket_kernel(fm, fm.params(), x, y, pairs, field=field, example_fields=pre)
+    assert torch.equal(a.examples, b.examples)
+    torch.testing.assert_close(b.brackets, a.brackets, rtol=1e-12, atol=0)
+    torch.testing.assert_close(b.gradients, a.gradients, rtol=1e-12, atol=0)
+    torch.testing.assert_close(b.losses, a.losses, rtol=1e-12, atol=0)
+    with pytest.raises(PairError, match="do not fit the batch"):
+        bracket_kernel(fm, fm.params(), x[:5], y[:5], pairs[:2], example_fields=pre)
