@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Sequence
 
 from lie_sweep.errors import LieSweepError
@@ -12,49 +11,71 @@ from lie_sweep.errors import LieSweepError
 DESCRIPTION = """\
 lie-sweep computes Lie brackets of training examples, [u_i, u_j] = J_{u_j} u_i - J_{u_i} u_j,
 the leading-order difference between training on example i then j and on j then i
-(theta_ij - theta_ji = lr^2 [u_i, u_j] + O(lr^3)), over checkpoints x example pairs."""
+(theta_ij - theta_ji = lr^2 [u_i, u_j] + O(lr^3)), over grids of checkpoints x example pairs."""
+
+RUN_DESCRIPTION = """\
+Run a sweep over checkpoints x example pairs on Ray workers, stored in a Zarr v3 store.
+With no overrides it runs the demo: train the small convnet on synthetic shapes (5 checkpoints)
+and bracket all 28 pairs among 8 examples.
+
+Overrides are Hydra-style: group=option picks a config group option, key=value sets a key.
+Unknown keys and +key=value additions are refused."""
+
+COMMON = """\
+common overrides:
+  experiment=celeba_mxresnet data.root=/data/celeba   the reference experiment (local CelebA copy)
+  model=mxresnet model.widths=[16,32,64,128]          another model, or its settings
+  checkpoints=glob checkpoints.glob='runs/*.pt'       sweep existing checkpoints
+  examples.count=16 | examples=list examples.indices=[3,8,21]
+  pairs=list pairs.list=[[3,8],[8,21]]                explicit pairs (dataset indices)
+  pairs.per_task=16                                   pairs per task (= per store shard)
+  field=adam                                          Adam-preconditioned field from each checkpoint's state
+  precision=float64  chunk_size=8                     dtype; pairs per vmapped call
+  storage.path=out/sweep.zarr storage.overwrite=true  where the store goes
+  cluster.workers=2 cluster.address=ray://head:10001  workers; an existing Ray cluster"""
 
 
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2; found {text!r}") from None
+def _groups_help() -> str:
+    from .config import config_dir
+
+    root = config_dir()
+    lines = ["config groups (group=option; the default first):"]
+    defaults = {"model": "convnet", "data": "synthetic", "checkpoints": "train", "examples": "first", "pairs": "all",
+                "field": "sgd", "storage": "local", "cluster": "local", "experiment": "demo"}
+    for group, default in defaults.items():
+        options = sorted(p.stem for p in (root / group).glob("*.yaml"))
+        options.sort(key=lambda o: o != default)
+        lines.append(f"  {group:<12} {', '.join(options)}")
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lie-sweep", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="`lie-sweep run --help` lists the config groups and common overrides.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    run = sub.add_parser("run", help="run the demo: train a small convnet, bracket all pairs of 8 examples",
-                         description="Train the small convnet on the synthetic shapes data (Adam, lr 5e-3), save "
-                                     "checkpoints, and compute the brackets of all pairs among the chosen examples at "
-                                     "every checkpoint. Prints a per-checkpoint table and the most order-sensitive pairs.")
-    run.add_argument("--out", type=Path, default=Path("lie-sweep-demo"), help="output directory (default: %(default)s)")
-    run.add_argument("--examples", type=_int_list, default=tuple(range(8)),
-                     help="dataset indices to pair up, comma-separated (default: 0..7)")
-    run.add_argument("--steps", type=int, default=60, help="training steps (default: %(default)s)")
-    run.add_argument("--save-every", type=int, default=20, help="checkpoint every k steps (default: %(default)s)")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--chunk-size", type=int, default=None, help="pairs per vmapped call (default: memory-based)")
-    run.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    run.add_argument("--top", type=int, default=10, help="pairs to list (default: %(default)s)")
+    run = sub.add_parser("run", help="run a sweep (the demo by default)", description=RUN_DESCRIPTION,
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog=_groups_help() + "\n\n" + COMMON)
+    run.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="key=value or group=option")
+    run.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    run.add_argument("--top", type=int, default=8, help="pairs to list in the summary (default: %(default)s)")
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .demo import DemoSettings, format_report, run_demo
-    from lie_sweep import SyntheticShapes
+    if args.print_config:
+        from omegaconf import OmegaConf
 
-    settings = DemoSettings(out=args.out, examples=args.examples, steps=args.steps, save_every=args.save_every,
-                            seed=args.seed, chunk_size=args.chunk_size, dtype=args.dtype, device=args.device,
-                            top=args.top)
-    rows, pair_rows = run_demo(settings)
-    data = SyntheticShapes(length=512, image_size=32, seed=settings.seed)
-    print(format_report(rows, pair_rows, data.attribute_names, data, settings.top))
-    print(f"\ncheckpoints in {settings.out / 'checkpoints'}")
-    return 0
+        from .config import load_config
+
+        print(OmegaConf.to_yaml(load_config(args.overrides)), end="")
+        return 0
+    from .run import format_summary, run_sweep
+
+    result = run_sweep(args.overrides, log=lambda m: print(m, flush=True))
+    print(format_summary(result, top=args.top))
+    return 1 if result.report.failures else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lie-sweep: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("lie-sweep: interrupted", file=sys.stderr)
+        print("lie-sweep: interrupted; completed tasks are kept in the store", file=sys.stderr)
         return 130
 
 

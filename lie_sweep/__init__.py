@@ -19,6 +19,16 @@ from .training import train
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # the store's lazy reader is re-exported on first use, so importing lie_sweep does not load zarr
+    if name in ("open_sweep", "Sweep"):
+        from . import reader
+
+        return getattr(reader, name)
+    raise AttributeError(f"module 'lie_sweep' has no attribute {name!r}")
+
+
 __all__ = [
     "__version__",
     # brackets
@@ -30,6 +40,8 @@ __all__ = [
     "ParamSpec", "ParamEntry",
     # models and data
     "MLP", "SmallConvNet", "MXResNet", "SyntheticShapes", "SHAPE_ATTRIBUTES", "stack_examples",
+    # results
+    "open_sweep", "Sweep",
     # checkpoints and training
     "Checkpoint", "find_checkpoints", "load_checkpoint", "load_checkpoints", "apply_checkpoint",
     "save_checkpoint", "train",

@@ -1,4 +1,4 @@
-"""The errors a user can cause, as one small hierarchy.
+"""The errors a user can cause, as one small hierarchy (root: :class:`storage.errors.LieSweepError`).
 
 Every error renders as one line: what was expected, what was found, and how to fix it.
 The CLI prints ``str(error)`` and exits non-zero, without a traceback.
@@ -6,8 +6,14 @@ The CLI prints ``str(error)`` and exits non-zero, without a traceback.
 
 from __future__ import annotations
 
+from storage.errors import LieSweepError, NotASweepError, StoreError, StoreExistsError, StoreKeyError
+
 __all__ = [
     "LieSweepError",
+    "StoreError",
+    "NotASweepError",
+    "StoreExistsError",
+    "StoreKeyError",
     "ConfigError",
     "CheckpointError",
     "CheckpointNotFoundError",
@@ -15,29 +21,6 @@ __all__ = [
     "ExampleIndexError",
     "PairError",
 ]
-
-
-class LieSweepError(Exception):
-    """Base of every error a user can cause; ``str()`` is a single line."""
-
-    def __init__(self, what: str, *, expected: str | None = None, found: str | None = None,
-                 fix: str | None = None) -> None:
-        self.what = what
-        self.expected = expected
-        self.found = found
-        self.fix = fix
-        super().__init__(self._line())
-
-    def _line(self) -> str:
-        parts = [self.what]
-        if self.expected is not None:
-            parts.append(f"expected {self.expected}")
-        if self.found is not None:
-            parts.append(f"found {self.found}")
-        line = "; ".join(parts)
-        if self.fix is not None:
-            line += f" (fix: {self.fix})"
-        return " ".join(line.split())  # one line, whatever the parts held
 
 
 class ConfigError(LieSweepError):

@@ -1,0 +1,284 @@
+"""Sweep configuration: Hydra composition of ``conf/`` validated against a structured schema.
+
+``load_config(overrides)`` composes ``config.yaml`` with command-line overrides (``key=value``,
+``group=option``), merges it into :class:`SweepConfig` (types checked, unknown keys refused) and
+checks ranges. Every problem is one :class:`~lie_sweep.errors.ConfigError` line naming the key.
+``+key=value`` additions are refused: the schema is fixed. Model and dataset nodes are free-form
+keyword arguments of their ``_target_`` (so users plug in their own), checked against its signature.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import inspect
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lie_sweep.errors import ConfigError
+
+__all__ = ["SweepConfig", "config_dir", "load_config", "identity_of", "IDENTITY_KEYS"]
+
+
+@dataclass
+class CheckpointsConfig:
+    source: str = "train"                  # train | glob | list
+    dir: str = "lie-sweep-out/checkpoints"  # train: where checkpoints are written
+    steps: int = 100
+    save_every: int = 20
+    lr: float = 5e-3
+    betas: list[float] = dc_field(default_factory=lambda: [0.8, 0.999])
+    batch_size: int = 32
+    glob: Optional[str] = None             # glob: a glob or a directory
+    paths: list[str] = dc_field(default_factory=list)  # list: files
+
+
+@dataclass
+class ExamplesConfig:
+    mode: str = "first"                    # first | list
+    count: int = 8
+    start: int = 0
+    indices: list[int] = dc_field(default_factory=list)
+
+
+@dataclass
+class PairsConfig:
+    mode: str = "all"                      # all | list
+    list: list[list[int]] = dc_field(default_factory=list)
+    per_task: int = 64
+
+
+@dataclass
+class FieldConfig:
+    name: str = "sgd"                      # sgd | adam
+    eps: Optional[float] = None
+
+
+@dataclass
+class StorageConfig:
+    path: str = "lie-sweep-out/sweep.zarr"
+    codec: str = "lossless"
+    level: int = 3
+    inner_chunk: int = 1 << 18
+    overwrite: bool = False
+
+
+@dataclass
+class ClusterConfig:
+    address: Optional[str] = None
+    workers: Optional[int] = None
+    gpus_per_worker: float = 1.0
+    cpus_per_worker: int = 1
+    threads_per_worker: Optional[int] = None
+    max_in_flight: int = 2
+    retries: int = 2
+    device: str = "auto"
+
+
+@dataclass
+class SweepConfig:
+    model: Any = MISSING
+    data: Any = MISSING
+    checkpoints: CheckpointsConfig = dc_field(default_factory=CheckpointsConfig)
+    examples: ExamplesConfig = dc_field(default_factory=ExamplesConfig)
+    pairs: PairsConfig = dc_field(default_factory=PairsConfig)
+    field: FieldConfig = dc_field(default_factory=FieldConfig)
+    storage: StorageConfig = dc_field(default_factory=StorageConfig)
+    cluster: ClusterConfig = dc_field(default_factory=ClusterConfig)
+    precision: str = "float32"
+    chunk_size: Optional[int] = None
+    seed: int = 0
+
+
+# What defines a sweep's results (its identity); everything else is an execution setting.
+IDENTITY_KEYS = ("model", "data", "checkpoints", "examples", "pairs", "field", "precision", "seed",
+                 "storage.codec", "storage.level", "storage.inner_chunk")
+
+_CHOICES = {
+    "checkpoints.source": ("train", "glob", "list"),
+    "examples.mode": ("first", "list"),
+    "pairs.mode": ("all", "list"),
+    "field.name": ("sgd", "adam"),
+    "precision": ("float32", "float64"),
+    "cluster.device": ("auto", "cpu", "cuda"),
+}
+_POSITIVE = ("checkpoints.steps", "checkpoints.save_every", "checkpoints.batch_size", "examples.count",
+             "pairs.per_task", "storage.inner_chunk", "cluster.cpus_per_worker", "cluster.max_in_flight")
+
+
+def config_dir() -> Path:
+    """The ``conf/`` directory: packaged as ``jobs.conf`` in a wheel, or beside ``jobs/`` in a checkout."""
+    try:
+        packaged = importlib.resources.files("jobs.conf")
+        if packaged.joinpath("config.yaml").is_file():
+            return Path(str(packaged))
+    except ModuleNotFoundError:
+        pass
+    checkout = Path(__file__).resolve().parents[1] / "conf"
+    if (checkout / "config.yaml").is_file():
+        return checkout
+    raise ConfigError("lie-sweep's configs are missing", expected="conf/config.yaml beside the package",
+                      found="none", fix="reinstall lie-sweep")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0]
+
+
+def _check_overrides(overrides: Sequence[str]) -> None:
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as exc:
+        raise ConfigError("cannot parse override", expected="key=value or group=option", found=_one_line(exc),
+                          fix="see `lie-sweep run --help`") from None
+    for o in parsed:
+        if o.is_add() or o.is_force_add():
+            raise ConfigError(f"unknown key {o.key_or_group!r} (additions are refused)",
+                              expected="an existing key, set with key=value", found=o.input_line,
+                              fix=f"drop the '+'; see `lie-sweep run --help` for the keys")
+        if o.is_delete():
+            raise ConfigError(f"cannot delete key {o.key_or_group!r}", expected="key=value", found=o.input_line,
+                              fix="set the key to a value instead")
+
+
+def _get(cfg: DictConfig, dotted: str) -> Any:
+    return OmegaConf.select(cfg, dotted, throw_on_missing=False)
+
+
+def _check_target(cfg: DictConfig, node: str) -> None:
+    """The node's ``_target_`` is importable and every other key is one of its keyword arguments."""
+    from hydra.utils import get_object
+
+    sub = cfg[node]
+    if not isinstance(sub, DictConfig) or "_target_" not in sub:
+        raise ConfigError(f"{node} needs a _target_", expected=f"{node}._target_: a class path", found=str(sub),
+                          fix=f"pick a {node} config group option, e.g. {node}=...")
+    try:
+        target = get_object(sub["_target_"])
+    except Exception as exc:
+        raise ConfigError(f"{node}._target_ cannot be imported", expected="an importable class or function",
+                          found=repr(sub["_target_"]), fix=_one_line(exc)) from None
+    params = inspect.signature(target).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    for key in sub:
+        if key != "_target_" and key not in params:
+            raise ConfigError(f"unknown key {node}.{key}", expected=f"one of {sorted(k for k in params if k != 'self')}",
+                              found=repr(key), fix=f"remove it or check the spelling")
+    for key in sub:
+        if OmegaConf.is_missing(sub, key):
+            raise ConfigError(f"missing value for {node}.{key}", expected="a value", found="??? (required)",
+                              fix=f"add {node}.{key}=... to the command")
+
+
+def _validate(cfg: DictConfig) -> None:
+    for key, choices in _CHOICES.items():
+        value = _get(cfg, key)
+        if value not in choices:
+            raise ConfigError(f"bad value for {key}", expected=" | ".join(choices), found=repr(value),
+                              fix=f"set {key}={choices[0]}")
+    for key in _POSITIVE:
+        value = _get(cfg, key)
+        if value is None or value < 1:
+            raise ConfigError(f"bad value for {key}", expected="a positive integer", found=repr(value),
+                              fix=f"set {key} to 1 or more")
+    checks = [
+        ("cluster.retries", cfg.cluster.retries >= 0, "an integer >= 0"),
+        ("cluster.workers", cfg.cluster.workers is None or cfg.cluster.workers >= 1, "null or an integer >= 1"),
+        ("cluster.gpus_per_worker", cfg.cluster.gpus_per_worker > 0, "a number > 0 (fractions share a GPU)"),
+        ("cluster.threads_per_worker", cfg.cluster.threads_per_worker is None or cfg.cluster.threads_per_worker >= 1,
+         "null or an integer >= 1"),
+        ("chunk_size", cfg.chunk_size is None or cfg.chunk_size >= 1, "null or an integer >= 1"),
+        ("examples.start", cfg.examples.start >= 0, "an integer >= 0"),
+        ("checkpoints.lr", cfg.checkpoints.lr > 0, "a number > 0"),
+        ("checkpoints.betas", len(cfg.checkpoints.betas) == 2 and all(0 <= b < 1 for b in cfg.checkpoints.betas),
+         "two numbers in [0, 1)"),
+        ("storage.level", 1 <= cfg.storage.level <= 22, "an integer in 1..22"),
+    ]
+    for key, ok, expected in checks:
+        if not ok:
+            raise ConfigError(f"bad value for {key}", expected=expected, found=repr(_get(cfg, key)),
+                              fix=f"set {key} accordingly")
+    required = {"glob": "checkpoints.glob", "list": "checkpoints.paths"}
+    src = cfg.checkpoints.source
+    if src in required and not _get(cfg, required[src]):
+        raise ConfigError(f"missing value for {required[src]}", expected=f"a value with checkpoints={src}",
+                          found="none", fix=f"add {required[src]}=... to the command")
+    if cfg.examples.mode == "list":
+        idx = list(cfg.examples.indices)
+        if len(idx) < 2 or len(set(idx)) != len(idx) or min(idx) < 0:
+            raise ConfigError("bad value for examples.indices", expected="two or more distinct indices >= 0",
+                              found=str(idx), fix="e.g. examples.indices=[0,5,9]")
+    elif cfg.examples.count < 2:
+        raise ConfigError("bad value for examples.count", expected="2 or more", found=str(cfg.examples.count),
+                          fix="set examples.count=8")
+    if cfg.pairs.mode == "list":
+        pairs = [list(p) for p in cfg.pairs.list]
+        if not pairs or any(len(p) != 2 or p[0] == p[1] for p in pairs):
+            raise ConfigError("bad value for pairs.list", expected="a non-empty list of [i, j] with i != j",
+                              found=str(pairs)[:80], fix="e.g. pairs.list=[[0,1],[2,5]]")
+
+
+def load_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose, merge into the schema and validate; returns a read-only, resolved DictConfig."""
+    _check_overrides(overrides)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="lie-sweep"):
+            composed = compose(config_name="config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as exc:
+        line = _one_line(exc)
+        if "Key '" in line and "is not in struct" in line or "Could not override" in line:
+            key = line.split("'")[1] if "'" in line else line
+            raise ConfigError(f"unknown key {key!r}", expected="a key of lie-sweep's config", found=line,
+                              fix="see `lie-sweep run --help` for the groups and keys") from None
+        raise ConfigError("cannot compose the config", expected="existing groups and options", found=line,
+                          fix="see `lie-sweep run --help`") from None
+    finally:
+        GlobalHydra.instance().clear()
+    schema = OmegaConf.structured(SweepConfig)
+    try:
+        cfg = OmegaConf.merge(schema, composed)
+        OmegaConf.set_struct(cfg, True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        raise ConfigError(f"bad value for {key}" if "Key" not in type(exc).__name__ else f"unknown key {key}",
+                          expected="a value of the schema's type", found=_one_line(exc),
+                          fix=f"check {key} in `lie-sweep run --help`") from None
+    for node in ("model", "data"):
+        _check_target(cfg, node)
+    try:
+        missing = OmegaConf.missing_keys(cfg)
+    except Exception:  # pragma: no cover - older omegaconf
+        missing = set()
+    if missing:
+        key = sorted(missing)[0]
+        raise ConfigError(f"missing value for {key}", expected="a value", found="??? (required)",
+                          fix=f"add {key}=... to the command")
+    _validate(cfg)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def identity_of(cfg: DictConfig) -> dict[str, Any]:
+    """The parts of the resolved config that define a sweep's results (see :data:`IDENTITY_KEYS`)."""
+    out: dict[str, Any] = {}
+    for key in IDENTITY_KEYS:
+        value = OmegaConf.select(cfg, key)
+        out[key] = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) or \
+            OmegaConf.is_list(value) else value
+    ck = dict(out["checkpoints"])
+    if ck.get("source") != "train":  # training settings don't define results of given checkpoints
+        for k in ("dir", "steps", "save_every", "lr", "betas", "batch_size"):
+            ck.pop(k, None)
+    out["checkpoints"] = ck
+    return out

@@ -1,0 +1,62 @@
+"""A progress line for sweeps: pairs done, pairs/s, ETA (a bar on a terminal, lines otherwise)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+__all__ = ["Progress", "format_seconds"]
+
+
+def format_seconds(s: float) -> str:
+    if s != s or s == float("inf"):
+        return "?"
+    s = int(round(s))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+class Progress:
+    """Counts pairs; rate and ETA are over the pairs computed in this run."""
+
+    def __init__(self, total: int, done: int = 0, stream: TextIO | None = None, interval: float = 5.0) -> None:
+        self.total, self.done, self.fresh = total, done, 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = interval
+        self.start = time.perf_counter()
+        self._last = 0.0
+        self.failed = 0
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.perf_counter() - self.start
+        return self.fresh / elapsed if elapsed > 0 else 0.0
+
+    def line(self) -> str:
+        rate = self.rate
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        frac = self.done / self.total if self.total else 1.0
+        bar = "#" * int(frac * 24)
+        fail = f"  {self.failed} failed" if self.failed else ""
+        return (f"[{bar:<24}] {self.done}/{self.total} pairs  {rate:.1f} pairs/s  "
+                f"ETA {format_seconds(eta)}{fail}")
+
+    def update(self, pairs: int, force: bool = False) -> None:
+        self.done += pairs
+        self.fresh += pairs
+        now = time.perf_counter()
+        if self.tty:
+            self.stream.write("\r" + self.line())
+            self.stream.flush()
+        elif force or now - self._last >= self.interval or self.done >= self.total:
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+            self._last = now
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,107 @@
+"""The worker: one per GPU (or CPU slot). Keeps the model, the current checkpoint's parameters and
+every example's gradient and field, computes a task's brackets and writes the task's own shard.
+
+``BracketWorker`` is a plain class; the driver runs it as a Ray actor (``ray.remote(BracketWorker)``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from lie_sweep import (FunctionalModel, PreconditionedField, SGDField, apply_checkpoint, bracket_kernel,
+                       compute_example_fields, load_checkpoint, stack_examples)
+from lie_sweep.checkpoints import file_sha256
+from lie_sweep.errors import CheckpointError
+from storage.store import SweepStore
+
+from .plan import Task
+from .sweep import SweepSpec, build_dataset, build_model
+
+__all__ = ["BracketWorker", "resolve_device"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the first visible CUDA device, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class BracketWorker:
+    """Computes and stores tasks of one sweep; loads each checkpoint once for all its tasks."""
+
+    def __init__(self, spec: SweepSpec, threads: int | None = None) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        self.spec = spec
+        cfg = spec.config
+        self.device = resolve_device(cfg["cluster"]["device"])
+        self.dtype = _DTYPES[cfg["precision"]]
+        self.chunk_size = cfg["chunk_size"]
+        torch.manual_seed(cfg["seed"])
+        self.model = build_model(cfg["model"]).to(device=self.device, dtype=self.dtype)
+        inputs, targets = stack_examples(build_dataset(cfg["data"]), spec.examples)
+        self.inputs = inputs.to(self.device, self.dtype)
+        self.targets = targets.to(self.device, self.dtype)
+        self.pairs = torch.tensor(spec.pair_positions, dtype=torch.long).reshape(-1, 2)
+        self.fmodel = FunctionalModel(self.model)
+        self.store = SweepStore.open(spec.store_path, mode="r+", storage_options=spec.storage_options)
+        self.loaded: int | None = None
+        self.loads = 0
+
+    def _load(self, checkpoint: int) -> None:
+        prov = self.spec.checkpoints[checkpoint]
+        if file_sha256(prov["path"]) != prov["sha256"]:
+            raise CheckpointError(f"checkpoint {prov['path']} changed since the sweep started",
+                                  expected=f"sha256 {prov['sha256'][:12]}…", found="different contents",
+                                  fix="restore the original file or start a new sweep")
+        ckpt = load_checkpoint(prov["path"])
+        apply_checkpoint(self.model, ckpt)
+        self.params = self.fmodel.params()
+        if self.spec.config["field"]["name"] == "adam":
+            names = [n for n, _ in self.model.named_parameters()]
+            self.field = PreconditionedField.from_adam_state(ckpt.optimizer_state, names,
+                                                             eps=self.spec.config["field"]["eps"])
+        else:
+            self.field = SGDField()
+        self.field = self.field.bind(self.params)
+        self.example_fields = compute_example_fields(self.fmodel, self.params, self.inputs, self.targets,
+                                                     field=self.field)
+        self.loaded = checkpoint
+        self.loads += 1
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def run(self, task: Task) -> dict[str, Any]:
+        """Compute and store ``task``; returns a small summary (timings, bracket norms)."""
+        t0 = time.perf_counter()
+        if self.loaded != task.checkpoint:
+            self._load(task.checkpoint)
+        out = bracket_kernel(self.fmodel, self.params, self.inputs, self.targets, self.pairs[task.start:task.stop],
+                             field=self.field, chunk_size=self.chunk_size, example_fields=self.example_fields)
+        values = out.brackets.cpu().numpy()
+        norms = np.linalg.norm(values.astype(np.float64), axis=1)
+        self._sync()
+        t1 = time.perf_counter()
+        if task.writes_examples:
+            self.store.write_examples(task.checkpoint, self.example_fields.gradients.cpu().numpy(),
+                                      self.example_fields.losses.cpu().numpy())
+        self.store.write_brackets(task.checkpoint, task.start, values)
+        t2 = time.perf_counter()
+        return {"task_id": task.task_id, "checkpoint": task.checkpoint, "start": task.start, "stop": task.stop,
+                "compute_s": t1 - t0, "write_s": t2 - t1, "norms": norms.tolist(),
+                "finite": bool(np.isfinite(values).all()), "host": socket.gethostname(), "pid": os.getpid(),
+                "loads": self.loads}
+
+    def ping(self) -> int:
+        return os.getpid()

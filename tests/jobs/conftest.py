@@ -1,0 +1,32 @@
+import os
+
+import pytest
+
+for key, value in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_AUTH_MODE", "disabled"),
+                   ("RAY_USAGE_STATS_ENABLED", "0")):
+    os.environ.setdefault(key, value)
+
+# a sweep small enough for a 2-core CI machine: 2 checkpoints x 10 pairs of a tiny convnet
+SMALL = [
+    "model.width=4", "data.length=64", "data.image_size=16", "checkpoints.steps=4", "checkpoints.save_every=2",
+    "checkpoints.batch_size=8", "examples.count=5",
+]
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A real Ray runtime on 127.0.0.1 with 2 CPUs, started for these tests and stopped after them."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", configure_logging=False,
+             log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def small(tmp_path):
+    """Overrides for a small sweep writing under tmp_path."""
+    def make(*extra, store="s.zarr"):
+        return [*SMALL, f"checkpoints.dir={tmp_path / 'ck'}", f"storage.path={tmp_path / store}", *extra]
+    return make

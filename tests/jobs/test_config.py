@@ -1,0 +1,89 @@
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from jobs.config import identity_of, load_config
+from lie_sweep.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120)
+
+
+def test_default_is_the_demo():
+    cfg = load_config()
+    assert cfg.model._target_.endswith("SmallConvNet") and cfg.checkpoints.source == "train"
+    assert cfg.checkpoints.steps // cfg.checkpoints.save_every == 5 and cfg.examples.count == 8
+    assert cfg.pairs.mode == "all"
+
+
+def test_overrides_groups_and_presets():
+    cfg = load_config(["model=mxresnet", "model.widths=[8,16]", "model.depths=[1,1]", "pairs.per_task=5"])
+    assert cfg.model._target_.endswith("MXResNet") and list(cfg.model.widths) == [8, 16] and cfg.pairs.per_task == 5
+    ref = load_config(["experiment=celeba_mxresnet", "data.root=/somewhere"])
+    assert ref.model.num_outputs == 40 and ref.data._target_.endswith("CelebA") and ref.data.root == "/somewhere"
+
+
+def test_identity_ignores_execution_settings():
+    a = identity_of(load_config(["cluster.workers=1", "chunk_size=4", "storage.path=x"]))
+    b = identity_of(load_config(["cluster.workers=2", "cluster.max_in_flight=5"]))
+    assert a == b
+    assert identity_of(load_config(["precision=float64"])) != a
+    assert identity_of(load_config(["storage.level=5"])) != a
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("pairs.per_task=abc", "bad value for pairs.per_task"),          # wrong type
+    ("model.depthh=3", "unknown key 'model.depthh'"),               # unknown key
+    ("+unknown=1", "unknown key 'unknown'"),                         # an addition
+    ("pairs.per_task=-4", "bad value for pairs.per_task"),           # negative range size
+    ("experiment=celeba_mxresnet", "missing value for data.root"),   # required CelebA path
+    ("model=resnet9000", "Could not find 'model/resnet9000'"),
+    ("cluster.retries=-1", "bad value for cluster.retries"),
+])
+def test_config_errors_are_one_line_without_traceback(tmp_path, override, needle):
+    proc = cli("run", override, cwd=tmp_path)
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert "Traceback" not in proc.stderr and len(err.splitlines()) == 1, proc.stderr
+    assert needle in err, err
+    assert not (tmp_path / "lie-sweep-out").exists()  # nothing was written
+
+
+def test_a_target_signature_check_catches_unknown_model_keys(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key model.bogus"):
+        # a user's own yaml could carry a typo that Hydra's struct mode does not see
+        from jobs import config as c
+        from omegaconf import OmegaConf
+        cfg = OmegaConf.create({"model": {"_target_": "lie_sweep.models.SmallConvNet", "bogus": 1}})
+        c._check_target(cfg, "model")
+
+
+def test_help_explains_groups_and_common_overrides(tmp_path):
+    out = cli("run", "--help", cwd=tmp_path).stdout
+    for word in ("model", "convnet, mlp, mxresnet", "experiment", "celeba_mxresnet", "pairs.per_task",
+                 "cluster.address"):
+        assert word in out
+    assert "run" in cli("--help", cwd=tmp_path).stdout
+
+
+def test_configs_are_found_from_an_installed_wheel(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                           str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    wheel = next(tmp_path.glob("lie_sweep-*.whl"))
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    assert (site / "jobs" / "conf" / "experiment" / "demo.yaml").is_file()
+    code = ("import jobs.config as c; assert c.__file__.startswith(%r), c.__file__; "
+            "print(c.config_dir()); print(c.load_config(['model=mlp']).model._target_)" % str(site))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert str(site / "jobs" / "conf") in proc.stdout and "lie_sweep.models.MLP" in proc.stdout

@@ -1,0 +1,147 @@
+"""The store and its reader, on a real on-disk Zarr v3 store (numpy only, no torch)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from storage.errors import NotASweepError, StoreExistsError, StoreKeyError, StoreError
+from storage.identity import identity_diff, identity_hash
+from storage.layout import StoreLayout
+from storage.reader import open_sweep
+from storage.store import SweepStore
+
+SPEC = [{"name": "w", "offset": 0, "shape": [3, 4]}, {"name": "b", "offset": 12, "shape": [3]}]
+
+
+def make_store(path, *, n_ckpt=2, examples=(10, 11, 12, 13), per_task=2, inner=4, dtype="float32"):
+    pairs = np.array([(examples[a], examples[b]) for a in range(len(examples)) for b in range(a + 1, len(examples))])
+    layout = StoreLayout(n_checkpoints=n_ckpt, n_pairs=len(pairs), n_examples=len(examples), n_params=15,
+                         pairs_per_task=per_task, inner_chunk=inner)
+    meta = {"param_spec": SPEC, "config": {"x": 1}, "identity": {"x": 1}, "n_tasks": n_ckpt * layout.n_tasks_per_checkpoint}
+    store = SweepStore.create(str(path), layout=layout, meta=meta, pairs=pairs, examples=list(examples),
+                              steps=[100 * (c + 1) for c in range(n_ckpt)], dtype=dtype)
+    return store, pairs, layout
+
+
+def fill(store, layout, rng):
+    data = rng.standard_normal((layout.n_checkpoints, layout.n_pairs, layout.n_params)).astype(np.float32)
+    grads = rng.standard_normal((layout.n_checkpoints, layout.n_examples, layout.n_params)).astype(np.float32)
+    losses = rng.random((layout.n_checkpoints, layout.n_examples)).astype(np.float32)
+    for c in range(layout.n_checkpoints):
+        store.write_examples(c, grads[c], losses[c])
+        for start in range(0, layout.n_pairs, layout.pairs_per_task):
+            store.write_brackets(c, start, data[c, start:start + layout.pairs_per_task])
+    return data, grads, losses
+
+
+def test_round_trip_through_the_lazy_reader(tmp_path):
+    store, pairs, layout = make_store(tmp_path / "s.zarr")
+    data, grads, losses = fill(store, layout, np.random.default_rng(0))
+    sweep = open_sweep(str(tmp_path / "s.zarr"))
+    assert sweep.steps == [100, 200] and sweep.examples == [10, 11, 12, 13]
+    assert sweep.param_names == ["w", "b"] and len(sweep.pairs) == 6
+    p = [tuple(x) for x in sweep.pairs.tolist()].index((11, 13))
+    got = sweep.bracket(200, 11, 13)
+    np.testing.assert_array_equal(got["w"], data[1, p, :12].reshape(3, 4))
+    np.testing.assert_array_equal(got["b"], data[1, p, 12:])
+    flipped = sweep.bracket(200, 13, 11, names=["b"])
+    assert list(flipped) == ["b"]
+    np.testing.assert_array_equal(flipped["b"], -data[1, p, 12:])
+    assert not np.any(sweep.bracket(100, 12, 12)["w"]) and sweep.bracket(100, 12, 12)["w"].shape == (3, 4)
+    np.testing.assert_array_equal(sweep.gradient(100, 12)["w"], grads[0, 2, :12].reshape(3, 4))
+    np.testing.assert_array_equal(sweep.losses, losses)
+
+
+def test_reader_touches_only_the_shards_it_needs(tmp_path):
+    store, pairs, layout = make_store(tmp_path / "s.zarr")
+    data, _, _ = fill(store, layout, np.random.default_rng(1))
+    shards = sorted((tmp_path / "s.zarr" / "brackets" / "c").rglob("*"))
+    shard_files = [p for p in shards if p.is_file()]
+    assert len(shard_files) == layout.n_checkpoints * layout.n_tasks_per_checkpoint
+    keep = tmp_path / "s.zarr" / "brackets" / "c" / "1" / "2" / "0"   # checkpoint 1, pairs 4..5
+    for p in shard_files:
+        if p != keep:
+            p.unlink()
+    sweep = open_sweep(str(tmp_path / "s.zarr"))
+    i, j = pairs[5]
+    np.testing.assert_array_equal(sweep.bracket(200, int(i), int(j), names=["b"])["b"], data[1, 5, 12:])
+
+
+def test_reopens_from_another_process(tmp_path):
+    store, pairs, layout = make_store(tmp_path / "s.zarr")
+    data, _, _ = fill(store, layout, np.random.default_rng(2))
+    code = ("import sys, json; from storage.reader import open_sweep; s = open_sweep(sys.argv[1]); "
+            "print(json.dumps(s.bracket(100, 10, 12)['b'].tolist()))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.zarr")], capture_output=True, text=True,
+                         check=True).stdout
+    np.testing.assert_allclose(json.loads(out), data[0, 1, 12:], rtol=0, atol=0)
+
+
+def test_marks_are_written_by_name_and_torn_marks_do_not_count(tmp_path):
+    store, _, _ = make_store(tmp_path / "s.zarr")
+    assert store.done_tasks() == {}
+    store.mark_done(3, {"seconds": 1.5})
+    store.mark_done(0, {"seconds": 0.5})
+    (tmp_path / "s.zarr" / "marks" / "task-000007.json").write_text('{"trunc')
+    assert store.done_tasks() == {0: {"seconds": 0.5}, 3: {"seconds": 1.5}}
+    assert not list((tmp_path / "s.zarr" / "marks").glob("*.tmp"))
+
+
+def test_each_task_owns_whole_shards():
+    layout = StoreLayout(n_checkpoints=3, n_pairs=10, n_examples=5, n_params=1000, pairs_per_task=4, inner_chunk=64)
+    spec = layout.brackets()
+    assert spec["shards"][1] == 4 and spec["shards"][2] % spec["chunks"][2] == 0 and spec["shards"][2] >= 1000
+    owners = {}
+    for c in range(3):
+        for start in range(0, 10, 4):
+            shard = layout.bracket_shard_of(c, start)
+            assert shard not in owners
+            owners[shard] = (c, start)
+    with pytest.raises(ValueError):
+        layout.bracket_shard_of(0, 3)
+
+
+def test_not_a_sweep_existing_store_and_newer_schema_are_one_line(tmp_path):
+    with pytest.raises(NotASweepError) as info:
+        open_sweep(str(tmp_path / "missing"))
+    assert "\n" not in str(info.value) and "no such path" in str(info.value)
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "x.txt").write_text("hi")
+    with pytest.raises(NotASweepError, match="no lie-sweep metadata"):
+        open_sweep(str(tmp_path / "plain"))
+    make_store(tmp_path / "s.zarr")
+    with pytest.raises(StoreExistsError) as info:
+        make_store(tmp_path / "s.zarr")
+    assert "already holds a sweep store" in str(info.value)
+    with pytest.raises(StoreExistsError, match="non-empty directory"):
+        make_store(tmp_path / "plain")
+    assert (tmp_path / "plain" / "x.txt").read_text() == "hi"
+    meta = json.loads((tmp_path / "s.zarr" / "zarr.json").read_text())
+    meta["attributes"]["lie_sweep"]["schema_version"] = 99
+    (tmp_path / "s.zarr" / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match="newer schema"):
+        open_sweep(str(tmp_path / "s.zarr"))
+
+
+def test_unknown_keys_are_store_key_errors(tmp_path):
+    store, _, layout = make_store(tmp_path / "s.zarr")
+    fill(store, layout, np.random.default_rng(3))
+    sweep = open_sweep(str(tmp_path / "s.zarr"))
+    for call, needle in ((lambda: sweep.bracket(150, 10, 11), "step among [100, 200]"),
+                         (lambda: sweep.bracket(100, 10, 99), "found 99"),
+                         (lambda: sweep.gradient(100, 10, names=["nope"]), "'nope'")):
+        with pytest.raises(StoreKeyError) as info:
+            call()
+        assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_identity_hash_and_diff():
+    a = {"model": {"width": 16, "name": "c"}, "precision": "float32"}
+    b = {"model": {"width": 32, "name": "c"}, "precision": "float32"}
+    assert identity_hash(a) == identity_hash(json.loads(json.dumps(a)))
+    assert identity_hash(a) != identity_hash(b)
+    assert identity_diff(a, b) == ["model.width: 16 -> 32"]
