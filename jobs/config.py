@@ -66,7 +66,7 @@ class FieldConfig:
 class StorageConfig:
     path: str = "lie-sweep-out/sweep.zarr"
     codec: str = "lossless"
-    level: int = 3
+    level: int = 1
     inner_chunk: int = 1 << 18
     overwrite: bool = False
 
@@ -202,7 +202,7 @@ def _validate(cfg: DictConfig) -> None:
         ("checkpoints.lr", cfg.checkpoints.lr > 0, "a number > 0"),
         ("checkpoints.betas", len(cfg.checkpoints.betas) == 2 and all(0 <= b < 1 for b in cfg.checkpoints.betas),
          "two numbers in [0, 1)"),
-        ("storage.level", 1 <= cfg.storage.level <= 22, "an integer in 1..22"),
+        ("storage.level", 1 <= cfg.storage.level <= 9, "an integer in 1..9 (Blosc's zstd levels)"),
     ]
     for key, ok, expected in checks:
         if not ok:

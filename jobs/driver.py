@@ -38,6 +38,7 @@ class RunReport:
     skipped: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    startup_s: float = 0.0      # until every worker was ready (Ray start, worker processes, model, data)
     workers: int = 0
 
     @property
@@ -110,9 +111,13 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
     actor_cls = ray.remote(BracketWorker)
 
     def new_worker():
-        return actor_cls.options(**resources, max_concurrency=1).remote(spec, threads)
+        # two concurrent calls: one computes while the previous one compresses and writes
+        return actor_cls.options(**resources, max_concurrency=2).remote(spec, threads)
 
     workers = [new_worker() for _ in range(n_workers)]
+    ray.get([w.ping.remote() for w in workers])
+    report.startup_s = time.perf_counter() - start
+    progress.start = time.perf_counter()  # rates and ETA from here: start-up is not throughput
     report.workers = n_workers
     log(f"{n_workers} worker(s) ({'GPU' if resources['num_gpus'] else 'CPU'}, {threads} thread(s) each); "
         f"{len(todo)} task(s) to run, {report.skipped} already done")

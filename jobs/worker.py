@@ -1,17 +1,19 @@
 """The worker: one per GPU (or CPU slot). Keeps the model, the current checkpoint's parameters and
 every example's gradient and field, computes a task's brackets and writes the task's own shard.
 
-``BracketWorker`` is a plain class; the driver runs it as a Ray actor (``ray.remote(BracketWorker)``).
+``BracketWorker`` is a plain class; the driver runs it as a Ray actor (``ray.remote(BracketWorker)``)
+with two concurrent calls: computation is serialised by a lock, and a task's compression and
+write run outside it, overlapping the next task's computation.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from typing import Any
 
-import numpy as np
 import torch
 
 from lie_sweep import (FunctionalModel, PreconditionedField, SGDField, apply_checkpoint, bracket_kernel,
@@ -56,6 +58,7 @@ class BracketWorker:
         self.store = SweepStore.open(spec.store_path, mode="r+", storage_options=spec.storage_options)
         self.loaded: int | None = None
         self.loads = 0
+        self._compute = threading.Lock()  # one computation at a time; writes overlap it
 
     def _load(self, checkpoint: int) -> None:
         prov = self.spec.checkpoints[checkpoint]
@@ -83,25 +86,33 @@ class BracketWorker:
             torch.cuda.synchronize(self.device)
 
     def run(self, task: Task) -> dict[str, Any]:
-        """Compute and store ``task``; returns a small summary (timings, bracket norms)."""
-        t0 = time.perf_counter()
-        if self.loaded != task.checkpoint:
-            self._load(task.checkpoint)
-        out = bracket_kernel(self.fmodel, self.params, self.inputs, self.targets, self.pairs[task.start:task.stop],
-                             field=self.field, chunk_size=self.chunk_size, example_fields=self.example_fields)
-        values = out.brackets.cpu().numpy()
-        norms = np.linalg.norm(values.astype(np.float64), axis=1)
-        self._sync()
-        t1 = time.perf_counter()
-        if task.writes_examples:
-            self.store.write_examples(task.checkpoint, self.example_fields.gradients.cpu().numpy(),
-                                      self.example_fields.losses.cpu().numpy())
+        """Compute and store ``task``; returns a small summary (timings, bracket norms).
+
+        Returns only after the task's shards are written, so a completion mark may follow.
+        """
+        with self._compute:
+            t0 = time.perf_counter()
+            if self.loaded != task.checkpoint:
+                self._load(task.checkpoint)
+            out = bracket_kernel(self.fmodel, self.params, self.inputs, self.targets,
+                                 self.pairs[task.start:task.stop], field=self.field, chunk_size=self.chunk_size,
+                                 example_fields=self.example_fields)
+            norms = out.brackets.norm(dim=1).tolist()
+            finite = bool(torch.isfinite(out.brackets).all())
+            values = out.brackets.cpu().numpy()
+            examples = None
+            if task.writes_examples:
+                examples = (self.example_fields.gradients.cpu().numpy(), self.example_fields.losses.cpu().numpy())
+            self._sync()
+            loads = self.loads
+            t1 = time.perf_counter()
+        if examples is not None:
+            self.store.write_examples(task.checkpoint, *examples)
         self.store.write_brackets(task.checkpoint, task.start, values)
         t2 = time.perf_counter()
         return {"task_id": task.task_id, "checkpoint": task.checkpoint, "start": task.start, "stop": task.stop,
-                "compute_s": t1 - t0, "write_s": t2 - t1, "norms": norms.tolist(),
-                "finite": bool(np.isfinite(values).all()), "host": socket.gethostname(), "pid": os.getpid(),
-                "loads": self.loads}
+                "compute_s": t1 - t0, "write_s": t2 - t1, "norms": norms, "finite": finite,
+                "host": socket.gethostname(), "pid": os.getpid(), "loads": loads}
 
     def ping(self) -> int:
         return os.getpid()

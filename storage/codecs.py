@@ -21,12 +21,12 @@ CODEC_PRESETS: dict[str, str] = {
 }
 
 
-def compressors_for(preset: str, level: int = 3) -> list[Any]:
+def compressors_for(preset: str, level: int = 1) -> list[Any]:
     """The Zarr v3 bytes-to-bytes codecs of ``preset`` (compression first, checksum last)."""
     if preset not in CODEC_PRESETS:
         raise StoreError("unknown codec preset", expected=" or ".join(CODEC_PRESETS), found=repr(preset),
                          fix="set storage.codec to one of those")
-    if not 1 <= level <= 22:
-        raise StoreError("zstd level out of range", expected="1..22", found=str(level),
-                         fix="set storage.level between 1 and 22")
-    return [BloscCodec(cname="zstd", clevel=min(level, 9), shuffle=BloscShuffle.shuffle), Crc32cCodec()]
+    if not 1 <= level <= 9:
+        raise StoreError("compression level out of range", expected="1..9 (Blosc's zstd levels)", found=str(level),
+                         fix="set storage.level between 1 and 9")
+    return [BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.shuffle), Crc32cCodec()]

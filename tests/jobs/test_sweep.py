@@ -98,3 +98,37 @@ def test_a_second_run_into_the_same_store_is_refused_and_keeps_the_data(local_ra
     assert len(proc.stderr.strip().splitlines()) == 1 and "already holds a sweep store" in proc.stderr
     after = np.asarray(open_sweep(str(tmp_path / "s.zarr")).store.group["brackets"][:])
     assert np.array_equal(before, after)
+
+
+ADAM_VERIFY = r"""
+import json, sys, torch
+import lie_sweep as ls
+sweep = ls.open_sweep(sys.argv[1])
+cfg = sweep.config
+model = ls.SmallConvNet(num_outputs=12, width=cfg["model"]["width"])
+x, y = ls.stack_examples(ls.SyntheticShapes(length=cfg["data"]["length"], image_size=cfg["data"]["image_size"]),
+                         sweep.examples)
+worst, differs = 0.0, 0.0
+for prov in sweep.meta["checkpoints"]:
+    ck = ls.load_checkpoint(prov["path"])
+    ls.apply_checkpoint(model, ck)
+    field = ls.PreconditionedField.from_adam_state(ck.optimizer_state, [n for n, _ in model.named_parameters()])
+    pairs = [(0, 1), (2, 4)]
+    ref = ls.compute_brackets(model, x, y, pairs, field=field)
+    sgd = ls.compute_brackets(model, x, y, pairs)
+    for p, (a, b) in enumerate(pairs):
+        got = sweep.bracket(prov["step"], sweep.examples[a], sweep.examples[b])
+        for n, t in ref.items():
+            worst = max(worst, float(abs(got[n] - t[p].numpy()).max() / abs(t[p].numpy()).max()))
+            differs = max(differs, float(abs(sgd[n][p] - t[p]).max() / abs(t[p]).max()))
+print(json.dumps([worst, differs]))
+"""
+
+
+def test_adam_field_sweep_stores_preconditioned_brackets(local_ray, small, tmp_path):
+    run_sweep(small("field=adam"), log=lambda m: None)
+    proc = subprocess.run([sys.executable, "-c", ADAM_VERIFY, str(tmp_path / "s.zarr")], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    worst, differs = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert worst <= 1e-5 and differs > 1e-2
