@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -74,8 +75,11 @@ def test_help_explains_groups_and_common_overrides(tmp_path):
 
 
 def test_configs_are_found_from_an_installed_wheel(tmp_path):
+    src = tmp_path / "src"  # build from a copy: the build leaves files behind in its source tree
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv*", "build", "*.egg-info", "lie-sweep-out",
+                                                             "__pycache__", ".pytest_cache"))
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                           str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+                           str(tmp_path), str(src)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     wheel = next(tmp_path.glob("lie_sweep-*.whl"))
     site = tmp_path / "site"
