@@ -60,7 +60,60 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="key=value or group=option")
     run.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     run.add_argument("--top", type=int, default=8, help="pairs to list in the summary (default: %(default)s)")
+
+    resume = sub.add_parser("resume", help="finish a sweep: run only the tasks without a completion mark",
+                            description="Re-plan the sweep from the store's own config and run only the tasks "
+                                        "without a completion mark (failed ones included). Execution settings may "
+                                        "change (cluster.*, chunk_size); a change to anything that defines the "
+                                        "results is refused with a key-by-key diff unless --restart.",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="examples:\n  lie-sweep resume lie-sweep-out/sweep.zarr\n"
+                                   "  lie-sweep resume out/exp1.zarr cluster.workers=4 chunk_size=8")
+    resume.add_argument("store", help="the store's path or fsspec URL")
+    resume.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="execution settings: cluster.*, chunk_size")
+    resume.add_argument("--restart", action="store_true",
+                        help="start the store over with the (changed) config: deletes its results")
+    resume.add_argument("--top", type=int, default=8, help="pairs to list in the summary (default: %(default)s)")
+
+    status = sub.add_parser("status", help="tasks done / failed / pending, failures, disk, throughput, ETA")
+    status.add_argument("store", help="the store's path or fsspec URL")
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+    check = sub.add_parser("check", help="verify stored data; clear the marks of damaged tasks",
+                           description="Read every completed task's shards: missing, truncated or corrupt shards "
+                                       "(CRC32C checksums) and NaN/Inf values are reported, their files removed and "
+                                       "their completion marks cleared, so the next `resume` recomputes exactly "
+                                       "those tasks. Exit status 1 when something was damaged.")
+    check.add_argument("store", help="the store's path or fsspec URL")
     return parser
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from .run import format_summary, resume_sweep
+
+    result = resume_sweep(args.store, args.overrides, restart=args.restart, log=lambda m: print(m, flush=True))
+    print(format_summary(result, top=args.top))
+    return 1 if result.report.failures else 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from .status import format_status, sweep_status
+
+    st = sweep_status(args.store)
+    print(json.dumps(st, indent=2, default=str) if args.json else format_status(st))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .check import check_store
+
+    out = check_store(args.store)
+    n = len(out["damaged"])
+    print(f"checked {out['checked']} completed task(s): " +
+          (f"{n} damaged, marks cleared; recompute them with: lie-sweep resume {args.store}" if n else "all intact"))
+    return 1 if n else 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -85,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"run": _run}[args.command](args)
+        return {"run": _run, "resume": _resume, "status": _status, "check": _check}[args.command](args)
     except LieSweepError as exc:
         print(f"lie-sweep: error: {exc}", file=sys.stderr)
         return 2

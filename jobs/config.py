@@ -20,12 +20,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from lie_sweep.errors import ConfigError
 
-__all__ = ["SweepConfig", "config_dir", "load_config", "identity_of", "IDENTITY_KEYS"]
+__all__ = ["SweepConfig", "config_dir", "load_config", "config_from_stored", "finalize", "identity_of",
+           "IDENTITY_KEYS", "EXECUTION_KEYS"]
 
 
 @dataclass
@@ -80,6 +81,7 @@ class ClusterConfig:
     threads_per_worker: Optional[int] = None
     max_in_flight: int = 2
     retries: int = 2
+    replace_timeout: float = 60.0
     device: str = "auto"
 
 
@@ -97,6 +99,9 @@ class SweepConfig:
     chunk_size: Optional[int] = None
     seed: int = 0
 
+
+# What may change when a store is resumed: how the work runs, not what it computes.
+EXECUTION_KEYS = ("cluster", "chunk_size")
 
 # What defines a sweep's results (its identity); everything else is an execution setting.
 IDENTITY_KEYS = ("model", "data", "checkpoints", "examples", "pairs", "field", "precision", "seed",
@@ -144,7 +149,7 @@ def _check_overrides(overrides: Sequence[str]) -> None:
         if o.is_add() or o.is_force_add():
             raise ConfigError(f"unknown key {o.key_or_group!r} (additions are refused)",
                               expected="an existing key, set with key=value", found=o.input_line,
-                              fix=f"drop the '+'; see `lie-sweep run --help` for the keys")
+                              fix="drop the '+'; see `lie-sweep run --help` for the keys")
         if o.is_delete():
             raise ConfigError(f"cannot delete key {o.key_or_group!r}", expected="key=value", found=o.input_line,
                               fix="set the key to a value instead")
@@ -173,7 +178,7 @@ def _check_target(cfg: DictConfig, node: str) -> None:
     for key in sub:
         if key != "_target_" and key not in params:
             raise ConfigError(f"unknown key {node}.{key}", expected=f"one of {sorted(k for k in params if k != 'self')}",
-                              found=repr(key), fix=f"remove it or check the spelling")
+                              found=repr(key), fix="remove it or check the spelling")
     for key in sub:
         if OmegaConf.is_missing(sub, key):
             raise ConfigError(f"missing value for {node}.{key}", expected="a value", found="??? (required)",
@@ -193,6 +198,7 @@ def _validate(cfg: DictConfig) -> None:
                               fix=f"set {key} to 1 or more")
     checks = [
         ("cluster.retries", cfg.cluster.retries >= 0, "an integer >= 0"),
+        ("cluster.replace_timeout", cfg.cluster.replace_timeout > 0, "seconds > 0"),
         ("cluster.workers", cfg.cluster.workers is None or cfg.cluster.workers >= 1, "null or an integer >= 1"),
         ("cluster.gpus_per_worker", cfg.cluster.gpus_per_worker > 0, "a number > 0 (fractions share a GPU)"),
         ("cluster.threads_per_worker", cfg.cluster.threads_per_worker is None or cfg.cluster.threads_per_worker >= 1,
@@ -228,13 +234,11 @@ def _validate(cfg: DictConfig) -> None:
                               found=str(pairs)[:80], fix="e.g. pairs.list=[[0,1],[2,5]]")
 
 
-def load_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """Compose, merge into the schema and validate; returns a read-only, resolved DictConfig."""
-    _check_overrides(overrides)
+def _compose(overrides: Sequence[str]) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="lie-sweep"):
-            composed = compose(config_name="config", overrides=list(overrides))
+            return compose(config_name="config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
         line = _one_line(exc)
         if "Key '" in line and "is not in struct" in line or "Could not override" in line:
@@ -245,6 +249,10 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
                           fix="see `lie-sweep run --help`") from None
     finally:
         GlobalHydra.instance().clear()
+
+
+def finalize(composed: DictConfig | dict) -> DictConfig:
+    """Merge into the schema (types, unknown keys), check targets and ranges; read-only result."""
     schema = OmegaConf.structured(SweepConfig)
     try:
         cfg = OmegaConf.merge(schema, composed)
@@ -256,10 +264,7 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
                           fix=f"check {key} in `lie-sweep run --help`") from None
     for node in ("model", "data"):
         _check_target(cfg, node)
-    try:
-        missing = OmegaConf.missing_keys(cfg)
-    except Exception:  # pragma: no cover - older omegaconf
-        missing = set()
+    missing = OmegaConf.missing_keys(cfg)
     if missing:
         key = sorted(missing)[0]
         raise ConfigError(f"missing value for {key}", expected="a value", found="??? (required)",
@@ -267,6 +272,39 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
     _validate(cfg)
     OmegaConf.set_readonly(cfg, True)
     return cfg
+
+
+def load_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose ``conf/`` with overrides, merge into the schema and validate (see the module docstring)."""
+    _check_overrides(overrides)
+    return finalize(_compose(overrides))
+
+
+def config_from_stored(stored: dict, overrides: Sequence[str] = ()) -> DictConfig:
+    """A store's resolved config with ``key=value`` (or ``group=option``) overrides applied, validated."""
+    _check_overrides(overrides)
+    cfg = OmegaConf.merge(OmegaConf.structured(SweepConfig), stored)
+    OmegaConf.set_struct(cfg, True)
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    for o in parsed:
+        key, value = o.key_or_group, o.value()
+        group_file = config_dir() / key / f"{value}.yaml"
+        try:
+            if "." not in key and isinstance(value, str) and group_file.is_file():
+                node = OmegaConf.load(group_file)
+                if "defaults" in node:
+                    raise ConfigError(f"cannot apply {o.input_line} to a stored sweep",
+                                      expected="a plain config group option", found=f"{key}/{value} with defaults",
+                                      fix="set its keys one by one") from None
+                with open_dict(cfg):
+                    cfg[key] = node
+            else:
+                OmegaConf.update(cfg, key, value, merge=False)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"unknown key {key!r}" if "Key" in type(exc).__name__ else f"bad value for {key}",
+                              expected="a key of lie-sweep's config", found=_one_line(exc),
+                              fix="see `lie-sweep run --help` for the groups and keys") from None
+    return finalize(cfg)
 
 
 def identity_of(cfg: DictConfig) -> dict[str, Any]:
@@ -277,8 +315,9 @@ def identity_of(cfg: DictConfig) -> dict[str, Any]:
         out[key] = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) or \
             OmegaConf.is_list(value) else value
     ck = dict(out["checkpoints"])
+    ck.pop("dir", None)  # where training writes does not define results
     if ck.get("source") != "train":  # training settings don't define results of given checkpoints
-        for k in ("dir", "steps", "save_every", "lr", "betas", "batch_size"):
+        for k in ("steps", "save_every", "lr", "betas", "batch_size"):
             ck.pop(k, None)
     out["checkpoints"] = ck
     return out

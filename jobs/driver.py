@@ -2,8 +2,10 @@
 
 Tasks go out checkpoint by checkpoint, at most ``cluster.max_in_flight`` queued per worker. A task's
 completion mark is written only after its worker returned, i.e. after its shards were written. A
-failed task is retried ``cluster.retries`` times; a worker that died is replaced and its tasks
-requeued. Ray starts embedded on 127.0.0.1 unless ``cluster.address`` names a running cluster.
+failed task is retried ``cluster.retries`` times with backoff; a worker that died is replaced and
+its tasks requeued (tasks go only to workers that answered a ping, and a replacement the cluster
+cannot place within ``cluster.replace_timeout`` is dropped, so a lost node shrinks the pool instead
+of stalling it); a task that still fails is recorded in the store. Ray starts embedded on 127.0.0.1 unless ``cluster.address`` names a running cluster.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class RunReport:
     seconds: float = 0.0
     startup_s: float = 0.0      # until every worker was ready (Ray start, worker processes, model, data)
     workers: int = 0
+    workers_replaced: int = 0
 
     @property
     def pairs_computed(self) -> int:
@@ -88,91 +91,161 @@ def _cause(exc: BaseException) -> BaseException:
     return exc
 
 
+def _failure(task: Task, attempts: int, error: str, tb: str) -> dict[str, Any]:
+    return {"task_id": task.task_id, "checkpoint": task.checkpoint, "start": task.start, "stop": task.stop,
+            "attempts": attempts, "error": error, "traceback": tb, "time": time.time()}
+
+
 def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Callable[[str], None] = print,
-            progress_stream=None) -> RunReport:
-    """Run every task of ``tasks`` without a completion mark in ``store``; returns the account."""
+            progress_stream=None, command: str = "run") -> RunReport:
+    """Run every task of ``tasks`` without a completion mark in ``store``; returns the account.
+
+    The caller holds the store's lock. A task that fails is retried ``cluster.retries`` times with
+    exponential backoff (others keep running meanwhile); one that still fails is recorded in the
+    store (``failures/``: error line, checkpoint, pair range, traceback log) and left without a mark,
+    so ``resume`` retries it. Errors a user caused (a changed checkpoint, …) are not retried.
+    """
     import ray
 
     cluster = spec.config["cluster"]
     report = RunReport()
     done = store.done_tasks()
-    todo = deque((t, 0) for t in tasks if t.task_id not in done)
+    todo: deque[tuple[Task, int, float]] = deque((t, 0, 0.0) for t in tasks if t.task_id not in done)
     report.skipped = len(tasks) - len(todo)
     total_pairs = sum(t.n_pairs for t in tasks)
     progress = Progress(total_pairs, done=sum(t.n_pairs for t in tasks if t.task_id in done), stream=progress_stream)
     start = time.perf_counter()
     if not todo:
-        report.seconds = 0.0
         return report
+    run_id = max(store.runs(), default=0) + 1
+    run_record = {"command": command, "started": time.time(), "tasks_to_run": len(todo), "pid": os.getpid()}
+    store.record_run(run_id, run_record)
 
     init_ray(cluster["address"])
     n_workers, resources, threads = worker_resources(cluster)
     n_workers = min(n_workers, len(todo))
     actor_cls = ray.remote(BracketWorker)
+    replace_timeout = float(cluster["replace_timeout"])
 
-    def new_worker():
+    def new_slot() -> dict[str, Any]:
         # two concurrent calls: one computes while the previous one compresses and writes
-        return actor_cls.options(**resources, max_concurrency=2).remote(spec, threads)
+        handle = actor_cls.options(**resources, max_concurrency=2).remote(spec, threads)
+        return {"handle": handle, "ping": handle.ping.remote(), "since": time.monotonic(), "ready": False, "load": 0}
 
-    workers = [new_worker() for _ in range(n_workers)]
-    ray.get([w.ping.remote() for w in workers])
+    slots = [new_slot() for _ in range(n_workers)]
+    try:
+        ray.get([slot["ping"] for slot in slots])
+    except ray.exceptions.RayTaskError as exc:
+        cause = _cause(exc)
+        for slot in slots:
+            ray.kill(slot["handle"])
+        if isinstance(cause, LieSweepError):
+            raise cause from None
+        raise
+    for slot in slots:
+        slot["ready"], slot["ping"] = True, None
     report.startup_s = time.perf_counter() - start
     progress.start = time.perf_counter()  # rates and ETA from here: start-up is not throughput
     report.workers = n_workers
     log(f"{n_workers} worker(s) ({'GPU' if resources['num_gpus'] else 'CPU'}, {threads} thread(s) each); "
         f"{len(todo)} task(s) to run, {report.skipped} already done")
-    inflight: dict[Any, tuple[Task, int, int]] = {}   # ref -> (task, attempt, worker slot)
-    load = [0] * n_workers
+    inflight: dict[Any, tuple[Task, int, dict]] = {}   # ref -> (task, attempt, slot it was submitted to)
     max_q = int(cluster["max_in_flight"])
     retries = int(cluster["retries"])
 
+    def next_ready() -> tuple[Task, int, float] | None:
+        now = time.monotonic()
+        for k, item in enumerate(todo):
+            if item[2] <= now:
+                del todo[k]
+                return item
+        return None
+
+    def fail(task: Task, attempt: int, cause: BaseException) -> None:
+        line = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        tb = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+        report.failures.append(_failure(task, attempt + 1, line, tb))
+        store.record_failure(task.task_id, {k: v for k, v in report.failures[-1].items() if k != "traceback"}, tb)
+        progress.failed += 1
+
+    def replace(k: int, why: str) -> None:
+        slots[k] = new_slot()
+        report.workers_replaced += 1
+        log(f"worker {k} died ({why}); starting a replacement, retrying its tasks")
+
     try:
         while todo or inflight:
-            while todo:
-                slot = min(range(n_workers), key=lambda k: load[k])
-                if load[slot] >= max_q:
+            # workers that came up, or never will
+            for k, slot in list(enumerate(slots)):
+                if slot["ready"] or slot["ping"] is None:
+                    continue
+                done_ping, _ = ray.wait([slot["ping"]], timeout=0)
+                if done_ping:
+                    try:
+                        ray.get(slot["ping"])
+                        slot["ready"], slot["ping"] = True, None
+                    except Exception:  # noqa: BLE001 - it died before starting
+                        slot["ping"], slot["since"] = slot["handle"].ping.remote(), time.monotonic()
+                elif time.monotonic() - slot["since"] > replace_timeout:
+                    ray.kill(slot["handle"])
+                    slots.pop(k)
+                    log(f"a replacement worker was not placed within {replace_timeout:.0f} s (the cluster lost "
+                        f"capacity); continuing with {len(slots)} worker(s)")
                     break
-                task, attempt = todo.popleft()
-                ref = workers[slot].run.remote(task)
+            if not slots:
+                for task, attempt, _ in todo:
+                    fail(task, attempt, RuntimeError("no worker left: the cluster has no room for one"))
+                todo.clear()
+                break
+            while todo:
+                ready_slots = [s_ for s_ in slots if s_["ready"] and s_["load"] < max_q]
+                if not ready_slots:
+                    break
+                item = next_ready()
+                if item is None:
+                    break
+                task, attempt, _ = item
+                slot = min(ready_slots, key=lambda s_: s_["load"])
+                ref = slot["handle"].run.remote(task)
                 inflight[ref] = (task, attempt, slot)
-                load[slot] += 1
+                slot["load"] += 1
+            if not inflight:
+                time.sleep(0.05)  # tasks waiting out a retry backoff, or workers starting
+                continue
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
             for ref in ready:
                 task, attempt, slot = inflight.pop(ref)
-                load[slot] -= 1
+                slot["load"] -= 1
                 try:
                     result = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - every failure is accounted for below
                     cause = _cause(exc)
-                    if isinstance(exc, ray.exceptions.RayActorError):
-                        # the worker died: replace it; its other queued tasks fail the same way and are requeued
-                        workers[slot] = new_worker()
+                    if isinstance(exc, ray.exceptions.RayActorError) and slot in slots:
+                        # the worker (or its node) died: its other queued tasks fail alike
+                        replace(slots.index(slot), type(exc).__name__)
                     if attempt < retries and not isinstance(cause, LieSweepError):
-                        time.sleep(min(2.0 ** attempt * 0.5, 10.0))
-                        todo.appendleft((task, attempt + 1))
+                        todo.appendleft((task, attempt + 1, time.monotonic() + min(0.5 * 2 ** attempt, 30.0)))
                         continue
-                    line = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-                    report.failures.append({"task_id": task.task_id, "checkpoint": task.checkpoint,
-                                            "start": task.start, "stop": task.stop, "attempts": attempt + 1,
-                                            "error": line, "traceback": "".join(
-                                                traceback.format_exception(type(cause), cause, cause.__traceback__))})
-                    progress.failed += 1
+                    fail(task, attempt, cause)
                     continue
                 if not result["finite"]:
-                    report.failures.append({"task_id": task.task_id, "checkpoint": task.checkpoint,
-                                            "start": task.start, "stop": task.stop, "attempts": attempt + 1,
-                                            "error": "brackets hold NaN or Inf", "traceback": ""})
-                    progress.failed += 1
+                    fail(task, attempt, FloatingPointError("brackets hold NaN or Inf"))
                     continue
-                store.mark_done(task.task_id, {k: v for k, v in result.items() if k != "norms"})
+                store.mark_done(task.task_id, {**{k: v for k, v in result.items() if k != "norms"},
+                                               "run": run_id, "attempts": attempt + 1, "finished": time.time()})
+                store.clear_failure(task.task_id)
                 report.completed.append(result)
                 progress.update(task.n_pairs)
     finally:
         progress.close()
-        for w in workers:
+        for slot in slots:
             try:
-                ray.kill(w)
+                ray.kill(slot["handle"])
             except Exception:  # noqa: BLE001 - already gone
                 pass
-    report.seconds = time.perf_counter() - start
+        report.seconds = time.perf_counter() - start
+        store.record_run(run_id, {**run_record, "ended": time.time(), "seconds": report.seconds,
+                                  "startup_s": report.startup_s, "workers": report.workers,
+                                  "pairs": report.pairs_computed, "tasks_done": len(report.completed),
+                                  "tasks_failed": len(report.failures)})
     return report

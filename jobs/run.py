@@ -1,20 +1,25 @@
-"""``lie-sweep run``: config → prepared sweep → store → plan → Ray execution → account."""
+"""``lie-sweep run`` and ``lie-sweep resume``: config → sweep → store → plan → Ray execution → account."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from omegaconf import DictConfig, OmegaConf
 
+from lie_sweep.checkpoints import file_sha256
+from lie_sweep.errors import CheckpointError, CheckpointNotFoundError, ConfigError
+from storage.identity import identity_diff
 from storage.store import SweepStore
 
-from .config import load_config
+from .config import EXECUTION_KEYS, config_from_stored, identity_of, load_config
 from .driver import RunReport, execute
-from .plan import make_plan
+from .plan import Task, make_plan
 from .sweep import SweepSpec, prepare_sweep
 
-__all__ = ["run_sweep", "RunResult", "format_summary"]
+__all__ = ["run_sweep", "run_config", "resume_sweep", "RunResult", "format_summary", "verify_checkpoints"]
 
 
 @dataclass
@@ -25,9 +30,17 @@ class RunResult:
     n_tasks: int
 
 
-def run_sweep(overrides: Sequence[str] = (), *, log: Callable[[str], None] = print, progress_stream=None) -> RunResult:
-    """Run a new sweep from config overrides; the store must not exist unless storage.overwrite=true."""
-    cfg = load_config(overrides)
+def _execute_holding_lock(spec: SweepSpec, store: SweepStore, tasks: list[Task], log, progress_stream,
+                          command: str) -> RunResult:
+    try:
+        report = execute(spec, store, tasks, log=log, progress_stream=progress_stream, command=command)
+    finally:
+        store.release()
+    return RunResult(spec=spec, store=store, report=report, n_tasks=len(tasks))
+
+
+def run_config(cfg: DictConfig, *, log: Callable[[str], None] = print, progress_stream=None) -> RunResult:
+    """Run a new sweep from a validated config (the store must be new unless storage.overwrite)."""
     spec = prepare_sweep(cfg, log=log)
     layout = spec.layout()
     tasks = make_plan(layout.n_checkpoints, layout.n_pairs, layout.pairs_per_task)
@@ -37,8 +50,70 @@ def run_sweep(overrides: Sequence[str] = (), *, log: Callable[[str], None] = pri
                               codec=cfg.storage.codec, level=cfg.storage.level, overwrite=cfg.storage.overwrite)
     log(f"store: {spec.store_path} ({layout.n_checkpoints} checkpoints × {layout.n_pairs} pairs × "
         f"{layout.n_params} parameters; {len(tasks)} tasks of ≤ {layout.pairs_per_task} pairs)")
-    report = execute(spec, store, tasks, log=log, progress_stream=progress_stream)
-    return RunResult(spec=spec, store=store, report=report, n_tasks=len(tasks))
+    return _execute_holding_lock(spec, store, tasks, log, progress_stream, "run")
+
+
+def run_sweep(overrides: Sequence[str] = (), *, log: Callable[[str], None] = print, progress_stream=None) -> RunResult:
+    """Run a new sweep from config overrides (see :func:`jobs.config.load_config`)."""
+    return run_config(load_config(overrides), log=log, progress_stream=progress_stream)
+
+
+def verify_checkpoints(provenance: list[dict]) -> None:
+    """Every checkpoint of a sweep still exists with the contents it had (sha256); else one error line."""
+    for prov in provenance:
+        path = Path(prov["path"])
+        if not path.is_file():
+            raise CheckpointNotFoundError(f"checkpoint {path} of this sweep is missing",
+                                          expected=f"the file swept at step {prov['step']}", found="no such file",
+                                          fix="restore it, or start a new sweep (resume --restart)")
+        if path.stat().st_size != prov["size"] or file_sha256(path) != prov["sha256"]:
+            raise CheckpointError(f"checkpoint {path} changed since the sweep started",
+                                  expected=f"sha256 {prov['sha256'][:16]}… ({prov['size']} bytes)",
+                                  found=f"different contents ({path.stat().st_size} bytes)",
+                                  fix="restore the original file, or start a new sweep (resume --restart)")
+
+
+def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = False,
+                 log: Callable[[str], None] = print, progress_stream=None) -> RunResult:
+    """Finish the store at ``path``: re-plan from its config and run the tasks without a completion mark.
+
+    ``overrides`` may change execution settings (``cluster.*``, ``chunk_size``); a change to anything
+    in the store's identity is refused with a key-by-key diff, unless ``restart`` asks to start the
+    store over with the new config (everything in it is deleted and recomputed).
+    """
+    store = SweepStore.open(path, mode="r+")
+    stored = store.meta["config"]
+    cfg = config_from_stored(stored, overrides)
+    diff = identity_diff(store.meta["identity"], identity_of(cfg))
+    if diff and not restart:
+        raise ConfigError("resume would change what defines this sweep's results",
+                          expected=f"only execution settings ({', '.join(k + '.*' if k == 'cluster' else k for k in EXECUTION_KEYS)})",
+                          found="; ".join(diff), fix="drop those overrides, or pass --restart to start the store over")
+    if restart:
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+        cfg["storage"]["path"], cfg["storage"]["overwrite"] = str(path), True
+        from .config import finalize
+
+        return run_config(finalize(cfg), log=log, progress_stream=progress_stream)
+    store.acquire_lock("resume")
+    try:
+        verify_checkpoints(store.meta["checkpoints"])
+        layout = store.layout
+        tasks = make_plan(layout.n_checkpoints, layout.n_pairs, layout.pairs_per_task)
+        if len(tasks) != store.meta["n_tasks"]:
+            raise ConfigError("the store's plan does not match its layout", expected=f"{store.meta['n_tasks']} tasks",
+                              found=f"{len(tasks)}", fix="the store was written by another lie-sweep version")
+        config = OmegaConf.to_container(cfg, resolve=True)
+        spec = SweepSpec(config=config, identity=store.meta["identity"], examples=[int(e) for e in store.group["examples"][:]],
+                         pairs=[(int(i), int(j)) for i, j in store.group["pairs"][:]],
+                         checkpoints=list(store.meta["checkpoints"]), param_spec=list(store.meta["param_spec"]),
+                         attribute_names=list(store.meta.get("attribute_names") or []), store_path=str(path))
+        done = store.done_tasks()
+        log(f"resuming {path}: {len(done)} of {len(tasks)} tasks done, {len(store.failures())} failed before")
+    except BaseException:
+        store.release()
+        raise
+    return _execute_holding_lock(spec, store, tasks, log, progress_stream, "resume")
 
 
 def _human(n: float) -> str:
@@ -70,7 +145,7 @@ def format_summary(result: RunResult, top: int = 8) -> str:
         by_ckpt: dict[int, list[float]] = {}
         for r in report.completed:
             by_ckpt.setdefault(r["checkpoint"], []).extend(r["norms"])
-        lines += ["", "per checkpoint (BatchNorm in eval mode)",
+        lines += ["", "per checkpoint, pairs computed in this run (BatchNorm in eval mode)",
                   f"{'step':>8} {'mean loss':>10} {'mean |[u_i,u_j]|':>17} {'max |[u_i,u_j]|':>16}"]
         for c in sorted(by_ckpt):
             norms = np.asarray(by_ckpt[c])
@@ -86,5 +161,7 @@ def format_summary(result: RunResult, top: int = 8) -> str:
     for f in report.failures:
         lines.append(f"FAILED task {f['task_id']} (checkpoint {f['checkpoint']}, pairs {f['start']}-{f['stop']}, "
                      f"{f['attempts']} attempt(s)): {f['error']}")
+    if report.failures:
+        lines.append(f"tracebacks: {store.path}/failures/; finish with: lie-sweep resume {spec.store_path}")
     lines += ["", f"read it: python -c \"import lie_sweep; s = lie_sweep.open_sweep('{spec.store_path}'); print(s)\""]
     return "\n".join(lines)

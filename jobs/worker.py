@@ -30,6 +30,16 @@ __all__ = ["BracketWorker", "resolve_device"]
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def _ray_node_id() -> str | None:
+    """The Ray node this worker runs on (None outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # noqa: BLE001 - informational only
+        return None
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto``: the first visible CUDA device, else the CPU."""
     if name == "auto":
@@ -59,6 +69,7 @@ class BracketWorker:
         self.loaded: int | None = None
         self.loads = 0
         self._compute = threading.Lock()  # one computation at a time; writes overlap it
+        self.node_id = _ray_node_id()
 
     def _load(self, checkpoint: int) -> None:
         prov = self.spec.checkpoints[checkpoint]
@@ -112,7 +123,7 @@ class BracketWorker:
         t2 = time.perf_counter()
         return {"task_id": task.task_id, "checkpoint": task.checkpoint, "start": task.start, "stop": task.stop,
                 "compute_s": t1 - t0, "write_s": t2 - t1, "norms": norms, "finite": finite,
-                "host": socket.gethostname(), "pid": os.getpid(), "loads": loads}
+                "host": socket.gethostname(), "pid": os.getpid(), "node": self.node_id, "loads": loads}
 
     def ping(self) -> int:
         return os.getpid()

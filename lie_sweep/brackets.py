@@ -16,7 +16,7 @@ Swapping the order of two SGD steps of size ε moves the end point by
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 from torch.func import jvp, vmap
@@ -294,7 +294,7 @@ def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor
             ex = call.examples.to(ref.device)
             tangents = spec.unflatten(fields[slot[call.tangents].to(ref.device)])
             if call.kind == "block":
-                out = vmap(lambda x, y: along_each(x, y, tangents))(inputs[ex], targets[ex])
+                out = vmap(lambda x, y, t=tangents: along_each(x, y, t))(inputs[ex], targets[ex])
             elif call.kind == "partners":
                 out = partner_calls(inputs[ex], targets[ex], tangents)
             else:

@@ -58,7 +58,7 @@ class Checkpoint:
 
     def provenance(self) -> dict[str, Any]:
         """JSON-ready {path, step, size, sha256}."""
-        return {"path": str(self.path), "step": self.step, "size": self.size, "sha256": self.sha256}
+        return {"path": str(self.path.resolve()), "step": self.step, "size": self.size, "sha256": self.sha256}
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -3,13 +3,17 @@
 Writers: the driver creates the store (metadata, pair table, examples, steps) and writes
 completion marks; each worker writes only the shards its tasks own (see :mod:`storage.layout`).
 Marks are small JSON files ``marks/task-NNNNNN.json`` written after a task's data is stored; a
-task without a mark is not done, whatever its shards hold.
+task without a mark is not done, whatever its shards hold. Beside them: ``failures/`` (one JSON
+record and one traceback log per task that failed for good), ``runs/`` (one record per run or
+resume) and ``lock.json`` (the driver holding the store, see :mod:`storage.lock`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import posixpath
+import stat
 import time
 from typing import Any, Mapping, Sequence
 
@@ -20,16 +24,31 @@ import zarr
 from .codecs import compressors_for
 from .errors import NotASweepError, StoreError, StoreExistsError
 from .layout import META_KEY, SCHEMA_VERSION, StoreLayout
+from .lock import LOCK_NAME, StoreLock
 
-__all__ = ["SweepStore", "filesystem_of"]
+__all__ = ["SweepStore", "filesystem_of", "check_writable"]
 
 MARKS_DIR = "marks"
+FAILURES_DIR = "failures"
+RUNS_DIR = "runs"
 
 
 def filesystem_of(path: str, storage_options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """(filesystem, root path inside it) for a local path or an fsspec URL."""
     fs, root = fsspec.core.url_to_fs(str(path), **dict(storage_options or {}))
     return fs, root.rstrip("/")
+
+
+def check_writable(fs: fsspec.AbstractFileSystem, root: str, path: str) -> None:
+    """Refuse a local store directory without write permission (checked by mode bits too, for root)."""
+    if "file" not in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+        return
+    if not os.path.isdir(root):
+        return
+    mode = os.stat(root).st_mode
+    if not os.access(root, os.W_OK) or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise StoreError(f"store directory {path} is read-only", expected="a writable directory",
+                         found=f"mode {stat.filemode(mode)}", fix=f"chmod u+w {path}, or copy the store elsewhere")
 
 
 def _is_sweep(fs: fsspec.AbstractFileSystem, root: str) -> bool:
@@ -52,52 +71,71 @@ class SweepStore:
         self.fs, self.root = filesystem_of(self.path, self.storage_options)
         self.meta: dict[str, Any] = dict(group.attrs[META_KEY])
         self.layout = StoreLayout(**self.meta["layout"])
+        self.lock: StoreLock | None = None
 
     # -- creation and opening ---------------------------------------------------------------
     @classmethod
     def create(cls, path: str, *, layout: StoreLayout, meta: Mapping[str, Any], pairs: np.ndarray,
                examples: Sequence[int], steps: Sequence[int], dtype: str = "float32", codec: str = "lossless",
-               level: int = 3, overwrite: bool = False,
+               level: int = 1, overwrite: bool = False, command: str = "run",
                storage_options: Mapping[str, Any] | None = None) -> "SweepStore":
-        """Create an empty store with its metadata, pair table, examples and steps.
+        """Create an empty store holding its lock, with metadata, pair table, examples and steps.
 
-        Refuses an existing store or non-empty directory unless ``overwrite``, which deletes it.
+        Refuses a store in use by a live driver, and an existing store or non-empty directory
+        unless ``overwrite``, which deletes its contents once the lock is held.
         """
         fs, root = filesystem_of(path, storage_options)
+        compressors = compressors_for(codec, level)
         if fs.exists(root):
             if fs.isfile(root):
                 raise StoreError("store path is a file", expected="a directory or a new path", found=f"file {path}",
                                  fix="choose another storage.path")
-            if fs.ls(root) and not overwrite:
-                what = "a sweep store" if _is_sweep(fs, root) else "a non-empty directory"
-                raise StoreExistsError(f"store path {path} already holds {what}", expected="a new or empty path",
-                                       found=what, fix="choose another storage.path, or set storage.overwrite=true "
-                                                      "to delete it")
-            if overwrite:
-                fs.rm(root, recursive=True)
-        compressors = compressors_for(codec, level)
+            check_writable(fs, root, path)
+            entries = fs.ls(root, detail=False)
+            if entries:
+                probe = StoreLock(fs, root, command=command)
+                holder = probe.holder()
+                if holder is not None and not probe.is_stale(holder):
+                    probe.acquire()  # raises the one-line "in use" error naming the holder
+                if not overwrite:
+                    what = "a sweep store" if _is_sweep(fs, root) else "a non-empty directory"
+                    raise StoreExistsError(f"store path {path} already holds {what}", expected="a new or empty path",
+                                           found=what, fix="choose another storage.path, resume it with `lie-sweep "
+                                                          "resume`, or set storage.overwrite=true to delete it")
+        lock = StoreLock(fs, root, command=command).acquire()
         try:
-            group = zarr.open_group(str(path), mode="w", zarr_format=3, storage_options=storage_options or None)
-        except OSError as exc:
-            raise StoreError(f"cannot create store at {path}", expected="a writable location",
-                             found=str(exc).splitlines()[0], fix="check permissions and the path") from None
-        for name, spec in (("brackets", layout.brackets()), ("gradients", layout.gradients())):
-            group.create_array(name, shape=spec["shape"], chunks=spec["chunks"], shards=spec["shards"], dtype=dtype,
-                               compressors=compressors, fill_value=0.0,
-                               dimension_names=("checkpoint", "pair" if name == "brackets" else "example", "param"))
-        spec = layout.losses()
-        group.create_array("losses", shape=spec["shape"], chunks=spec["chunks"], dtype=dtype,
-                           compressors=compressors, fill_value=0.0, dimension_names=("checkpoint", "example"))
-        pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-        group.create_array("pairs", data=pairs, chunks=(max(1, min(len(pairs), 1 << 16)), 2),
-                           dimension_names=("pair", "side"))
-        group.create_array("examples", data=np.asarray(examples, dtype=np.int64), dimension_names=("example",))
-        group.create_array("steps", data=np.asarray(steps, dtype=np.int64), dimension_names=("checkpoint",))
-        full_meta = dict(meta)
-        full_meta.update({"schema_version": SCHEMA_VERSION, "layout": layout.to_dict(), "dtype": dtype,
-                          "codec": codec, "level": level, "created": time.time()})
-        group.attrs[META_KEY] = full_meta  # written last: a store without it is not a sweep
-        return cls(path, group, storage_options)
+            if overwrite:
+                for entry in fs.ls(root, detail=False):
+                    if posixpath.basename(entry.rstrip("/")) != LOCK_NAME:
+                        fs.rm(entry, recursive=True)
+            try:
+                group = zarr.open_group(str(path), mode="a", zarr_format=3, storage_options=storage_options or None)
+            except OSError as exc:
+                raise StoreError(f"cannot create store at {path}", expected="a writable location",
+                                 found=str(exc).splitlines()[0], fix="check permissions and the path") from None
+            for name, spec in (("brackets", layout.brackets()), ("gradients", layout.gradients())):
+                group.create_array(name, shape=spec["shape"], chunks=spec["chunks"], shards=spec["shards"],
+                                   dtype=dtype, compressors=compressors, fill_value=0.0,
+                                   dimension_names=("checkpoint", "pair" if name == "brackets" else "example",
+                                                    "param"))
+            spec = layout.losses()
+            group.create_array("losses", shape=spec["shape"], chunks=spec["chunks"], dtype=dtype,
+                               compressors=compressors, fill_value=0.0, dimension_names=("checkpoint", "example"))
+            pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+            group.create_array("pairs", data=pairs, chunks=(max(1, min(len(pairs), 1 << 16)), 2),
+                               dimension_names=("pair", "side"))
+            group.create_array("examples", data=np.asarray(examples, dtype=np.int64), dimension_names=("example",))
+            group.create_array("steps", data=np.asarray(steps, dtype=np.int64), dimension_names=("checkpoint",))
+            full_meta = dict(meta)
+            full_meta.update({"schema_version": SCHEMA_VERSION, "layout": layout.to_dict(), "dtype": dtype,
+                              "codec": codec, "level": level, "created": time.time()})
+            group.attrs[META_KEY] = full_meta  # written last: a store without it is not a sweep
+        except BaseException:
+            lock.release()
+            raise
+        store = cls(path, group, storage_options)
+        store.lock = lock
+        return store
 
     @classmethod
     def open(cls, path: str, mode: str = "r", storage_options: Mapping[str, Any] | None = None) -> "SweepStore":
@@ -107,6 +145,8 @@ class SweepStore:
             found = "no such path" if not fs.exists(root) else ("a file" if fs.isfile(root) else "no lie-sweep metadata")
             raise NotASweepError(f"{path} is not a lie-sweep store", expected="a store written by `lie-sweep run`",
                                  found=found, fix="pass the storage.path a sweep was run with")
+        if mode != "r":
+            check_writable(fs, root, path)
         group = zarr.open_group(str(path), mode=mode, zarr_format=3, storage_options=storage_options or None)
         version = group.attrs[META_KEY].get("schema_version")
         if not isinstance(version, int) or version > SCHEMA_VERSION:
@@ -114,10 +154,54 @@ class SweepStore:
                              found=str(version), fix="upgrade lie-sweep to read it")
         return cls(path, group, storage_options)
 
+    def acquire_lock(self, command: str) -> StoreLock:
+        """Hold the store for this driver (see :class:`storage.lock.StoreLock`)."""
+        self.lock = StoreLock(self.fs, self.root, command=command).acquire()
+        return self.lock
+
+    def lock_holder(self) -> dict[str, Any] | None:
+        """The live driver holding the store, or None."""
+        probe = StoreLock(self.fs, self.root)
+        record = probe.holder()
+        return None if record is None or probe.is_stale(record) else record
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    # -- shard files, for integrity checks ------------------------------------------------------
+    def _chunk_path(self, array: str, index: Sequence[int]) -> str:
+        return posixpath.join(self.root, array, "c", *(str(i) for i in index))
+
+    def bracket_shard_path(self, checkpoint: int, start: int) -> str:
+        """The file of the ``brackets`` shard that pairs [start, …) of ``checkpoint`` live in."""
+        return self._chunk_path("brackets", self.layout.bracket_shard_of(checkpoint, start))
+
+    def example_paths(self, checkpoint: int) -> list[str]:
+        """The files of ``checkpoint``'s ``gradients`` shard and ``losses`` chunk."""
+        return [self._chunk_path("gradients", (checkpoint, 0, 0)), self._chunk_path("losses", (checkpoint, 0))]
+
+    def exists(self, path: str) -> bool:
+        return bool(self.fs.exists(path))
+
+    def _discard(self, path: str) -> None:
+        """Remove a shard file its owner is about to rewrite: a torn or corrupt one (from a killed
+        writer) would otherwise be read back, and fail its checksum, by a partial-shard write."""
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+
+    def discard_files(self, paths: Sequence[str]) -> None:
+        for path in paths:
+            self._discard(path)
+
     # -- data written by workers ------------------------------------------------------------
     def write_brackets(self, checkpoint: int, start: int, values: np.ndarray) -> None:
         """Store brackets of pairs [start, start + len(values)) of ``checkpoint``: one task's shard."""
         self.layout.bracket_shard_of(checkpoint, start)
+        self._discard(self.bracket_shard_path(checkpoint, start))
         stop = start + values.shape[0]
         if stop > self.layout.n_pairs or values.shape[1] != self.layout.n_params:
             raise StoreError("bracket block does not fit the store",
@@ -127,6 +211,8 @@ class SweepStore:
 
     def write_examples(self, checkpoint: int, gradients: np.ndarray, losses: np.ndarray) -> None:
         """Store every example's gradient (E × D) and loss (E,) at ``checkpoint``."""
+        for path in self.example_paths(checkpoint):
+            self._discard(path)
         self.group["gradients"][checkpoint, :, :] = gradients
         self.group["losses"][checkpoint, :] = losses
 
@@ -136,32 +222,80 @@ class SweepStore:
 
     def mark_done(self, task_id: int, info: Mapping[str, Any]) -> None:
         """Record that task ``task_id``'s data is durably written (write, then rename into place)."""
-        final = self._mark_path(task_id)
-        tmp = final + ".tmp"
-        self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
-        self.fs.pipe_file(tmp, json.dumps(dict(info), sort_keys=True).encode())
-        self.fs.mv(tmp, final)
+        self._write_json(self._mark_path(task_id), info)
 
     def done_tasks(self) -> dict[int, dict[str, Any]]:
-        """{task id: mark} for every task with a readable completion mark."""
-        marks_dir = posixpath.join(self.root, MARKS_DIR)
-        if not self.fs.exists(marks_dir):
+        """{task id: mark} for every task with a readable completion mark (a torn mark is not done)."""
+        return self._records(MARKS_DIR, "task-")
+
+    def clear_mark(self, task_id: int) -> None:
+        """Forget that ``task_id`` is done, so the next resume recomputes it."""
+        try:
+            self.fs.rm_file(self._mark_path(task_id))
+        except FileNotFoundError:
+            pass
+
+    def _write_json(self, final: str, record: Mapping[str, Any]) -> None:
+        tmp = final + ".tmp"
+        self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        self.fs.pipe_file(tmp, json.dumps(dict(record), sort_keys=True, default=str).encode())
+        self.fs.mv(tmp, final)
+
+    def _records(self, folder: str, prefix: str) -> dict[int, dict[str, Any]]:
+        where = posixpath.join(self.root, folder)
+        if not self.fs.exists(where):
             return {}
-        done = {}
-        for path in self.fs.ls(marks_dir, detail=False):
+        out = {}
+        for path in self.fs.ls(where, detail=False):
             name = posixpath.basename(path)
-            if not (name.startswith("task-") and name.endswith(".json")):
+            if not (name.startswith(prefix) and name.endswith(".json")):
                 continue
             try:
-                done[int(name[5:-5])] = json.loads(self.fs.cat_file(path))
+                out[int(name[len(prefix):-5])] = json.loads(self.fs.cat_file(path))
             except (ValueError, OSError):
-                continue  # a torn mark counts as not done
-        return done
+                continue
+        return out
+
+    # -- failures and runs, written by the driver --------------------------------------------------
+    def record_failure(self, task_id: int, record: Mapping[str, Any], traceback_text: str) -> None:
+        """Keep a task's last failure: a one-line record and its full traceback in a log beside it."""
+        base = posixpath.join(self.root, FAILURES_DIR, f"task-{task_id:06d}")
+        self.fs.makedirs(posixpath.dirname(base), exist_ok=True)
+        self.fs.pipe_file(base + ".log", traceback_text.encode())
+        self._write_json(base + ".json", {**record, "log": base + ".log"})
+
+    def clear_failure(self, task_id: int) -> None:
+        base = posixpath.join(self.root, FAILURES_DIR, f"task-{task_id:06d}")
+        for path in (base + ".json", base + ".log"):
+            try:
+                self.fs.rm_file(path)
+            except FileNotFoundError:
+                pass
+
+    def failures(self) -> dict[int, dict[str, Any]]:
+        """{task id: failure record} for tasks whose last attempt failed."""
+        return self._records(FAILURES_DIR, "task-")
+
+    def record_run(self, run_id: int, record: Mapping[str, Any]) -> None:
+        self._write_json(posixpath.join(self.root, RUNS_DIR, f"run-{run_id:06d}.json"), record)
+
+    def runs(self) -> dict[int, dict[str, Any]]:
+        """{run id: record} of every run and resume of this store, in order."""
+        return dict(sorted(self._records(RUNS_DIR, "run-").items()))
 
     # -- sizes ---------------------------------------------------------------------------------
     def bytes_on_disk(self) -> int:
         """Bytes of every file under the store."""
         return int(sum(info["size"] for info in self.fs.find(self.root, detail=True).values()))
+
+    def array_bytes_on_disk(self, names: Sequence[str] = ("brackets", "gradients", "losses")) -> int:
+        """Bytes of the named arrays' files."""
+        total = 0
+        for name in names:
+            where = posixpath.join(self.root, name)
+            if self.fs.exists(where):
+                total += sum(info["size"] for info in self.fs.find(where, detail=True).values())
+        return int(total)
 
     def raw_bytes(self) -> int:
         """Bytes the parameter-sized arrays would take uncompressed."""

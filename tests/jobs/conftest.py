@@ -12,6 +12,9 @@ SMALL = [
     "checkpoints.batch_size=8", "examples.count=5",
 ]
 
+# the fault tests' grid: 2 checkpoints x 15 pairs, one pair per task (30 tasks, slow enough to interrupt)
+GRID = ["examples.count=6", "pairs.per_task=1", "cluster.workers=2"]
+
 
 @pytest.fixture(scope="session")
 def local_ray():
@@ -30,3 +33,23 @@ def small(tmp_path):
     def make(*extra, store="s.zarr"):
         return [*SMALL, f"checkpoints.dir={tmp_path / 'ck'}", f"storage.path={tmp_path / store}", *extra]
     return make
+
+
+@pytest.fixture(scope="session")
+def small_factory():
+    def for_root(root):
+        def make(*extra, store="s.zarr"):
+            return [*SMALL, f"checkpoints.dir={root / 'ck'}", f"storage.path={root / store}", *extra]
+        return make
+    return for_root
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory, local_ray, small_factory):
+    """Checkpoints trained once (by an uninterrupted sweep) that the fault tests sweep again."""
+    from jobs.run import run_sweep
+
+    root = tmp_path_factory.mktemp("reference")
+    result = run_sweep(small_factory(root)(*GRID), log=lambda m: None)
+    assert not result.report.failures
+    return root

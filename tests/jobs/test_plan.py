@@ -1,6 +1,6 @@
 import pytest
 
-from jobs.plan import Task, canonical_pairs, example_indices, make_plan
+from jobs.plan import canonical_pairs, example_indices, make_plan
 from lie_sweep.errors import ConfigError, ExampleIndexError
 
 

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,7 +73,7 @@ def test_results_do_not_depend_on_workers_or_pairs_per_task(local_ray, small, tm
 
 
 def test_two_workers_never_share_a_shard(local_ray, small, tmp_path):
-    result = run_sweep(small("cluster.workers=2", "pairs.per_task=2"), log=lambda m: None)
+    run_sweep(small("cluster.workers=2", "pairs.per_task=2"), log=lambda m: None)
     root = tmp_path / "s.zarr"
     tasks = make_plan(2, 10, 2)
     planned = {t.task_id: root / "brackets" / "c" / str(t.checkpoint) / str(t.start // 2) / "0" for t in tasks}

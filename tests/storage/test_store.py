@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +23,7 @@ def make_store(path, *, n_ckpt=2, examples=(10, 11, 12, 13), per_task=2, inner=4
     meta = {"param_spec": SPEC, "config": {"x": 1}, "identity": {"x": 1}, "n_tasks": n_ckpt * layout.n_tasks_per_checkpoint}
     store = SweepStore.create(str(path), layout=layout, meta=meta, pairs=pairs, examples=list(examples),
                               steps=[100 * (c + 1) for c in range(n_ckpt)], dtype=dtype)
+    store.release()
     return store, pairs, layout
 
 

@@ -1,0 +1,37 @@
+"""Shared helpers for sweep tests over the session's reference checkpoints."""
+
+import json
+
+import numpy as np
+
+from jobs.run import run_sweep
+from lie_sweep import open_sweep
+
+from .conftest import GRID, SMALL
+
+
+def glob_overrides(reference, store, *extra):
+    """The reference sweep's grid over its checkpoints (no training), into ``store``."""
+    keep = [o for o in SMALL if not o.startswith("checkpoints.")]
+    return [*keep, "checkpoints=glob", f"checkpoints.glob={reference / 'ck'}", f"storage.path={store}", *GRID, *extra]
+
+
+def brackets_of(store):
+    g = open_sweep(str(store)).store.group
+    return np.asarray(g["brackets"][:]), np.asarray(g["gradients"][:]), np.asarray(g["losses"][:])
+
+
+def reference_arrays(reference, tmp_path):
+    """The reference grid computed on the glob'd checkpoints in one uninterrupted run."""
+    store = tmp_path / "ref.zarr"
+    run_sweep(glob_overrides(reference, store), log=lambda m: None)
+    return brackets_of(store)
+
+
+def assert_bitwise_equal(a, b):
+    for x, y in zip(a, b):
+        assert x.shape == y.shape and np.array_equal(x, y)
+
+
+def marks_of(store):
+    return {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in (store / "marks").glob("task-*.json")}

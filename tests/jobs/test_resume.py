@@ -1,0 +1,133 @@
+"""Failure is a non-event: kill -9, dead workers, lost nodes, damaged shards, locks, bad inputs."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from jobs.run import resume_sweep, run_sweep
+
+from .faults import kill_session, kill_when, start_cli
+from .sweeps import assert_bitwise_equal, brackets_of, glob_overrides, marks_of, reference_arrays
+
+pytestmark = pytest.mark.slow
+
+def test_kill_9_of_the_driver_then_resume_gives_bitwise_identical_results(reference, tmp_path):
+    want = reference_arrays(reference, tmp_path)
+    store = tmp_path / "s.zarr"
+    proc = start_cli("run", *glob_overrides(reference, store), cwd=tmp_path)
+    first = kill_when(proc, store, marks=3)
+    before = marks_of(store)
+    assert 3 <= first < 30
+    assert (store / "lock.json").exists()                       # left behind by the dead driver
+    proc = start_cli("resume", str(store), cwd=tmp_path)        # takes the stale lock over
+    kill_when(proc, store, marks=18)
+    middle = marks_of(store)
+    assert len(middle) < 30
+    proc = subprocess.run([sys.executable, "-m", "jobs.cli", "resume", str(store)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    final = marks_of(store)
+    assert sorted(final) == list(range(30))
+    # tasks completed before a kill were not recomputed: their marks are the original ones
+    for tid, mark in before.items():
+        assert final[tid] == mark
+    for tid, mark in middle.items():
+        assert final[tid] == mark
+    runs = {m["run"] for m in final.values()}
+    recomputed_last = sum(1 for m in final.values() if m["run"] == max(runs))
+    assert recomputed_last == 30 - len(middle)
+    assert f"{30 - len(middle)} computed now, {len(middle)} already done" in proc.stdout
+    assert_bitwise_equal(brackets_of(store), want)
+    assert not (store / "lock.json").exists()
+
+
+def test_a_worker_killed_mid_sweep_is_replaced_and_results_are_identical(reference, tmp_path):
+    want = reference_arrays(reference, tmp_path)
+    store = tmp_path / "s.zarr"
+    killed = []
+
+    def kill_a_worker():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            marks = marks_of(store) if (store / "marks").is_dir() else {}
+            if len(marks) >= 2:
+                pid = next(iter(marks.values()))["pid"]
+                os.kill(pid, 9)
+                killed.append(pid)
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    result = run_sweep(glob_overrides(reference, store), log=lambda m: None)
+    killer.join()
+    assert killed and result.report.workers_replaced >= 1
+    assert not result.report.failures and len(marks_of(store)) == 30
+    assert_bitwise_equal(brackets_of(store), want)
+
+
+def test_a_damaged_store_is_found_by_check_and_repaired_by_resume(reference, tmp_path):
+    want = reference_arrays(reference, tmp_path)
+    store = tmp_path / "s.zarr"
+    run_sweep(glob_overrides(reference, store), log=lambda m: None)
+    truncated = store / "brackets" / "c" / "0" / "3" / "0"
+    flipped = store / "brackets" / "c" / "1" / "7" / "0"
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    raw = bytearray(flipped.read_bytes())
+    raw[len(raw) // 3] ^= 0xFF
+    flipped.write_bytes(bytes(raw))
+    proc = subprocess.run([sys.executable, "-m", "jobs.cli", "check", str(store)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "damaged task 3 " in proc.stdout and "damaged task 22 " in proc.stdout   # task 22 = checkpoint 1, pair 7
+    assert "2 damaged" in proc.stdout
+    assert len(marks_of(store)) == 28
+    result = resume_sweep(str(store), log=lambda m: None)
+    assert sorted(r["task_id"] for r in result.report.completed) == [3, 22]
+    assert_bitwise_equal(brackets_of(store), want)
+    again = subprocess.run([sys.executable, "-m", "jobs.cli", "check", str(store)], capture_output=True, text=True,
+                           timeout=300, cwd=tmp_path)
+    assert again.returncode == 0 and "all intact" in again.stdout
+
+
+def test_a_store_in_use_is_refused_and_a_stale_lock_is_taken_over(reference, tmp_path):
+    store = tmp_path / "s.zarr"
+    proc = start_cli("run", *glob_overrides(reference, store), "pairs.per_task=1", cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not (store / "lock.json").exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+        for args in (["run", *glob_overrides(reference, store)], ["resume", str(store)], ["check", str(store)]):
+            second = subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True,
+                                    timeout=120, cwd=tmp_path)
+            assert second.returncode == 2 and "Traceback" not in second.stderr
+            line = second.stderr.strip()
+            assert len(line.splitlines()) == 1 and "in use by another driver" in line
+            assert f"pid {proc.pid} on {socket.gethostname()}" in line
+    finally:
+        kill_session(proc)
+    # the dead driver's lock is stale: a resume takes it over and finishes
+    assert (store / "lock.json").exists()
+    done = subprocess.run([sys.executable, "-m", "jobs.cli", "resume", str(store)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert len(marks_of(store)) == 30 and not (store / "lock.json").exists()
+
+
+def test_a_lock_whose_holder_is_gone_is_taken_over(reference, tmp_path):
+    store = tmp_path / "s.zarr"
+    run_sweep(glob_overrides(reference, store), log=lambda m: None)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    (store / "lock.json").write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead), "started": 0,
+                                                 "heartbeat": 0, "command": "run", "token": "old"}))
+    result = resume_sweep(str(store), log=lambda m: None)
+    assert result.report.skipped == 30 and not (store / "lock.json").exists()
