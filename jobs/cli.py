@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
                          epilog=_groups_help() + "\n\n" + COMMON)
     run.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="key=value or group=option")
     run.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    run.add_argument("--address", default=None,
+                     help="join a running Ray cluster (its GCS address, e.g. HEAD:6379); same as cluster.address=")
+    run.add_argument("--config", default=None, metavar="FILE",
+                     help="run a resolved config (JSON, as `submit` ships it) instead of composing conf/")
     run.add_argument("--top", type=int, default=8, help="pairs to list in the summary (default: %(default)s)")
 
     resume = sub.add_parser("resume", help="finish a sweep: run only the tasks without a completion mark",
@@ -74,6 +78,27 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--restart", action="store_true",
                         help="start the store over with the (changed) config: deletes its results")
     resume.add_argument("--top", type=int, default=8, help="pairs to list in the summary (default: %(default)s)")
+    resume.add_argument("--address", default=None, help="resume as a Ray job on the cluster whose dashboard is here "
+                                                         "(e.g. http://HEAD:8265)")
+    resume.add_argument("--wait", action="store_true", help="with --address: follow the job until it ends")
+
+    submit = sub.add_parser("submit", help="submit a sweep to a Ray cluster as a job (the driver runs there)",
+                            description="Validate the config here, then submit `lie-sweep run` as a Ray job through "
+                                        "the Jobs API, carrying the resolved config and this checkout's packages. "
+                                        "Relative local paths are made absolute here: the cluster must see them "
+                                        "(shared filesystem), or use fsspec URLs (s3://, gs://).",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="example:\n  lie-sweep submit --address http://head:8265 --wait "
+                                   "storage.path=s3://bucket/exp1.zarr model=mxresnet")
+    submit.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="key=value or group=option")
+    submit.add_argument("--address", required=True, help="the Ray dashboard's address, e.g. http://HEAD:8265")
+    submit.add_argument("--wait", action="store_true", help="follow the job's output until it ends; exit with its status")
+
+    job = sub.add_parser("job", help="status, logs or stop of a submitted sweep job")
+    job.add_argument("action", choices=["status", "logs", "stop"])
+    job.add_argument("job_id")
+    job.add_argument("--address", required=True, help="the Ray dashboard's address, e.g. http://HEAD:8265")
+    job.add_argument("--json", action="store_true", help="status as JSON")
 
     status = sub.add_parser("status", help="tasks done / failed / pending, failures, disk, throughput, ETA")
     status.add_argument("store", help="the store's path or fsspec URL")
@@ -88,8 +113,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _job_exit(status: str) -> int:
+    print(f"job {status.lower()}")
+    return 0 if status == "SUCCEEDED" else 1
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from .submit import follow, submit_run
+
+    job_id = submit_run(args.overrides, args.address)
+    print(job_id, flush=True)
+    return _job_exit(follow(args.address, job_id)) if args.wait else 0
+
+
+def _job(args: argparse.Namespace) -> int:
+    import json
+
+    from .submit import job_logs, job_status, job_stop
+
+    if args.action == "status":
+        st = job_status(args.address, args.job_id)
+        print(json.dumps(st, indent=2, default=str) if args.json else f"{st['job_id']}: {st['status']}"
+              + (f" ({st['message']})" if st["message"] else ""))
+    elif args.action == "logs":
+        print(job_logs(args.address, args.job_id), end="")
+    else:
+        print(f"{args.job_id}: {'stop requested' if job_stop(args.address, args.job_id) else 'already ended'}")
+    return 0
+
+
 def _resume(args: argparse.Namespace) -> int:
     from .run import format_summary, resume_sweep
+
+    if args.address:
+        from .submit import follow, submit_resume
+
+        job_id = submit_resume(args.store, args.overrides, args.address, restart=args.restart)
+        print(job_id, flush=True)
+        return _job_exit(follow(args.address, job_id)) if args.wait else 0
 
     result = resume_sweep(args.store, args.overrides, restart=args.restart, log=lambda m: print(m, flush=True))
     print(format_summary(result, top=args.top))
@@ -124,9 +185,22 @@ def _run(args: argparse.Namespace) -> int:
 
         print(OmegaConf.to_yaml(load_config(args.overrides)), end="")
         return 0
-    from .run import format_summary, run_sweep
+    from .run import format_summary, run_config, run_sweep
 
-    result = run_sweep(args.overrides, log=lambda m: print(m, flush=True))
+    overrides = [*args.overrides, *([f"cluster.address={args.address}"] if args.address else [])]
+    if args.config:
+        import json
+
+        from .config import config_from_stored
+
+        try:
+            stored = json.loads(open(args.config).read())
+        except (OSError, ValueError) as exc:
+            raise LieSweepError("cannot read --config", expected="a resolved config as JSON",
+                                found=(str(exc).splitlines() or ["?"])[0], fix="pass the file `submit` wrote") from None
+        result = run_config(config_from_stored(stored, overrides), log=lambda m: print(m, flush=True))
+    else:
+        result = run_sweep(overrides, log=lambda m: print(m, flush=True))
     print(format_summary(result, top=args.top))
     return 1 if result.report.failures else 0
 
@@ -138,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"run": _run, "resume": _resume, "status": _status, "check": _check}[args.command](args)
+        commands = {"run": _run, "resume": _resume, "status": _status, "check": _check, "submit": _submit, "job": _job}
+        return commands[args.command](args)
     except LieSweepError as exc:
         print(f"lie-sweep: error: {exc}", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 from lie_sweep.errors import ConfigError
 
 __all__ = ["SweepConfig", "config_dir", "load_config", "config_from_stored", "finalize", "identity_of",
-           "IDENTITY_KEYS", "EXECUTION_KEYS"]
+           "storage_options_of", "IDENTITY_KEYS", "EXECUTION_KEYS"]
 
 
 @dataclass
@@ -70,6 +70,7 @@ class StorageConfig:
     level: int = 1
     inner_chunk: int = 1 << 18
     overwrite: bool = False
+    options: dict[str, Any] = dc_field(default_factory=dict)  # fsspec storage options (endpoint, profile, …)
 
 
 @dataclass
@@ -101,7 +102,7 @@ class SweepConfig:
 
 
 # What may change when a store is resumed: how the work runs, not what it computes.
-EXECUTION_KEYS = ("cluster", "chunk_size")
+EXECUTION_KEYS = ("cluster", "chunk_size", "storage.options")
 
 # What defines a sweep's results (its identity); everything else is an execution setting.
 IDENTITY_KEYS = ("model", "data", "checkpoints", "examples", "pairs", "field", "precision", "seed",
@@ -274,10 +275,23 @@ def finalize(composed: DictConfig | dict) -> DictConfig:
     return cfg
 
 
+_OPTIONS = "storage.options."
+
+
+def storage_options_of(overrides: Sequence[str]) -> dict[str, Any]:
+    """``storage.options.KEY=VALUE`` overrides as a dict (fsspec options: free-form keys)."""
+    picked = [o for o in overrides if o.startswith(_OPTIONS)]
+    return {o.key_or_group[len(_OPTIONS):]: o.value() for o in OverridesParser.create().parse_overrides(picked)}
+
+
 def load_config(overrides: Sequence[str] = ()) -> DictConfig:
     """Compose ``conf/`` with overrides, merge into the schema and validate (see the module docstring)."""
     _check_overrides(overrides)
-    return finalize(_compose(overrides))
+    composed = _compose([o for o in overrides if not o.startswith(_OPTIONS)])
+    with open_dict(composed):
+        for key, value in storage_options_of(overrides).items():
+            composed.storage.options[key] = value
+    return finalize(composed)
 
 
 def config_from_stored(stored: dict, overrides: Sequence[str] = ()) -> DictConfig:
@@ -298,6 +312,9 @@ def config_from_stored(stored: dict, overrides: Sequence[str] = ()) -> DictConfi
                                       fix="set its keys one by one") from None
                 with open_dict(cfg):
                     cfg[key] = node
+            elif key.startswith(_OPTIONS):
+                with open_dict(cfg):
+                    cfg.storage.options[key[len(_OPTIONS):]] = value
             else:
                 OmegaConf.update(cfg, key, value, merge=False)
         except OmegaConfBaseException as exc:

@@ -57,8 +57,8 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
         return
     if address:
         ray.init(address=address, log_to_driver=True, configure_logging=False)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+    else:  # "local": a new Ray of our own, never a cluster that `ray start` left running here
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                  configure_logging=False, log_to_driver=True)
 
 
@@ -122,6 +122,10 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
     store.record_run(run_id, run_record)
 
     init_ray(cluster["address"])
+    hosts = {n.get("NodeManagerAddress") for n in ray.nodes() if n.get("Alive")}
+    if len(hosts) > 1 and "://" not in spec.store_path:
+        log(f"warning: the store {spec.store_path} is a local path but the cluster spans {len(hosts)} hosts: every "
+            f"node must see it at that path (a shared filesystem), or use an fsspec URL such as s3://bucket/sweep.zarr")
     n_workers, resources, threads = worker_resources(cluster)
     n_workers = min(n_workers, len(todo))
     actor_cls = ray.remote(BracketWorker)

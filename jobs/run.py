@@ -14,7 +14,7 @@ from lie_sweep.errors import CheckpointError, CheckpointNotFoundError, ConfigErr
 from storage.identity import identity_diff
 from storage.store import SweepStore
 
-from .config import EXECUTION_KEYS, config_from_stored, identity_of, load_config
+from .config import EXECUTION_KEYS, config_from_stored, identity_of, load_config, storage_options_of
 from .driver import RunReport, execute
 from .plan import Task, make_plan
 from .sweep import SweepSpec, prepare_sweep
@@ -47,7 +47,8 @@ def run_config(cfg: DictConfig, *, log: Callable[[str], None] = print, progress_
     store = SweepStore.create(spec.store_path, layout=layout, meta=spec.store_meta(len(tasks)),
                               pairs=np.asarray(spec.pairs, dtype=np.int64).reshape(-1, 2), examples=spec.examples,
                               steps=[c["step"] for c in spec.checkpoints], dtype=cfg.precision,
-                              codec=cfg.storage.codec, level=cfg.storage.level, overwrite=cfg.storage.overwrite)
+                              codec=cfg.storage.codec, level=cfg.storage.level, overwrite=cfg.storage.overwrite,
+                              storage_options=spec.storage_options)
     log(f"store: {spec.store_path} ({layout.n_checkpoints} checkpoints × {layout.n_pairs} pairs × "
         f"{layout.n_params} parameters; {len(tasks)} tasks of ≤ {layout.pairs_per_task} pairs)")
     return _execute_holding_lock(spec, store, tasks, log, progress_stream, "run")
@@ -81,8 +82,9 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
     in the store's identity is refused with a key-by-key diff, unless ``restart`` asks to start the
     store over with the new config (everything in it is deleted and recomputed).
     """
-    store = SweepStore.open(path, mode="r+")
-    stored = store.meta["config"]
+    store = SweepStore.open(path, mode="r+", storage_options=storage_options_of(overrides))
+    stored = dict(store.meta["config"])
+    stored["storage"] = {**stored["storage"], "options": {}}  # options are this machine's, never the store's
     cfg = config_from_stored(stored, overrides)
     diff = identity_diff(store.meta["identity"], identity_of(cfg))
     if diff and not restart:
@@ -107,7 +109,8 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
         spec = SweepSpec(config=config, identity=store.meta["identity"], examples=[int(e) for e in store.group["examples"][:]],
                          pairs=[(int(i), int(j)) for i, j in store.group["pairs"][:]],
                          checkpoints=list(store.meta["checkpoints"]), param_spec=list(store.meta["param_spec"]),
-                         attribute_names=list(store.meta.get("attribute_names") or []), store_path=str(path))
+                         attribute_names=list(store.meta.get("attribute_names") or []), store_path=str(path),
+                         storage_options=dict(config["storage"]["options"]))
         done = store.done_tasks()
         log(f"resuming {path}: {len(done)} of {len(tasks)} tasks done, {len(store.failures())} failed before")
     except BaseException:

@@ -63,7 +63,8 @@ class SweepSpec:
                            pairs_per_task=self.config["pairs"]["per_task"], inner_chunk=st["inner_chunk"])
 
     def store_meta(self, n_tasks: int) -> dict[str, Any]:
-        return {"package_version": lie_sweep.__version__, "config": self.config, "identity": self.identity,
+        config = {**self.config, "storage": {**self.config["storage"], "options": {}}}  # may hold credentials
+        return {"package_version": lie_sweep.__version__, "config": config, "identity": self.identity,
                 "identity_hash": self.identity_hash, "param_spec": self.param_spec,
                 "checkpoints": self.checkpoints, "attribute_names": self.attribute_names, "n_tasks": n_tasks,
                 "python": sys.version.split()[0], "torch": torch.__version__}
@@ -140,5 +141,5 @@ def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepS
     return SweepSpec(config=config, identity=identity_of(cfg), examples=examples, pairs=pairs,
                      checkpoints=checkpoints, param_spec=ParamSpec.from_tensors(params).to_records(),
                      attribute_names=list(getattr(data, "attribute_names", []) or []),
-                     store_path=str(cfg.storage.path))
+                     store_path=str(cfg.storage.path), storage_options=dict(config["storage"]["options"]))
 

@@ -183,6 +183,7 @@ class SweepStore:
         return [self._chunk_path("gradients", (checkpoint, 0, 0)), self._chunk_path("losses", (checkpoint, 0))]
 
     def exists(self, path: str) -> bool:
+        self._fresh(posixpath.dirname(path))
         return bool(self.fs.exists(path))
 
     def _discard(self, path: str) -> None:
@@ -241,8 +242,13 @@ class SweepStore:
         self.fs.pipe_file(tmp, json.dumps(dict(record), sort_keys=True, default=str).encode())
         self.fs.mv(tmp, final)
 
+    def _fresh(self, path: str) -> None:
+        """Forget cached listings under ``path`` (object-store filesystems cache them; others write here)."""
+        self.fs.invalidate_cache(path)
+
     def _records(self, folder: str, prefix: str) -> dict[int, dict[str, Any]]:
         where = posixpath.join(self.root, folder)
+        self._fresh(where)
         if not self.fs.exists(where):
             return {}
         out = {}
@@ -286,11 +292,13 @@ class SweepStore:
     # -- sizes ---------------------------------------------------------------------------------
     def bytes_on_disk(self) -> int:
         """Bytes of every file under the store."""
+        self._fresh(self.root)
         return int(sum(info["size"] for info in self.fs.find(self.root, detail=True).values()))
 
     def array_bytes_on_disk(self, names: Sequence[str] = ("brackets", "gradients", "losses")) -> int:
         """Bytes of the named arrays' files."""
         total = 0
+        self._fresh(self.root)
         for name in names:
             where = posixpath.join(self.root, name)
             if self.fs.exists(where):

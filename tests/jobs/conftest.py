@@ -21,8 +21,8 @@ def local_ray():
     """A real Ray runtime on 127.0.0.1 with 2 CPUs, started for these tests and stopped after them."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", configure_logging=False,
-             log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+             configure_logging=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

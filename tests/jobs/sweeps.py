@@ -11,9 +11,10 @@ from .conftest import GRID, SMALL
 
 
 def glob_overrides(reference, store, *extra):
-    """The reference sweep's grid over its checkpoints (no training), into ``store``."""
-    keep = [o for o in SMALL if not o.startswith("checkpoints.")]
-    return [*keep, "checkpoints=glob", f"checkpoints.glob={reference / 'ck'}", f"storage.path={store}", *GRID, *extra]
+    """The reference sweep's grid over its checkpoints (no training), into ``store``; ``extra`` replaces keys."""
+    replaced = {o.split("=", 1)[0] for o in extra}
+    keep = [o for o in [*SMALL, *GRID] if not o.startswith("checkpoints.") and o.split("=", 1)[0] not in replaced]
+    return [*keep, "checkpoints=glob", f"checkpoints.glob={reference / 'ck'}", f"storage.path={store}", *extra]
 
 
 def brackets_of(store):
@@ -21,10 +22,10 @@ def brackets_of(store):
     return np.asarray(g["brackets"][:]), np.asarray(g["gradients"][:]), np.asarray(g["losses"][:])
 
 
-def reference_arrays(reference, tmp_path):
+def reference_arrays(reference, tmp_path, *extra):
     """The reference grid computed on the glob'd checkpoints in one uninterrupted run."""
     store = tmp_path / "ref.zarr"
-    run_sweep(glob_overrides(reference, store), log=lambda m: None)
+    run_sweep(glob_overrides(reference, store, *extra), log=lambda m: None)
     return brackets_of(store)
 
 

@@ -1,0 +1,65 @@
+"""A store on S3: an S3-compatible server (moto) on 127.0.0.1; a sweep runs, is killed, resumes, equals local."""
+
+import time
+
+import numpy as np
+import pytest
+
+from lie_sweep import open_sweep
+
+from .faults import kill_session, start_cli
+from .servers import start_s3
+from .sweeps import glob_overrides, reference_arrays
+
+pytestmark = [pytest.mark.slow]
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    pytest.importorskip("s3fs")
+    proc, url = start_s3(tmp_path_factory.mktemp("s3"))
+    yield url
+    kill_session(proc)
+
+
+def test_a_sweep_on_s3_is_killed_resumed_and_equals_a_local_store(s3, reference, tmp_path, monkeypatch):
+    import s3fs
+
+    for k, v in CREDENTIALS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("FSSPEC_S3_ENDPOINT_URL", s3)   # the drivers and their workers find the server here
+    fs = s3fs.S3FileSystem(endpoint_url=s3)
+    fs.mkdir("sweeps")
+    url = "s3://sweeps/exp.zarr"
+    want = reference_arrays(reference, tmp_path)
+
+    def marks() -> int:
+        if not fs.exists("sweeps/exp.zarr/marks"):
+            return 0
+        return sum(p.endswith(".json") for p in fs.ls("sweeps/exp.zarr/marks", refresh=True))  # not *.json.tmp
+
+    proc = start_cli("run", *glob_overrides(reference, url), cwd=tmp_path)
+    deadline = time.monotonic() + 240
+    while marks() < 3:
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    kill_session(proc)
+    killed_at = marks()
+    assert 3 <= killed_at < 30
+    status = start_cli("status", url, cwd=tmp_path)
+    out, err = status.communicate(timeout=120)
+    assert status.returncode == 0, err
+    assert f"{killed_at} done" in out
+    resume = start_cli("resume", url, cwd=tmp_path)
+    out, err = resume.communicate(timeout=300)
+    assert resume.returncode == 0, err[-3000:]
+    assert f"{30 - killed_at} computed now, {killed_at} already done" in out
+    sweep = open_sweep(url, storage_options={"endpoint_url": s3})  # fsspec read FSSPEC_* at import
+    assert sweep.complete
+    g = sweep.store.group
+    for got, ref in zip((g["brackets"][:], g["gradients"][:], g["losses"][:]), want):
+        assert np.array_equal(np.asarray(got), ref)
+    assert not fs.exists("sweeps/exp.zarr/lock.json")

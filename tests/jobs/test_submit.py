@@ -1,0 +1,79 @@
+"""Sweeps as Ray jobs on a real Ray head that the test starts on 127.0.0.1 (and stops by its session)."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lie_sweep import open_sweep
+
+from .servers import CURRENT_CLUSTER, env_with_venv, start_ray_head, stop_ray_head
+from .sweeps import assert_bitwise_equal, brackets_of, glob_overrides, marks_of, reference_arrays
+
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    previous = CURRENT_CLUSTER.read_text() if CURRENT_CLUSTER.exists() else None
+    proc, url = start_ray_head(tmp_path_factory.mktemp("head"))
+    yield url
+    stop_ray_head(proc, previous)
+
+
+def cli(*args, cwd, timeout=600):
+    return subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout, env=env_with_venv())
+
+
+def test_submit_wait_completes_and_equals_a_local_run(ray_head, reference, tmp_path):
+    want = reference_arrays(reference, tmp_path)
+    store = tmp_path / "job.zarr"
+    proc = cli("submit", "--address", ray_head, "--wait", *glob_overrides(reference, store), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    job_id = next(line for line in proc.stdout.splitlines() if line.startswith("raysubmit_"))
+    assert "job succeeded" in proc.stdout and "30 computed now" in proc.stdout
+    assert open_sweep(str(store)).complete
+    assert_bitwise_equal(brackets_of(store), want)
+    status = cli("job", "status", job_id, "--address", ray_head, "--json", cwd=tmp_path)
+    assert status.returncode == 0 and json.loads(status.stdout)["status"] == "SUCCEEDED"
+    logs = cli("job", "logs", job_id, "--address", ray_head, cwd=tmp_path)
+    assert logs.returncode == 0 and "30 computed now" in logs.stdout
+
+
+def test_job_stop_then_resume_on_the_cluster(ray_head, reference, tmp_path):
+    from jobs.submit import job_status, job_stop
+
+    bigger = ("examples.count=12",)  # 132 one-pair tasks: long enough to be stopped midway
+    want = reference_arrays(reference, tmp_path, *bigger)
+    store = tmp_path / "job.zarr"
+    proc = cli("submit", "--address", ray_head, *glob_overrides(reference, store, *bigger), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job_id = proc.stdout.strip().splitlines()[-1]
+    deadline = time.monotonic() + 300
+    while not ((store / "marks").is_dir() and len(marks_of(store)) >= 3):
+        assert time.monotonic() < deadline, cli("job", "logs", job_id, "--address", ray_head, cwd=tmp_path).stdout
+        time.sleep(0.05)
+    assert job_stop(ray_head, job_id)
+    for _ in range(240):
+        if job_status(ray_head, job_id)["status"] == "STOPPED":
+            break
+        time.sleep(0.5)
+    status = cli("job", "status", job_id, "--address", ray_head, cwd=tmp_path)
+    assert status.returncode == 0 and "STOPPED" in status.stdout
+    stopped_at = len(marks_of(store))
+    assert 3 <= stopped_at < 132
+    done = cli("resume", str(store), "--address", ray_head, "--wait", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"{132 - stopped_at} computed now, {stopped_at} already done" in done.stdout
+    assert_bitwise_equal(brackets_of(store), want)
+
+
+def test_submit_refuses_a_bad_config_before_sending_anything(ray_head, tmp_path):
+    proc = cli("submit", "--address", ray_head, "pairs.per_task=-1", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("lie-sweep: error: bad value for pairs.per_task")
+    unreachable = cli("job", "status", "x", "--address", "http://127.0.0.1:9", cwd=tmp_path, timeout=120)
+    assert unreachable.returncode == 2 and "Traceback" not in unreachable.stderr
