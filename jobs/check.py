@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from storage.errors import first_line
 from storage.store import SweepStore
 
 from .plan import Task, make_plan
@@ -22,7 +23,7 @@ def _read_problem(read: Callable[[], Any]) -> str | None:
     try:
         values = np.asarray(read())
     except Exception as exc:  # noqa: BLE001 - any decode failure is damage
-        return f"unreadable ({(str(exc).splitlines() or [type(exc).__name__])[0][:80]})"
+        return f"unreadable ({first_line(exc, 80)})"
     if not np.isfinite(values).all():
         return f"{int((~np.isfinite(values)).sum())} NaN/Inf value(s)"
     return None

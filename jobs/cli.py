@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from lie_sweep.errors import LieSweepError
+from lie_sweep.errors import LieSweepError, first_line
 
 DESCRIPTION = """\
 lie-sweep computes Lie brackets of training examples, [u_i, u_j] = J_{u_j} u_i - J_{u_i} u_j,
@@ -197,7 +197,7 @@ def _run(args: argparse.Namespace) -> int:
             stored = json.loads(open(args.config).read())
         except (OSError, ValueError) as exc:
             raise LieSweepError("cannot read --config", expected="a resolved config as JSON",
-                                found=(str(exc).splitlines() or ["?"])[0], fix="pass the file `submit` wrote") from None
+                                found=first_line(exc), fix="pass the file `submit` wrote") from None
         result = run_config(config_from_stored(stored, overrides), log=lambda m: print(m, flush=True))
     else:
         result = run_sweep(overrides, log=lambda m: print(m, flush=True))

@@ -23,7 +23,7 @@ from hydra.errors import HydraException
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from lie_sweep.errors import ConfigError
+from lie_sweep.errors import ConfigError, first_line
 
 __all__ = ["SweepConfig", "config_dir", "load_config", "config_from_stored", "finalize", "identity_of",
            "storage_options_of", "IDENTITY_KEYS", "EXECUTION_KEYS"]
@@ -136,8 +136,7 @@ def config_dir() -> Path:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines() or [type(exc).__name__])[0]
+    return first_line(exc, 300)
 
 
 def _check_overrides(overrides: Sequence[str]) -> None:

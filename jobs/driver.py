@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from lie_sweep.errors import LieSweepError
+from lie_sweep.errors import LieSweepError, first_line
 from storage.store import SweepStore
 
 from .plan import Task
@@ -166,7 +166,7 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
         return None
 
     def fail(task: Task, attempt: int, cause: BaseException) -> None:
-        line = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        line = first_line(cause)
         tb = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
         report.failures.append(_failure(task, attempt + 1, line, tb))
         store.record_failure(task.task_id, {k: v for k, v in report.failures[-1].items() if k != "traceback"}, tb)

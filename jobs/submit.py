@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 from omegaconf import OmegaConf
 
-from lie_sweep.errors import ConfigError, LieSweepError
+from lie_sweep.errors import ConfigError, LieSweepError, first_line
 
 from .config import load_config
 
@@ -43,7 +43,7 @@ def job_client(address: str):
         return JobSubmissionClient(address)
     except Exception as exc:  # noqa: BLE001 - connection errors come in many types
         raise JobError(f"cannot reach the Ray Jobs API at {address}", expected="a Ray dashboard address such as "
-                       "http://HEAD:8265", found=(str(exc).strip().splitlines() or [type(exc).__name__])[0][:160],
+                       "http://HEAD:8265", found=first_line(exc, 160),
                        fix="check --address and that the head runs the dashboard (ray[default])") from None
 
 
@@ -67,7 +67,7 @@ def _submit(client, **kwargs: Any) -> str:
         try:
             return client.submit_job(**kwargs)
         except Exception as exc:  # noqa: BLE001 - the SDK raises RuntimeError with the HTTP answer
-            line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            line = first_line(exc)
             if "try again later" in line and time.monotonic() < deadline:
                 time.sleep(1.0)
                 continue
@@ -138,7 +138,7 @@ def _call(fn, job_id: str):
         return fn(job_id)
     except Exception as exc:  # noqa: BLE001
         raise JobError(f"job {job_id} not found", expected="a job id printed by `lie-sweep submit`",
-                       found=(str(exc).strip().splitlines() or [type(exc).__name__])[0][:160],
+                       found=first_line(exc, 160),
                        fix="list jobs with `ray job list --address ...`") from None
 
 

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import lie_sweep
 from lie_sweep import ParamSpec, apply_checkpoint, find_checkpoints, load_checkpoint, train
-from lie_sweep.errors import ConfigError, LieSweepError
+from lie_sweep.errors import ConfigError, LieSweepError, first_line
 from storage.identity import identity_hash
 from storage.layout import StoreLayout
 
@@ -81,9 +81,8 @@ def _instantiate(node: DictConfig | dict, what: str) -> Any:
             cause = cause.__cause__
         if isinstance(cause, LieSweepError):
             raise cause from None
-        line = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
         raise ConfigError(f"cannot build the {what}", expected=f"valid {what}.* keys for {node['_target_']}",
-                          found=line[:200], fix=f"check the {what} settings") from None
+                          found=first_line(cause), fix=f"check the {what} settings") from None
 
 
 def build_model(model_cfg: DictConfig | dict) -> torch.nn.Module:

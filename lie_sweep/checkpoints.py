@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from .errors import CheckpointError, CheckpointMismatchError, CheckpointNotFoundError
+from .errors import CheckpointError, CheckpointMismatchError, CheckpointNotFoundError, first_line
 
 __all__ = [
     "Checkpoint",
@@ -115,10 +115,9 @@ def _load_pt(path: Path) -> tuple[dict, dict | None, int | None]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors carry long multi-line messages
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot read checkpoint {path}",
                               expected="a torch.save'd state dict readable with weights_only=True",
-                              found=first[:200], fix="save tensors and plain containers only") from None
+                              found=first_line(exc), fix="save tensors and plain containers only") from None
     if _is_state_dict(obj):
         return dict(obj), None, None
     if isinstance(obj, Mapping):
@@ -142,7 +141,7 @@ def _load_safetensors(path: Path) -> tuple[dict, dict | None, int | None]:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:
         raise CheckpointError(f"cannot read checkpoint {path}", expected="a valid safetensors file",
-                              found=str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+                              found=first_line(exc),
                               fix="re-save it with safetensors.torch.save_file") from None
     step = int(meta["step"]) if "step" in meta else None
     if meta.get(_LAYOUT_KEY) != "nested":

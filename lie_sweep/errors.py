@@ -6,7 +6,7 @@ The CLI prints ``str(error)`` and exits non-zero, without a traceback.
 
 from __future__ import annotations
 
-from storage.errors import LieSweepError, NotASweepError, StoreError, StoreExistsError, StoreKeyError
+from storage.errors import LieSweepError, NotASweepError, StoreError, StoreExistsError, StoreKeyError, first_line
 
 __all__ = [
     "LieSweepError",
@@ -20,6 +20,7 @@ __all__ = [
     "CheckpointMismatchError",
     "ExampleIndexError",
     "PairError",
+    "first_line",
 ]
 
 

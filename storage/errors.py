@@ -7,7 +7,13 @@ fix it. The root lives here, in the bottom layer (no torch, no ray), so that the
 
 from __future__ import annotations
 
-__all__ = ["LieSweepError", "StoreError", "NotASweepError", "StoreExistsError", "StoreKeyError"]
+__all__ = ["LieSweepError", "StoreError", "NotASweepError", "StoreExistsError", "StoreKeyError", "first_line"]
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message reduced to its first non-empty line (or its type's name), at most ``limit`` chars."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:limit]
 
 
 class LieSweepError(Exception):

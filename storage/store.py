@@ -22,7 +22,7 @@ import numpy as np
 import zarr
 
 from .codecs import compressors_for
-from .errors import NotASweepError, StoreError, StoreExistsError
+from .errors import NotASweepError, StoreError, StoreExistsError, first_line
 from .layout import META_KEY, SCHEMA_VERSION, StoreLayout
 from .lock import LOCK_NAME, StoreLock
 
@@ -112,7 +112,7 @@ class SweepStore:
                 group = zarr.open_group(str(path), mode="a", zarr_format=3, storage_options=storage_options or None)
             except OSError as exc:
                 raise StoreError(f"cannot create store at {path}", expected="a writable location",
-                                 found=str(exc).splitlines()[0], fix="check permissions and the path") from None
+                                 found=first_line(exc), fix="check permissions and the path") from None
             for name, spec in (("brackets", layout.brackets()), ("gradients", layout.gradients())):
                 group.create_array(name, shape=spec["shape"], chunks=spec["chunks"], shards=spec["shards"],
                                    dtype=dtype, compressors=compressors, fill_value=0.0,

@@ -50,7 +50,7 @@ def test_dockerfile_copies_what_exists_and_pins_a_ray_the_package_accepts():
                 assert (ROOT / src).exists(), f"Dockerfile copies missing {src}"
     ray_version = dockerfile_arg("RAY_VERSION")
     assert pyproject_requirement("ray").specifier.contains(ray_version)
-    assert f'ray[default]==${{RAY_VERSION}}' in text and "torch==${TORCH_VERSION}" in text
+    assert 'ray[default]==${RAY_VERSION}' in text and "torch==${TORCH_VERSION}" in text
     assert 'pip install --no-cache-dir ".[celeba]"' in text
 
 

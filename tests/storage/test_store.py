@@ -145,3 +145,11 @@ def test_identity_hash_and_diff():
     assert identity_hash(a) == identity_hash(json.loads(json.dumps(a)))
     assert identity_hash(a) != identity_hash(b)
     assert identity_diff(a, b) == ["model.width: 16 -> 32"]
+
+
+def test_first_line_of_an_error():
+    from storage.errors import first_line
+
+    assert first_line(ValueError("\n  bad thing\nmore detail")) == "bad thing"
+    assert first_line(RuntimeError("")) == "RuntimeError"
+    assert first_line(OSError("x" * 500), 10) == "x" * 10
