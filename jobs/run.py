@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from lie_sweep.checkpoints import file_sha256
-from lie_sweep.errors import CheckpointError, CheckpointNotFoundError, ConfigError
+from lie_sweep.errors import ConfigError
 from storage.identity import identity_diff
 from storage.store import SweepStore
 
 from .config import EXECUTION_KEYS, config_from_stored, identity_of, load_config, storage_options_of
 from .driver import RunReport, execute
 from .plan import Task, make_plan
-from .sweep import SweepSpec, prepare_sweep
+from .sweep import SweepSpec, prepare_sweep, verify_checkpoint
 
 __all__ = ["run_sweep", "run_config", "resume_sweep", "RunResult", "format_summary", "verify_checkpoints"]
 
@@ -62,16 +60,7 @@ def run_sweep(overrides: Sequence[str] = (), *, log: Callable[[str], None] = pri
 def verify_checkpoints(provenance: list[dict]) -> None:
     """Every checkpoint of a sweep still exists with the contents it had (sha256); else one error line."""
     for prov in provenance:
-        path = Path(prov["path"])
-        if not path.is_file():
-            raise CheckpointNotFoundError(f"checkpoint {path} of this sweep is missing",
-                                          expected=f"the file swept at step {prov['step']}", found="no such file",
-                                          fix="restore it, or start a new sweep (resume --restart)")
-        if path.stat().st_size != prov["size"] or file_sha256(path) != prov["sha256"]:
-            raise CheckpointError(f"checkpoint {path} changed since the sweep started",
-                                  expected=f"sha256 {prov['sha256'][:16]}… ({prov['size']} bytes)",
-                                  found=f"different contents ({path.stat().st_size} bytes)",
-                                  fix="restore the original file, or start a new sweep (resume --restart)")
+        verify_checkpoint(prov)
 
 
 def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = False,

@@ -18,14 +18,15 @@ from omegaconf import DictConfig, OmegaConf
 
 import lie_sweep
 from lie_sweep import ParamSpec, apply_checkpoint, find_checkpoints, load_checkpoint, train
-from lie_sweep.errors import ConfigError, LieSweepError, first_line
+from lie_sweep.checkpoints import file_sha256
+from lie_sweep.errors import CheckpointError, CheckpointNotFoundError, ConfigError, LieSweepError, first_line
 from storage.identity import identity_hash
 from storage.layout import StoreLayout
 
 from .config import identity_of
 from .plan import canonical_pairs, example_indices
 
-__all__ = ["SweepSpec", "prepare_sweep", "build_model", "build_dataset"]
+__all__ = ["SweepSpec", "prepare_sweep", "build_model", "build_dataset", "verify_checkpoint"]
 
 
 @dataclass
@@ -68,6 +69,24 @@ class SweepSpec:
                 "identity_hash": self.identity_hash, "param_spec": self.param_spec,
                 "checkpoints": self.checkpoints, "attribute_names": self.attribute_names, "n_tasks": n_tasks,
                 "python": sys.version.split()[0], "torch": torch.__version__}
+
+
+def verify_checkpoint(prov: dict[str, Any], sha256: str | None = None) -> None:
+    """The checkpoint a sweep recorded (path, size, sha256) is still there, unchanged; else one error line.
+
+    ``sha256``: the file's hash when the caller already has it (e.g. from ``load_checkpoint``).
+    """
+    path = Path(prov["path"])
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"checkpoint {path} of this sweep is missing",
+                                      expected=f"the file swept at step {prov['step']}", found="no such file",
+                                      fix="restore it, or start a new sweep (resume --restart)")
+    size = path.stat().st_size
+    if size != prov["size"] or (sha256 or file_sha256(path)) != prov["sha256"]:
+        raise CheckpointError(f"checkpoint {path} changed since the sweep started",
+                              expected=f"sha256 {prov['sha256'][:16]}… ({prov['size']} bytes)",
+                              found=f"different contents ({size} bytes)",
+                              fix="restore the original file, or start a new sweep (resume --restart)")
 
 
 def _instantiate(node: DictConfig | dict, what: str) -> Any:

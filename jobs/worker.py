@@ -18,12 +18,10 @@ import torch
 
 from lie_sweep import (FunctionalModel, PreconditionedField, SGDField, apply_checkpoint, bracket_kernel,
                        compute_example_fields, load_checkpoint, stack_examples)
-from lie_sweep.checkpoints import file_sha256
-from lie_sweep.errors import CheckpointError
 from storage.store import SweepStore
 
 from .plan import Task
-from .sweep import SweepSpec, build_dataset, build_model
+from .sweep import SweepSpec, build_dataset, build_model, verify_checkpoint
 
 __all__ = ["BracketWorker", "resolve_device"]
 
@@ -73,11 +71,8 @@ class BracketWorker:
 
     def _load(self, checkpoint: int) -> None:
         prov = self.spec.checkpoints[checkpoint]
-        if file_sha256(prov["path"]) != prov["sha256"]:
-            raise CheckpointError(f"checkpoint {prov['path']} changed since the sweep started",
-                                  expected=f"sha256 {prov['sha256'][:12]}…", found="different contents",
-                                  fix="restore the original file or start a new sweep")
-        ckpt = load_checkpoint(prov["path"])
+        ckpt = load_checkpoint(prov["path"])  # hashes the file as it reads it
+        verify_checkpoint(prov, sha256=ckpt.sha256)
         apply_checkpoint(self.model, ckpt)
         self.params = self.fmodel.params()
         if self.spec.config["field"]["name"] == "adam":

@@ -187,8 +187,9 @@ class SweepStore:
         return bool(self.fs.exists(path))
 
     def _discard(self, path: str) -> None:
-        """Remove a shard file its owner is about to rewrite: a torn or corrupt one (from a killed
-        writer) would otherwise be read back, and fail its checksum, by a partial-shard write."""
+        """Remove a file if it exists. Workers use it on a shard they are about to rewrite: a torn or
+        corrupt one (from a killed writer) would otherwise be read back, and fail its checksum, by a
+        partial-shard write."""
         try:
             self.fs.rm_file(path)
         except FileNotFoundError:
@@ -231,10 +232,7 @@ class SweepStore:
 
     def clear_mark(self, task_id: int) -> None:
         """Forget that ``task_id`` is done, so the next resume recomputes it."""
-        try:
-            self.fs.rm_file(self._mark_path(task_id))
-        except FileNotFoundError:
-            pass
+        self._discard(self._mark_path(task_id))
 
     def _write_json(self, final: str, record: Mapping[str, Any]) -> None:
         tmp = final + ".tmp"
@@ -272,11 +270,7 @@ class SweepStore:
 
     def clear_failure(self, task_id: int) -> None:
         base = posixpath.join(self.root, FAILURES_DIR, f"task-{task_id:06d}")
-        for path in (base + ".json", base + ".log"):
-            try:
-                self.fs.rm_file(path)
-            except FileNotFoundError:
-                pass
+        self.discard_files([base + ".json", base + ".log"])
 
     def failures(self) -> dict[int, dict[str, Any]]:
         """{task id: failure record} for tasks whose last attempt failed."""

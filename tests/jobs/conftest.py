@@ -1,10 +1,6 @@
-import os
-
 import pytest
 
-for key, value in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_AUTH_MODE", "disabled"),
-                   ("RAY_USAGE_STATS_ENABLED", "0")):
-    os.environ.setdefault(key, value)
+# Ray's loopback/auth/usage settings come from tests/conftest.py (inherited by subprocesses too)
 
 # a sweep small enough for a 2-core CI machine: 2 checkpoints x 10 pairs of a tiny convnet
 SMALL = [
