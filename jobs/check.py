@@ -1,7 +1,8 @@
 """``lie-sweep check``: verify every completed task's data; clear the marks of what is damaged.
 
-For each task with a completion mark: its shard files exist, every chunk decodes (CRC32C checksums
-catch truncated and flipped bytes), and every value is finite. A damaged task's files are removed
+For each task with a completion mark: its shard, chunk and table files exist, every chunk decodes
+(CRC32C checksums catch truncated and flipped bytes; Parquet its own footer and page checks), and
+every value is finite (NaN is allowed in tables, where it marks an undefined fit). A damaged task's files are removed
 and its mark cleared, so the next ``resume`` recomputes exactly those tasks.
 """
 
@@ -30,26 +31,39 @@ def _read_problem(read: Callable[[], Any]) -> str | None:
 
 
 def _task_problems(store: SweepStore, task: Task) -> tuple[list[str], list[str]]:
-    g = store.group
-    problems, files = [], [store.bracket_shard_path(task.checkpoint, task.start)]
-    if not store.exists(files[0]):
-        problems.append("brackets shard missing")
-    else:
-        p = _read_problem(lambda: g["brackets"][task.checkpoint, task.start:task.stop, :])
-        if p:
-            problems.append(f"brackets shard {p}")
+    """(problems, files) of one task: every array file and table part it owns, read back in full."""
+    g, c = store.group, task.checkpoint
+    reads: list[tuple[str, str, Callable[[], Any]]] = []
+    pair_files = store.pair_paths(c, task.start)
+    if store.layout.keeps_params:
+        reads.append(("brackets shard", pair_files[0], lambda: g["brackets"][c, task.start:task.stop, :]))
+    if store.layout.keeps_logits:
+        reads.append(("logit deltas", pair_files[-1], lambda: g["logit_deltas"][c, task.start:task.stop]))
     if task.writes_examples:
-        ex_files = store.example_paths(task.checkpoint)
-        files += ex_files
-        for name, path, read in (("gradients", ex_files[0], lambda: g["gradients"][task.checkpoint]),
-                                 ("losses", ex_files[1], lambda: g["losses"][task.checkpoint])):
-            if not store.exists(path):
-                problems.append(f"{name} missing")
-            else:
-                p = _read_problem(read)
-                if p:
-                    problems.append(f"{name} {p}")
-    return problems, files
+        ex_files = store.example_paths(c)
+        arrays = (["gradients"] if store.layout.keeps_params else []) + ["losses", "gram"]
+        for name, path in zip(arrays, ex_files):
+            reads.append((name, path, lambda name=name: g[name][c]))
+    for name, path in store.table_paths(task.task_id, c, task.writes_examples).items():
+        reads.append((f"table {name}", path, lambda path=path: _numeric_columns(store, path)))
+    problems = []
+    for what, path, read in reads:
+        if not store.exists(path):
+            problems.append(f"{what} missing")
+        else:
+            p = _read_problem(read)
+            if p:
+                problems.append(f"{what} {p}")
+    return problems, [path for _, path, _ in reads]
+
+
+def _numeric_columns(store: SweepStore, path: str) -> np.ndarray:
+    """A table part's float columns, concatenated (NaN is a legitimate value there: undefined fits)."""
+    from storage.tables import read_parts
+
+    table = read_parts(store.fs, [path])
+    cols = [np.asarray(table[name]) for name in table.column_names if table[name].type == "double"]
+    return np.nan_to_num(np.concatenate(cols) if cols else np.zeros(0), nan=0.0)
 
 
 def check_store(path: str, *, log: Callable[[str], None] = print) -> dict[str, Any]:

@@ -32,6 +32,9 @@ common overrides:
   field=adam                                          Adam-preconditioned field from each checkpoint's state
   precision=float64  chunk_size=8                     dtype; pairs per vmapped call
   storage.path=out/sweep.zarr storage.overwrite=true  where the store goes
+  storage.codec=bitround storage.keepbits=10          lossy codec, |error| <= 2^-11 |x|
+  storage.keep=summary | storage.keep='[fc.*]'        store tables only, or only these tensors
+  derived.eval_count=32 derived.epsilon=0.01          logit deltas' evaluation batch and epsilon
   cluster.workers=2 cluster.address=ray://head:10001  workers; an existing Ray cluster"""
 
 
@@ -41,7 +44,7 @@ def _groups_help() -> str:
     root = config_dir()
     lines = ["config groups (group=option; the default first):"]
     defaults = {"model": "convnet", "data": "synthetic", "checkpoints": "train", "examples": "first", "pairs": "all",
-                "field": "sgd", "storage": "local", "cluster": "local", "experiment": "demo"}
+                "field": "sgd", "storage": "local", "derived": "default", "cluster": "local", "experiment": "demo"}
     for group, default in defaults.items():
         options = sorted(p.stem for p in (root / group).glob("*.yaml"))
         options.sort(key=lambda o: o != default)
@@ -99,6 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("job_id")
     job.add_argument("--address", required=True, help="the Ray dashboard's address, e.g. http://HEAD:8265")
     job.add_argument("--json", action="store_true", help="status as JSON")
+
+    plan = sub.add_parser("plan", help="dry run: tasks, HVPs, memory, bytes on disk per codec, time; writes nothing",
+                          description="Print what `lie-sweep run` with the same overrides would do: tasks, "
+                                      "Hessian-vector products, memory per task, bytes on disk per codec and an "
+                                      "estimated time, calibrated on a few real brackets (at the first checkpoint, "
+                                      "or the initial weights when run would train). Trains and writes nothing.",
+                          epilog=_groups_help() + "\n\n" + COMMON, formatter_class=argparse.RawDescriptionHelpFormatter)
+    plan.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="key=value or group=option, as for run")
+    plan.add_argument("--calibration-pairs", type=int, default=8, help="pairs to calibrate on (default: %(default)s)")
+
+    show = sub.add_parser("show", help="what a sweep found: top pairs, per-checkpoint RMS and fits, moving logits",
+                          description="A terminal summary of a store from its tables and logit deltas (never its "
+                                      "parameter-sized arrays): the most order-sensitive pairs, per-checkpoint loss, "
+                                      "effective rank, bracket norms and fit constants, the tensors whose brackets "
+                                      "are largest relative to their gradients, the outputs whose logits move most, "
+                                      "and the examples most involved.")
+    show.add_argument("store", help="the store's path or fsspec URL")
+    show.add_argument("--top", type=int, default=10, help="rows per ranking (default: %(default)s)")
 
     status = sub.add_parser("status", help="tasks done / failed / pending, failures, disk, throughput, ETA")
     status.add_argument("store", help="the store's path or fsspec URL")
@@ -167,6 +188,21 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .dryrun import format_plan, plan_sweep
+
+    print(format_plan(plan_sweep(load_config(args.overrides), calibration_pairs=args.calibration_pairs)))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from .show import show_store
+
+    print(show_store(args.store, top=args.top))
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from .check import check_store
 
@@ -212,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        commands = {"run": _run, "resume": _resume, "status": _status, "check": _check, "submit": _submit, "job": _job}
+        commands = {"run": _run, "resume": _resume, "status": _status, "check": _check, "submit": _submit, "job": _job,
+                    "plan": _plan, "show": _show}
         return commands[args.command](args)
     except LieSweepError as exc:
         print(f"lie-sweep: error: {exc}", file=sys.stderr)

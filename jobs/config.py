@@ -24,8 +24,9 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from lie_sweep.errors import ConfigError, first_line
+from storage.codecs import CODEC_PRESETS
 
-__all__ = ["SweepConfig", "config_dir", "load_config", "config_from_stored", "finalize", "identity_of",
+__all__ = ["SweepConfig", "config_dir", "keep_globs", "load_config", "config_from_stored", "finalize", "identity_of",
            "storage_options_of", "IDENTITY_KEYS", "EXECUTION_KEYS"]
 
 
@@ -66,11 +67,20 @@ class FieldConfig:
 @dataclass
 class StorageConfig:
     path: str = "lie-sweep-out/sweep.zarr"
-    codec: str = "lossless"
+    codec: str = "lossless"                # lossless | bitround | float16 (see storage.codecs)
     level: int = 1
+    keepbits: int = 10                     # bitround: mantissa bits kept
+    keep: Any = "all"                      # all | summary | tensor-name globs (a list, or comma-separated)
     inner_chunk: int = 1 << 18
     overwrite: bool = False
     options: dict[str, Any] = dc_field(default_factory=dict)  # fsspec storage options (endpoint, profile, …)
+
+
+@dataclass
+class DerivedConfig:
+    eval_count: int = 16                   # evaluation examples of the logit deltas (0: no logit deltas)
+    eval_start: Optional[int] = None       # first dataset index of the evaluation batch (null: the last ones)
+    epsilon: Optional[float] = None        # ε of ε²·J_f[u_i,u_j] (null: checkpoints.lr)
 
 
 @dataclass
@@ -95,6 +105,7 @@ class SweepConfig:
     pairs: PairsConfig = dc_field(default_factory=PairsConfig)
     field: FieldConfig = dc_field(default_factory=FieldConfig)
     storage: StorageConfig = dc_field(default_factory=StorageConfig)
+    derived: DerivedConfig = dc_field(default_factory=DerivedConfig)
     cluster: ClusterConfig = dc_field(default_factory=ClusterConfig)
     precision: str = "float32"
     chunk_size: Optional[int] = None
@@ -106,7 +117,7 @@ EXECUTION_KEYS = ("cluster", "chunk_size", "storage.options")
 
 # What defines a sweep's results (its identity); everything else is an execution setting.
 IDENTITY_KEYS = ("model", "data", "checkpoints", "examples", "pairs", "field", "precision", "seed",
-                 "storage.codec", "storage.level", "storage.inner_chunk")
+                 "storage.codec", "storage.level", "storage.keepbits", "storage.keep", "storage.inner_chunk", "derived")
 
 _CHOICES = {
     "checkpoints.source": ("train", "glob", "list"),
@@ -115,6 +126,7 @@ _CHOICES = {
     "field.name": ("sgd", "adam"),
     "precision": ("float32", "float64"),
     "cluster.device": ("auto", "cpu", "cuda"),
+    "storage.codec": tuple(CODEC_PRESETS),
 }
 _POSITIVE = ("checkpoints.steps", "checkpoints.save_every", "checkpoints.batch_size", "examples.count",
              "pairs.per_task", "storage.inner_chunk", "cluster.cpus_per_worker", "cluster.max_in_flight")
@@ -209,11 +221,17 @@ def _validate(cfg: DictConfig) -> None:
         ("checkpoints.betas", len(cfg.checkpoints.betas) == 2 and all(0 <= b < 1 for b in cfg.checkpoints.betas),
          "two numbers in [0, 1)"),
         ("storage.level", 1 <= cfg.storage.level <= 9, "an integer in 1..9 (Blosc's zstd levels)"),
+        ("storage.keepbits", 1 <= cfg.storage.keepbits <= (23 if cfg.precision == "float32" else 52),
+         f"an integer in 1..{23 if cfg.precision == 'float32' else 52} (mantissa bits of {cfg.precision})"),
+        ("derived.eval_count", cfg.derived.eval_count >= 0, "an integer >= 0 (0: no logit deltas)"),
+        ("derived.eval_start", cfg.derived.eval_start is None or cfg.derived.eval_start >= 0, "null or an integer >= 0"),
+        ("derived.epsilon", cfg.derived.epsilon is None or cfg.derived.epsilon > 0, "null or a number > 0"),
     ]
     for key, ok, expected in checks:
         if not ok:
             raise ConfigError(f"bad value for {key}", expected=expected, found=repr(_get(cfg, key)),
                               fix=f"set {key} accordingly")
+    keep_globs(cfg.storage.keep)
     required = {"glob": "checkpoints.glob", "list": "checkpoints.paths"}
     src = cfg.checkpoints.source
     if src in required and not _get(cfg, required[src]):
@@ -232,6 +250,25 @@ def _validate(cfg: DictConfig) -> None:
         if not pairs or any(len(p) != 2 or p[0] == p[1] for p in pairs):
             raise ConfigError("bad value for pairs.list", expected="a non-empty list of [i, j] with i != j",
                               found=str(pairs)[:80], fix="e.g. pairs.list=[[0,1],[2,5]]")
+
+
+def keep_globs(keep: Any) -> list[str] | None:
+    """``storage.keep`` as tensor-name globs: None for ``all``, [] for ``summary``, else the globs."""
+    if OmegaConf.is_list(keep) or isinstance(keep, (list, tuple)):
+        globs = [str(g).strip() for g in keep]
+    elif isinstance(keep, str):
+        if keep == "all":
+            return None
+        if keep == "summary":
+            return []
+        globs = [g.strip() for g in keep.split(",")]
+    else:
+        globs = [""]
+    if not globs or any(not g for g in globs):
+        raise ConfigError("bad value for storage.keep", expected="all | summary | tensor-name globs",
+                          found=repr(keep if not OmegaConf.is_list(keep) else list(keep)),
+                          fix="e.g. storage.keep=summary or storage.keep='[fc.*,layer4.*]'")
+    return globs
 
 
 def _compose(overrides: Sequence[str]) -> DictConfig:

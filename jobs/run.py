@@ -44,11 +44,13 @@ def run_config(cfg: DictConfig, *, log: Callable[[str], None] = print, progress_
     tasks = make_plan(layout.n_checkpoints, layout.n_pairs, layout.pairs_per_task)
     store = SweepStore.create(spec.store_path, layout=layout, meta=spec.store_meta(len(tasks)),
                               pairs=np.asarray(spec.pairs, dtype=np.int64).reshape(-1, 2), examples=spec.examples,
-                              steps=[c["step"] for c in spec.checkpoints], dtype=cfg.precision,
-                              codec=cfg.storage.codec, level=cfg.storage.level, overwrite=cfg.storage.overwrite,
+                              steps=[c["step"] for c in spec.checkpoints], eval_examples=spec.eval_examples,
+                              dtype=cfg.precision, codec=cfg.storage.codec, level=cfg.storage.level,
+                              keepbits=cfg.storage.keepbits, overwrite=cfg.storage.overwrite,
                               storage_options=spec.storage_options)
-    log(f"store: {spec.store_path} ({layout.n_checkpoints} checkpoints × {layout.n_pairs} pairs × "
-        f"{layout.n_params} parameters; {len(tasks)} tasks of ≤ {layout.pairs_per_task} pairs)")
+    kept = "summaries only" if not layout.keeps_params else f"{layout.n_params} of {spec.n_params} parameters kept"
+    log(f"store: {spec.store_path} ({layout.n_checkpoints} checkpoints × {layout.n_pairs} pairs; {kept}; "
+        f"{len(tasks)} tasks of ≤ {layout.pairs_per_task} pairs)")
     return _execute_holding_lock(spec, store, tasks, log, progress_stream, "run")
 
 
@@ -95,11 +97,9 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
             raise ConfigError("the store's plan does not match its layout", expected=f"{store.meta['n_tasks']} tasks",
                               found=f"{len(tasks)}", fix="the store was written by another lie-sweep version")
         config = OmegaConf.to_container(cfg, resolve=True)
-        spec = SweepSpec(config=config, identity=store.meta["identity"], examples=[int(e) for e in store.group["examples"][:]],
-                         pairs=[(int(i), int(j)) for i, j in store.group["pairs"][:]],
-                         checkpoints=list(store.meta["checkpoints"]), param_spec=list(store.meta["param_spec"]),
-                         attribute_names=list(store.meta.get("attribute_names") or []), store_path=str(path),
-                         storage_options=dict(config["storage"]["options"]))
+        spec = SweepSpec.from_store_meta(store.meta, config, examples=[int(e) for e in store.group["examples"][:]],
+                                         pairs=[(int(i), int(j)) for i, j in store.group["pairs"][:]],
+                                         store_path=str(path))
         done = store.done_tasks()
         log(f"resuming {path}: {len(done)} of {len(tasks)} tasks done, {len(store.failures())} failed before")
     except BaseException:

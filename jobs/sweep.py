@@ -7,6 +7,7 @@ pairs, trains or finds the checkpoints (checking each fits the model), and retur
 
 from __future__ import annotations
 
+import fnmatch
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +20,17 @@ from omegaconf import DictConfig, OmegaConf
 import lie_sweep
 from lie_sweep import ParamSpec, apply_checkpoint, find_checkpoints, load_checkpoint, train
 from lie_sweep.checkpoints import file_sha256
-from lie_sweep.errors import CheckpointError, CheckpointNotFoundError, ConfigError, LieSweepError, first_line
+from lie_sweep.errors import (CheckpointError, CheckpointNotFoundError, ConfigError, ExampleIndexError,
+                              LieSweepError, first_line)
+from lie_sweep.fields import eval_mode
 from storage.identity import identity_hash
 from storage.layout import StoreLayout
 
-from .config import identity_of
+from .config import identity_of, keep_globs
 from .plan import canonical_pairs, example_indices
 
-__all__ = ["SweepSpec", "prepare_sweep", "build_model", "build_dataset", "verify_checkpoint"]
+__all__ = ["SweepSpec", "Grid", "resolve_grid", "epsilon_of", "prepare_sweep", "build_model", "build_dataset", "verify_checkpoint", "kept_tensors",
+           "eval_indices"]
 
 
 @dataclass
@@ -42,6 +46,10 @@ class SweepSpec:
     attribute_names: list[str]
     store_path: str
     storage_options: dict[str, Any] = field(default_factory=dict)
+    kept_names: list[str] | None = None      # tensors in the parameter-sized arrays (None: all)
+    eval_examples: list[int] = field(default_factory=list)  # dataset indices of the logit deltas' batch
+    output_names: list[str] = field(default_factory=list)   # one per model output
+    epsilon: float = 0.0                     # ε of the logit deltas ε²·J_f[u_i,u_j]
 
     @property
     def identity_hash(self) -> str:
@@ -57,18 +65,39 @@ class SweepSpec:
     def n_params(self) -> int:
         return ParamSpec.from_records(self.param_spec).size
 
+    def stored_spec(self) -> tuple[ParamSpec, torch.Tensor | None]:
+        """(spec of the stored flat axis, its positions on the full axis; None when all are kept)."""
+        full = ParamSpec.from_records(self.param_spec)
+        if self.kept_names is None:
+            return full, None
+        return full.subset(self.kept_names)
+
     def layout(self) -> StoreLayout:
         st = self.config["storage"]
         return StoreLayout(n_checkpoints=len(self.checkpoints), n_pairs=len(self.pairs),
-                           n_examples=len(self.examples), n_params=self.n_params,
-                           pairs_per_task=self.config["pairs"]["per_task"], inner_chunk=st["inner_chunk"])
+                           n_examples=len(self.examples), n_params=self.stored_spec()[0].size,
+                           pairs_per_task=self.config["pairs"]["per_task"], inner_chunk=st["inner_chunk"],
+                           n_eval=len(self.eval_examples), n_outputs=len(self.output_names) if self.eval_examples else 0)
 
     def store_meta(self, n_tasks: int) -> dict[str, Any]:
         config = {**self.config, "storage": {**self.config["storage"], "options": {}}}  # may hold credentials
         return {"package_version": lie_sweep.__version__, "config": config, "identity": self.identity,
                 "identity_hash": self.identity_hash, "param_spec": self.param_spec,
-                "checkpoints": self.checkpoints, "attribute_names": self.attribute_names, "n_tasks": n_tasks,
-                "python": sys.version.split()[0], "torch": torch.__version__}
+                "stored_spec": self.stored_spec()[0].to_records(), "kept_names": self.kept_names,
+                "checkpoints": self.checkpoints, "attribute_names": self.attribute_names,
+                "output_names": self.output_names, "eval_examples": self.eval_examples, "epsilon": self.epsilon,
+                "n_tasks": n_tasks, "python": sys.version.split()[0], "torch": torch.__version__}
+
+    @classmethod
+    def from_store_meta(cls, meta: dict[str, Any], config: dict[str, Any], examples: list[int],
+                        pairs: list[tuple[int, int]], store_path: str) -> "SweepSpec":
+        """The spec of an existing store (for resume), with ``config``'s execution settings."""
+        return cls(config=config, identity=meta["identity"], examples=examples, pairs=pairs,
+                   checkpoints=list(meta["checkpoints"]), param_spec=list(meta["param_spec"]),
+                   attribute_names=list(meta.get("attribute_names") or []), store_path=store_path,
+                   storage_options=dict(config["storage"]["options"]), kept_names=meta.get("kept_names"),
+                   eval_examples=list(meta.get("eval_examples") or []),
+                   output_names=list(meta.get("output_names") or []), epsilon=float(meta.get("epsilon") or 0.0))
 
 
 def verify_checkpoint(prov: dict[str, Any], sha256: str | None = None) -> None:
@@ -87,6 +116,37 @@ def verify_checkpoint(prov: dict[str, Any], sha256: str | None = None) -> None:
                               expected=f"sha256 {prov['sha256'][:16]}… ({prov['size']} bytes)",
                               found=f"different contents ({size} bytes)",
                               fix="restore the original file, or start a new sweep (resume --restart)")
+
+
+def kept_tensors(names: list[str], keep: Any) -> list[str] | None:
+    """The tensor names ``storage.keep`` selects (None: all), in model order; a glob matching none is an error."""
+    globs = keep_globs(keep)
+    if globs is None:
+        return None
+    for g in globs:
+        if not fnmatch.filter(names, g):
+            raise ConfigError(f"storage.keep glob {g!r} matches no parameter tensor",
+                              expected="globs over the model's tensor names", found=f"names like {names[:3]}",
+                              fix="list them with `lie-sweep plan` or use storage.keep=all")
+    return [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in globs)]
+
+
+def eval_indices(count: int, start: int | None, dataset_length: int) -> list[int]:
+    """Dataset indices of the evaluation batch: [start, start + count), by default the last ``count``."""
+    if count == 0:
+        return []
+    first = dataset_length - count if start is None else start
+    if first < 0 or first + count > dataset_length:
+        raise ExampleIndexError("evaluation batch out of range", expected=f"indices within 0..{dataset_length - 1}",
+                                found=f"{first}..{first + count - 1}",
+                                fix="lower derived.eval_count or move derived.eval_start")
+    return list(range(first, first + count))
+
+
+def _output_count(model: torch.nn.Module, data: Any) -> int:
+    x, _ = data[0]
+    with eval_mode(model), torch.no_grad():
+        return int(model(x.unsqueeze(0)).reshape(1, -1).shape[1])
 
 
 def _instantiate(node: DictConfig | dict, what: str) -> Any:
@@ -131,15 +191,47 @@ def _checkpoint_paths(cfg: DictConfig, model: torch.nn.Module, data: Any, log: C
     return find_checkpoints(ck.glob if ck.source == "glob" else list(ck.paths))
 
 
-def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepSpec:
-    """Resolve a validated config into a :class:`SweepSpec` (trains the model if checkpoints=train)."""
+@dataclass
+class Grid:
+    """What a config defines before any checkpoint is read: data, examples, pairs, model, outputs."""
+
+    data: Any
+    examples: list[int]
+    pairs: list[tuple[int, int]]
+    eval_examples: list[int]
+    model: torch.nn.Module
+    params: dict[str, torch.Tensor]
+    kept_names: list[str] | None
+    attribute_names: list[str]
+    output_names: list[str]
+
+
+def resolve_grid(cfg: DictConfig) -> Grid:
+    """Build the dataset and model and resolve examples, pairs, the evaluation batch and kept tensors.
+
+    Cheap and side-effect free (nothing trained or written): ``plan`` and ``run`` both start here.
+    """
     data = build_dataset(cfg.data)
     examples = example_indices(cfg.examples.mode, count=cfg.examples.count, start=cfg.examples.start,
                                indices=list(cfg.examples.indices), dataset_length=len(data))
     pairs = canonical_pairs(examples, cfg.pairs.mode, [list(p) for p in cfg.pairs.list])
+    evals = eval_indices(cfg.derived.eval_count, cfg.derived.eval_start, len(data))
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model)
-    paths = _checkpoint_paths(cfg, model, data, log)
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    kept = kept_tensors(list(params), cfg.storage.keep)
+    n_out = _output_count(model, data)
+    attributes = list(getattr(data, "attribute_names", []) or [])
+    outputs = attributes if len(attributes) == n_out else [f"output_{k}" for k in range(n_out)]
+    return Grid(data=data, examples=examples, pairs=pairs, eval_examples=evals, model=model, params=params,
+                kept_names=kept, attribute_names=attributes, output_names=outputs)
+
+
+def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepSpec:
+    """Resolve a validated config into a :class:`SweepSpec` (trains the model if checkpoints=train)."""
+    grid = resolve_grid(cfg)
+    model = grid.model
+    paths = _checkpoint_paths(cfg, model, grid.data, log)
     checkpoints = []
     for k, path in enumerate(paths):
         ckpt = load_checkpoint(path, position=k)
@@ -154,10 +246,15 @@ def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepS
         dup = next(s for s in steps if steps.count(s) > 1)
         raise ConfigError("two checkpoints share a step", expected="one checkpoint per training step",
                           found=f"step {dup} twice", fix="name files by step or store a 'step' in each")
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     config = OmegaConf.to_container(cfg, resolve=True)
-    return SweepSpec(config=config, identity=identity_of(cfg), examples=examples, pairs=pairs,
-                     checkpoints=checkpoints, param_spec=ParamSpec.from_tensors(params).to_records(),
-                     attribute_names=list(getattr(data, "attribute_names", []) or []),
-                     store_path=str(cfg.storage.path), storage_options=dict(config["storage"]["options"]))
+    return SweepSpec(config=config, identity=identity_of(cfg), examples=grid.examples, pairs=grid.pairs,
+                     checkpoints=checkpoints, param_spec=ParamSpec.from_tensors(grid.params).to_records(),
+                     attribute_names=grid.attribute_names, store_path=str(cfg.storage.path),
+                     storage_options=dict(config["storage"]["options"]), kept_names=grid.kept_names,
+                     eval_examples=grid.eval_examples, output_names=grid.output_names,
+                     epsilon=epsilon_of(cfg))
 
+
+def epsilon_of(cfg: DictConfig) -> float:
+    """ε of the logit deltas: ``derived.epsilon``, else the training learning rate ``checkpoints.lr``."""
+    return float(cfg.derived.epsilon if cfg.derived.epsilon is not None else cfg.checkpoints.lr)

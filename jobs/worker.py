@@ -14,12 +14,15 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 import torch
 
-from lie_sweep import (FunctionalModel, PreconditionedField, SGDField, apply_checkpoint, bracket_kernel,
+from lie_sweep import (FunctionalModel, ParamSpec, PreconditionedField, SGDField, apply_checkpoint, bracket_kernel,
                        compute_example_fields, load_checkpoint, stack_examples)
+from lie_sweep.analysis import effective_rank, gram_matrix, logit_deltas, pair_fits, tensor_rms
 from storage.store import SweepStore
 
+from . import summaries
 from .plan import Task
 from .sweep import SweepSpec, build_dataset, build_model, verify_checkpoint
 
@@ -58,10 +61,18 @@ class BracketWorker:
         self.chunk_size = cfg["chunk_size"]
         torch.manual_seed(cfg["seed"])
         self.model = build_model(cfg["model"]).to(device=self.device, dtype=self.dtype)
-        inputs, targets = stack_examples(build_dataset(cfg["data"]), spec.examples)
+        data = build_dataset(cfg["data"])
+        inputs, targets = stack_examples(data, spec.examples)
         self.inputs = inputs.to(self.device, self.dtype)
         self.targets = targets.to(self.device, self.dtype)
+        self.eval_inputs = (stack_examples(data, spec.eval_examples)[0].to(self.device, self.dtype)
+                            if spec.eval_examples else None)
         self.pairs = torch.tensor(spec.pair_positions, dtype=torch.long).reshape(-1, 2)
+        self.pair_table = np.asarray(spec.pairs, dtype=np.int64).reshape(-1, 2)
+        self.full_spec = ParamSpec.from_records(spec.param_spec)
+        stored, index = spec.stored_spec()
+        self.keeps_params = stored.size > 0
+        self.kept_index = None if index is None else index.to(self.device)
         self.fmodel = FunctionalModel(self.model)
         self.store = SweepStore.open(spec.store_path, mode="r+", storage_options=spec.storage_options)
         self.loaded: int | None = None
@@ -84,6 +95,9 @@ class BracketWorker:
         self.field = self.field.bind(self.params)
         self.example_fields = compute_example_fields(self.fmodel, self.params, self.inputs, self.targets,
                                                      field=self.field)
+        grads = self.example_fields.gradients
+        self.grad_rms = tensor_rms(grads, self.full_spec).cpu()
+        self.gram = gram_matrix(grads)
         self.loaded = checkpoint
         self.loads += 1
 
@@ -91,10 +105,43 @@ class BracketWorker:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def run(self, task: Task) -> dict[str, Any]:
-        """Compute and store ``task``; returns a small summary (timings, bracket norms).
+    def _stored(self, flat: torch.Tensor) -> np.ndarray:
+        """Rows on the store's flat axis (the kept tensors)."""
+        return (flat if self.kept_index is None else flat[:, self.kept_index]).cpu().numpy()
 
-        Returns only after the task's shards are written, so a completion mark may follow.
+    def _derive(self, task: Task, brackets: torch.Tensor, logits: torch.Tensor | None) -> dict[str, dict]:
+        """The task's table rows, from the brackets while they are in memory (see :mod:`lie_sweep.analysis`)."""
+        step = self.spec.checkpoints[task.checkpoint]["step"]
+        pos = self.pairs[task.start:task.stop]
+        rms_b = tensor_rms(brackets, self.full_spec).cpu()
+        rms_gi, rms_gj = self.grad_rms[pos[:, 0]], self.grad_rms[pos[:, 1]]
+        fits = pair_fits(rms_b, rms_gi, rms_gj)
+        norms = brackets.double().norm(dim=1).cpu()
+        ids = np.arange(task.start, task.stop)
+        table = self.pair_table[task.start:task.stop]
+        logit_rms = None if logits is None else logits.double().pow(2).mean(dim=(1, 2)).sqrt().numpy()
+        names = self.full_spec.names
+        tables = {
+            "pairs": summaries.pair_rows(step, ids, table, norms.numpy(), (norms / self.full_spec.size ** 0.5).numpy(),
+                                         fits.log_c.numpy(), fits.r2.numpy(), fits.n_tensors.numpy(), logit_rms),
+            "pair_rms": summaries.pair_rms_rows(step, ids, table, names, rms_b.numpy(), rms_gi.numpy(),
+                                                rms_gj.numpy()),
+        }
+        if task.writes_examples:
+            losses = self.example_fields.losses.double().cpu().numpy()
+            gnorms = self.example_fields.gradients.double().norm(dim=1).cpu().numpy()
+            tables["examples"] = summaries.example_rows(step, self.spec.examples, losses, gnorms)
+            tables["example_rms"] = summaries.example_rms_rows(step, self.spec.examples, names,
+                                                               self.grad_rms.numpy())
+            tables["checkpoints"] = summaries.checkpoint_row(step, effective_rank(self.gram), losses, gnorms)
+        return tables
+
+    def run(self, task: Task) -> dict[str, Any]:
+        """Compute and store ``task``: brackets (kept tensors), logit deltas, summary tables, and for
+        a checkpoint's first task its examples' gradients, losses and Gram matrix.
+
+        Returns a small summary (timings, bracket norms) only after everything is written, so a
+        completion mark may follow.
         """
         with self._compute:
             t0 = time.perf_counter()
@@ -103,18 +150,32 @@ class BracketWorker:
             out = bracket_kernel(self.fmodel, self.params, self.inputs, self.targets,
                                  self.pairs[task.start:task.stop], field=self.field, chunk_size=self.chunk_size,
                                  example_fields=self.example_fields)
-            norms = out.brackets.norm(dim=1).tolist()
-            finite = bool(torch.isfinite(out.brackets).all())
-            values = out.brackets.cpu().numpy()
+            brackets = out.brackets
+            finite = bool(torch.isfinite(brackets).all())
+            logits = None
+            if self.eval_inputs is not None:
+                logits = logit_deltas(self.fmodel, self.params, self.eval_inputs, brackets,
+                                      epsilon=self.spec.epsilon, chunk_size=self.chunk_size or 16).cpu()
+            tables = self._derive(task, brackets, logits)
+            norms = tables["pairs"]["norm"].tolist()
+            values = self._stored(brackets) if self.keeps_params else None
             examples = None
             if task.writes_examples:
-                examples = (self.example_fields.gradients.cpu().numpy(), self.example_fields.losses.cpu().numpy())
+                grads = self._stored(self.example_fields.gradients) if self.keeps_params else None
+                examples = (grads, self.example_fields.losses.cpu().numpy(), self.gram.cpu().numpy())
+            logits = None if logits is None else logits.numpy()
             self._sync()
             loads = self.loads
+            del out, brackets
             t1 = time.perf_counter()
         if examples is not None:
             self.store.write_examples(task.checkpoint, *examples)
-        self.store.write_brackets(task.checkpoint, task.start, values)
+        if values is not None:
+            self.store.write_brackets(task.checkpoint, task.start, values)
+        if logits is not None:
+            self.store.write_logit_deltas(task.checkpoint, task.start, logits)
+        for name, columns in tables.items():
+            self.store.write_table_part(name, task.checkpoint, task.task_id, columns)
         t2 = time.perf_counter()
         return {"task_id": task.task_id, "checkpoint": task.checkpoint, "start": task.start, "stop": task.stop,
                 "compute_s": t1 - t0, "write_s": t2 - t1, "norms": norms, "finite": finite,

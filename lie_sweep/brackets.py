@@ -102,6 +102,12 @@ def as_pair_tensor(pairs: Sequence[Sequence[int]] | torch.Tensor, n_examples: in
     return t
 
 
+def call_buffer_bytes(chunk_size: int, n_params: int, dtype: torch.dtype) -> int:
+    """Bytes of the parameter-sized buffers one vmapped kernel call of ``chunk_size`` pairs holds
+    (2 ordered HVPs × ``_BUFFERS_PER_HVP`` buffers per pair; activations extra)."""
+    return 2 * _BUFFERS_PER_HVP * chunk_size * n_params * torch.empty((), dtype=dtype).element_size()
+
+
 def default_chunk_size(n_params: int, dtype: torch.dtype, device: torch.device) -> int:
     """Pairs per vmapped call such that its parameter-sized buffers fit a memory budget.
 

@@ -98,6 +98,19 @@ class ParamSpec:
         lead = flat.shape[:-1]
         return {e.name: flat[..., e.offset:e.stop].reshape(*lead, *e.shape) for e in self.entries}
 
+    def subset(self, names: Iterable[str]) -> tuple["ParamSpec", torch.Tensor]:
+        """(spec of ``names`` in this spec's order, packed contiguously; flat positions of its axis).
+
+        ``flat[..., index]`` of a ``(..., D)`` tensor of this spec is the same tensor on the subset's axis.
+        """
+        wanted = set(names)
+        unknown = wanted - set(self._by_name)
+        if unknown:
+            raise ValueError(f"unknown parameter name(s) {sorted(unknown)}")
+        kept = [e for e in self.entries if e.name in wanted]
+        index = torch.cat([torch.arange(e.offset, e.stop) for e in kept]) if kept else torch.zeros(0, dtype=torch.long)
+        return ParamSpec((e.name, e.shape) for e in kept), index
+
     def to_records(self) -> list[dict]:
         """JSON-ready ``[{"name", "offset", "shape"}, ...]``."""
         return [{"name": e.name, "offset": e.offset, "shape": list(e.shape)} for e in self.entries]

@@ -1,19 +1,27 @@
 """The store's layout: array names, shapes, inner chunks and task-aligned shards. Pure; no I/O.
 
-One store per sweep (a Zarr v3 group) holds, for C checkpoints, P pairs, E examples and a flat
-parameter axis of length D:
+One store per sweep (a Zarr v3 group) holds, for C checkpoints, P pairs, E examples, a flat
+parameter axis of length D (the kept tensors, see ``storage.keep``), B evaluation examples and O
+model outputs:
 
-    brackets   (C, P, D)  [u_i, u_j] per checkpoint and pair        shard (1, pairs_per_task, D')
-    gradients  (C, E, D)  ∇L_x per checkpoint and example           shard (1, E, D')
-    losses     (C, E)     L_x per checkpoint and example            chunk (1, E)
-    pairs      (P, 2)     dataset indices (i, j), i before j in the canonical order
-    examples   (E,)       dataset indices of the examples
-    steps      (C,)       training step of each checkpoint
+    brackets      (C, P, D)     [u_i, u_j] per checkpoint and pair        shard (1, pairs_per_task, D')
+    gradients     (C, E, D)     ∇L_x per checkpoint and example           shard (1, E, D')
+    losses        (C, E)        L_x per checkpoint and example            chunk (1, E)
+    logit_deltas  (C, P, B, O)  ε²·J_f[u_i, u_j] on the evaluation batch  chunk (1, pairs_per_task, B, O)
+    gram          (C, E, E)     g_a · g_b per checkpoint (float64)        chunk (1, E, E)
+    pairs         (P, 2)        dataset indices (i, j), i before j in the canonical order
+    examples      (E,)          dataset indices of the examples
+    eval_examples (B,)          dataset indices of the evaluation batch
+    steps         (C,)          training step of each checkpoint
+
+With D = 0 (``storage.keep=summary``) there are no ``brackets`` or ``gradients`` arrays; with
+B = 0 no ``logit_deltas``.
 
 Task t = (checkpoint c, pairs [start, stop)) with start a multiple of ``pairs_per_task`` owns the
-one ``brackets`` shard at (c, start // pairs_per_task); the first task of a checkpoint also owns
-that checkpoint's ``gradients`` shard and ``losses`` chunk. No two tasks write the same shard.
-Inner chunks are (1, 1, inner) along D, so reading one pair's tensor touches only its chunks.
+one ``brackets`` shard and the one ``logit_deltas`` chunk at (c, start // pairs_per_task); the
+first task of a checkpoint also owns that checkpoint's ``gradients`` shard, ``losses`` and
+``gram`` chunks. No two tasks write the same shard. Inner chunks are (1, 1, inner) along D, so
+reading one pair's tensor touches only its chunks.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from dataclasses import dataclass
 
 __all__ = ["SCHEMA_VERSION", "META_KEY", "StoreLayout"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: keep, logit deltas, Gram matrices, Parquet tables
 META_KEY = "lie_sweep"
 
 
@@ -35,16 +43,30 @@ class StoreLayout:
     n_params: int
     pairs_per_task: int
     inner_chunk: int = 1 << 18  # elements of the flat axis per inner chunk (1 MiB in float32)
+    n_eval: int = 0             # evaluation examples of the logit deltas (0: none)
+    n_outputs: int = 0          # model outputs per evaluation example
 
     def __post_init__(self) -> None:
-        for name in ("n_checkpoints", "n_pairs", "n_examples", "n_params", "pairs_per_task", "inner_chunk"):
+        for name in ("n_checkpoints", "n_pairs", "n_examples", "pairs_per_task", "inner_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, found {getattr(self, name)}")
+        for name in ("n_params", "n_eval", "n_outputs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, found {getattr(self, name)}")
+
+    @property
+    def keeps_params(self) -> bool:
+        """Whether the store holds parameter-sized arrays (``brackets``, ``gradients``)."""
+        return self.n_params > 0
+
+    @property
+    def keeps_logits(self) -> bool:
+        return self.n_eval > 0 and self.n_outputs > 0
 
     @property
     def inner(self) -> int:
         """Inner chunk length along D (never longer than D)."""
-        return min(self.inner_chunk, self.n_params)
+        return max(1, min(self.inner_chunk, self.n_params))
 
     @property
     def shard_params(self) -> int:
@@ -66,6 +88,14 @@ class StoreLayout:
     def losses(self) -> dict:
         return {"shape": (self.n_checkpoints, self.n_examples), "chunks": (1, self.n_examples), "shards": None}
 
+    def logit_deltas(self) -> dict:
+        return {"shape": (self.n_checkpoints, self.n_pairs, self.n_eval, self.n_outputs),
+                "chunks": (1, self.pairs_per_task, self.n_eval, self.n_outputs), "shards": None}
+
+    def gram(self) -> dict:
+        return {"shape": (self.n_checkpoints, self.n_examples, self.n_examples),
+                "chunks": (1, self.n_examples, self.n_examples), "shards": None}
+
     def bracket_shard_of(self, checkpoint: int, start: int) -> tuple[int, int, int]:
         """The shard grid index that pairs [start, ...) of ``checkpoint`` live in."""
         if start % self.pairs_per_task:
@@ -74,4 +104,5 @@ class StoreLayout:
 
     def to_dict(self) -> dict:
         return {"n_checkpoints": self.n_checkpoints, "n_pairs": self.n_pairs, "n_examples": self.n_examples,
-                "n_params": self.n_params, "pairs_per_task": self.pairs_per_task, "inner_chunk": self.inner_chunk}
+                "n_params": self.n_params, "pairs_per_task": self.pairs_per_task, "inner_chunk": self.inner_chunk,
+                "n_eval": self.n_eval, "n_outputs": self.n_outputs}

@@ -1,17 +1,31 @@
-"""Lazy, read-only access to a sweep store, in numpy (no torch).
+"""Lazy, read-only access to a sweep store, in numpy, xarray and pandas (no torch).
 
 ``open_sweep(path)`` reads only metadata; each call reads only the shards and inner chunks that
-hold what it returns.
+hold what it returns. Three kinds of access:
+
+* named numpy arrays: :meth:`Sweep.bracket`, :meth:`Sweep.gradient`, :attr:`Sweep.losses`;
+* labelled lazy xarray views: :meth:`Sweep.brackets_xr`, :meth:`Sweep.gradients_xr`,
+  :meth:`Sweep.logit_deltas`, :meth:`Sweep.gram` (coordinates: ``step``, ``pair`` as (i, j),
+  ``example``, ``eval_example``, ``output`` by attribute name; one variable per parameter tensor);
+* the summary tables as pandas DataFrames: :meth:`Sweep.fits`, :meth:`Sweep.rms_table`,
+  :meth:`Sweep.example_table`, :meth:`Sweep.checkpoint_table`, and what they rank:
+  :meth:`Sweep.top_pairs`, :meth:`Sweep.example_scores`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from .errors import StoreKeyError
 from .store import SweepStore
+
+if TYPE_CHECKING:  # xarray and pandas are imported on first use: opening a store stays cheap
+    import pandas as pd
+    import xarray as xr
+
+SCORES = {"norm": "norm", "c": "c", "logit": "logit_rms"}
 
 __all__ = ["Sweep", "open_sweep"]
 
@@ -28,11 +42,16 @@ class Sweep:
         self.pairs: np.ndarray = np.asarray(g["pairs"][:])
         self.param_spec: list[dict[str, Any]] = list(self.meta["param_spec"])
         self.param_names: list[str] = [e["name"] for e in self.param_spec]
+        self.stored_spec: list[dict[str, Any]] = list(self.meta.get("stored_spec", self.param_spec))
+        self.stored_names: list[str] = [e["name"] for e in self.stored_spec]
         self.attribute_names: list[str] = list(self.meta.get("attribute_names") or [])
+        self.output_names: list[str] = list(self.meta.get("output_names") or [])
+        self.eval_examples: list[int] = [int(e) for e in self.meta.get("eval_examples") or []]
+        self.epsilon: float = float(self.meta.get("epsilon") or 0.0)
         self._pair_index = {(int(i), int(j)): p for p, (i, j) in enumerate(self.pairs)}
         self._example_index = {e: k for k, e in enumerate(self.examples)}
         self._ckpt_index = {s: k for k, s in enumerate(self.steps)}
-        self._entries = {e["name"]: e for e in self.param_spec}
+        self._entries = {e["name"]: e for e in self.stored_spec}
 
     def __repr__(self) -> str:
         return (f"Sweep({self.store.path!r}: {len(self.steps)} checkpoints, {len(self.examples)} examples, "
@@ -61,17 +80,27 @@ class Sweep:
         return self._example_index[example]
 
     def _slices(self, names: Sequence[str] | None) -> list[dict[str, Any]]:
-        names = self.param_names if names is None else list(names)
+        names = self.stored_names if names is None else list(names)
         for n in names:
             if n not in self._entries:
+                if n in self.param_names:
+                    raise StoreKeyError(f"tensor {n!r} was not kept in this store",
+                                        expected=f"a name from sweep.stored_names (storage.keep="
+                                                 f"{self.config['storage'].get('keep', 'all')})",
+                                        found=repr(n), fix="its RMS values are in sweep.rms_table(); "
+                                                           "re-run with storage.keep including it for the values")
                 raise StoreKeyError("parameter not in this sweep", expected="a name from sweep.param_names",
                                     found=repr(n), fix="list them with sweep.param_names")
         return [self._entries[n] for n in names]
 
     def _read_flat(self, array: str, row: tuple[int, int], names: Sequence[str] | None) -> dict[str, np.ndarray]:
+        entries = self._slices(names)
+        if array not in self.store.group:
+            raise StoreKeyError(f"this store keeps no {array}", expected="a store run with storage.keep=all or globs",
+                                found="storage.keep=summary", fix="use the tables (sweep.fits(), sweep.rms_table())")
         arr = self.store.group[array]
         out = {}
-        for e in self._slices(names):
+        for e in entries:
             stop = e["offset"] + int(np.prod(e["shape"], dtype=np.int64))
             out[e["name"]] = np.asarray(arr[row[0], row[1], e["offset"]:stop]).reshape(e["shape"])
         return out
@@ -100,6 +129,152 @@ class Sweep:
     def losses(self) -> np.ndarray:
         """Per-example losses, (checkpoints × examples), in ``steps`` × ``examples`` order."""
         return np.asarray(self.store.group["losses"][:])
+
+
+    # -- labelled lazy views (xarray) ------------------------------------------------------------
+    def _array_getter(self, name: str):
+        if name not in self.store.group:
+            raise StoreKeyError(f"this store has no {name}", expected=f"a store with {name}",
+                                found="storage.keep=summary" if name in ("brackets", "gradients")
+                                else "derived.eval_count=0", fix="re-run the sweep with them enabled")
+        return lambda: self.store.group[name]
+
+    def _flat_dataset(self, array: str, row_dim: str, row_coords: dict, names: Sequence[str] | None,
+                      attrs: dict) -> "xr.Dataset":
+        import xarray as xr
+
+        from .views import FlatTensorArray, lazy_variable
+
+        get = self._array_getter(array)
+        data = {}
+        for e in self._slices(names):
+            dims = ("step", row_dim, *(f"{e['name']}.d{k}" for k in range(len(e["shape"]))))
+            data[e["name"]] = lazy_variable(dims, FlatTensorArray(get, e["offset"], e["shape"]))
+        return xr.Dataset(data, coords=xr.Coordinates({"step": ("step", self.steps)}).merge(row_coords).coords,
+                          attrs=attrs)
+
+    def brackets_xr(self, names: Sequence[str] | None = None) -> "xr.Dataset":
+        """Lazy [u_i, u_j]: one variable per kept tensor, dims (step, pair, *tensor dims).
+
+        ``pair`` is a MultiIndex (i, j) of dataset indices, i before j in the canonical order:
+        ``ds["fc.weight"].sel(step=40, i=0, j=3).values`` reads that pair's fc.weight chunks only.
+        """
+        from .views import pair_coords
+
+        return self._flat_dataset("brackets", "pair", pair_coords(self.pairs), names,
+                                  {"quantity": "[u_i, u_j] = J_{u_j} u_i - J_{u_i} u_j",
+                                   "convention": "theta_ij - theta_ji = lr^2 [u_i, u_j] + O(lr^3); "
+                                                 "BatchNorm in eval mode"})
+
+    def gradients_xr(self, names: Sequence[str] | None = None) -> "xr.Dataset":
+        """Lazy per-example gradients ∇θ L_x: one variable per kept tensor, dims (step, example, *tensor dims)."""
+        import xarray as xr
+
+        coords = xr.Coordinates({"example": ("example", self.examples)})
+        return self._flat_dataset("gradients", "example", coords, names, {"quantity": "grad_theta L_x"})
+
+    def logit_deltas(self) -> "xr.DataArray":
+        """Lazy ε²·J_f(θ)[u_i, u_j], dims (step, pair, eval_example, output).
+
+        To leading order the model's outputs after training on i then j minus after j then i,
+        on the evaluation examples (dataset indices), ε = ``sweep.epsilon``.
+        """
+        import xarray as xr
+
+        from .views import ZarrBackendArray, lazy_variable, pair_coords
+
+        var = lazy_variable(("step", "pair", "eval_example", "output"), ZarrBackendArray(self._array_getter("logit_deltas")))
+        coords = xr.Coordinates({"step": ("step", self.steps), "eval_example": ("eval_example", self.eval_examples),
+                                 "output": ("output", self.output_names)}).merge(pair_coords(self.pairs)).coords
+        return xr.DataArray(var, coords=coords, name="logit_deltas",
+                            attrs={"epsilon": self.epsilon, "convention": "f(theta_ij) - f(theta_ji) ~ "
+                                   "epsilon^2 J_f [u_i, u_j]: order i then j minus order j then i"})
+
+    def gram(self) -> "xr.DataArray":
+        """Lazy gradient Gram matrices g_a · g_b, dims (step, example, example_b)."""
+        import xarray as xr
+
+        from .views import ZarrBackendArray, lazy_variable
+
+        var = lazy_variable(("step", "example", "example_b"), ZarrBackendArray(self._array_getter("gram")))
+        return xr.DataArray(var, coords={"step": self.steps, "example": self.examples, "example_b": self.examples},
+                            name="gram")
+
+    # -- summary tables (pandas) ------------------------------------------------------------------
+    def table(self, name: str, ckpt: int | None = None) -> "pd.DataFrame":
+        """Summary table ``name`` (see :mod:`storage.tables`) of completed tasks, at one checkpoint step
+        or all; reads only that checkpoint's folder."""
+        import pandas as pd
+
+        steps = None if ckpt is None else [self.steps[self._checkpoint(ckpt)]]
+        table = self.store.read_table(name, steps)
+        if table is None:
+            return pd.DataFrame()
+        frame = table.to_pandas()
+        keys = [k for k in ("step", "pair", "example", "tensor") if k in frame.columns and k != "tensor"]
+        return frame.sort_values(keys, kind="stable").reset_index(drop=True) if keys else frame
+
+    def fits(self, ckpt: int | None = None) -> "pd.DataFrame":
+        """Per checkpoint × pair: ``norm`` = ‖[u_i,u_j]‖₂, ``rms``, the slope-1 fit ``c`` (log RMS of the
+        bracket = log c + log RMS of the gradients, across tensors), its ``r2`` and ``n_tensors``,
+        and ``logit_rms`` (RMS of the logit deltas)."""
+        return self.table("pairs", ckpt)
+
+    def rms_table(self, ckpt: int | None = None) -> "pd.DataFrame":
+        """Per checkpoint × pair × tensor: RMS of the bracket, of each example's gradient, and of their
+        geometric mean ``rms_grad`` (the fit's x)."""
+        frame = self.table("pair_rms", ckpt)
+        if len(frame):
+            frame["rms_grad"] = np.sqrt(frame["rms_grad_i"] * frame["rms_grad_j"])
+        return frame
+
+    def example_table(self, ckpt: int | None = None) -> "pd.DataFrame":
+        """Per checkpoint × example: loss and gradient norm."""
+        return self.table("examples", ckpt)
+
+    def checkpoint_table(self) -> "pd.DataFrame":
+        """Per checkpoint: effective rank of the gradient Gram matrix, mean loss, mean gradient norm."""
+        return self.table("checkpoints")
+
+    def _score_column(self, by: str) -> str:
+        if by not in SCORES:
+            raise StoreKeyError("unknown score", expected=" | ".join(SCORES), found=repr(by),
+                                fix="by='norm' (‖[u_i,u_j]‖), 'c' (fit constant) or 'logit' (logit-delta RMS)")
+        return SCORES[by]
+
+    def top_pairs(self, k: int = 10, ckpt: int | None = None, by: str = "norm") -> "pd.DataFrame":
+        """The k most order-sensitive pairs, by ``by`` ("norm": ‖[u_i,u_j]‖, "c": the fit constant,
+        "logit": RMS of the logit deltas), at checkpoint step ``ckpt`` or averaged over checkpoints
+        (mean of norm and logit_rms, geometric mean of c; ``n_checkpoints`` says over how many)."""
+        col = self._score_column(by)
+        frame = self.fits(ckpt)
+        if frame.empty:
+            return frame
+        if ckpt is None:
+            frame = frame.assign(log_c=np.log(frame["c"])).groupby(["pair", "i", "j"], as_index=False).agg(
+                norm=("norm", "mean"), log_c=("log_c", "mean"), r2=("r2", "mean"), logit_rms=("logit_rms", "mean"),
+                n_checkpoints=("step", "count"))
+            frame["c"] = np.exp(frame["log_c"])
+            frame = frame[["pair", "i", "j", "norm", "c", "r2", "logit_rms", "n_checkpoints"]]
+        return frame.sort_values(col, ascending=False, kind="stable").head(k).reset_index(drop=True)
+
+    def example_scores(self, ckpt: int | None = None, by: str = "norm") -> "pd.DataFrame":
+        """Each example's total order sensitivity: score(e) = Σ over the sweep's pairs containing e
+        of the pair's ``by`` value (see :meth:`top_pairs`), summed over checkpoints when ``ckpt`` is
+        None; with its ``n_pairs`` and mean ``loss``. Highest first: candidates to inspect or filter."""
+        import pandas as pd
+
+        col = self._score_column(by)
+        frame = self.fits(ckpt)
+        if frame.empty:
+            return pd.DataFrame(columns=["example", "score", "n_pairs", "loss"])
+        both = pd.concat([frame[["i", col]].rename(columns={"i": "example"}),
+                          frame[["j", col]].rename(columns={"j": "example"})])
+        scores = both.groupby("example", as_index=False).agg(score=(col, "sum"), n_pairs=(col, "count"))
+        losses = self.example_table(ckpt)
+        if not losses.empty:
+            scores = scores.merge(losses.groupby("example", as_index=False)["loss"].mean(), on="example", how="left")
+        return scores.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def open_sweep(path: str, storage_options: Mapping[str, Any] | None = None) -> Sweep:

@@ -5,7 +5,8 @@ completion marks; each worker writes only the shards its tasks own (see :mod:`st
 Marks are small JSON files ``marks/task-NNNNNN.json`` written after a task's data is stored; a
 task without a mark is not done, whatever its shards hold. Beside them: ``failures/`` (one JSON
 record and one traceback log per task that failed for good), ``runs/`` (one record per run or
-resume) and ``lock.json`` (the driver holding the store, see :mod:`storage.lock`).
+resume) and ``lock.json`` (the driver holding the store, see :mod:`storage.lock`). Summary tables
+are Parquet files under ``tables/``, written by the task that owns them (see :mod:`storage.tables`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import fsspec
 import numpy as np
 import zarr
 
-from .codecs import compressors_for
+from .codecs import DEFAULT_KEEPBITS, array_codecs, check_encodable, compressors_for
 from .errors import NotASweepError, StoreError, StoreExistsError, first_line
 from .layout import META_KEY, SCHEMA_VERSION, StoreLayout
 from .lock import LOCK_NAME, StoreLock
+from .tables import TABLES, TABLES_DIR, part_path, read_parts, step_of_folder, write_part
 
 __all__ = ["SweepStore", "filesystem_of", "check_writable"]
 
@@ -76,16 +78,21 @@ class SweepStore:
     # -- creation and opening ---------------------------------------------------------------
     @classmethod
     def create(cls, path: str, *, layout: StoreLayout, meta: Mapping[str, Any], pairs: np.ndarray,
-               examples: Sequence[int], steps: Sequence[int], dtype: str = "float32", codec: str = "lossless",
-               level: int = 1, overwrite: bool = False, command: str = "run",
+               examples: Sequence[int], steps: Sequence[int], eval_examples: Sequence[int] = (),
+               dtype: str = "float32", codec: str = "lossless", level: int = 1, keepbits: int = DEFAULT_KEEPBITS,
+               overwrite: bool = False, command: str = "run",
                storage_options: Mapping[str, Any] | None = None) -> "SweepStore":
         """Create an empty store holding its lock, with metadata, pair table, examples and steps.
+
+        ``codec`` (with ``level``, ``keepbits``) applies to the parameter-sized arrays; the small
+        arrays (losses, logit deltas, Gram matrices) are always stored losslessly.
 
         Refuses a store in use by a live driver, and an existing store or non-empty directory
         unless ``overwrite``, which deletes its contents once the lock is held.
         """
         fs, root = filesystem_of(path, storage_options)
-        compressors = compressors_for(codec, level)
+        param_codecs = array_codecs(codec, level, keepbits, dtype)
+        compressors = compressors_for(level)
         if fs.exists(root):
             if fs.isfile(root):
                 raise StoreError("store path is a file", expected="a directory or a new path", found=f"file {path}",
@@ -113,14 +120,27 @@ class SweepStore:
             except OSError as exc:
                 raise StoreError(f"cannot create store at {path}", expected="a writable location",
                                  found=first_line(exc), fix="check permissions and the path") from None
-            for name, spec in (("brackets", layout.brackets()), ("gradients", layout.gradients())):
-                group.create_array(name, shape=spec["shape"], chunks=spec["chunks"], shards=spec["shards"],
-                                   dtype=dtype, compressors=compressors, fill_value=0.0,
-                                   dimension_names=("checkpoint", "pair" if name == "brackets" else "example",
-                                                    "param"))
+            if layout.keeps_params:
+                for name, spec in (("brackets", layout.brackets()), ("gradients", layout.gradients())):
+                    group.create_array(name, shape=spec["shape"], chunks=spec["chunks"], shards=spec["shards"],
+                                       dtype=dtype, filters=param_codecs.filters,
+                                       compressors=param_codecs.compressors, fill_value=0.0,
+                                       dimension_names=("checkpoint", "pair" if name == "brackets" else "example",
+                                                        "param"))
             spec = layout.losses()
             group.create_array("losses", shape=spec["shape"], chunks=spec["chunks"], dtype=dtype,
                                compressors=compressors, fill_value=0.0, dimension_names=("checkpoint", "example"))
+            spec = layout.gram()
+            group.create_array("gram", shape=spec["shape"], chunks=spec["chunks"], dtype="float64",
+                               compressors=compressors, fill_value=0.0,
+                               dimension_names=("checkpoint", "example", "example_b"))
+            if layout.keeps_logits:
+                spec = layout.logit_deltas()
+                group.create_array("logit_deltas", shape=spec["shape"], chunks=spec["chunks"], dtype=dtype,
+                                   compressors=compressors, fill_value=0.0,
+                                   dimension_names=("checkpoint", "pair", "eval_example", "output"))
+            group.create_array("eval_examples", data=np.asarray(eval_examples, dtype=np.int64).reshape(-1),
+                               dimension_names=("eval_example",))
             pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
             group.create_array("pairs", data=pairs, chunks=(max(1, min(len(pairs), 1 << 16)), 2),
                                dimension_names=("pair", "side"))
@@ -128,7 +148,7 @@ class SweepStore:
             group.create_array("steps", data=np.asarray(steps, dtype=np.int64), dimension_names=("checkpoint",))
             full_meta = dict(meta)
             full_meta.update({"schema_version": SCHEMA_VERSION, "layout": layout.to_dict(), "dtype": dtype,
-                              "codec": codec, "level": level, "created": time.time()})
+                              "codec": codec, "level": level, "keepbits": keepbits, "created": time.time()})
             group.attrs[META_KEY] = full_meta  # written last: a store without it is not a sweep
         except BaseException:
             lock.release()
@@ -178,9 +198,31 @@ class SweepStore:
         """The file of the ``brackets`` shard that pairs [start, …) of ``checkpoint`` live in."""
         return self._chunk_path("brackets", self.layout.bracket_shard_of(checkpoint, start))
 
+    def logit_chunk_path(self, checkpoint: int, start: int) -> str:
+        """The file of the ``logit_deltas`` chunk that pairs [start, …) of ``checkpoint`` live in."""
+        return self._chunk_path("logit_deltas", (*self.layout.bracket_shard_of(checkpoint, start)[:2], 0, 0))
+
     def example_paths(self, checkpoint: int) -> list[str]:
-        """The files of ``checkpoint``'s ``gradients`` shard and ``losses`` chunk."""
-        return [self._chunk_path("gradients", (checkpoint, 0, 0)), self._chunk_path("losses", (checkpoint, 0))]
+        """The files of ``checkpoint``'s ``gradients`` shard (if kept), ``losses`` and ``gram`` chunks."""
+        paths = [self._chunk_path("gradients", (checkpoint, 0, 0))] if self.layout.keeps_params else []
+        return paths + [self._chunk_path("losses", (checkpoint, 0)), self._chunk_path("gram", (checkpoint, 0, 0))]
+
+    def pair_paths(self, checkpoint: int, start: int) -> list[str]:
+        """The array files of pairs [start, …) of ``checkpoint``: its ``brackets`` shard and ``logit_deltas`` chunk."""
+        paths = [self.bracket_shard_path(checkpoint, start)] if self.layout.keeps_params else []
+        return paths + ([self.logit_chunk_path(checkpoint, start)] if self.layout.keeps_logits else [])
+
+    def table_paths(self, task_id: int, checkpoint: int, writes_examples: bool) -> dict[str, str]:
+        """{table: part file} that task ``task_id`` of ``checkpoint`` writes."""
+        names = TABLES if writes_examples else ("pairs", "pair_rms")
+        step = self.steps[checkpoint]
+        return {name: part_path(self.root, name, step, task_id) for name in names}
+
+    @property
+    def steps(self) -> list[int]:
+        if not hasattr(self, "_steps"):
+            self._steps = [int(s) for s in self.group["steps"][:]]
+        return self._steps
 
     def exists(self, path: str) -> bool:
         self._fresh(posixpath.dirname(path))
@@ -203,6 +245,10 @@ class SweepStore:
     def write_brackets(self, checkpoint: int, start: int, values: np.ndarray) -> None:
         """Store brackets of pairs [start, start + len(values)) of ``checkpoint``: one task's shard."""
         self.layout.bracket_shard_of(checkpoint, start)
+        if not self.layout.keeps_params:
+            raise StoreError("this store keeps no brackets", expected="a store with storage.keep=all or globs",
+                             found="storage.keep=summary", fix="write summaries only")
+        check_encodable(self.meta["codec"], values, "brackets")
         self._discard(self.bracket_shard_path(checkpoint, start))
         stop = start + values.shape[0]
         if stop > self.layout.n_pairs or values.shape[1] != self.layout.n_params:
@@ -211,12 +257,59 @@ class SweepStore:
                              found=f"{values.shape}", fix="re-plan the sweep from the store's config")
         self.group["brackets"][checkpoint, start:stop, :] = values
 
-    def write_examples(self, checkpoint: int, gradients: np.ndarray, losses: np.ndarray) -> None:
-        """Store every example's gradient (E × D) and loss (E,) at ``checkpoint``."""
+    def write_examples(self, checkpoint: int, gradients: np.ndarray | None, losses: np.ndarray,
+                       gram: np.ndarray) -> None:
+        """Store every example's gradient (E × D, kept tensors; None when none are kept), loss (E,) and
+        the gradient Gram matrix (E × E) at ``checkpoint``."""
+        if self.layout.keeps_params:
+            check_encodable(self.meta["codec"], gradients, "gradients")
         for path in self.example_paths(checkpoint):
             self._discard(path)
-        self.group["gradients"][checkpoint, :, :] = gradients
+        if self.layout.keeps_params:
+            self.group["gradients"][checkpoint, :, :] = gradients
         self.group["losses"][checkpoint, :] = losses
+        self.group["gram"][checkpoint, :, :] = gram
+
+    def write_logit_deltas(self, checkpoint: int, start: int, values: np.ndarray) -> None:
+        """Store logit deltas (pairs × B × O) of pairs [start, start + len(values)) of ``checkpoint``."""
+        self.layout.bracket_shard_of(checkpoint, start)
+        self._discard(self.logit_chunk_path(checkpoint, start))
+        self.group["logit_deltas"][checkpoint, start:start + values.shape[0]] = values
+
+    def write_table_part(self, table: str, checkpoint: int, task_id: int, columns: Mapping[str, Any]) -> None:
+        """Write task ``task_id``'s rows of ``table`` at ``checkpoint`` (replacing an earlier attempt's)."""
+        write_part(self.fs, part_path(self.root, table, self.steps[checkpoint], task_id), columns)
+
+    def table_steps(self, table: str) -> list[int]:
+        """Steps with at least one part of ``table``."""
+        where = posixpath.join(self.root, TABLES_DIR, table)
+        self._fresh(where)
+        if not self.fs.exists(where):
+            return []
+        steps = (step_of_folder(p) for p in self.fs.ls(where, detail=False))
+        return sorted(s for s in steps if s is not None)
+
+    def read_table(self, table: str, steps: Sequence[int] | None = None):
+        """``table``'s rows (a pyarrow Table) at ``steps`` (all when None); reads only those folders.
+
+        Only parts of completed tasks are read: a part left by a task that has no completion mark
+        (killed before it) is ignored.
+        """
+        if table not in TABLES:
+            raise StoreError(f"unknown table {table!r}", expected=" | ".join(TABLES), found=repr(table),
+                             fix="pick one of those")
+        done = set(self.done_tasks())
+        paths = []
+        for step in (self.table_steps(table) if steps is None else steps):
+            where = posixpath.join(self.root, TABLES_DIR, table, f"step={int(step)}")
+            self._fresh(where)
+            if not self.fs.exists(where):
+                continue
+            for path in sorted(self.fs.ls(where, detail=False)):
+                name = posixpath.basename(path)
+                if name.startswith("part-") and name.endswith(".parquet") and int(name[5:-8]) in done:
+                    paths.append(path)
+        return read_parts(self.fs, paths)
 
     # -- completion marks, written by the driver only -------------------------------------------
     def _mark_path(self, task_id: int) -> str:
@@ -302,4 +395,5 @@ class SweepStore:
     def raw_bytes(self) -> int:
         """Bytes the parameter-sized arrays would take uncompressed."""
         item = np.dtype(self.meta["dtype"]).itemsize
-        return int(sum(np.prod(self.group[name].shape) * item for name in ("brackets", "gradients")))
+        return int(sum(np.prod(self.group[name].shape) * item for name in ("brackets", "gradients")
+                       if name in self.group))

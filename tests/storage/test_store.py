@@ -32,7 +32,7 @@ def fill(store, layout, rng):
     grads = rng.standard_normal((layout.n_checkpoints, layout.n_examples, layout.n_params)).astype(np.float32)
     losses = rng.random((layout.n_checkpoints, layout.n_examples)).astype(np.float32)
     for c in range(layout.n_checkpoints):
-        store.write_examples(c, grads[c], losses[c])
+        store.write_examples(c, grads[c], losses[c], np.eye(layout.n_examples))
         for start in range(0, layout.n_pairs, layout.pairs_per_task):
             store.write_brackets(c, start, data[c, start:start + layout.pairs_per_task])
     return data, grads, losses

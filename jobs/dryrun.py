@@ -1,0 +1,240 @@
+"""``lie-sweep plan``: what a sweep would do, from its config alone, writing nothing.
+
+Counts tasks and Hessian-vector products, estimates memory per task from the parameter-sized
+buffers, and calibrates time and bytes on disk on a few real brackets: at the first checkpoint
+when checkpoints are given, at the initial weights when ``run`` would train them (nothing is
+trained here). Bytes per codec come from encoding those brackets with each preset in memory.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from lie_sweep import FunctionalModel, ParamSpec, SGDField, apply_checkpoint, bracket_kernel, find_checkpoints
+from lie_sweep import load_checkpoint, stack_examples
+from lie_sweep.analysis import logit_deltas
+from lie_sweep.brackets import call_buffer_bytes, default_chunk_size
+from lie_sweep.fields import PreconditionedField
+from storage.codecs import CODEC_PRESETS, encode_roundtrip
+
+from .plan import make_plan
+from .sweep import epsilon_of, resolve_grid
+from .worker import resolve_device
+
+__all__ = ["PlanReport", "plan_sweep", "format_plan"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class PlanReport:
+    n_checkpoints: int
+    checkpoints_note: str
+    n_examples: int
+    n_pairs: int
+    n_eval: int
+    n_outputs: int
+    n_tasks: int
+    pairs_per_task: int
+    n_params: int
+    n_tensors: int
+    n_stored: int
+    keep: str
+    dtype: str
+    device: str
+    chunk_size: int
+    memory: dict[str, int]
+    calibration: dict[str, Any]
+    codecs: list[dict[str, Any]] = field(default_factory=list)
+    codec: str = "lossless"
+    workers: int | None = None
+
+    @property
+    def hvps(self) -> int:
+        return 2 * self.n_checkpoints * self.n_pairs
+
+    def seconds(self, workers: int = 1) -> float:
+        cal = self.calibration
+        per_ckpt = self.n_examples * cal["s_per_example"] + self.n_pairs * (cal["s_per_pair"] + cal["s_per_logit_pair"])
+        return self.n_checkpoints * per_ckpt / max(1, workers)
+
+
+def _checkpoint_count(cfg: DictConfig) -> tuple[int, str, Any]:
+    ck = cfg.checkpoints
+    if ck.source == "train":
+        steps = sorted(set(range(ck.save_every, ck.steps + 1, ck.save_every)) | {ck.steps})
+        return len(steps), f"trained by run: steps {steps[0]}..{steps[-1]}", None
+    paths = find_checkpoints(ck.glob if ck.source == "glob" else list(ck.paths))
+    return len(paths), f"{len(paths)} file(s), first {paths[0]}", paths[0]
+
+
+def _time(fn: Callable[[], Any], sync: Callable[[], None]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    sync()
+    return time.perf_counter() - t0, out
+
+
+def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
+    """Plan ``cfg``'s sweep and calibrate it on up to ``calibration_pairs`` pairs (nothing is written)."""
+    grid = resolve_grid(cfg)
+    n_ckpt, note, first = _checkpoint_count(cfg)
+    tasks = make_plan(n_ckpt, len(grid.pairs), cfg.pairs.per_task)
+    device, dtype = resolve_device(cfg.cluster.device), _DTYPES[cfg.precision]
+    model = grid.model.to(device=device, dtype=dtype)
+    field_ = SGDField()
+    where = "initial weights (run trains the checkpoints)"
+    if first is not None:
+        ckpt = load_checkpoint(first)
+        apply_checkpoint(model, ckpt)
+        where = f"checkpoint step {ckpt.step}"
+        if cfg.field.name == "adam" and ckpt.optimizer_state is not None:
+            names = [n for n, _ in model.named_parameters()]
+            field_ = PreconditionedField.from_adam_state(ckpt.optimizer_state, names, eps=cfg.field.eps)
+    fmodel = FunctionalModel(model)
+    params = fmodel.params()
+    spec = ParamSpec.from_tensors(params)
+    stored, index = (spec, None) if grid.kept_names is None else spec.subset(grid.kept_names)
+    item = torch.empty((), dtype=dtype).element_size()
+    chunk = min(cfg.chunk_size or default_chunk_size(spec.size, dtype, device), cfg.pairs.per_task)
+
+    inputs, targets = stack_examples(grid.data, grid.examples)
+    pos = {e: k for k, e in enumerate(grid.examples)}
+    cal_pairs = [(pos[i], pos[j]) for i, j in grid.pairs[:max(1, min(calibration_pairs, len(grid.pairs)))]]
+    involved = len({k for p in cal_pairs for k in p})
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def kernel():
+        return bracket_kernel(fmodel, params, inputs, targets, cal_pairs, field=field_, chunk_size=chunk)
+
+    kernel()  # warm-up: first calls pay one-off dispatch and allocation costs
+    seconds, out = _time(kernel, sync)
+    # the kernel's time includes the involved examples' gradients (a worker computes all E once per checkpoint)
+    t_grads, _ = _time(lambda: fmodel_grads(fmodel, params, inputs, targets, cal_pairs, field_), sync)
+    s_example = t_grads / involved
+    s_pair = max(seconds - t_grads, 0.0) / len(cal_pairs)
+    s_logit = 0.0
+    if grid.eval_examples:
+        x_eval = stack_examples(grid.data, grid.eval_examples)[0]
+        t_logit, _ = _time(lambda: logit_deltas(fmodel, params, x_eval, out.brackets, epsilon=epsilon_of(cfg),
+                                                chunk_size=chunk), sync)
+        s_logit = t_logit / len(cal_pairs)
+    peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+
+    brackets = out.brackets.detach().cpu()
+    values = (brackets if index is None else brackets[:, index]).numpy()
+    codecs = []
+    if stored.size:
+        raw = values.nbytes / len(values)
+        for preset in CODEC_PRESETS:
+            try:
+                nbytes, back = encode_roundtrip(values, preset, level=cfg.storage.level,
+                                                keepbits=cfg.storage.keepbits, inner=cfg.storage.inner_chunk)
+            except Exception as exc:  # noqa: BLE001 - e.g. float16 range: reported, not fatal
+                codecs.append({"codec": preset, "error_text": str(exc).splitlines()[0]})
+                continue
+            err = float(np.linalg.norm(back - values) / max(np.linalg.norm(values), 1e-300))
+            codecs.append({"codec": preset, "bytes_per_pair": nbytes / len(values), "ratio": nbytes / values.nbytes,
+                           "raw_bytes_per_pair": raw, "l2_rel_error": err})
+    memory = {
+        "brackets (pairs/task × D)": cfg.pairs.per_task * spec.size * item,
+        "example fields (2 × E × D)": 2 * len(grid.examples) * spec.size * item,
+        f"kernel call ({chunk} pairs × 2 HVPs)": call_buffer_bytes(chunk, spec.size, dtype),
+        "parameters": spec.size * item,
+    }
+    keep = "all" if grid.kept_names is None else ("summary" if not grid.kept_names else ",".join(grid.kept_names))
+    return PlanReport(n_checkpoints=n_ckpt, checkpoints_note=note, n_examples=len(grid.examples),
+                      n_pairs=len(grid.pairs), n_eval=len(grid.eval_examples), n_outputs=len(grid.output_names),
+                      n_tasks=len(tasks), pairs_per_task=cfg.pairs.per_task, n_params=spec.size,
+                      n_tensors=len(spec.entries), n_stored=stored.size, keep=keep, dtype=cfg.precision,
+                      device=str(device), chunk_size=chunk, memory=memory,
+                      calibration={"where": where, "pairs": len(cal_pairs), "s_per_pair": s_pair,
+                                   "s_per_example": s_example, "s_per_logit_pair": s_logit, "peak_bytes": peak},
+                      codecs=codecs, codec=cfg.storage.codec, workers=cfg.cluster.workers)
+
+
+def fmodel_grads(fmodel: FunctionalModel, params, inputs, targets, cal_pairs, field_) -> Any:
+    """The involved examples' gradients and fields alone (what the kernel time includes)."""
+    from lie_sweep import compute_example_fields
+
+    rows = sorted({k for p in cal_pairs for k in p})
+    return compute_example_fields(fmodel, params, inputs[rows], targets[rows], field=field_)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
+def _duration(s: float) -> str:
+    if s < 10:
+        return f"{s:.1f} s"
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def format_plan(r: PlanReport) -> str:
+    """The dry run's account, for the terminal."""
+    cal = r.calibration
+    per_ckpt = -(-r.n_pairs // r.pairs_per_task)
+    stored = ("summaries only (storage.keep=summary)" if r.n_stored == 0 else
+              f"{r.n_stored:,} of {r.n_params:,} ({'all' if r.keep == 'all' else r.keep})")
+    lines = [
+        "plan (dry run: nothing trained, nothing written)",
+        f"grid         {r.n_checkpoints} checkpoints ({r.checkpoints_note}) × {r.n_pairs} pairs of "
+        f"{r.n_examples} examples",
+        f"tasks        {r.n_tasks} tasks of ≤ {r.pairs_per_task} pairs ({per_ckpt} per checkpoint); the first of "
+        f"each checkpoint also stores its examples' gradients, losses and Gram matrix",
+        f"work         {r.n_checkpoints * r.n_pairs:,} brackets = {r.hvps:,} Hessian-vector products, "
+        f"{r.n_checkpoints * r.n_examples:,} example gradients"
+        + (f", {r.n_checkpoints * r.n_pairs:,} × {r.n_eval} output jvps (logit deltas, {r.n_outputs} outputs)"
+           if r.n_eval else ", no logit deltas (derived.eval_count=0)"),
+        f"parameters   D = {r.n_params:,} in {r.n_tensors} tensors ({r.dtype}); stored: {stored}",
+        f"memory/task  ~{_human(sum(r.memory.values()))} of parameter-sized buffers on {r.device} "
+        f"(activations extra):",
+    ]
+    lines += [f"               {_human(v):>10}  {k}" for k, v in r.memory.items()]
+    if cal["peak_bytes"]:
+        lines.append(f"               {_human(cal['peak_bytes']):>10}  measured peak of the calibration on {r.device}")
+    lines += [
+        f"calibration  {cal['pairs']} pairs at the {cal['where']} on {r.device}: {cal['s_per_pair'] * 1e3:.1f} ms/pair "
+        f"(brackets), {cal['s_per_logit_pair'] * 1e3:.1f} ms/pair (logit deltas), "
+        f"{cal['s_per_example'] * 1e3:.1f} ms/example (gradients)",
+    ]
+    workers = r.workers or 1
+    time_line = f"time         ~{_duration(r.seconds(1))} with one worker like this machine's {r.device}"
+    if workers > 1:
+        time_line += f", ~{_duration(r.seconds(workers))} with cluster.workers={workers}"
+    lines.append(time_line + " (excluding start-up; GPU workers are faster)")
+    raw_nxn = r.n_checkpoints * r.n_examples ** 2 * r.n_params * (4 if r.dtype == "float32" else 8)
+    if r.codecs:
+        lines += ["disk         brackets on disk, estimated from the calibration pairs (raw n×n: the full "
+                  f"n×n matrix of every checkpoint, {_human(raw_nxn)}):",
+                  f"               {'codec':<10} {'bytes/pair':>11} {'sweep total':>12} {'vs raw n×n':>11} "
+                  f"{'L2 rel. err':>12}"]
+        for c in r.codecs:
+            mark = "*" if c["codec"] == r.codec else " "
+            if "error_text" in c:
+                lines.append(f"               {c['codec'] + mark:<10} cannot store these values: {c['error_text']}")
+                continue
+            total = c["bytes_per_pair"] * r.n_checkpoints * r.n_pairs
+            lines.append(f"               {c['codec'] + mark:<10} {_human(c['bytes_per_pair']):>11} {_human(total):>12} "
+                         f"{total / raw_nxn:>10.3f}x {c['l2_rel_error']:>12.1e}")
+        lines.append("               (* storage.codec; gradients add about E/P of this, tables a few KiB per task)")
+    else:
+        lines.append("disk         no parameter-sized arrays (storage.keep=summary): tables and logit deltas only")
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""``lie-sweep show STORE``: what a sweep found, for the terminal, from its tables and logit deltas.
+
+Reads only the summary tables and the logit deltas (one checkpoint at a time), never the
+parameter-sized arrays, so it is quick on any store, including ``storage.keep=summary`` ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from storage.reader import Sweep, open_sweep
+
+__all__ = ["show_store", "format_show", "output_movement"]
+
+
+def output_movement(sweep: Sweep) -> list[tuple[str, float]]:
+    """(output name, mean |logit delta|) over checkpoints, pairs and evaluation examples, largest first."""
+    if "logit_deltas" not in sweep.store.group or not sweep.output_names:
+        return []
+    fits = sweep.fits()  # pairs of completed tasks only
+    if fits.empty:
+        return []
+    arr = sweep.store.group["logit_deltas"]
+    total = np.zeros(len(sweep.output_names))
+    count = 0
+    for step, group in fits.groupby("step"):  # one checkpoint at a time bounds memory
+        block = np.abs(np.asarray(arr[sweep.steps.index(int(step))], dtype=np.float64))[group["pair"].to_numpy()]
+        total += block.sum(axis=(0, 1))
+        count += block.shape[0] * block.shape[1]
+    mean = total / max(count, 1)
+    return sorted(zip(sweep.output_names, mean.tolist()), key=lambda t: -t[1])
+
+
+def _fmt(x: Any, spec: str = ".3e") -> str:
+    try:
+        return "nan" if x is None or not np.isfinite(x) else format(x, spec)
+    except TypeError:
+        return str(x)
+
+
+def format_show(sweep: Sweep, top: int = 10) -> str:
+    meta = sweep.meta
+    layout = sweep.store.layout
+    done, n_tasks = len(sweep.store.done_tasks()), meta["n_tasks"]
+    kept = ("summaries only" if not layout.keeps_params else
+            "all tensors" if len(sweep.stored_names) == len(sweep.param_names) else
+            f"{len(sweep.stored_names)} of {len(sweep.param_names)} tensors")
+    lines = [
+        f"store        {sweep.store.path}",
+        f"grid         {len(sweep.steps)} checkpoints (steps {sweep.steps[0]}..{sweep.steps[-1]}) × "
+        f"{len(sweep.pairs)} pairs of {len(sweep.examples)} examples; {done} of {n_tasks} tasks done",
+        f"stored       {kept}, codec {meta['codec']}"
+        + (f" (keepbits {meta.get('keepbits')})" if meta["codec"] == "bitround" else "")
+        + f", {sweep.store.bytes_on_disk() / 2**20:.1f} MiB on disk",
+        "convention   theta_ij - theta_ji = lr^2 [u_i,u_j] + O(lr^3); BatchNorm in eval mode"
+        + (f"; logit deltas at epsilon = {sweep.epsilon:g}" if sweep.eval_examples else ""),
+    ]
+    pairs = sweep.top_pairs(top)
+    if pairs.empty:
+        lines += ["", "no completed task yet: nothing to show"]
+        return "\n".join(lines)
+    lines += ["", "most order-sensitive pairs (mean over checkpoints; c: fit constant, log RMS[u_i,u_j] = log c + "
+                  "log RMS g)",
+              f"{'i':>6} {'j':>6} {'|[u_i,u_j]|':>12} {'c':>10} {'R^2':>7} {'logit RMS':>10}"]
+    for row in pairs.itertuples():
+        lines.append(f"{row.i:>6} {row.j:>6} {_fmt(row.norm):>12} {_fmt(row.c, '.3g'):>10} {_fmt(row.r2, '.2f'):>7} "
+                     f"{_fmt(row.logit_rms, '.2e'):>10}")
+    fits, ckpts = sweep.fits(), sweep.checkpoint_table()
+    by_step = fits.groupby("step")
+    lines += ["", "per checkpoint",
+              f"{'step':>8} {'pairs':>6} {'mean loss':>10} {'eff. rank':>9} {'mean |[u,u]|':>13} {'median c':>9} "
+              f"{'median R^2':>10}"]
+    info: Mapping[int, Any] = {int(r.step): r for r in ckpts.itertuples()} if not ckpts.empty else {}
+    for step, group in by_step:
+        r = info.get(int(step))
+        lines.append(f"{int(step):>8} {len(group):>6} {_fmt(r.mean_loss if r else None, '.4f'):>10} "
+                     f"{_fmt(r.effective_rank if r else None, '.2f'):>9} {_fmt(group['norm'].mean()):>13} "
+                     f"{_fmt(group['c'].median(), '.3g'):>9} {_fmt(group['r2'].median(), '.2f'):>10}")
+    last = int(fits["step"].max())
+    rms = sweep.rms_table(last)
+    if not rms.empty:
+        ratio = rms.assign(ratio=rms["rms_bracket"] / rms["rms_grad"]).groupby("tensor", sort=False)["ratio"].median()
+        ratio = ratio.sort_values(ascending=False).head(top)
+        lines += ["", f"tensors with the largest bracket RMS / gradient RMS at step {last} (median over pairs)"]
+        lines += [f"  {name:<40} {_fmt(v, '.3g'):>10}" for name, v in ratio.items()]
+    moved = output_movement(sweep)
+    if moved:
+        lines += ["", "outputs whose logits move most under a swap (mean |logit delta| over pairs and eval examples)"]
+        lines += [f"  {name:<24} {_fmt(v, '.3e'):>10}" for name, v in moved[:min(top, 8)]]
+    scores = sweep.example_scores()
+    lines += ["", "examples most involved in order effects (sum of |[u_e,u_j]| over their pairs and checkpoints)",
+              f"{'example':>8} {'score':>12} {'pairs':>6} {'mean loss':>10}"]
+    for row in scores.head(min(top, 8)).itertuples():
+        lines.append(f"{row.example:>8} {_fmt(row.score):>12} {row.n_pairs:>6} {_fmt(getattr(row, 'loss', None), '.4f'):>10}")
+    return "\n".join(lines)
+
+
+def show_store(path: str, top: int = 10, storage_options: Mapping[str, Any] | None = None) -> str:
+    """The terminal summary of the store at ``path`` (see :func:`format_show`)."""
+    return format_show(open_sweep(path, storage_options=storage_options), top=top)

@@ -1,0 +1,57 @@
+"""A task's summary-table rows (see :mod:`storage.tables`), from the quantities a worker derived.
+
+Pure numpy: the worker computes (:mod:`lie_sweep.analysis`), this module lays out rows, the store
+writes them.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["pair_rows", "pair_rms_rows", "example_rows", "example_rms_rows", "checkpoint_row"]
+
+
+def pair_rows(step: int, pair_ids: np.ndarray, pairs: np.ndarray, norms: np.ndarray, rms: np.ndarray,
+              log_c: np.ndarray, r2: np.ndarray, n_tensors: np.ndarray, logit_rms: np.ndarray | None) -> dict:
+    """One row per pair: bracket L2 norm and RMS over all parameters, the slope-1 fit, logit-delta RMS."""
+    n = len(pair_ids)
+    return {"step": np.full(n, step, dtype=np.int64), "pair": pair_ids.astype(np.int64),
+            "i": pairs[:, 0].astype(np.int64), "j": pairs[:, 1].astype(np.int64),
+            "norm": norms.astype(np.float64), "rms": rms.astype(np.float64),
+            "c": np.exp(log_c).astype(np.float64), "log_c": log_c.astype(np.float64), "r2": r2.astype(np.float64),
+            "n_tensors": n_tensors.astype(np.int64),
+            "logit_rms": (np.full(n, np.nan) if logit_rms is None else logit_rms.astype(np.float64))}
+
+
+def pair_rms_rows(step: int, pair_ids: np.ndarray, pairs: np.ndarray, tensors: Sequence[str],
+                  rms_bracket: np.ndarray, rms_grad_i: np.ndarray, rms_grad_j: np.ndarray) -> dict:
+    """One row per pair × tensor (pair-major): RMS of the bracket and of both examples' gradients."""
+    n, t = rms_bracket.shape
+    return {"step": np.full(n * t, step, dtype=np.int64), "pair": np.repeat(pair_ids.astype(np.int64), t),
+            "i": np.repeat(pairs[:, 0].astype(np.int64), t), "j": np.repeat(pairs[:, 1].astype(np.int64), t),
+            "tensor": np.tile(np.asarray(tensors, dtype=object), n),
+            "rms_bracket": rms_bracket.reshape(-1).astype(np.float64),
+            "rms_grad_i": rms_grad_i.reshape(-1).astype(np.float64),
+            "rms_grad_j": rms_grad_j.reshape(-1).astype(np.float64)}
+
+
+def example_rows(step: int, examples: Sequence[int], losses: np.ndarray, grad_norms: np.ndarray) -> dict:
+    n = len(examples)
+    return {"step": np.full(n, step, dtype=np.int64), "example": np.asarray(examples, dtype=np.int64),
+            "loss": losses.astype(np.float64), "grad_norm": grad_norms.astype(np.float64)}
+
+
+def example_rms_rows(step: int, examples: Sequence[int], tensors: Sequence[str], rms_grad: np.ndarray) -> dict:
+    """One row per example × tensor (example-major): RMS of the example's gradient in that tensor."""
+    n, t = rms_grad.shape
+    return {"step": np.full(n * t, step, dtype=np.int64),
+            "example": np.repeat(np.asarray(examples, dtype=np.int64), t),
+            "tensor": np.tile(np.asarray(tensors, dtype=object), n),
+            "rms_grad": rms_grad.reshape(-1).astype(np.float64)}
+
+
+def checkpoint_row(step: int, effective_rank: float, losses: np.ndarray, grad_norms: np.ndarray) -> dict:
+    return {"step": np.array([step], dtype=np.int64), "effective_rank": np.array([effective_rank]),
+            "mean_loss": np.array([float(np.mean(losses))]), "mean_grad_norm": np.array([float(np.mean(grad_norms))])}

@@ -1,0 +1,120 @@
+"""What brackets reveal, computed while they are in memory: output deltas, per-tensor RMS, fits, ranks.
+
+* Logit deltas. Training on i then j instead of j then i with learning rate ε moves θ by
+  ε²[u_i, u_j] + O(ε³), so a model's outputs on an evaluation batch move by
+
+      Δf = f(θ_ij) − f(θ_ji) = ε² · J_f(θ) [u_i, u_j] + O(ε³)
+
+  ("order i then j minus order j then i"), one jvp of the outputs along the bracket.
+* Per-tensor RMS: RMS_t(v) = sqrt(mean of v² over tensor t's entries) for each parameter tensor t.
+* Slope-1 fit per pair: across tensors t, log RMS_t([u_i, u_j]) = log c + log RMS_t(g), with
+  RMS_t(g) = sqrt(RMS_t(g_i) · RMS_t(g_j)) (the geometric mean of the two examples' gradient RMS).
+  log c = mean_t(y_t − x_t), R² = 1 − Σ_t (y_t − x_t − log c)² / Σ_t (y_t − ȳ)²: the share of the
+  spread of log bracket RMS across tensors that the slope-1 line explains (negative when a constant
+  explains it better). Tensors whose bracket or gradient RMS is zero are left out.
+* Gradient Gram matrix G = g gᵀ (examples × examples) and its effective rank
+  exp(−Σ_k p_k log p_k), p_k = σ_k / Σ σ (σ: singular values of g, √eigenvalues of G; Roy &
+  Vetterli 2007): 1 when all gradients are parallel, n when they are orthogonal and equally long.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.func import jvp, vmap
+
+from .fields import FunctionalModel, Params, eval_mode
+from .params import ParamSpec
+
+__all__ = ["logit_deltas", "tensor_rms", "PairFits", "slope_one_fit", "pair_fits", "gram_matrix",
+           "effective_rank"]
+
+
+def logit_deltas(fmodel: FunctionalModel, params: Params, eval_inputs: torch.Tensor, brackets: torch.Tensor,
+                 *, epsilon: float, chunk_size: int = 16) -> torch.Tensor:
+    """ε² · J_f(θ)[b_p] for each bracket b_p (rows of ``brackets``, P × D on θ's flat axis).
+
+    Returns (P, B, O): the leading-order change of the model's outputs on the B evaluation inputs
+    when the pair's order is i then j rather than j then i. The module runs in eval mode; each
+    vmapped call takes ``chunk_size`` brackets.
+    """
+    spec = ParamSpec.from_tensors(params)
+    ref = next(iter(params.values()))
+    x = eval_inputs.to(device=ref.device, dtype=ref.dtype if eval_inputs.is_floating_point() else None)
+
+    def along(tangent_flat: torch.Tensor) -> torch.Tensor:
+        return jvp(lambda p: fmodel.outputs(p, x), (params,), (spec.unflatten(tangent_flat),))[1]
+
+    out = []
+    with eval_mode(fmodel.module), torch.no_grad():
+        for start in range(0, brackets.shape[0], max(1, chunk_size)):
+            block = brackets[start:start + chunk_size].to(device=ref.device, dtype=ref.dtype)
+            out.append(vmap(along)(block).reshape(block.shape[0], x.shape[0], -1))
+    if not out:
+        return torch.zeros(0, x.shape[0], 0, dtype=ref.dtype, device=ref.device)
+    return torch.cat(out).mul_(epsilon ** 2)
+
+
+def tensor_rms(flat: torch.Tensor, spec: ParamSpec) -> torch.Tensor:
+    """RMS of each parameter tensor of each row: (N, D) on ``spec``'s axis → (N, T), float64."""
+    return torch.stack([flat[:, e.offset:e.stop].double().pow(2).mean(dim=1).sqrt() for e in spec.entries], dim=1)
+
+
+@dataclass
+class PairFits:
+    """Per pair: ``log_c`` (natural log of the constant), ``r2``, ``n_tensors`` (tensors in the fit)."""
+
+    log_c: torch.Tensor
+    r2: torch.Tensor
+    n_tensors: torch.Tensor
+
+    @property
+    def c(self) -> torch.Tensor:
+        return self.log_c.exp()
+
+
+def slope_one_fit(log_y: torch.Tensor, log_x: torch.Tensor) -> PairFits:
+    """Fit log_y = log c + log_x (slope fixed at 1) per row over the finite columns; see the module docstring.
+
+    Rows with no usable column get NaN; R² is NaN when fewer than two columns are usable or the
+    rows' log_y do not vary.
+    """
+    ok = torch.isfinite(log_y) & torch.isfinite(log_x)
+    n = ok.sum(dim=1)
+    resid0 = torch.where(ok, log_y - log_x, torch.zeros_like(log_y))
+    nf = n.to(log_y.dtype)
+    log_c = resid0.sum(dim=1) / nf  # NaN where n == 0
+    resid = torch.where(ok, log_y - log_x - log_c.unsqueeze(1), torch.zeros_like(log_y))
+    y_mean = torch.where(ok, log_y, torch.zeros_like(log_y)).sum(dim=1) / nf
+    ss_tot = torch.where(ok, log_y - y_mean.unsqueeze(1), torch.zeros_like(log_y)).pow(2).sum(dim=1)
+    ss_res = resid.pow(2).sum(dim=1)
+    r2 = torch.where((n >= 2) & (ss_tot > 0), 1 - ss_res / ss_tot, torch.full_like(ss_tot, float("nan")))
+    return PairFits(log_c=log_c, r2=r2, n_tensors=n)
+
+
+def pair_fits(bracket_rms: torch.Tensor, grad_rms_i: torch.Tensor, grad_rms_j: torch.Tensor) -> PairFits:
+    """Slope-1 fits of per-tensor bracket RMS against the geometric mean of the pair's gradient RMS.
+
+    All inputs (P, T); zeros are left out of the fit (their log is −inf).
+    """
+    log_y = bracket_rms.double().log()
+    log_x = 0.5 * (grad_rms_i.double().log() + grad_rms_j.double().log())
+    return slope_one_fit(log_y, log_x)
+
+
+def gram_matrix(gradients: torch.Tensor) -> torch.Tensor:
+    """G[a, b] = g_a · g_b for the rows of ``gradients`` (n × D), in float64."""
+    g = gradients.double()
+    return g @ g.T
+
+
+def effective_rank(gram: torch.Tensor) -> float:
+    """exp(entropy of the normalised singular values of g), from G = g gᵀ (see the module docstring)."""
+    eig = torch.linalg.eigvalsh(gram.double()).clamp_min(0)
+    sigma = eig.sqrt()
+    total = sigma.sum()
+    if total <= 0:
+        return 0.0
+    p = sigma[sigma > 0] / total
+    return float(torch.exp(-(p * p.log()).sum()))
