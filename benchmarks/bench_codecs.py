@@ -45,10 +45,13 @@ def run_case(name: str, overrides: list[str], out: Path, keepbits: int) -> list[
     for preset in PRESETS:
         path = out / f"{name}-{preset}.zarr"
         extra = [f"storage.path={path}", f"storage.codec={preset}", f"storage.keepbits={keepbits}",
-                 f"checkpoints.dir={out / (name + '-ck')}", "storage.overwrite=true"]
-        if preset != PRESETS[0]:  # the same checkpoints for every preset
-            extra += ["checkpoints=glob", f"checkpoints.glob={out / (name + '-ck')}"]
-        result = run_sweep([*overrides, *extra], log=lambda m: None)
+                 "storage.overwrite=true"]
+        if preset == PRESETS[0]:
+            given = [*overrides, f"checkpoints.dir={out / (name + '-ck')}"]
+        else:  # the checkpoints the first sweep trained, for every preset
+            given = [o for o in overrides if not o.startswith("checkpoints.")]
+            given += ["checkpoints=glob", f"checkpoints.glob={out / (name + '-ck')}"]
+        result = run_sweep([*given, *extra], log=lambda m: None)
         assert not result.report.failures, result.report.failures
         sweep = open_sweep(str(path))
         values = np.asarray(sweep.store.group["brackets"][:], dtype=np.float64)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from lie_sweep import FunctionalModel, ParamSpec, SGDField, apply_checkpoint, bracket_kernel, find_checkpoints
 from lie_sweep import load_checkpoint, stack_examples
-from lie_sweep.analysis import logit_deltas
+from lie_sweep.analysis import jacobian_fits, logit_deltas, output_jacobian
 from lie_sweep.brackets import call_buffer_bytes, default_chunk_size
 from lie_sweep.fields import PreconditionedField
 from storage.codecs import CODEC_PRESETS, encode_roundtrip
@@ -61,7 +61,8 @@ class PlanReport:
 
     def seconds(self, workers: int = 1) -> float:
         cal = self.calibration
-        per_ckpt = self.n_examples * cal["s_per_example"] + self.n_pairs * (cal["s_per_pair"] + cal["s_per_logit_pair"])
+        per_ckpt = (cal["s_per_checkpoint"] + self.n_examples * cal["s_per_example"]
+                    + self.n_pairs * (cal["s_per_pair"] + cal["s_per_logit_pair"]))
         return self.n_checkpoints * per_ckpt / max(1, workers)
 
 
@@ -121,11 +122,14 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
     t_grads, _ = _time(lambda: fmodel_grads(fmodel, params, inputs, targets, cal_pairs, field_), sync)
     s_example = t_grads / involved
     s_pair = max(seconds - t_grads, 0.0) / len(cal_pairs)
-    s_logit = 0.0
+    s_logit = s_jacobian = 0.0
     if grid.eval_examples:
         x_eval = stack_examples(grid.data, grid.eval_examples)[0]
+        jac = None
+        if jacobian_fits(len(grid.eval_examples), len(grid.output_names), spec.size, dtype, device):
+            s_jacobian, jac = _time(lambda: output_jacobian(fmodel, params, x_eval), sync)
         t_logit, _ = _time(lambda: logit_deltas(fmodel, params, x_eval, out.brackets, epsilon=epsilon_of(cfg),
-                                                chunk_size=chunk), sync)
+                                                chunk_size=chunk, jacobian=jac), sync)
         s_logit = t_logit / len(cal_pairs)
     peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
 
@@ -157,7 +161,8 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
                       n_tensors=len(spec.entries), n_stored=stored.size, keep=keep, dtype=cfg.precision,
                       device=str(device), chunk_size=chunk, memory=memory,
                       calibration={"where": where, "pairs": len(cal_pairs), "s_per_pair": s_pair,
-                                   "s_per_example": s_example, "s_per_logit_pair": s_logit, "peak_bytes": peak},
+                                   "s_per_example": s_example, "s_per_logit_pair": s_logit,
+                                   "s_per_checkpoint": s_jacobian, "peak_bytes": peak},
                       codecs=codecs, codec=cfg.storage.codec, workers=cfg.cluster.workers)
 
 
@@ -201,7 +206,10 @@ def format_plan(r: PlanReport) -> str:
         f"each checkpoint also stores its examples' gradients, losses and Gram matrix",
         f"work         {r.n_checkpoints * r.n_pairs:,} brackets = {r.hvps:,} Hessian-vector products, "
         f"{r.n_checkpoints * r.n_examples:,} example gradients"
-        + (f", {r.n_checkpoints * r.n_pairs:,} × {r.n_eval} output jvps (logit deltas, {r.n_outputs} outputs)"
+        + ((f", logit deltas from the output Jacobian ({r.n_eval} × {r.n_outputs} reverse passes per checkpoint, "
+            "then one matrix product per task)" if r.calibration["s_per_checkpoint"] else
+            f", {r.n_checkpoints * r.n_pairs:,} × {r.n_eval} output jvps (logit deltas; the {r.n_eval} × "
+            f"{r.n_outputs} output Jacobian exceeds the memory budget)")
            if r.n_eval else ", no logit deltas (derived.eval_count=0)"),
         f"parameters   D = {r.n_params:,} in {r.n_tensors} tensors ({r.dtype}); stored: {stored}",
         f"memory/task  ~{_human(sum(r.memory.values()))} of parameter-sized buffers on {r.device} "
@@ -213,7 +221,8 @@ def format_plan(r: PlanReport) -> str:
     lines += [
         f"calibration  {cal['pairs']} pairs at the {cal['where']} on {r.device}: {cal['s_per_pair'] * 1e3:.1f} ms/pair "
         f"(brackets), {cal['s_per_logit_pair'] * 1e3:.1f} ms/pair (logit deltas), "
-        f"{cal['s_per_example'] * 1e3:.1f} ms/example (gradients)",
+        f"{cal['s_per_example'] * 1e3:.1f} ms/example (gradients)"
+        + (f", {cal['s_per_checkpoint']:.2f} s/checkpoint (output Jacobian)" if cal["s_per_checkpoint"] else ""),
     ]
     workers = r.workers or 1
     time_line = f"time         ~{_duration(r.seconds(1))} with one worker like this machine's {r.device}"

@@ -9,7 +9,9 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from lie_sweep.errors import ConfigError
+from storage.errors import StoreError
 from storage.identity import identity_diff
+from storage.layout import SCHEMA_VERSION
 from storage.store import SweepStore
 
 from .config import EXECUTION_KEYS, config_from_stored, identity_of, load_config, storage_options_of
@@ -74,6 +76,11 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
     store over with the new config (everything in it is deleted and recomputed).
     """
     store = SweepStore.open(path, mode="r+", storage_options=storage_options_of(overrides))
+    if store.meta.get("schema_version", 0) < SCHEMA_VERSION and not restart:
+        raise StoreError(f"store {path} was written by an older lie-sweep (schema "
+                         f"{store.meta.get('schema_version')})", expected=f"schema {SCHEMA_VERSION} to resume",
+                         found="no Gram matrices, tables or logit deltas", fix="read it as it is, or recompute "
+                                                                                "it with resume --restart")
     stored = dict(store.meta["config"])
     stored["storage"] = {**stored["storage"], "options": {}}  # options are this machine's, never the store's
     cfg = config_from_stored(stored, overrides)
@@ -128,8 +135,9 @@ def format_summary(result: RunResult, top: int = 8) -> str:
         f"{len(report.failures)} failed, of {result.n_tasks}",
         f"pairs        {report.pairs_computed} computed in {report.seconds:.1f} s ({rate:.1f} pairs/s, "
         f"{report.workers} worker(s))",
-        f"disk         {_human(on_disk)} on disk for {_human(raw)} of raw brackets and gradients "
-        f"(compression ratio {raw / max(on_disk, 1):.2f}x)",
+        (f"disk         {_human(on_disk)} on disk for {_human(raw)} of raw brackets and gradients "
+         f"(compression ratio {raw / max(on_disk, 1):.2f}x)" if raw else
+         f"disk         {_human(on_disk)} on disk (storage.keep=summary: tables, logit deltas, losses, Gram matrices)"),
     ]
     if report.completed:
         steps = [c["step"] for c in spec.checkpoints]
@@ -155,5 +163,7 @@ def format_summary(result: RunResult, top: int = 8) -> str:
                      f"{f['attempts']} attempt(s)): {f['error']}")
     if report.failures:
         lines.append(f"tracebacks: {store.path}/failures/; finish with: lie-sweep resume {spec.store_path}")
-    lines += ["", f"read it: python -c \"import lie_sweep; s = lie_sweep.open_sweep('{spec.store_path}'); print(s)\""]
+    lines += ["", f"more: lie-sweep show {spec.store_path}",
+              f"read it: python -c \"import lie_sweep; s = lie_sweep.open_sweep('{spec.store_path}'); "
+              "print(s.top_pairs(5))\""]
     return "\n".join(lines)

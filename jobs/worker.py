@@ -19,7 +19,8 @@ import torch
 
 from lie_sweep import (FunctionalModel, ParamSpec, PreconditionedField, SGDField, apply_checkpoint, bracket_kernel,
                        compute_example_fields, load_checkpoint, stack_examples)
-from lie_sweep.analysis import effective_rank, gram_matrix, logit_deltas, pair_fits, tensor_rms
+from lie_sweep.analysis import (effective_rank, gram_matrix, jacobian_fits, logit_deltas, output_jacobian, pair_fits,
+                                tensor_rms)
 from storage.store import SweepStore
 
 from . import summaries
@@ -98,6 +99,10 @@ class BracketWorker:
         grads = self.example_fields.gradients
         self.grad_rms = tensor_rms(grads, self.full_spec).cpu()
         self.gram = gram_matrix(grads)
+        self.jacobian = None  # J_f on the evaluation batch, when it fits: logit deltas become a matmul
+        if self.eval_inputs is not None and jacobian_fits(len(self.spec.eval_examples), len(self.spec.output_names),
+                                                          self.full_spec.size, self.dtype, self.device):
+            self.jacobian = output_jacobian(self.fmodel, self.params, self.eval_inputs)
         self.loaded = checkpoint
         self.loads += 1
 
@@ -154,8 +159,8 @@ class BracketWorker:
             finite = bool(torch.isfinite(brackets).all())
             logits = None
             if self.eval_inputs is not None:
-                logits = logit_deltas(self.fmodel, self.params, self.eval_inputs, brackets,
-                                      epsilon=self.spec.epsilon, chunk_size=self.chunk_size or 16).cpu()
+                logits = logit_deltas(self.fmodel, self.params, self.eval_inputs, brackets, epsilon=self.spec.epsilon,
+                                      chunk_size=self.chunk_size or 16, jacobian=self.jacobian).cpu()
             tables = self._derive(task, brackets, logits)
             norms = tables["pairs"]["norm"].tolist()
             values = self._stored(brackets) if self.keeps_params else None

@@ -22,25 +22,60 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.func import jvp, vmap
+from torch.func import jacrev, jvp, vmap
 
 from .fields import FunctionalModel, Params, eval_mode
 from .params import ParamSpec
 
-__all__ = ["logit_deltas", "tensor_rms", "PairFits", "slope_one_fit", "pair_fits", "gram_matrix",
+__all__ = ["logit_deltas", "output_jacobian", "jacobian_fits", "tensor_rms", "PairFits", "slope_one_fit", "pair_fits", "gram_matrix",
            "effective_rank"]
 
 
-def logit_deltas(fmodel: FunctionalModel, params: Params, eval_inputs: torch.Tensor, brackets: torch.Tensor,
-                 *, epsilon: float, chunk_size: int = 16) -> torch.Tensor:
-    """ε² · J_f(θ)[b_p] for each bracket b_p (rows of ``brackets``, P × D on θ's flat axis).
+def output_jacobian(fmodel: FunctionalModel, params: Params, eval_inputs: torch.Tensor) -> torch.Tensor:
+    """J_f(θ) on the evaluation batch, flattened: (B·O, D), row b·O + o = ∇θ f_o(x_b) on θ's flat axis.
 
-    Returns (P, B, O): the leading-order change of the model's outputs on the B evaluation inputs
-    when the pair's order is i then j rather than j then i. The module runs in eval mode; each
-    vmapped call takes ``chunk_size`` brackets.
+    B·O reverse passes once per checkpoint; afterwards each pair's logit deltas are one row of a
+    matrix product instead of B forward-mode passes. Holds B·O·D numbers: see :func:`jacobian_fits`.
     """
     spec = ParamSpec.from_tensors(params)
     ref = next(iter(params.values()))
+    x = eval_inputs.to(device=ref.device, dtype=ref.dtype if eval_inputs.is_floating_point() else None)
+
+    def outputs_of_one(p: Params, xb: torch.Tensor) -> torch.Tensor:
+        return fmodel.outputs(p, xb.unsqueeze(0)).reshape(-1)
+
+    with eval_mode(fmodel.module), torch.no_grad():
+        jac = vmap(jacrev(outputs_of_one), in_dims=(None, 0))(params, x)  # {name: (B, O, *shape)}
+        flat = spec.flatten(jac, batch_dims=2)
+    return flat.reshape(-1, spec.size)
+
+
+def jacobian_fits(n_eval: int, n_outputs: int, n_params: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether :func:`output_jacobian` fits a memory budget: a quarter of the free memory on a CUDA
+    device, 2 GiB on a CPU (about twice the Jacobian is live while it is computed)."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    need = 2 * n_eval * n_outputs * n_params * itemsize
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return need <= free // 4
+    return need <= 2 << 30
+
+
+def logit_deltas(fmodel: FunctionalModel, params: Params, eval_inputs: torch.Tensor, brackets: torch.Tensor,
+                 *, epsilon: float, chunk_size: int = 16, jacobian: torch.Tensor | None = None) -> torch.Tensor:
+    """ε² · J_f(θ)[b_p] for each bracket b_p (rows of ``brackets``, P × D on θ's flat axis).
+
+    Returns (P, B, O): the leading-order change of the model's outputs on the B evaluation inputs
+    when the pair's order is i then j rather than j then i. With ``jacobian`` (from
+    :func:`output_jacobian` on the same θ and inputs) it is one matrix product; without, one
+    vmapped forward-mode pass per ``chunk_size`` brackets. The module runs in eval mode.
+    """
+    ref = next(iter(params.values()))
+    n_eval = eval_inputs.shape[0]
+    if jacobian is not None:
+        b = brackets.to(device=jacobian.device, dtype=jacobian.dtype)
+        return (b @ jacobian.T).reshape(b.shape[0], n_eval, -1).mul_(epsilon ** 2)
+    spec = ParamSpec.from_tensors(params)
     x = eval_inputs.to(device=ref.device, dtype=ref.dtype if eval_inputs.is_floating_point() else None)
 
     def along(tangent_flat: torch.Tensor) -> torch.Tensor:
@@ -50,9 +85,9 @@ def logit_deltas(fmodel: FunctionalModel, params: Params, eval_inputs: torch.Ten
     with eval_mode(fmodel.module), torch.no_grad():
         for start in range(0, brackets.shape[0], max(1, chunk_size)):
             block = brackets[start:start + chunk_size].to(device=ref.device, dtype=ref.dtype)
-            out.append(vmap(along)(block).reshape(block.shape[0], x.shape[0], -1))
+            out.append(vmap(along)(block).reshape(block.shape[0], n_eval, -1))
     if not out:
-        return torch.zeros(0, x.shape[0], 0, dtype=ref.dtype, device=ref.device)
+        return torch.zeros(0, n_eval, 0, dtype=ref.dtype, device=ref.device)
     return torch.cat(out).mul_(epsilon ** 2)
 
 

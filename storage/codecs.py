@@ -5,7 +5,9 @@ Error bounds, for a stored value x̂ of a computed value x (float32 arrays; floa
 * ``lossless``: Blosc with zstd and byte shuffle (floats' exponent bytes compress together).
   Bit-exact: x̂ = x.
 * ``bitround``: round-to-nearest to ``keepbits`` = k mantissa bits (numcodecs BitRound), then Blosc
-  zstd with *bit* shuffle, which packs the zeroed low mantissa bits into runs zstd removes.
+  zstd with byte shuffle, which gathers the zeroed low mantissa bytes into runs zstd removes. (Byte
+  shuffle, not bit shuffle: on real brackets it stored 18% fewer bytes at k = 10, measured by
+  ``benchmarks/bench_codecs.py``.)
   |x̂ − x| ≤ 2^−(k+1)·|x| for every element, so also ‖x̂ − x‖₂ ≤ 2^−(k+1)·‖x‖₂
   (k = 10: 4.9e-4). Zero, Inf and NaN are kept.
 * ``float16``: stored as IEEE half precision, read back as the array's dtype.
@@ -40,7 +42,7 @@ warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr 
 
 CODEC_PRESETS: dict[str, str] = {
     "lossless": "zstd (Blosc, byte shuffle) + crc32c; exact",
-    "bitround": "keep k mantissa bits, zstd (Blosc, bit shuffle) + crc32c; |error| <= 2^-(k+1)|x|",
+    "bitround": "keep k mantissa bits, zstd (Blosc, byte shuffle) + crc32c; |error| <= 2^-(k+1)|x|",
     "float16": "IEEE half precision, zstd (Blosc, byte shuffle) + crc32c; |error| <= 2^-11|x| (|x| >= 2^-14)",
 }
 DEFAULT_KEEPBITS = 10
@@ -80,7 +82,7 @@ def array_codecs(preset: str, level: int = 1, keepbits: int = DEFAULT_KEEPBITS, 
 
     if preset == "bitround":
         return ArrayCodecs((BitRound(keepbits=keepbits),),
-                           (BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.bitshuffle), Crc32cCodec()))
+                           (BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.shuffle), Crc32cCodec()))
     return ArrayCodecs((AsType(encode_dtype="float16", decode_dtype=dtype),),
                        (BloscCodec(cname="zstd", clevel=level, typesize=2, shuffle=BloscShuffle.shuffle),
                         Crc32cCodec()))

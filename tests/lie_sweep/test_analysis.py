@@ -5,7 +5,8 @@ import torch
 from torch.func import grad
 
 from lie_sweep import MXResNet, ParamSpec, SmallConvNet, compute_brackets
-from lie_sweep.analysis import (effective_rank, gram_matrix, logit_deltas, pair_fits, slope_one_fit,
+from lie_sweep.analysis import (effective_rank, gram_matrix, jacobian_fits, logit_deltas, output_jacobian,
+                                pair_fits, slope_one_fit,
                                 tensor_rms)
 from lie_sweep.fields import FunctionalModel, eval_mode
 
@@ -123,3 +124,21 @@ def test_gram_and_effective_rank():
     skew = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     assert effective_rank(gram_matrix(skew)) == pytest.approx(math.exp(-(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))))
     assert effective_rank(torch.zeros(2, 2)) == 0.0
+
+
+def test_logit_deltas_through_the_output_jacobian_equal_the_forward_mode_ones():
+    torch.manual_seed(0)
+    model = MXResNet(num_outputs=3, widths=(4, 8), depths=(1, 1), stem_widths=(4, 4, 4),
+                     zero_init_residual=False).double()
+    x, y = batch(3, (3, 16, 16), 3)
+    x_eval, _ = batch(4, (3, 16, 16), 3, seed=7)
+    fmodel = FunctionalModel(model)
+    params = fmodel.params()
+    b = _bracket(model, x, y, [(0, 1), (0, 2), (1, 2)])
+    jac = output_jacobian(fmodel, params, x_eval)
+    assert jac.shape == (4 * 3, ParamSpec.from_tensors(params).size)
+    fast = logit_deltas(fmodel, params, x_eval, b, epsilon=0.1, jacobian=jac)
+    slow = logit_deltas(fmodel, params, x_eval, b, epsilon=0.1, chunk_size=2)
+    torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-14)
+    assert jacobian_fits(16, 40, 11_000_000, torch.float32, torch.device("cpu")) is False
+    assert jacobian_fits(16, 12, 700_000, torch.float32, torch.device("cpu")) is True
