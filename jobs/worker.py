@@ -19,8 +19,8 @@ import torch
 
 from lie_sweep import (FunctionalModel, ParamSpec, PreconditionedField, SGDField, apply_checkpoint, bracket_kernel,
                        compute_example_fields, load_checkpoint, stack_examples)
-from lie_sweep.analysis import (effective_rank, gram_matrix, jacobian_fits, logit_deltas, output_jacobian, pair_fits,
-                                tensor_rms)
+from lie_sweep.analysis import (effective_rank, gram_matrix, jacobian_fits, logit_deltas, norms_from_rms,
+                                output_jacobian, pair_fits, tensor_rms)
 from storage.store import SweepStore
 
 from . import summaries
@@ -121,7 +121,7 @@ class BracketWorker:
         rms_b = tensor_rms(brackets, self.full_spec).cpu()
         rms_gi, rms_gj = self.grad_rms[pos[:, 0]], self.grad_rms[pos[:, 1]]
         fits = pair_fits(rms_b, rms_gi, rms_gj)
-        norms = brackets.double().norm(dim=1).cpu()
+        norms = norms_from_rms(rms_b, self.full_spec)
         ids = np.arange(task.start, task.stop)
         table = self.pair_table[task.start:task.stop]
         logit_rms = None if logits is None else logits.double().pow(2).mean(dim=(1, 2)).sqrt().numpy()
@@ -134,7 +134,7 @@ class BracketWorker:
         }
         if task.writes_examples:
             losses = self.example_fields.losses.double().cpu().numpy()
-            gnorms = self.example_fields.gradients.double().norm(dim=1).cpu().numpy()
+            gnorms = norms_from_rms(self.grad_rms, self.full_spec).numpy()
             tables["examples"] = summaries.example_rows(step, self.spec.examples, losses, gnorms)
             tables["example_rms"] = summaries.example_rms_rows(step, self.spec.examples, names,
                                                                self.grad_rms.numpy())

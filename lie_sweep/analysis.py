@@ -27,7 +27,7 @@ from torch.func import jacrev, jvp, vmap
 from .fields import FunctionalModel, Params, eval_mode
 from .params import ParamSpec
 
-__all__ = ["logit_deltas", "output_jacobian", "jacobian_fits", "tensor_rms", "PairFits", "slope_one_fit", "pair_fits", "gram_matrix",
+__all__ = ["logit_deltas", "output_jacobian", "jacobian_fits", "tensor_rms", "norms_from_rms", "PairFits", "slope_one_fit", "pair_fits", "gram_matrix",
            "effective_rank"]
 
 
@@ -92,8 +92,19 @@ def logit_deltas(fmodel: FunctionalModel, params: Params, eval_inputs: torch.Ten
 
 
 def tensor_rms(flat: torch.Tensor, spec: ParamSpec) -> torch.Tensor:
-    """RMS of each parameter tensor of each row: (N, D) on ``spec``'s axis → (N, T), float64."""
-    return torch.stack([flat[:, e.offset:e.stop].double().pow(2).mean(dim=1).sqrt() for e in spec.entries], dim=1)
+    """RMS of each parameter tensor of each row: (N, D) on ``spec``'s axis → (N, T), float64.
+
+    Computed as ‖slice‖₂ / √numel in the rows' dtype (no float64 copy of the rows), returned in
+    float64. The rows' L2 norms follow as sqrt(Σ_t numel_t · RMS_t²) (:func:`norms_from_rms`).
+    """
+    return torch.stack([torch.linalg.vector_norm(flat[:, e.offset:e.stop], dim=1).double() / e.numel ** 0.5
+                        for e in spec.entries], dim=1)
+
+
+def norms_from_rms(rms: torch.Tensor, spec: ParamSpec) -> torch.Tensor:
+    """‖row‖₂ from per-tensor RMS values (N, T): sqrt(Σ_t numel_t · RMS_t²)."""
+    sizes = torch.tensor([e.numel for e in spec.entries], dtype=rms.dtype, device=rms.device)
+    return (rms.pow(2) * sizes).sum(dim=1).sqrt()
 
 
 @dataclass

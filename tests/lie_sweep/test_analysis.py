@@ -6,7 +6,7 @@ from torch.func import grad
 
 from lie_sweep import MXResNet, ParamSpec, SmallConvNet, compute_brackets
 from lie_sweep.analysis import (effective_rank, gram_matrix, jacobian_fits, logit_deltas, output_jacobian,
-                                pair_fits, slope_one_fit,
+                                norms_from_rms, pair_fits, slope_one_fit,
                                 tensor_rms)
 from lie_sweep.fields import FunctionalModel, eval_mode
 
@@ -142,3 +142,10 @@ def test_logit_deltas_through_the_output_jacobian_equal_the_forward_mode_ones():
     torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-14)
     assert jacobian_fits(16, 40, 11_000_000, torch.float32, torch.device("cpu")) is False
     assert jacobian_fits(16, 12, 700_000, torch.float32, torch.device("cpu")) is True
+
+
+def test_norms_follow_from_per_tensor_rms():
+    spec = ParamSpec([("a", (3, 4)), ("b", (5,))])
+    flat = torch.randn(4, 17, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(norms_from_rms(tensor_rms(flat, spec), spec), flat.double().norm(dim=1),
+                               rtol=1e-6, atol=0)
