@@ -126,8 +126,9 @@ def kept_tensors(names: list[str], keep: Any) -> list[str] | None:
     for g in globs:
         if not fnmatch.filter(names, g):
             raise ConfigError(f"storage.keep glob {g!r} matches no parameter tensor",
-                              expected="globs over the model's tensor names", found=f"names like {names[:3]}",
-                              fix="list them with `lie-sweep plan` or use storage.keep=all")
+                              expected="globs over the model's tensor names",
+                              found=f"names like {names[:2] + names[-2:]}",
+                              fix=f"e.g. storage.keep='[{names[-1].rsplit('.', 1)[0]}.*]', or storage.keep=all")
     return [n for n in names if any(fnmatch.fnmatchcase(n, g) for g in globs)]
 
 
