@@ -207,3 +207,24 @@ def test_show_and_check_cover_tables(sweeps, capsys):
     after = open_sweep(sweeps["summary"])
     assert after.complete
     np.testing.assert_allclose(after.fits()["norm"], before["norm"], rtol=1e-6)
+
+
+def test_bad_codec_keep_and_eval_settings_are_one_line_errors(small):
+    from jobs.config import load_config
+    from jobs.sweep import resolve_grid
+    from lie_sweep.errors import ConfigError, ExampleIndexError
+
+    with pytest.raises(ConfigError, match="storage.codec"):
+        load_config(small("storage.codec=zfp"))
+    with pytest.raises(ConfigError, match="storage.keepbits"):
+        load_config(small("storage.codec=bitround", "storage.keepbits=24"))
+    load_config(small("precision=float64", "storage.keepbits=40"))  # float64 has 52 mantissa bits
+    with pytest.raises(ConfigError, match="storage.keep"):
+        load_config(small("storage.keep=[]"))
+    with pytest.raises(ConfigError, match=r"glob 'nope\.\*' matches no parameter tensor.*storage.keep='\[head\.\*\]'"):
+        resolve_grid(load_config(small("storage.keep=[nope.*,head.*]")))
+    assert resolve_grid(load_config(small("storage.keep='head.bias,features.0.*'"))).kept_names == [
+        "features.0.0.weight", "features.0.1.weight", "features.0.1.bias", "head.bias"]
+    with pytest.raises(ExampleIndexError, match="evaluation batch out of range"):
+        resolve_grid(load_config(small("derived.eval_count=65")))
+    assert resolve_grid(load_config(small("derived.eval_count=0"))).eval_examples == []
