@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch.func import functional_call
+from torch.func import functional_call, grad
 
 from lie_sweep.fields import bce_per_example
 
@@ -56,3 +56,11 @@ def double_backward_brackets(model, x, y, pairs):
         gj = [t.detach() for t in grad_of(j, False)]
         rows.append(flat(hvp(j, gi)) - flat(hvp(i, gj)))
     return torch.stack(rows)
+
+
+def sgd_in_both_orders(fmodel, params, x, y, i, j, eps):
+    """(θ_ij, θ_ji): two plain SGD steps of size ε from θ, on example i then j and on j then i."""
+    def step(p, k):
+        g = grad(fmodel.example_loss)(p, x[k], y[k])
+        return {n: p[n] - eps * g[n] for n in p}
+    return step(step(params, i), j), step(step(params, j), i)

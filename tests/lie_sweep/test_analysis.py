@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-from torch.func import grad
 
 from lie_sweep import MXResNet, ParamSpec, SmallConvNet, compute_brackets
 from lie_sweep.analysis import (effective_rank, gram_matrix, jacobian_fits, logit_deltas, output_jacobian,
@@ -10,6 +9,7 @@ from lie_sweep.analysis import (effective_rank, gram_matrix, jacobian_fits, logi
                                 tensor_rms)
 from lie_sweep.fields import FunctionalModel, eval_mode
 
+from .reference import sgd_in_both_orders
 from .test_brackets import batch, rel_err, tiny_mlp
 
 
@@ -55,15 +55,11 @@ def test_logit_deltas_match_outputs_of_two_sgd_orders():
     params = fmodel.params()
     b = _bracket(model, x, y, [(0, 1)])
 
-    def sgd_step(p, k, eps):
-        g = grad(fmodel.example_loss)(p, x[k], y[k])
-        return {n: p[n] - eps * g[n] for n in p}
-
     errors = {}
     with eval_mode(model):
         for eps in (1e-2, 1e-3):
-            swap = (fmodel.outputs(sgd_step(sgd_step(params, 0, eps), 1, eps), x_eval)
-                    - fmodel.outputs(sgd_step(sgd_step(params, 1, eps), 0, eps), x_eval))
+            ij, ji = sgd_in_both_orders(fmodel, params, x, y, 0, 1, eps)
+            swap = fmodel.outputs(ij, x_eval) - fmodel.outputs(ji, x_eval)
             errors[eps] = rel_err(swap, logit_deltas(fmodel, params, x_eval, b, epsilon=eps)[0])
     assert errors[1e-3] < 0.05
     assert errors[1e-2] >= 5 * errors[1e-3]

@@ -7,7 +7,7 @@ from lie_sweep import (MLP, BracketBatch, ExampleIndexError, FunctionalModel, MX
                        PreconditionedField, SmallConvNet, batch_bracket, bracket_kernel, compute_brackets)
 from lie_sweep.fields import eval_mode
 
-from .reference import dense_brackets, double_backward_brackets
+from .reference import dense_brackets, double_backward_brackets, sgd_in_both_orders
 
 ALL_PAIRS_5 = [(i, j) for i in range(5) for j in range(i + 1, 5)]
 
@@ -87,15 +87,10 @@ def test_swap_of_two_sgd_steps_converges_to_the_bracket(act):
     spec = ParamSpec.from_tensors(params)
     bracket = spec.flatten(compute_brackets(model, x, y, [(0, 1)]), batch_dims=1)[0]
 
-    def sgd_step(p, k, eps):
-        g = grad(fmodel.example_loss)(p, x[k], y[k])
-        return {n: p[n] - eps * g[n] for n in p}
-
     errors = {}
     with eval_mode(model):
         for eps in (1e-2, 1e-3):
-            ij = sgd_step(sgd_step(params, 0, eps), 1, eps)
-            ji = sgd_step(sgd_step(params, 1, eps), 0, eps)
+            ij, ji = sgd_in_both_orders(fmodel, params, x, y, 0, 1, eps)
             swap = (spec.flatten(ij) - spec.flatten(ji)) / eps**2
             errors[eps] = rel_err(swap, bracket)
     assert errors[1e-3] < 0.05
