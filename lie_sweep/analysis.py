@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch.func import jacrev, jvp, vmap
 
-from .fields import FunctionalModel, Params, eval_mode
+from .brackets import memory_budget
+from .fields import FunctionalModel, Params, eval_mode, like_params
 from .params import ParamSpec
 
 __all__ = ["logit_deltas", "output_jacobian", "jacobian_fits", "tensor_rms", "norms_from_rms", "PairFits", "slope_one_fit", "pair_fits", "gram_matrix",
@@ -38,8 +39,7 @@ def output_jacobian(fmodel: FunctionalModel, params: Params, eval_inputs: torch.
     matrix product instead of B forward-mode passes. Holds B·O·D numbers: see :func:`jacobian_fits`.
     """
     spec = ParamSpec.from_tensors(params)
-    ref = next(iter(params.values()))
-    x = eval_inputs.to(device=ref.device, dtype=ref.dtype if eval_inputs.is_floating_point() else None)
+    x = like_params(eval_inputs, params)
 
     def outputs_of_one(p: Params, xb: torch.Tensor) -> torch.Tensor:
         return fmodel.outputs(p, xb.unsqueeze(0)).reshape(-1)
@@ -54,11 +54,7 @@ def jacobian_fits(n_eval: int, n_outputs: int, n_params: int, dtype: torch.dtype
     """Whether :func:`output_jacobian` fits a memory budget: a quarter of the free memory on a CUDA
     device, 2 GiB on a CPU (about twice the Jacobian is live while it is computed)."""
     itemsize = torch.empty((), dtype=dtype).element_size()
-    need = 2 * n_eval * n_outputs * n_params * itemsize
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return need <= free // 4
-    return need <= 2 << 30
+    return 2 * n_eval * n_outputs * n_params * itemsize <= memory_budget(device, 2 << 30)
 
 
 def logit_deltas(fmodel: FunctionalModel, params: Params, eval_inputs: torch.Tensor, brackets: torch.Tensor,
@@ -70,24 +66,24 @@ def logit_deltas(fmodel: FunctionalModel, params: Params, eval_inputs: torch.Ten
     :func:`output_jacobian` on the same θ and inputs) it is one matrix product; without, one
     vmapped forward-mode pass per ``chunk_size`` brackets. The module runs in eval mode.
     """
-    ref = next(iter(params.values()))
     n_eval = eval_inputs.shape[0]
     if jacobian is not None:
         b = brackets.to(device=jacobian.device, dtype=jacobian.dtype)
         return (b @ jacobian.T).reshape(b.shape[0], n_eval, -1).mul_(epsilon ** 2)
     spec = ParamSpec.from_tensors(params)
-    x = eval_inputs.to(device=ref.device, dtype=ref.dtype if eval_inputs.is_floating_point() else None)
+    x = like_params(eval_inputs, params)
 
     def along(tangent_flat: torch.Tensor) -> torch.Tensor:
         return jvp(lambda p: fmodel.outputs(p, x), (params,), (spec.unflatten(tangent_flat),))[1]
 
     out = []
     with eval_mode(fmodel.module), torch.no_grad():
-        for start in range(0, brackets.shape[0], max(1, chunk_size)):
-            block = brackets[start:start + chunk_size].to(device=ref.device, dtype=ref.dtype)
+        step = max(1, chunk_size)
+        for start in range(0, brackets.shape[0], step):
+            block = like_params(brackets[start:start + step], params)
             out.append(vmap(along)(block).reshape(block.shape[0], n_eval, -1))
     if not out:
-        return torch.zeros(0, n_eval, 0, dtype=ref.dtype, device=ref.device)
+        return like_params(brackets.new_zeros(0, n_eval, 0), params)
     return torch.cat(out).mul_(epsilon ** 2)
 
 

@@ -22,7 +22,7 @@ import torch
 from torch.func import jvp, vmap
 
 from .errors import ExampleIndexError, PairError
-from .fields import FunctionalModel, LossFn, Params, SGDField, UpdateField, eval_mode
+from .fields import FunctionalModel, LossFn, Params, SGDField, UpdateField, eval_mode, like_params
 from .params import ParamSpec
 
 __all__ = [
@@ -36,6 +36,8 @@ __all__ = [
     "compute_example_fields",
     "batch_bracket",
     "default_chunk_size",
+    "call_buffer_bytes",
+    "memory_budget",
     "as_pair_tensor",
 ]
 
@@ -115,26 +117,25 @@ def default_chunk_size(n_params: int, dtype: torch.dtype, device: torch.device) 
     2 ordered HVPs × ``_BUFFERS_PER_HVP`` parameter-sized buffers; activations are extra. Capped at
     64 pairs, past which per-call dispatch overhead is already amortised.
     """
-    itemsize = torch.empty((), dtype=dtype).element_size()
+    per_pair = call_buffer_bytes(1, n_params, dtype)
+    return int(max(1, min(_MAX_DEFAULT_CHUNK, memory_budget(device, 1 << 30) // max(per_pair, 1))))
+
+
+def memory_budget(device: torch.device, cpu_bytes: int) -> int:
+    """Bytes one buffer family may take: a quarter of the free memory on a CUDA device, ``cpu_bytes`` on a CPU."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        budget = free // 4
-    else:
-        budget = 1 << 30
-    per_pair = 2 * _BUFFERS_PER_HVP * n_params * itemsize
-    return int(max(1, min(_MAX_DEFAULT_CHUNK, budget // max(per_pair, 1))))
+        return free // 4
+    return cpu_bytes
 
 
 def _prepare(fmodel: FunctionalModel, inputs: torch.Tensor, targets: torch.Tensor,
              params: Params) -> tuple[torch.Tensor, torch.Tensor]:
-    ref = next(iter(params.values()))
     if inputs.shape[0] != targets.shape[0]:
         raise ExampleIndexError("inputs and targets differ in length",
                                 expected=f"{inputs.shape[0]} targets", found=str(targets.shape[0]),
                                 fix="pass one target row per input")
-    inputs = inputs.to(device=ref.device, dtype=ref.dtype if inputs.is_floating_point() else None)
-    targets = targets.to(device=ref.device, dtype=ref.dtype if targets.is_floating_point() else None)
-    return inputs, targets
+    return like_params(inputs, params), like_params(targets, params)
 
 
 def example_gradients(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor,

@@ -23,6 +23,7 @@ __all__ = [
     "LossFn",
     "Params",
     "bce_per_example",
+    "like_params",
     "eval_mode",
     "FunctionalModel",
     "UpdateField",
@@ -32,6 +33,12 @@ __all__ = [
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def like_params(t: torch.Tensor, params: Params) -> torch.Tensor:
+    """``t`` on the parameters' device, and in their dtype when ``t`` is floating point (indices stay integers)."""
+    ref = next(iter(params.values()))
+    return t.to(device=ref.device, dtype=ref.dtype if t.is_floating_point() else None)
 
 
 def bce_per_example(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
