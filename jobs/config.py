@@ -24,7 +24,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from lie_sweep.errors import ConfigError, first_line
-from storage.codecs import CODEC_PRESETS
+from storage.codecs import CODEC_PRESETS, DEFAULT_KEEPBITS, MANTISSA_BITS
 
 __all__ = ["SweepConfig", "config_dir", "keep_globs", "load_config", "config_from_stored", "finalize", "identity_of",
            "storage_options_of", "IDENTITY_KEYS", "EXECUTION_KEYS"]
@@ -69,7 +69,7 @@ class StorageConfig:
     path: str = "lie-sweep-out/sweep.zarr"
     codec: str = "lossless"                # lossless | bitround | float16 (see storage.codecs)
     level: int = 1
-    keepbits: int = 10                     # bitround: mantissa bits kept
+    keepbits: int = DEFAULT_KEEPBITS       # bitround: mantissa bits kept
     keep: Any = "all"                      # all | summary | tensor-name globs (a list, or comma-separated)
     inner_chunk: int = 1 << 18
     overwrite: bool = False
@@ -221,8 +221,8 @@ def _validate(cfg: DictConfig) -> None:
         ("checkpoints.betas", len(cfg.checkpoints.betas) == 2 and all(0 <= b < 1 for b in cfg.checkpoints.betas),
          "two numbers in [0, 1)"),
         ("storage.level", 1 <= cfg.storage.level <= 9, "an integer in 1..9 (Blosc's zstd levels)"),
-        ("storage.keepbits", 1 <= cfg.storage.keepbits <= (23 if cfg.precision == "float32" else 52),
-         f"an integer in 1..{23 if cfg.precision == 'float32' else 52} (mantissa bits of {cfg.precision})"),
+        ("storage.keepbits", 1 <= cfg.storage.keepbits <= MANTISSA_BITS[cfg.precision],
+         f"an integer in 1..{MANTISSA_BITS[cfg.precision]} (mantissa bits of {cfg.precision})"),
         ("derived.eval_count", cfg.derived.eval_count >= 0, "an integer >= 0 (0: no logit deltas)"),
         ("derived.eval_start", cfg.derived.eval_start is None or cfg.derived.eval_start >= 0, "null or an integer >= 0"),
         ("derived.epsilon", cfg.derived.epsilon is None or cfg.derived.epsilon > 0, "null or a number > 0"),

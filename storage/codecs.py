@@ -32,7 +32,7 @@ from zarr.errors import ZarrUserWarning
 
 from .errors import StoreError
 
-__all__ = ["CODEC_PRESETS", "DEFAULT_KEEPBITS", "FLOAT16_MAX", "ArrayCodecs", "array_codecs", "compressors_for",
+__all__ = ["CODEC_PRESETS", "DEFAULT_KEEPBITS", "FLOAT16_MAX", "MANTISSA_BITS", "ArrayCodecs", "array_codecs", "compressors_for",
            "error_bound", "check_encodable"]
 
 # we know these codecs are zarr-python specific (the module docstring says so); the warning would
@@ -47,7 +47,7 @@ CODEC_PRESETS: dict[str, str] = {
 }
 DEFAULT_KEEPBITS = 10
 FLOAT16_MAX = 65504.0
-_MANTISSA_BITS = {"float32": 23, "float64": 52}
+MANTISSA_BITS = {"float32": 23, "float64": 52}  # stored mantissa bits: bitround keeps 1..these
 
 
 @dataclass(frozen=True)
@@ -58,18 +58,22 @@ class ArrayCodecs:
     compressors: tuple[Any, ...]
 
 
-def _check(preset: str, level: int, keepbits: int, dtype: str) -> None:
+def _check_preset(preset: str) -> None:
     if preset not in CODEC_PRESETS:
         raise StoreError("unknown codec preset", expected=" or ".join(CODEC_PRESETS), found=repr(preset),
                          fix="set storage.codec to one of those")
+
+
+def _check(preset: str, level: int, keepbits: int, dtype: str) -> None:
+    _check_preset(preset)
     if not 1 <= level <= 9:
         raise StoreError("compression level out of range", expected="1..9 (Blosc's zstd levels)", found=str(level),
                          fix="set storage.level between 1 and 9")
-    if dtype not in _MANTISSA_BITS:
+    if dtype not in MANTISSA_BITS:
         raise StoreError("unsupported dtype for parameter-sized arrays", expected="float32 or float64",
                          found=dtype, fix="set precision=float32 or float64")
-    if preset == "bitround" and not 1 <= keepbits <= _MANTISSA_BITS[dtype]:
-        raise StoreError("storage.keepbits out of range", expected=f"1..{_MANTISSA_BITS[dtype]} for {dtype}",
+    if preset == "bitround" and not 1 <= keepbits <= MANTISSA_BITS[dtype]:
+        raise StoreError("storage.keepbits out of range", expected=f"1..{MANTISSA_BITS[dtype]} for {dtype}",
                          found=str(keepbits), fix=f"set storage.keepbits={DEFAULT_KEEPBITS}")
 
 
@@ -77,15 +81,19 @@ def array_codecs(preset: str, level: int = 1, keepbits: int = DEFAULT_KEEPBITS, 
     """The Zarr v3 codecs of ``preset`` for a parameter-sized array of ``dtype`` (checksum last)."""
     _check(preset, level, keepbits, dtype)
     if preset == "lossless":
-        return ArrayCodecs((), (BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.shuffle), Crc32cCodec()))
+        return ArrayCodecs((), _zstd_crc(level))
     from zarr.codecs.numcodecs import AsType, BitRound
 
     if preset == "bitround":
-        return ArrayCodecs((BitRound(keepbits=keepbits),),
-                           (BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.shuffle), Crc32cCodec()))
-    return ArrayCodecs((AsType(encode_dtype="float16", decode_dtype=dtype),),
-                       (BloscCodec(cname="zstd", clevel=level, typesize=2, shuffle=BloscShuffle.shuffle),
-                        Crc32cCodec()))
+        return ArrayCodecs((BitRound(keepbits=keepbits),), _zstd_crc(level))
+    return ArrayCodecs((AsType(encode_dtype="float16", decode_dtype=dtype),), _zstd_crc(level, typesize=2))
+
+
+def _zstd_crc(level: int, typesize: int | None = None) -> tuple[Any, ...]:
+    """Blosc zstd with byte shuffle (over ``typesize``-byte items: the array's, unless a filter changed it),
+    then CRC32C: the bytes-to-bytes codecs every preset ends with."""
+    extra = {} if typesize is None else {"typesize": typesize}
+    return (BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.shuffle, **extra), Crc32cCodec())
 
 
 def compressors_for(level: int = 1) -> list[Any]:
@@ -100,10 +108,8 @@ def error_bound(preset: str, keepbits: int = DEFAULT_KEEPBITS) -> dict[str, floa
         return {"rel": 0.0, "abs": 0.0, "max": float("inf")}
     if preset == "bitround":
         return {"rel": 2.0 ** -(keepbits + 1), "abs": 0.0, "max": float("inf")}
-    if preset == "float16":
-        return {"rel": 2.0 ** -11, "abs": 2.0 ** -25, "max": FLOAT16_MAX}
-    raise StoreError("unknown codec preset", expected=" or ".join(CODEC_PRESETS), found=repr(preset),
-                     fix="set storage.codec to one of those")
+    _check_preset(preset)
+    return {"rel": 2.0 ** -11, "abs": 2.0 ** -25, "max": FLOAT16_MAX}  # float16
 
 
 def check_encodable(preset: str, values: np.ndarray, what: str) -> None:

@@ -95,10 +95,7 @@ class Sweep:
 
     def _read_flat(self, array: str, row: tuple[int, int], names: Sequence[str] | None) -> dict[str, np.ndarray]:
         entries = self._slices(names)
-        if array not in self.store.group:
-            raise StoreKeyError(f"this store keeps no {array}", expected="a store run with storage.keep=all or globs",
-                                found="storage.keep=summary", fix="use the tables (sweep.fits(), sweep.rms_table())")
-        arr = self.store.group[array]
+        arr = self._array_getter(array)()
         out = {}
         for e in entries:
             stop = e["offset"] + int(np.prod(e["shape"], dtype=np.int64))
@@ -133,10 +130,15 @@ class Sweep:
 
     # -- labelled lazy views (xarray) ------------------------------------------------------------
     def _array_getter(self, name: str):
+        """A function returning the Zarr array ``name``; one error line when the store does not keep it."""
         if name not in self.store.group:
-            raise StoreKeyError(f"this store has no {name}", expected=f"a store with {name}",
-                                found="storage.keep=summary" if name in ("brackets", "gradients")
-                                else "derived.eval_count=0", fix="re-run the sweep with them enabled")
+            if name in ("brackets", "gradients"):
+                raise StoreKeyError(f"this store keeps no {name}", expected="a store run with storage.keep=all or globs",
+                                    found="storage.keep=summary", fix="use the tables (sweep.fits(), sweep.rms_table())")
+            found = ("derived.eval_count=0" if name == "logit_deltas" else
+                     f"a store of schema {self.meta.get('schema_version')} (older lie-sweep)")
+            raise StoreKeyError(f"this store has no {name}", expected=f"a store with {name}", found=found,
+                                fix="re-run the sweep with them enabled")
         return lambda: self.store.group[name]
 
     def _flat_dataset(self, array: str, row_dim: str, row_coords: dict, names: Sequence[str] | None,
@@ -211,7 +213,7 @@ class Sweep:
         if table is None:
             return pd.DataFrame()
         frame = table.to_pandas()
-        keys = [k for k in ("step", "pair", "example", "tensor") if k in frame.columns and k != "tensor"]
+        keys = [k for k in ("step", "pair", "example") if k in frame.columns]
         return frame.sort_values(keys, kind="stable").reset_index(drop=True) if keys else frame
 
     def fits(self, ckpt: int | None = None) -> "pd.DataFrame":
@@ -251,7 +253,7 @@ class Sweep:
         if frame.empty:
             return frame
         if ckpt is None:
-            frame = frame.assign(log_c=np.log(frame["c"])).groupby(["pair", "i", "j"], as_index=False).agg(
+            frame = frame.groupby(["pair", "i", "j"], as_index=False).agg(
                 norm=("norm", "mean"), log_c=("log_c", "mean"), r2=("r2", "mean"), logit_rms=("logit_rms", "mean"),
                 n_checkpoints=("step", "count"))
             frame["c"] = np.exp(frame["log_c"])

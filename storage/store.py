@@ -26,7 +26,7 @@ from .codecs import DEFAULT_KEEPBITS, array_codecs, check_encodable, compressors
 from .errors import NotASweepError, StoreError, StoreExistsError, first_line
 from .layout import META_KEY, SCHEMA_VERSION, StoreLayout
 from .lock import LOCK_NAME, StoreLock
-from .tables import TABLES, TABLES_DIR, part_path, read_parts, step_of_folder, write_part
+from .tables import TABLES, part_path, read_parts, step_of_folder, table_dir, task_of_part, write_part
 
 __all__ = ["SweepStore", "filesystem_of", "check_writable"]
 
@@ -282,7 +282,7 @@ class SweepStore:
 
     def table_steps(self, table: str) -> list[int]:
         """Steps with at least one part of ``table``."""
-        where = posixpath.join(self.root, TABLES_DIR, table)
+        where = table_dir(self.root, table)
         self._fresh(where)
         if not self.fs.exists(where):
             return []
@@ -295,20 +295,15 @@ class SweepStore:
         Only parts of completed tasks are read: a part left by a task that has no completion mark
         (killed before it) is ignored.
         """
-        if table not in TABLES:
-            raise StoreError(f"unknown table {table!r}", expected=" | ".join(TABLES), found=repr(table),
-                             fix="pick one of those")
+        table_dir(self.root, table)  # an unknown table fails here, before any listing
         done = set(self.done_tasks())
         paths = []
         for step in (self.table_steps(table) if steps is None else steps):
-            where = posixpath.join(self.root, TABLES_DIR, table, f"step={int(step)}")
+            where = table_dir(self.root, table, step)
             self._fresh(where)
             if not self.fs.exists(where):
                 continue
-            for path in sorted(self.fs.ls(where, detail=False)):
-                name = posixpath.basename(path)
-                if name.startswith("part-") and name.endswith(".parquet") and int(name[5:-8]) in done:
-                    paths.append(path)
+            paths += [p for p in sorted(self.fs.ls(where, detail=False)) if task_of_part(p) in done]
         return read_parts(self.fs, paths)
 
     # -- completion marks, written by the driver only -------------------------------------------

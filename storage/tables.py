@@ -25,17 +25,38 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["TABLES", "TABLES_DIR", "part_path", "write_part", "read_parts", "step_of_folder"]
+from .errors import StoreError
+
+__all__ = ["TABLES", "TABLES_DIR", "table_dir", "part_path", "task_of_part", "write_part", "read_parts",
+           "step_of_folder"]
 
 TABLES_DIR = "tables"
 TABLES = ("pairs", "pair_rms", "examples", "example_rms", "checkpoints")
 
 
+def table_dir(root: str, table: str, step: int | None = None) -> str:
+    """``table``'s folder, or its folder of checkpoint ``step``; an unknown table is a one-line error."""
+    if table not in TABLES:
+        raise StoreError(f"unknown table {table!r}", expected=" | ".join(TABLES), found=repr(table),
+                         fix="pick one of those")
+    where = posixpath.join(root, TABLES_DIR, table)
+    return where if step is None else posixpath.join(where, f"step={int(step)}")
+
+
 def part_path(root: str, table: str, step: int, part: int) -> str:
     """Where task ``part`` writes its rows of ``table`` at checkpoint ``step``."""
-    if table not in TABLES:
-        raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
-    return posixpath.join(root, TABLES_DIR, table, f"step={int(step)}", f"part-{int(part):06d}.parquet")
+    return posixpath.join(table_dir(root, table, step), f"part-{int(part):06d}.parquet")
+
+
+def task_of_part(path: str) -> int | None:
+    """The task id of a part file written by :func:`part_path`, or None for any other file."""
+    name = posixpath.basename(path)
+    if not (name.startswith("part-") and name.endswith(".parquet")):
+        return None
+    try:
+        return int(name[len("part-"):-len(".parquet")])
+    except ValueError:
+        return None
 
 
 def step_of_folder(path: str) -> int | None:
