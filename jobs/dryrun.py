@@ -17,19 +17,18 @@ import torch
 from omegaconf import DictConfig
 
 from lie_sweep import FunctionalModel, ParamSpec, SGDField, apply_checkpoint, bracket_kernel, find_checkpoints
-from lie_sweep import load_checkpoint, stack_examples
+from lie_sweep import compute_example_fields, load_checkpoint, stack_examples
 from lie_sweep.analysis import jacobian_fits, logit_deltas, output_jacobian
 from lie_sweep.brackets import call_buffer_bytes, default_chunk_size
 from lie_sweep.fields import PreconditionedField
 from storage.codecs import CODEC_PRESETS, encode_roundtrip
 
 from .plan import make_plan
+from .progress import format_bytes
 from .sweep import epsilon_of, resolve_grid
-from .worker import resolve_device
+from .worker import DTYPES, resolve_device
 
 __all__ = ["PlanReport", "plan_sweep", "format_plan"]
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass
@@ -87,7 +86,7 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
     grid = resolve_grid(cfg)
     n_ckpt, note, first = _checkpoint_count(cfg)
     tasks = make_plan(n_ckpt, len(grid.pairs), cfg.pairs.per_task)
-    device, dtype = resolve_device(cfg.cluster.device), _DTYPES[cfg.precision]
+    device, dtype = resolve_device(cfg.cluster.device), DTYPES[cfg.precision]
     model = grid.model.to(device=device, dtype=dtype)
     field_ = SGDField()
     where = "initial weights (run trains the checkpoints)"
@@ -119,7 +118,7 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
     kernel()  # warm-up: first calls pay one-off dispatch and allocation costs
     seconds, out = _time(kernel, sync)
     # the kernel's time includes the involved examples' gradients (a worker computes all E once per checkpoint)
-    t_grads, _ = _time(lambda: fmodel_grads(fmodel, params, inputs, targets, cal_pairs, field_), sync)
+    t_grads, _ = _time(lambda: _involved_example_fields(fmodel, params, inputs, targets, cal_pairs, field_), sync)
     s_example = t_grads / involved
     s_pair = max(seconds - t_grads, 0.0) / len(cal_pairs)
     s_logit = s_jacobian = 0.0
@@ -166,20 +165,10 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
                       codecs=codecs, codec=cfg.storage.codec, workers=cfg.cluster.workers)
 
 
-def fmodel_grads(fmodel: FunctionalModel, params, inputs, targets, cal_pairs, field_) -> Any:
+def _involved_example_fields(fmodel: FunctionalModel, params, inputs, targets, cal_pairs, field_) -> Any:
     """The involved examples' gradients and fields alone (what the kernel time includes)."""
-    from lie_sweep import compute_example_fields
-
     rows = sorted({k for p in cal_pairs for k in p})
     return compute_example_fields(fmodel, params, inputs[rows], targets[rows], field=field_)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} PiB"
 
 
 def _duration(s: float) -> str:
@@ -212,12 +201,12 @@ def format_plan(r: PlanReport) -> str:
             f"{r.n_outputs} output Jacobian exceeds the memory budget)")
            if r.n_eval else ", no logit deltas (derived.eval_count=0)"),
         f"parameters   D = {r.n_params:,} in {r.n_tensors} tensors ({r.dtype}); stored: {stored}",
-        f"memory/task  ~{_human(sum(r.memory.values()))} of parameter-sized buffers on {r.device} "
+        f"memory/task  ~{format_bytes(sum(r.memory.values()))} of parameter-sized buffers on {r.device} "
         f"(activations extra):",
     ]
-    lines += [f"               {_human(v):>10}  {k}" for k, v in r.memory.items()]
+    lines += [f"               {format_bytes(v):>10}  {k}" for k, v in r.memory.items()]
     if cal["peak_bytes"]:
-        lines.append(f"               {_human(cal['peak_bytes']):>10}  measured peak of the calibration on {r.device}")
+        lines.append(f"               {format_bytes(cal['peak_bytes']):>10}  measured peak of the calibration on {r.device}")
     lines += [
         f"calibration  {cal['pairs']} pairs at the {cal['where']} on {r.device}: {cal['s_per_pair'] * 1e3:.1f} ms/pair "
         f"(brackets), {cal['s_per_logit_pair'] * 1e3:.1f} ms/pair (logit deltas), "
@@ -232,7 +221,7 @@ def format_plan(r: PlanReport) -> str:
     raw_nxn = r.n_checkpoints * r.n_examples ** 2 * r.n_params * (4 if r.dtype == "float32" else 8)
     if r.codecs:
         lines += ["disk         brackets on disk, estimated from the calibration pairs (raw n×n: the full "
-                  f"n×n matrix of every checkpoint, {_human(raw_nxn)}):",
+                  f"n×n matrix of every checkpoint, {format_bytes(raw_nxn)}):",
                   f"               {'codec':<10} {'bytes/pair':>11} {'sweep total':>12} {'vs raw n×n':>11} "
                   f"{'L2 rel. err':>12}"]
         for c in r.codecs:
@@ -241,7 +230,7 @@ def format_plan(r: PlanReport) -> str:
                 lines.append(f"               {c['codec'] + mark:<10} cannot store these values: {c['error_text']}")
                 continue
             total = c["bytes_per_pair"] * r.n_checkpoints * r.n_pairs
-            lines.append(f"               {c['codec'] + mark:<10} {_human(c['bytes_per_pair']):>11} {_human(total):>12} "
+            lines.append(f"               {c['codec'] + mark:<10} {format_bytes(c['bytes_per_pair']):>11} {format_bytes(total):>12} "
                          f"{total / raw_nxn:>10.3f}x {c['l2_rel_error']:>12.1e}")
         lines.append("               (* storage.codec; gradients add about E/P of this, tables a few KiB per task)")
     else:

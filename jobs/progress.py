@@ -1,4 +1,5 @@
-"""A progress line for sweeps: pairs done, pairs/s, ETA (a bar on a terminal, lines otherwise)."""
+"""A progress line for sweeps: pairs done, pairs/s, ETA (a bar on a terminal, lines otherwise); the
+units it and the commands' accounts print."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import sys
 import time
 from typing import TextIO
 
-__all__ = ["Progress", "format_seconds"]
+__all__ = ["Progress", "format_seconds", "format_bytes"]
 
 
 def format_seconds(s: float) -> str:
@@ -16,6 +17,15 @@ def format_seconds(s: float) -> str:
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def format_bytes(n: float) -> str:
+    """Bytes in binary units: ``512 B``, ``1.5 KiB`` … ``2.0 PiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} PiB"
 
 
 class Progress:

@@ -17,6 +17,7 @@ from storage.store import SweepStore
 from .config import EXECUTION_KEYS, config_from_stored, identity_of, load_config, storage_options_of
 from .driver import RunReport, execute
 from .plan import Task, make_plan
+from .progress import format_bytes
 from .sweep import SweepSpec, prepare_sweep, verify_checkpoint
 
 __all__ = ["run_sweep", "run_config", "resume_sweep", "RunResult", "format_summary", "verify_checkpoints"]
@@ -115,14 +116,6 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
     return _execute_holding_lock(spec, store, tasks, log, progress_stream, "resume")
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
 def format_summary(result: RunResult, top: int = 8) -> str:
     """The run's account and a results table (per checkpoint, then the most order-sensitive pairs)."""
     spec, store, report = result.spec, result.store, result.report
@@ -135,9 +128,9 @@ def format_summary(result: RunResult, top: int = 8) -> str:
         f"{len(report.failures)} failed, of {result.n_tasks}",
         f"pairs        {report.pairs_computed} computed in {report.seconds:.1f} s ({rate:.1f} pairs/s, "
         f"{report.workers} worker(s))",
-        (f"disk         {_human(on_disk)} on disk for {_human(raw)} of raw brackets and gradients "
+        (f"disk         {format_bytes(on_disk)} on disk for {format_bytes(raw)} of raw brackets and gradients "
          f"(compression ratio {raw / max(on_disk, 1):.2f}x)" if raw else
-         f"disk         {_human(on_disk)} on disk (storage.keep=summary: tables, logit deltas, losses, Gram matrices)"),
+         f"disk         {format_bytes(on_disk)} on disk (storage.keep=summary: tables, logit deltas, losses, Gram matrices)"),
     ]
     if report.completed:
         steps = [c["step"] for c in spec.checkpoints]

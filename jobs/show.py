@@ -6,20 +6,23 @@ parameter-sized arrays, so it is quick on any store, including ``storage.keep=su
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from storage.reader import Sweep, open_sweep
+from storage.reader import Sweep, open_sweep, rank_pairs, score_examples
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["show_store", "format_show", "output_movement"]
 
 
-def output_movement(sweep: Sweep) -> list[tuple[str, float]]:
-    """(output name, mean |logit delta|) over checkpoints, pairs and evaluation examples, largest first."""
+def output_movement(sweep: Sweep, fits: "pd.DataFrame") -> list[tuple[str, float]]:
+    """(output name, mean |logit delta|) over checkpoints, pairs and evaluation examples, largest first;
+    over the pairs of ``fits`` (``sweep.fits()``: those of completed tasks)."""
     if "logit_deltas" not in sweep.store.group or not sweep.output_names:
         return []
-    fits = sweep.fits()  # pairs of completed tasks only
     if fits.empty:
         return []
     arr = sweep.store.group["logit_deltas"]
@@ -57,7 +60,8 @@ def format_show(sweep: Sweep, top: int = 10) -> str:
         "convention   theta_ij - theta_ji = lr^2 [u_i,u_j] + O(lr^3); BatchNorm in eval mode"
         + (f"; logit deltas at epsilon = {sweep.epsilon:g}" if sweep.eval_examples else ""),
     ]
-    pairs = sweep.top_pairs(top)
+    fits = sweep.fits()  # the pairs table, read once for every ranking below
+    pairs = rank_pairs(fits, top, over_checkpoints=True)
     if pairs.empty:
         lines += ["", "no completed task yet: nothing to show"]
         return "\n".join(lines)
@@ -67,7 +71,7 @@ def format_show(sweep: Sweep, top: int = 10) -> str:
     for row in pairs.itertuples():
         lines.append(f"{row.i:>6} {row.j:>6} {_fmt(row.norm):>12} {_fmt(row.c, '.3g'):>10} {_fmt(row.r2, '.2f'):>7} "
                      f"{_fmt(row.logit_rms, '.2e'):>10}")
-    fits, ckpts = sweep.fits(), sweep.checkpoint_table()
+    ckpts = sweep.checkpoint_table()
     by_step = fits.groupby("step")
     lines += ["", "per checkpoint",
               f"{'step':>8} {'pairs':>6} {'mean loss':>10} {'eff. rank':>9} {'mean |[u,u]|':>13} {'median c':>9} "
@@ -85,11 +89,11 @@ def format_show(sweep: Sweep, top: int = 10) -> str:
         ratio = ratio.sort_values(ascending=False).head(top)
         lines += ["", f"tensors with the largest bracket RMS / gradient RMS at step {last} (median over pairs)"]
         lines += [f"  {name:<40} {_fmt(v, '.3g'):>10}" for name, v in ratio.items()]
-    moved = output_movement(sweep)
+    moved = output_movement(sweep, fits)
     if moved:
         lines += ["", "outputs whose logits move most under a swap (mean |logit delta| over pairs and eval examples)"]
         lines += [f"  {name:<24} {_fmt(v, '.3e'):>10}" for name, v in moved[:min(top, 8)]]
-    scores = sweep.example_scores()
+    scores = score_examples(fits, sweep.example_table())
     lines += ["", "examples most involved in order effects (sum of |[u_e,u_j]| over their pairs and checkpoints)",
               f"{'example':>8} {'score':>12} {'pairs':>6} {'mean loss':>10}"]
     for row in scores.head(min(top, 8)).itertuples():

@@ -27,9 +27,9 @@ from . import summaries
 from .plan import Task
 from .sweep import SweepSpec, build_dataset, build_model, verify_checkpoint
 
-__all__ = ["BracketWorker", "resolve_device"]
+__all__ = ["BracketWorker", "resolve_device", "DTYPES"]
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _ray_node_id() -> str | None:
@@ -58,7 +58,7 @@ class BracketWorker:
         self.spec = spec
         cfg = spec.config
         self.device = resolve_device(cfg["cluster"]["device"])
-        self.dtype = _DTYPES[cfg["precision"]]
+        self.dtype = DTYPES[cfg["precision"]]
         self.chunk_size = cfg["chunk_size"]
         torch.manual_seed(cfg["seed"])
         self.model = build_model(cfg["model"]).to(device=self.device, dtype=self.dtype)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # xarray and pandas are imported on first use: opening a stor
 
 SCORES = {"norm": "norm", "c": "c", "logit": "logit_rms"}
 
-__all__ = ["Sweep", "open_sweep"]
+__all__ = ["Sweep", "open_sweep", "rank_pairs", "score_examples"]
 
 
 class Sweep:
@@ -238,45 +238,55 @@ class Sweep:
         """Per checkpoint: effective rank of the gradient Gram matrix, mean loss, mean gradient norm."""
         return self.table("checkpoints")
 
-    def _score_column(self, by: str) -> str:
-        if by not in SCORES:
-            raise StoreKeyError("unknown score", expected=" | ".join(SCORES), found=repr(by),
-                                fix="by='norm' (‖[u_i,u_j]‖), 'c' (fit constant) or 'logit' (logit-delta RMS)")
-        return SCORES[by]
-
     def top_pairs(self, k: int = 10, ckpt: int | None = None, by: str = "norm") -> "pd.DataFrame":
         """The k most order-sensitive pairs, by ``by`` ("norm": ‖[u_i,u_j]‖, "c": the fit constant,
         "logit": RMS of the logit deltas), at checkpoint step ``ckpt`` or averaged over checkpoints
-        (mean of norm and logit_rms, geometric mean of c; ``n_checkpoints`` says over how many)."""
-        col = self._score_column(by)
-        frame = self.fits(ckpt)
-        if frame.empty:
-            return frame
-        if ckpt is None:
-            frame = frame.groupby(["pair", "i", "j"], as_index=False).agg(
-                norm=("norm", "mean"), log_c=("log_c", "mean"), r2=("r2", "mean"), logit_rms=("logit_rms", "mean"),
-                n_checkpoints=("step", "count"))
-            frame["c"] = np.exp(frame["log_c"])
-            frame = frame[["pair", "i", "j", "norm", "c", "r2", "logit_rms", "n_checkpoints"]]
-        return frame.sort_values(col, ascending=False, kind="stable").head(k).reset_index(drop=True)
+        (see :func:`rank_pairs`)."""
+        return rank_pairs(self.fits(ckpt), k, by, over_checkpoints=ckpt is None)
 
     def example_scores(self, ckpt: int | None = None, by: str = "norm") -> "pd.DataFrame":
-        """Each example's total order sensitivity: score(e) = Σ over the sweep's pairs containing e
-        of the pair's ``by`` value (see :meth:`top_pairs`), summed over checkpoints when ``ckpt`` is
-        None; with its ``n_pairs`` and mean ``loss``. Highest first: candidates to inspect or filter."""
-        import pandas as pd
+        """Each example's total order sensitivity at checkpoint step ``ckpt``, or summed over checkpoints
+        when None (see :func:`score_examples`). Highest first: candidates to inspect or filter."""
+        return score_examples(self.fits(ckpt), self.example_table(ckpt), by)
 
-        col = self._score_column(by)
-        frame = self.fits(ckpt)
-        if frame.empty:
-            return pd.DataFrame(columns=["example", "score", "n_pairs", "loss"])
-        both = pd.concat([frame[["i", col]].rename(columns={"i": "example"}),
-                          frame[["j", col]].rename(columns={"j": "example"})])
-        scores = both.groupby("example", as_index=False).agg(score=(col, "sum"), n_pairs=(col, "count"))
-        losses = self.example_table(ckpt)
-        if not losses.empty:
-            scores = scores.merge(losses.groupby("example", as_index=False)["loss"].mean(), on="example", how="left")
-        return scores.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+def _score_column(by: str) -> str:
+    if by not in SCORES:
+        raise StoreKeyError("unknown score", expected=" | ".join(SCORES), found=repr(by),
+                            fix="by='norm' (‖[u_i,u_j]‖), 'c' (fit constant) or 'logit' (logit-delta RMS)")
+    return SCORES[by]
+
+
+def rank_pairs(fits: "pd.DataFrame", k: int, by: str = "norm", *, over_checkpoints: bool = False) -> "pd.DataFrame":
+    """The k rows of a ``pairs`` table (:meth:`Sweep.fits`) with the largest ``by`` value; with
+    ``over_checkpoints``, per pair first: mean of norm, r2 and logit_rms, geometric mean of c
+    (mean of log_c), and ``n_checkpoints`` says over how many."""
+    col = _score_column(by)
+    if fits.empty:
+        return fits
+    if over_checkpoints:
+        fits = fits.groupby(["pair", "i", "j"], as_index=False).agg(
+            norm=("norm", "mean"), log_c=("log_c", "mean"), r2=("r2", "mean"), logit_rms=("logit_rms", "mean"),
+            n_checkpoints=("step", "count"))
+        fits["c"] = np.exp(fits["log_c"])
+        fits = fits[["pair", "i", "j", "norm", "c", "r2", "logit_rms", "n_checkpoints"]]
+    return fits.sort_values(col, ascending=False, kind="stable").head(k).reset_index(drop=True)
+
+
+def score_examples(fits: "pd.DataFrame", examples: "pd.DataFrame", by: str = "norm") -> "pd.DataFrame":
+    """score(e) = Σ over the rows of a ``pairs`` table containing e of the row's ``by`` value (see
+    :func:`rank_pairs`), with ``n_pairs`` and the mean ``loss`` from an ``examples`` table; highest first."""
+    import pandas as pd
+
+    col = _score_column(by)
+    if fits.empty:
+        return pd.DataFrame(columns=["example", "score", "n_pairs", "loss"])
+    both = pd.concat([fits[["i", col]].rename(columns={"i": "example"}),
+                      fits[["j", col]].rename(columns={"j": "example"})])
+    scores = both.groupby("example", as_index=False).agg(score=(col, "sum"), n_pairs=(col, "count"))
+    if not examples.empty:
+        scores = scores.merge(examples.groupby("example", as_index=False)["loss"].mean(), on="example", how="left")
+    return scores.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def open_sweep(path: str, storage_options: Mapping[str, Any] | None = None) -> Sweep:
