@@ -34,7 +34,7 @@ class ZarrBackendArray(BackendArray):
         return np.asarray(self.get_array()[key])
 
 
-class FlatTensorArray(BackendArray):
+class FlatTensorArray(ZarrBackendArray):
     """One parameter tensor of a (C, N, D) flat-axis array, seen as (C, N, *tensor shape).
 
     A read fetches, for the selected rows only, the tensor's range [offset, offset + numel) of the
@@ -42,16 +42,11 @@ class FlatTensorArray(BackendArray):
     """
 
     def __init__(self, get_array: Callable[[], Any], offset: int, shape: Sequence[int]) -> None:
-        self.get_array = get_array
-        arr = get_array()
+        super().__init__(get_array)
         self.offset = int(offset)
         self.tensor_shape = tuple(int(s) for s in shape)
         self.stop = self.offset + int(np.prod(self.tensor_shape, dtype=np.int64))
-        self.shape = (int(arr.shape[0]), int(arr.shape[1]), *self.tensor_shape)
-        self.dtype = np.dtype(str(arr.dtype))
-
-    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
-        return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.BASIC, self._raw)
+        self.shape = (*self.shape[:2], *self.tensor_shape)
 
     def _raw(self, key: tuple) -> np.ndarray:
         rows = [slice(k, k + 1) if isinstance(k, (int, np.integer)) else k for k in key[:2]]
