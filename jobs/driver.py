@@ -1,11 +1,13 @@
 """The driver: Ray workers, task hand-out, retries, completion marks, and the run's account.
 
-Tasks go out checkpoint by checkpoint, at most ``cluster.max_in_flight`` queued per worker. A task's
-completion mark is written only after its worker returned, i.e. after its shards were written. A
-failed task is retried ``cluster.retries`` times with backoff; a worker that died is replaced and
-its tasks requeued (tasks go only to workers that answered a ping, and a replacement the cluster
-cannot place within ``cluster.replace_timeout`` is dropped, so a lost node shrinks the pool instead
-of stalling it); a task that still fails is recorded in the store. Ray starts embedded on 127.0.0.1 unless ``cluster.address`` names a running cluster.
+A worker stays on one checkpoint until its tasks run out (:mod:`jobs.dispatch`: idle workers fan out
+over checkpoints, so each is loaded about once), with at most ``cluster.max_in_flight`` queued. A
+task's completion mark is written only after its worker returned, i.e. after its shards were
+written. A failed task is retried ``cluster.retries`` times with backoff; a worker that died is
+replaced and its tasks requeued (tasks go only to workers that answered a ping, and a replacement
+the cluster cannot place within ``cluster.replace_timeout`` is dropped, so a lost node shrinks the
+pool instead of stalling it); a task that still fails is recorded in the store. Ray starts embedded
+on 127.0.0.1 unless ``cluster.address`` names a running cluster.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lie_sweep.errors import LieSweepError, first_line
 from storage.store import SweepStore
 
+from .dispatch import Queued, TaskQueue, choose_task
 from .plan import Task
 from .progress import Progress
 from .sweep import SweepSpec
@@ -110,7 +112,7 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
     cluster = spec.config["cluster"]
     report = RunReport()
     done = store.done_tasks()
-    todo: deque[tuple[Task, int, float]] = deque((t, 0, 0.0) for t in tasks if t.task_id not in done)
+    todo = TaskQueue(t for t in tasks if t.task_id not in done)
     report.skipped = len(tasks) - len(todo)
     total_pairs = sum(t.n_pairs for t in tasks)
     progress = Progress(total_pairs, done=sum(t.n_pairs for t in tasks if t.task_id in done), stream=progress_stream)
@@ -134,7 +136,8 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
     def new_slot() -> dict[str, Any]:
         # two concurrent calls: one computes while the previous one compresses and writes
         handle = actor_cls.options(**resources, max_concurrency=2).remote(spec, threads)
-        return {"handle": handle, "ping": handle.ping.remote(), "since": time.monotonic(), "ready": False, "load": 0}
+        return {"handle": handle, "ping": handle.ping.remote(), "since": time.monotonic(), "ready": False, "load": 0,
+                "holds": None}  # the checkpoint of its latest task: the one it has loaded, or will
 
     slots = [new_slot() for _ in range(n_workers)]
     try:
@@ -157,13 +160,21 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
     max_q = int(cluster["max_in_flight"])
     retries = int(cluster["retries"])
 
-    def next_ready() -> tuple[Task, int, float] | None:
-        now = time.monotonic()
-        for k, item in enumerate(todo):
-            if item[2] <= now:
-                del todo[k]
-                return item
-        return None
+    def dispatch() -> None:
+        """Queue tasks on workers with room, least loaded first, by checkpoint affinity."""
+        while True:
+            now = time.monotonic()
+            for slot in sorted((s_ for s_ in slots if s_["ready"] and s_["load"] < max_q), key=lambda s_: s_["load"]):
+                elsewhere = {s_["holds"] for s_ in slots if s_ is not slot and s_["holds"] is not None}
+                item = choose_task(todo, holds=slot["holds"], busy=slot["load"] > 0, held_elsewhere=elsewhere, now=now)
+                if item is not None:
+                    ref = slot["handle"].run.remote(item.task)
+                    inflight[ref] = (item.task, item.attempt, slot)
+                    slot["load"] += 1
+                    slot["holds"] = item.task.checkpoint
+                    break
+            else:
+                return
 
     def fail(task: Task, attempt: int, cause: BaseException) -> None:
         line = first_line(cause)
@@ -197,22 +208,10 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
                         f"capacity); continuing with {len(slots)} worker(s)")
                     break
             if not slots:
-                for task, attempt, _ in todo:
-                    fail(task, attempt, RuntimeError("no worker left: the cluster has no room for one"))
-                todo.clear()
+                for item in todo.drain():
+                    fail(item.task, item.attempt, RuntimeError("no worker left: the cluster has no room for one"))
                 break
-            while todo:
-                ready_slots = [s_ for s_ in slots if s_["ready"] and s_["load"] < max_q]
-                if not ready_slots:
-                    break
-                item = next_ready()
-                if item is None:
-                    break
-                task, attempt, _ = item
-                slot = min(ready_slots, key=lambda s_: s_["load"])
-                ref = slot["handle"].run.remote(task)
-                inflight[ref] = (task, attempt, slot)
-                slot["load"] += 1
+            dispatch()
             if not inflight:
                 time.sleep(0.05)  # tasks waiting out a retry backoff, or workers starting
                 continue
@@ -228,7 +227,8 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
                         # the worker (or its node) died: its other queued tasks fail alike
                         replace(slots.index(slot), type(exc).__name__)
                     if attempt < retries and not isinstance(cause, LieSweepError):
-                        todo.appendleft((task, attempt + 1, time.monotonic() + min(0.5 * 2 ** attempt, 30.0)))
+                        todo.push(Queued(task, attempt + 1, time.monotonic() + min(0.5 * 2 ** attempt, 30.0)),
+                                  front=True)
                         continue
                     fail(task, attempt, cause)
                     continue
