@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from .plan import Task
 
-__all__ = ["Queued", "TaskQueue", "choose_task"]
+__all__ = ["Queued", "TaskQueue", "choose_task", "next_assignment"]
 
 
 @dataclass(frozen=True)
@@ -91,9 +91,23 @@ def choose_task(queue: TaskQueue, *, holds: int | None, busy: bool, held_elsewhe
         item = queue.take(holds, now)
         if item is not None or busy:
             return item
-    ready = [c for c in queue.checkpoints() if queue.ready(c, now)]
+    ready = {c: n for c in queue.checkpoints() if (n := queue.ready(c, now))}
     if not ready:
         return None
     unheld = [c for c in ready if c not in held_elsewhere]
-    checkpoint = unheld[0] if unheld else max(ready, key=lambda c: queue.ready(c, now))
+    checkpoint = unheld[0] if unheld else max(ready, key=ready.__getitem__)
     return queue.take(checkpoint, now)
+
+
+def next_assignment(queue: TaskQueue, holds: Sequence[int | None], loads: Sequence[int], max_in_flight: int,
+                    now: float) -> tuple[int, Queued] | None:
+    """The next hand-out as (worker position, task), removed from ``queue``: workers with fewer than
+    ``max_in_flight`` tasks in flight are offered :func:`choose_task` least loaded first; worker k
+    holds checkpoint ``holds[k]`` with ``loads[k]`` tasks in flight. None when no worker should get
+    a task now."""
+    for k in sorted((k for k in range(len(loads)) if loads[k] < max_in_flight), key=loads.__getitem__):
+        elsewhere = {h for m, h in enumerate(holds) if m != k and h is not None}
+        item = choose_task(queue, holds=holds[k], busy=loads[k] > 0, held_elsewhere=elsewhere, now=now)
+        if item is not None:
+            return k, item
+    return None

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from lie_sweep.errors import LieSweepError, first_line
 from storage.store import SweepStore
 
-from .dispatch import Queued, TaskQueue, choose_task
+from .dispatch import Queued, TaskQueue, next_assignment
 from .plan import Task
 from .progress import Progress
 from .sweep import SweepSpec
@@ -161,20 +161,16 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
     retries = int(cluster["retries"])
 
     def dispatch() -> None:
-        """Queue tasks on workers with room, least loaded first, by checkpoint affinity."""
-        while True:
-            now = time.monotonic()
-            for slot in sorted((s_ for s_ in slots if s_["ready"] and s_["load"] < max_q), key=lambda s_: s_["load"]):
-                elsewhere = {s_["holds"] for s_ in slots if s_ is not slot and s_["holds"] is not None}
-                item = choose_task(todo, holds=slot["holds"], busy=slot["load"] > 0, held_elsewhere=elsewhere, now=now)
-                if item is not None:
-                    ref = slot["handle"].run.remote(item.task)
-                    inflight[ref] = (item.task, item.attempt, slot)
-                    slot["load"] += 1
-                    slot["holds"] = item.task.checkpoint
-                    break
-            else:
-                return
+        """Queue tasks on the workers that are up, as :func:`jobs.dispatch.next_assignment` picks them."""
+        ready = [s_ for s_ in slots if s_["ready"]]
+        while (pick := next_assignment(todo, [s_["holds"] for s_ in ready], [s_["load"] for s_ in ready], max_q,
+                                       time.monotonic())) is not None:
+            k, item = pick
+            slot = ready[k]
+            ref = slot["handle"].run.remote(item.task)
+            inflight[ref] = (item.task, item.attempt, slot)
+            slot["load"] += 1
+            slot["holds"] = item.task.checkpoint
 
     def fail(task: Task, attempt: int, cause: BaseException) -> None:
         line = first_line(cause)

@@ -2,7 +2,7 @@
 
 import random
 
-from jobs.dispatch import Queued, TaskQueue, choose_task
+from jobs.dispatch import Queued, TaskQueue, choose_task, next_assignment
 from jobs.plan import make_plan
 
 
@@ -38,26 +38,20 @@ def test_a_retry_goes_first_in_its_checkpoint_but_not_before_its_backoff():
 
 
 def simulate(n_workers, n_checkpoints, tasks_per_checkpoint, max_in_flight, seed):
-    """Dispatch as the driver does; workers run their queued calls in random order (as a threaded
-    Ray actor may). Returns each worker's sequence of checkpoint loads and the tasks it ran."""
+    """Hand out tasks with the driver's next_assignment; workers run their queued calls in random order
+    (as a threaded Ray actor may). Returns each worker's sequence of checkpoint loads and the tasks it ran."""
     rng = random.Random(seed)
     tasks = make_plan(n_checkpoints, tasks_per_checkpoint, 1)
     queue = TaskQueue(tasks)
     workers = [{"holds": None, "inflight": [], "loaded": None, "loads": [], "ran": []} for _ in range(n_workers)]
     done = 0
     while done < len(tasks):
-        while True:                                    # the driver's dispatch(): least loaded first
-            for w in sorted((w for w in workers if len(w["inflight"]) < max_in_flight),
-                            key=lambda w: len(w["inflight"])):
-                held = {o["holds"] for o in workers if o is not w and o["holds"] is not None}
-                item = choose_task(queue, holds=w["holds"], busy=bool(w["inflight"]), held_elsewhere=held, now=0.0)
-                if item is not None:
-                    assert all(t.checkpoint == item.task.checkpoint for t in w["inflight"])
-                    w["inflight"].append(item.task)
-                    w["holds"] = item.task.checkpoint
-                    break
-            else:
-                break
+        while (pick := next_assignment(queue, [w["holds"] for w in workers], [len(w["inflight"]) for w in workers],
+                                       max_in_flight, now=0.0)) is not None:
+            w, item = workers[pick[0]], pick[1]
+            assert all(t.checkpoint == item.task.checkpoint for t in w["inflight"])
+            w["inflight"].append(item.task)
+            w["holds"] = item.task.checkpoint
         w = rng.choice([w for w in workers if w["inflight"]])
         task = w["inflight"].pop(rng.randrange(len(w["inflight"])))
         if w["loaded"] != task.checkpoint:
