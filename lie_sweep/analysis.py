@@ -28,8 +28,8 @@ from .brackets import memory_budget
 from .fields import FunctionalModel, Params, eval_mode, like_params
 from .params import ParamSpec
 
-__all__ = ["logit_deltas", "output_jacobian", "jacobian_fits", "tensor_rms", "norms_from_rms", "PairFits", "slope_one_fit", "pair_fits", "gram_matrix",
-           "effective_rank"]
+__all__ = ["logit_deltas", "output_jacobian", "jacobian_fits", "tensor_rms", "norms_from_rms", "PairFits",
+           "slope_one_fit", "pair_fits", "gram_matrix", "effective_rank"]
 
 
 def output_jacobian(fmodel: FunctionalModel, params: Params, eval_inputs: torch.Tensor) -> torch.Tensor:

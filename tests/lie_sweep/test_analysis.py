@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from lie_sweep import MXResNet, ParamSpec, SmallConvNet, compute_brackets
-from lie_sweep.analysis import (effective_rank, gram_matrix, jacobian_fits, logit_deltas, output_jacobian,
-                                norms_from_rms, pair_fits, slope_one_fit,
-                                tensor_rms)
+from lie_sweep.analysis import (effective_rank, gram_matrix, jacobian_fits, logit_deltas, norms_from_rms,
+                                output_jacobian, pair_fits, slope_one_fit, tensor_rms)
 from lie_sweep.fields import FunctionalModel, eval_mode
 
 from .reference import sgd_in_both_orders
