@@ -19,14 +19,15 @@ import glob as globlib
 import hashlib
 import json
 import os
+import pickle
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
-from .errors import CheckpointError, CheckpointMismatchError, CheckpointNotFoundError, first_line
+from .errors import CheckpointError, CheckpointMismatchError, CheckpointNotFoundError, NonFiniteError, first_line
 
 __all__ = [
     "Checkpoint",
@@ -36,6 +37,8 @@ __all__ = [
     "apply_checkpoint",
     "save_checkpoint",
     "file_sha256",
+    "check_finite",
+    "checkpoint_base",
 ]
 
 _SUFFIXES = (".pt", ".pth", ".safetensors")
@@ -54,11 +57,14 @@ class Checkpoint:
     step_source: str = "file"          # "file", "name" or "order"
     size: int = 0
     sha256: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
-    def provenance(self) -> dict[str, Any]:
-        """JSON-ready {path, step, size, sha256}."""
-        return {"path": str(self.path.resolve()), "step": self.step, "size": self.size, "sha256": self.sha256}
+    def provenance(self, base: str | os.PathLike | None = None) -> dict[str, Any]:
+        """JSON-ready {path, step, size, sha256}, plus ``relpath`` relative to ``base`` (the configured
+        checkpoint location) when given, so that a moved checkpoint directory can still be matched."""
+        record = {"path": str(self.path.resolve()), "step": self.step, "size": self.size, "sha256": self.sha256}
+        if base is not None:
+            record["relpath"] = os.path.relpath(self.path.resolve(), Path(base).expanduser().resolve())
+        return record
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -102,6 +108,36 @@ def find_checkpoints(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> l
     return paths
 
 
+def checkpoint_base(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> Path:
+    """The directory a checkpoint location is relative to: a directory itself, a glob's longest
+    directory prefix without wildcards, or the common parent of a list of files."""
+    if isinstance(spec, (str, os.PathLike)):
+        text = os.path.expanduser(os.fspath(spec))
+        if os.path.isdir(text):
+            return Path(text).resolve()
+        parts = Path(text).parts
+        fixed = [p for p in parts[:next((k for k, p in enumerate(parts) if globlib.has_magic(p)), len(parts))]]
+        base = Path(*fixed) if fixed else Path(".")
+        return (base if globlib.has_magic(text) or base.is_dir() else base.parent).resolve()
+    parents = [str(Path(p).expanduser().resolve().parent) for p in spec]
+    return Path(os.path.commonpath(parents)) if parents else Path(".").resolve()
+
+
+def check_finite(checkpoint: "Checkpoint") -> None:
+    """Every floating tensor of the checkpoint (model and optimizer state) is finite; else one
+    :class:`NonFiniteError` line naming the file and the first tensor holding NaN or Inf."""
+    tensors: list[tuple[str, Any]] = list(checkpoint.model_state.items())
+    for idx, values in ((checkpoint.optimizer_state or {}).get("state") or {}).items():
+        tensors += [(f"optimizer state[{idx}].{key}", v) for key, v in values.items()]
+    for name, value in tensors:
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            bad = int((~torch.isfinite(value)).sum())
+            if bad:
+                raise NonFiniteError(f"checkpoint {checkpoint.path} holds NaN/Inf", expected="finite weights",
+                                     found=f"{bad} non-finite value(s) of {value.numel()} in {name}",
+                                     fix="sweep a checkpoint from before training diverged, or repair the file")
+
+
 def _step_from_name(path: Path) -> int | None:
     numbers = re.findall(r"\d+", path.stem)
     return int(numbers[-1]) if numbers else None
@@ -114,10 +150,18 @@ def _is_state_dict(obj: Any) -> bool:
 def _load_pt(path: Path) -> tuple[dict, dict | None, int | None]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors carry long multi-line messages
-        raise CheckpointError(f"cannot read checkpoint {path}",
-                              expected="a torch.save'd state dict readable with weights_only=True",
-                              found=first_line(exc), fix="save tensors and plain containers only") from None
+    except pickle.UnpicklingError as exc:  # torch's text is a long paragraph about weights_only
+        refused = re.findall(r"GLOBAL\s+([\w.]+)", str(exc))
+        if refused or "weights_only" in str(exc) and "Unsupported" in str(exc):
+            raise CheckpointError(f"checkpoint {path} is not a plain weights file: refused (weights_only=True)",
+                                  expected="tensors and plain containers (torch.save of a state dict)",
+                                  found=f"pickled {refused[0]}" if refused else "a pickle stream whose opcodes "
+                                        "weights_only refuses (objects saved by an old torch.save, or damage)",
+                                  fix="save model.state_dict() (and optimizer.state_dict()) only; lie-sweep never "
+                                      "unpickles code") from None
+        raise _corrupt(path, exc) from None
+    except Exception as exc:  # truncated zip archives, empty files, I/O errors
+        raise _corrupt(path, exc) from None
     if _is_state_dict(obj):
         return dict(obj), None, None
     if isinstance(obj, Mapping):
@@ -132,6 +176,16 @@ def _load_pt(path: Path) -> tuple[dict, dict | None, int | None]:
                           found=f"{keys}", fix="save model.state_dict() (optionally nested under 'model')")
 
 
+def _corrupt(path: Path, exc: BaseException) -> CheckpointError:
+    size = path.stat().st_size if path.exists() else 0
+    # torch's own first sentence names what is broken ("failed finding central directory"); an OSError's
+    # errno text ("Invalid argument", from reading past a cut-off end) says nothing more than "truncated"
+    detail = "" if isinstance(exc, OSError) else f" ({first_line(exc, 80).split('. ')[0]})"
+    return CheckpointError(f"checkpoint {path} is truncated or corrupt", expected="a complete checkpoint file",
+                           found=f"{size} bytes that do not load{detail}",
+                           fix="copy or save the checkpoint again (an interrupted copy or save leaves such a file)")
+
+
 def _load_safetensors(path: Path) -> tuple[dict, dict | None, int | None]:
     from safetensors import safe_open
 
@@ -140,9 +194,9 @@ def _load_safetensors(path: Path) -> tuple[dict, dict | None, int | None]:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}", expected="a valid safetensors file",
-                              found=first_line(exc),
-                              fix="re-save it with safetensors.torch.save_file") from None
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt", expected="a valid safetensors file",
+                              found=first_line(exc, 120),
+                              fix="copy it again, or re-save it with safetensors.torch.save_file") from None
     step = int(meta["step"]) if "step" in meta else None
     if meta.get(_LAYOUT_KEY) != "nested":
         return tensors, None, step

@@ -20,6 +20,7 @@ __all__ = [
     "CheckpointMismatchError",
     "ExampleIndexError",
     "PairError",
+    "NonFiniteError",
     "first_line",
 ]
 
@@ -46,3 +47,7 @@ class ExampleIndexError(LieSweepError, IndexError):
 
 class PairError(LieSweepError, ValueError):
     """A pair list is malformed (i == j, duplicates, wrong shape)."""
+
+
+class NonFiniteError(LieSweepError, FloatingPointError):
+    """A checkpoint, or a result computed from a finite one, holds NaN or Inf (deterministic: not retried)."""

@@ -4,7 +4,8 @@ import torch
 from lie_sweep import (CheckpointError, CheckpointMismatchError, CheckpointNotFoundError, PreconditionedField,
                        SmallConvNet, SyntheticShapes, apply_checkpoint, compute_brackets, load_checkpoint,
                        load_checkpoints, save_checkpoint, stack_examples, train)
-from lie_sweep.checkpoints import file_sha256
+from lie_sweep.checkpoints import check_finite, checkpoint_base, file_sha256
+from lie_sweep.errors import NonFiniteError
 
 
 def small_model(seed=0):
@@ -86,12 +87,55 @@ def test_checkpoint_that_does_not_fit_the_model_is_one_line(tmp_path):
         apply_checkpoint(small_model(), load_checkpoint(other))
 
 
-def test_pickled_code_is_refused(tmp_path):
-    path = tmp_path / "evil.pt"
-    torch.save({"model": small_model().state_dict(), "fn": print}, path)
-    with pytest.raises(CheckpointError) as info:
-        load_checkpoint(path)
-    assert "\n" not in str(info.value) and "weights_only" in str(info.value)
+class _Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_pickled_code_is_refused_and_named(tmp_path):
+    for name, extra in (("evil.pt", print), ("payload.pt", _Payload())):
+        torch.save({"model": small_model().state_dict(), "fn": extra}, tmp_path / name)
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(tmp_path / name)
+        line = str(info.value)
+        assert "\n" not in line and "not a plain weights file: refused (weights_only=True)" in line, line
+        assert "In PyTorch 2.6" not in line and "found pickled " in line
+
+
+def test_truncated_and_empty_checkpoints_say_so(tmp_path):
+    data = (save_checkpoint(tmp_path / "full.pt", small_model(), step=1)).read_bytes()
+    for name, cut in (("half.pt", len(data) // 2), ("tail.pt", len(data) - 8), ("head.pt", 10), ("empty.pt", 0)):
+        (tmp_path / name).write_bytes(data[:cut])
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(tmp_path / name)
+        line = str(info.value)
+        assert "\n" not in line and "truncated or corrupt" in line and "Errno" not in line, line
+
+
+def test_non_finite_checkpoints_name_file_and_tensor(tmp_path):
+    model = small_model()
+    opt = adam_stepped(model)
+    path = save_checkpoint(tmp_path / "ok.pt", model, opt, step=1)
+    check_finite(load_checkpoint(path))
+    with torch.no_grad():
+        model.head.weight[0, 1] = float("nan")
+    path = save_checkpoint(tmp_path / "nan.pt", model, opt, step=2)
+    with pytest.raises(NonFiniteError) as info:
+        check_finite(load_checkpoint(path))
+    assert "nan.pt" in str(info.value) and "head.weight" in str(info.value) and "1 non-finite" in str(info.value)
+    ckpt = load_checkpoint(save_checkpoint(tmp_path / "opt.pt", small_model(), opt, step=3))
+    next(iter(ckpt.optimizer_state["state"].values()))["exp_avg_sq"].view(-1)[0] = float("inf")
+    with pytest.raises(NonFiniteError, match=r"optimizer state\[\d+\]\.exp_avg_sq"):
+        check_finite(ckpt)
+
+
+def test_checkpoint_base_is_the_configured_location(tmp_path):
+    (tmp_path / "ck" / "a").mkdir(parents=True)
+    assert checkpoint_base(str(tmp_path / "ck")) == tmp_path / "ck"
+    assert checkpoint_base(str(tmp_path / "ck" / "**" / "*.pt")) == tmp_path / "ck"
+    assert checkpoint_base([tmp_path / "ck" / "a" / "x.pt", tmp_path / "ck" / "y.pt"]) == tmp_path / "ck"
 
 
 def test_trainer_saves_every_k_steps_with_optimizer_state_and_is_deterministic(tmp_path):
