@@ -7,13 +7,28 @@ fix it. The root lives here, in the bottom layer (no torch, no ray), so that the
 
 from __future__ import annotations
 
-__all__ = ["LieSweepError", "StoreError", "NotASweepError", "StoreExistsError", "StoreKeyError", "first_line"]
+from typing import Sequence
+
+__all__ = ["LieSweepError", "StoreError", "NotASweepError", "StoreExistsError", "StoreKeyError", "first_line",
+           "brief"]
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """An exception's message reduced to its first non-empty line (or its type's name), at most ``limit`` chars."""
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
     return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
+def brief(values: Sequence[object], limit: int = 6) -> str:
+    """A short rendering of a list for one error line: ``0..31 (32 values)`` for a run of consecutive
+    integers, else the first few and the count."""
+    values = list(values)
+    n = len(values)
+    if n > 2 and all(isinstance(v, int) for v in values) and values == list(range(values[0], values[0] + n)):
+        return f"{values[0]}..{values[-1]} ({n} values)"
+    if n <= limit:
+        return ", ".join(str(v) for v in values)
+    return ", ".join(str(v) for v in values[:limit - 1]) + f", … ({n} values)"
 
 
 class LieSweepError(Exception):

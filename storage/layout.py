@@ -29,10 +29,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["SCHEMA_VERSION", "META_KEY", "StoreLayout"]
+__all__ = ["SCHEMA_VERSION", "StoreLayout"]
 
-SCHEMA_VERSION = 2  # 2: keep, logit deltas, Gram matrices, Parquet tables
-META_KEY = "lie_sweep"
+# 2: keep, logit deltas, Gram matrices, Parquet tables; 3: arrays.zarr / tables / ledger side by side,
+# NaN fill, content digests in completion marks, step-S table folders, relative checkpoint provenance
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""One driver per store: a lock file ``lock.json`` at the store's root.
+"""One driver per store: a lock file ``lock.json`` in the store's ledger folder.
 
 The lock records its holder (host, pid, start time) and a heartbeat the holder refreshes. It is
 created exclusively (``open(..., "xb")``), so of two drivers racing for it exactly one wins. A lock
@@ -20,6 +20,7 @@ from typing import Any
 
 import fsspec
 
+from .atomic import write_atomic
 from .errors import StoreError
 
 __all__ = ["StoreLock", "StoreLockedError", "pid_alive"]
@@ -49,10 +50,10 @@ def pid_alive(pid: int) -> bool:
 class StoreLock:
     """Exclusive hold of a store by one driver; use as a context manager or acquire/release."""
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, root: str, *, command: str = "run",
+    def __init__(self, fs: fsspec.AbstractFileSystem, folder: str, *, command: str = "run",
                  stale_after: float = 120.0, heartbeat_every: float = 15.0) -> None:
-        self.fs, self.root = fs, root
-        self.path = posixpath.join(root, LOCK_NAME)
+        self.fs, self.folder = fs, folder
+        self.path = posixpath.join(folder, LOCK_NAME)
         self.command = command
         self.stale_after = stale_after
         self.heartbeat_every = heartbeat_every
@@ -99,7 +100,7 @@ class StoreLock:
 
     def acquire(self) -> "StoreLock":
         """Take the lock, taking over a stale one; raise a one-line error naming a live holder."""
-        self.fs.makedirs(self.root, exist_ok=True)
+        self.fs.makedirs(self.folder, exist_ok=True)
         for _ in range(3):
             if self._create():
                 self._start_heartbeat()
@@ -129,9 +130,7 @@ class StoreLock:
                 if not record or record.get("token") != self.token:
                     return  # taken from us: stop touching it
                 record["heartbeat"] = time.time()
-                tmp = self.path + "." + self.token + ".tmp"
-                self.fs.pipe_file(tmp, json.dumps(record).encode())
-                self.fs.mv(tmp, self.path)
+                write_atomic(self.fs, self.path, json.dumps(record).encode(), posixpath.join(self.folder, "tmp"))
 
         self._thread = threading.Thread(target=beat, name="lie-sweep-lock-heartbeat", daemon=True)
         self._thread.start()

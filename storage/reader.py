@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import StoreKeyError
+from .errors import StoreKeyError, brief
 from .store import SweepStore
 
 if TYPE_CHECKING:  # xarray and pandas are imported on first use: opening a store stays cheap
@@ -69,13 +69,13 @@ class Sweep:
 
     def _checkpoint(self, step: int) -> int:
         if step not in self._ckpt_index:
-            raise StoreKeyError("checkpoint not in this sweep", expected=f"a step among {self.steps}",
+            raise StoreKeyError("checkpoint not in this sweep", expected=f"a step among {brief(self.steps)}",
                                 found=str(step), fix="pick a step from sweep.steps")
         return self._ckpt_index[step]
 
     def _example(self, example: int) -> int:
         if example not in self._example_index:
-            raise StoreKeyError("example not in this sweep", expected=f"a dataset index among {self.examples}",
+            raise StoreKeyError("example not in this sweep", expected=f"a dataset index among {brief(self.examples)}",
                                 found=str(example), fix="pick an index from sweep.examples")
         return self._example_index[example]
 

@@ -1,17 +1,23 @@
-"""The sweep store: one Zarr v3 group per sweep, at a local path or an fsspec URL.
+"""The sweep store: a directory (local path or fsspec URL) holding a pure Zarr v3 group, Parquet
+tables and a ledger beside each other (see :mod:`storage.paths` for the tree).
 
-Writers: the driver creates the store (metadata, pair table, examples, steps) and writes
-completion marks; each worker writes only the shards its tasks own (see :mod:`storage.layout`).
-Marks are small JSON files ``marks/task-NNNNNN.json`` written after a task's data is stored; a
-task without a mark is not done, whatever its shards hold. Beside them: ``failures/`` (one JSON
-record and one traceback log per task that failed for good), ``runs/`` (one record per run or
-resume) and ``lock.json`` (the driver holding the store, see :mod:`storage.lock`). Summary tables
-are Parquet files under ``tables/``, written by the task that owns them (see :mod:`storage.tables`).
+Writers: the driver creates the store (marker, metadata, pair table, examples, steps) and writes
+completion marks; each worker writes only the files its tasks own (see :mod:`storage.layout`) and
+reports their SHA-256. Marks are small JSON files ``ledger/marks/task-NNNNNN.json`` written after a
+task's data is stored, holding those digests; a task without a mark is not done, whatever its
+files hold, and a file whose bytes no longer match its mark's digest is damaged (``check``). Beside
+them: ``ledger/failures/`` (one JSON record and one traceback log per task that failed for good),
+``ledger/runs/`` (one record per run or resume) and ``ledger/lock.json`` (the driver holding the
+store, see :mod:`storage.lock`). Summary tables are Parquet files under ``tables/``, written by the
+task that owns them (see :mod:`storage.tables`).
+
+Float arrays are filled with NaN: a cell no task has written reads as NaN, never as a plausible 0.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import posixpath
 import stat
@@ -22,10 +28,13 @@ import fsspec
 import numpy as np
 import zarr
 
+from .atomic import file_digest, write_atomic
 from .codecs import DEFAULT_KEEPBITS, array_codecs, check_encodable, compressors_for
-from .errors import NotASweepError, StoreError, StoreExistsError, first_line
-from .layout import META_KEY, SCHEMA_VERSION, StoreLayout
-from .lock import LOCK_NAME, StoreLock
+from .errors import NotASweepError, StoreError, StoreExistsError, brief, first_line
+from .layout import SCHEMA_VERSION, StoreLayout
+from .lock import StoreLock
+from .paths import META_KEY, StoreTree, detect, marker_record
+from .safety import refuse_unsafe_path
 from .tables import TABLES, part_path, read_parts, step_of_folder, table_dir, task_of_part, write_part
 
 __all__ = ["SweepStore", "filesystem_of", "check_writable"]
@@ -33,6 +42,7 @@ __all__ = ["SweepStore", "filesystem_of", "check_writable"]
 MARKS_DIR = "marks"
 FAILURES_DIR = "failures"
 RUNS_DIR = "runs"
+NAN = float("nan")
 
 
 def filesystem_of(path: str, storage_options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -53,22 +63,42 @@ def check_writable(fs: fsspec.AbstractFileSystem, root: str, path: str) -> None:
                          found=f"mode {stat.filemode(mode)}", fix=f"chmod u+w {path}, or copy the store elsewhere")
 
 
-def _is_sweep(fs: fsspec.AbstractFileSystem, root: str) -> bool:
-    meta = posixpath.join(root, "zarr.json")
-    if not fs.exists(meta):
-        return False
+def _group_url(path: str, tree: StoreTree) -> str:
+    """The Zarr group's location in the same form as ``path`` (local path or URL)."""
+    return str(path) if tree.legacy else str(path).rstrip("/") + "/" + posixpath.basename(tree.arrays)
+
+
+def _has_metadata(fs: fsspec.AbstractFileSystem, tree: StoreTree) -> bool:
     try:
-        return META_KEY in json.loads(fs.cat_file(meta)).get("attributes", {})
-    except (ValueError, OSError):
+        return META_KEY in json.loads(fs.cat_file(posixpath.join(tree.arrays, "zarr.json"))).get("attributes", {})
+    except (FileNotFoundError, ValueError, OSError):
         return False
+
+
+def _refuse_foreign(path: str, tree: StoreTree | None, entries: Sequence[str]) -> None:
+    """Refuse a non-empty directory that is not a store, or a store holding files lie-sweep did not write."""
+    names = sorted(posixpath.basename(e.rstrip("/")) for e in entries)
+    if tree is None:
+        raise StoreExistsError(f"store path {path} is a non-empty directory that is not a lie-sweep store",
+                               expected="a new or empty directory, or a lie-sweep store",
+                               found=f"{len(names)} entries: {brief(names, 4)}",
+                               fix="choose another storage.path; lie-sweep never deletes files it did not write")
+    foreign = [n for n in names if n not in tree.own_entries]
+    if foreign:
+        raise StoreExistsError(f"store {path} holds files lie-sweep did not write",
+                               expected=f"only {', '.join(sorted(tree.own_entries)[:4])}…",
+                               found=brief(foreign, 4), fix="move them out of the store, or choose another "
+                                                            "storage.path; they are never deleted")
 
 
 class SweepStore:
     """Read/write access to one sweep store. Create with :meth:`create`, open with :meth:`open`."""
 
-    def __init__(self, path: str, group: zarr.Group, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, path: str, group: zarr.Group, tree: StoreTree,
+                 storage_options: Mapping[str, Any] | None = None) -> None:
         self.path = str(path)
         self.group = group
+        self.tree = tree
         self.storage_options = dict(storage_options or {})
         self.fs, self.root = filesystem_of(self.path, self.storage_options)
         self.meta: dict[str, Any] = dict(group.attrs[META_KEY])
@@ -80,43 +110,33 @@ class SweepStore:
     def create(cls, path: str, *, layout: StoreLayout, meta: Mapping[str, Any], pairs: np.ndarray,
                examples: Sequence[int], steps: Sequence[int], eval_examples: Sequence[int] = (),
                dtype: str = "float32", codec: str = "lossless", level: int = 1, keepbits: int = DEFAULT_KEEPBITS,
-               overwrite: bool = False, command: str = "run",
+               overwrite: bool = False, command: str = "run", protect: Sequence[str] = (),
                storage_options: Mapping[str, Any] | None = None) -> "SweepStore":
         """Create an empty store holding its lock, with metadata, pair table, examples and steps.
 
         ``codec`` (with ``level``, ``keepbits``) applies to the parameter-sized arrays; the small
         arrays (losses, logit deltas, Gram matrices) are always stored losslessly.
 
-        Refuses a store in use by a live driver, and an existing store or non-empty directory
-        unless ``overwrite``, which deletes its contents once the lock is held.
+        Refuses an unsafe location (:func:`storage.safety.refuse_unsafe_path`; ``protect``: the
+        sweep's checkpoints), a store in use by a live driver, and any non-empty directory that is not
+        a lie-sweep store or holds files lie-sweep did not write, with or without ``overwrite``. An
+        existing store is refused unless ``overwrite``, which deletes lie-sweep's own entries in it
+        (and nothing else) once the lock is held.
         """
+        old = cls.check_creatable(path, overwrite=overwrite, protect=protect, command=command,
+                                  storage_options=storage_options)
         fs, root = filesystem_of(path, storage_options)
         param_codecs = array_codecs(codec, level, keepbits, dtype)
         compressors = compressors_for(level)
-        if fs.exists(root):
-            if fs.isfile(root):
-                raise StoreError("store path is a file", expected="a directory or a new path", found=f"file {path}",
-                                 fix="choose another storage.path")
-            check_writable(fs, root, path)
-            entries = fs.ls(root, detail=False)
-            if entries:
-                probe = StoreLock(fs, root, command=command)
-                holder = probe.holder()
-                if holder is not None and not probe.is_stale(holder):
-                    probe.acquire()  # raises the one-line "in use" error naming the holder
-                if not overwrite:
-                    what = "a sweep store" if _is_sweep(fs, root) else "a non-empty directory"
-                    raise StoreExistsError(f"store path {path} already holds {what}", expected="a new or empty path",
-                                           found=what, fix="choose another storage.path, resume it with `lie-sweep "
-                                                          "resume`, or set storage.overwrite=true to delete it")
-        lock = StoreLock(fs, root, command=command).acquire()
+        tree = StoreTree(root)
+        lock = StoreLock(fs, tree.ledger, command=command).acquire()
         try:
-            if overwrite:
-                for entry in fs.ls(root, detail=False):
-                    if posixpath.basename(entry.rstrip("/")) != LOCK_NAME:
-                        fs.rm(entry, recursive=True)
+            if old is not None:
+                cls._delete_own_entries(fs, old, keep=lock.path)
+            write_atomic(fs, tree.marker, json.dumps(marker_record(SCHEMA_VERSION)).encode(), tree.tmp)
             try:
-                group = zarr.open_group(str(path), mode="a", zarr_format=3, storage_options=storage_options or None)
+                group = zarr.open_group(_group_url(path, tree), mode="w", zarr_format=3,
+                                        storage_options=storage_options or None)
             except OSError as exc:
                 raise StoreError(f"cannot create store at {path}", expected="a writable location",
                                  found=first_line(exc), fix="check permissions and the path") from None
@@ -124,28 +144,36 @@ class SweepStore:
                 for name, spec in (("brackets", layout.brackets()), ("gradients", layout.gradients())):
                     group.create_array(name, shape=spec["shape"], chunks=spec["chunks"], shards=spec["shards"],
                                        dtype=dtype, filters=param_codecs.filters,
-                                       compressors=param_codecs.compressors, fill_value=0.0,
+                                       compressors=param_codecs.compressors, fill_value=NAN,
                                        dimension_names=("checkpoint", "pair" if name == "brackets" else "example",
                                                         "param"))
             spec = layout.losses()
             group.create_array("losses", shape=spec["shape"], chunks=spec["chunks"], dtype=dtype,
-                               compressors=compressors, fill_value=0.0, dimension_names=("checkpoint", "example"))
+                               compressors=compressors, fill_value=NAN, dimension_names=("checkpoint", "example"))
             spec = layout.gram()
-            group.create_array("gram", shape=spec["shape"], chunks=spec["chunks"], dtype="float64",
-                               compressors=compressors, fill_value=0.0,
-                               dimension_names=("checkpoint", "example", "example_b"))
+            gram = group.create_array("gram", shape=spec["shape"], chunks=spec["chunks"], dtype="float64",
+                                      compressors=compressors, fill_value=NAN,
+                                      dimension_names=("checkpoint", "example", "example_b"))
+            gram.attrs["computed_over"] = "all parameters of the model, whatever storage.keep stores"
             if layout.keeps_logits:
                 spec = layout.logit_deltas()
-                group.create_array("logit_deltas", shape=spec["shape"], chunks=spec["chunks"], dtype=dtype,
-                                   compressors=compressors, fill_value=0.0,
-                                   dimension_names=("checkpoint", "pair", "eval_example", "output"))
-            group.create_array("eval_examples", data=np.asarray(eval_examples, dtype=np.int64).reshape(-1),
-                               dimension_names=("eval_example",))
+                logits = group.create_array("logit_deltas", shape=spec["shape"], chunks=spec["chunks"], dtype=dtype,
+                                            compressors=compressors, fill_value=NAN,
+                                            dimension_names=("checkpoint", "pair", "eval_example", "output"))
+                logits.attrs["computed_over"] = "all parameters of the model, whatever storage.keep stores"
             pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-            group.create_array("pairs", data=pairs, chunks=(max(1, min(len(pairs), 1 << 16)), 2),
-                               dimension_names=("pair", "side"))
-            group.create_array("examples", data=np.asarray(examples, dtype=np.int64), dimension_names=("example",))
-            group.create_array("steps", data=np.asarray(steps, dtype=np.int64), dimension_names=("checkpoint",))
+            index_arrays = {
+                "eval_examples": (np.asarray(eval_examples, dtype=np.int64).reshape(-1), ("eval_example",)),
+                "pairs": (pairs, ("pair", "side")),
+                "examples": (np.asarray(examples, dtype=np.int64).reshape(-1), ("example",)),
+                "steps": (np.asarray(steps, dtype=np.int64).reshape(-1), ("checkpoint",)),
+            }
+            for name, (values, dims) in index_arrays.items():
+                chunks = (max(1, min(len(values), 1 << 16)), *values.shape[1:])
+                arr = group.create_array(name, shape=values.shape, chunks=chunks, dtype="int64",
+                                         compressors=compressors, fill_value=-1, dimension_names=dims)
+                if values.size:
+                    arr[...] = values
             full_meta = dict(meta)
             full_meta.update({"schema_version": SCHEMA_VERSION, "layout": layout.to_dict(), "dtype": dtype,
                               "codec": codec, "level": level, "keepbits": keepbits, "created": time.time()})
@@ -153,35 +181,85 @@ class SweepStore:
         except BaseException:
             lock.release()
             raise
-        store = cls(path, group, storage_options)
+        store = cls(path, group, tree, storage_options)
         store.lock = lock
         return store
+
+    @staticmethod
+    def check_creatable(path: str, *, overwrite: bool = False, protect: Sequence[str] = (), command: str = "run",
+                        storage_options: Mapping[str, Any] | None = None) -> StoreTree | None:
+        """Refuse, in one line, a location :meth:`create` must not write (see there); cheap, so a run
+        calls it before training or computing anything. Returns the existing store that ``overwrite``
+        will replace, or None for a new or empty directory."""
+        refuse_unsafe_path(path, protect)
+        fs, root = filesystem_of(path, storage_options)
+        if not fs.exists(root):
+            return None
+        if fs.isfile(root):
+            raise StoreError("store path is a file", expected="a directory or a new path", found=f"file {path}",
+                             fix="choose another storage.path")
+        check_writable(fs, root, path)
+        entries = fs.ls(root, detail=False)
+        if not entries:
+            return None
+        old = detect(fs, root)
+        _refuse_foreign(path, old, entries)
+        probe = StoreLock(fs, old.ledger, command=command)
+        holder = probe.holder()
+        if holder is not None and not probe.is_stale(holder):
+            probe.acquire()  # raises the one-line "in use" error naming the holder
+        if not overwrite:
+            raise StoreExistsError(f"store path {path} already holds a sweep store", expected="a new or empty path",
+                                   found="a lie-sweep store", fix="choose another storage.path, resume it with "
+                                                                  "`lie-sweep resume`, or set storage.overwrite=true "
+                                                                  "to replace it")
+        return old
+
+    @staticmethod
+    def _delete_own_entries(fs: fsspec.AbstractFileSystem, tree: StoreTree, keep: str) -> None:
+        """Delete what lie-sweep wrote at ``tree`` (never another file), except the file ``keep``."""
+        for entry in fs.ls(tree.root, detail=False):
+            name = posixpath.basename(entry.rstrip("/"))
+            if name not in tree.own_entries:
+                continue
+            if posixpath.normpath(entry) == posixpath.normpath(tree.ledger) and not tree.legacy:
+                for sub in fs.ls(entry, detail=False):
+                    if posixpath.normpath(sub) != posixpath.normpath(keep):
+                        fs.rm(sub, recursive=True)
+            elif posixpath.normpath(entry) != posixpath.normpath(keep):
+                fs.rm(entry, recursive=True)
 
     @classmethod
     def open(cls, path: str, mode: str = "r", storage_options: Mapping[str, Any] | None = None) -> "SweepStore":
         """Open an existing store (``mode`` "r" or "r+"); a path that holds no sweep is one error line."""
         fs, root = filesystem_of(path, storage_options)
-        if not _is_sweep(fs, root):
+        tree = detect(fs, root)
+        if tree is None:
             found = "no such path" if not fs.exists(root) else ("a file" if fs.isfile(root) else "no lie-sweep metadata")
             raise NotASweepError(f"{path} is not a lie-sweep store", expected="a store written by `lie-sweep run`",
                                  found=found, fix="pass the storage.path a sweep was run with")
+        if not _has_metadata(fs, tree):
+            raise NotASweepError(f"{path} is an unfinished lie-sweep store", expected="a store whose creation finished",
+                                 found=f"no sweep metadata in {posixpath.basename(tree.arrays)}",
+                                 fix="its creation was interrupted: run the sweep again with storage.overwrite=true")
         if mode != "r":
             check_writable(fs, root, path)
-        group = zarr.open_group(str(path), mode=mode, zarr_format=3, storage_options=storage_options or None)
+        group = zarr.open_group(_group_url(path, tree), mode=mode, zarr_format=3,
+                                storage_options=storage_options or None)
         version = group.attrs[META_KEY].get("schema_version")
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise StoreError(f"store {path} has a newer schema", expected=f"schema version <= {SCHEMA_VERSION}",
                              found=str(version), fix="upgrade lie-sweep to read it")
-        return cls(path, group, storage_options)
+        return cls(path, group, tree, storage_options)
 
     def acquire_lock(self, command: str) -> StoreLock:
         """Hold the store for this driver (see :class:`storage.lock.StoreLock`)."""
-        self.lock = StoreLock(self.fs, self.root, command=command).acquire()
+        self.lock = StoreLock(self.fs, self.tree.ledger, command=command).acquire()
         return self.lock
 
     def lock_holder(self) -> dict[str, Any] | None:
         """The live driver holding the store, or None."""
-        probe = StoreLock(self.fs, self.root)
+        probe = StoreLock(self.fs, self.tree.ledger)
         record = probe.holder()
         return None if record is None or probe.is_stale(record) else record
 
@@ -192,7 +270,7 @@ class SweepStore:
 
     # -- shard files, for integrity checks ------------------------------------------------------
     def _chunk_path(self, array: str, index: Sequence[int]) -> str:
-        return posixpath.join(self.root, array, "c", *(str(i) for i in index))
+        return posixpath.join(self.tree.arrays, array, "c", *(str(i) for i in index))
 
     def bracket_shard_path(self, checkpoint: int, start: int) -> str:
         """The file of the ``brackets`` shard that pairs [start, …) of ``checkpoint`` live in."""
@@ -216,7 +294,33 @@ class SweepStore:
         """{table: part file} that task ``task_id`` of ``checkpoint`` writes."""
         names = TABLES if writes_examples else ("pairs", "pair_rms")
         step = self.steps[checkpoint]
-        return {name: part_path(self.root, name, step, task_id) for name in names}
+        return {name: part_path(self.tree.tables, name, step, task_id) for name in names}
+
+    def task_files(self, task_id: int, checkpoint: int, start: int, writes_examples: bool) -> list[str]:
+        """Every file task ``task_id`` (pairs [start, …) of ``checkpoint``) owns: shards, chunks, table parts."""
+        return [*self.pair_paths(checkpoint, start), *(self.example_paths(checkpoint) if writes_examples else []),
+                *self.table_paths(task_id, checkpoint, writes_examples).values()]
+
+    def digests(self, paths: Sequence[str]) -> dict[str, str]:
+        """{path relative to the store root: SHA-256 of its bytes} of files just written (for a mark)."""
+        return {self.tree.relative(p): file_digest(self.fs, p) for p in paths}
+
+    def changed_files(self, recorded: Mapping[str, str]) -> list[str]:
+        """The files (relative paths) present whose bytes no longer match ``recorded`` digests."""
+        changed = []
+        for rel, digest in sorted(recorded.items()):
+            try:
+                if file_digest(self.fs, self.tree.absolute(rel)) != digest:
+                    changed.append(rel)
+            except FileNotFoundError:
+                continue  # reported as missing by whoever reads the task's files
+        return changed
+
+    def update_meta(self, changes: Mapping[str, Any]) -> None:
+        """Rewrite keys of the sweep's metadata (the driver holding the lock only: a moved checkpoint
+        location on resume)."""
+        self.meta = {**self.meta, **dict(changes)}
+        self.group.attrs[META_KEY] = self.meta
 
     @property
     def steps(self) -> list[int]:
@@ -277,12 +381,23 @@ class SweepStore:
         self.group["logit_deltas"][checkpoint, start:start + values.shape[0]] = values
 
     def write_table_part(self, table: str, checkpoint: int, task_id: int, columns: Mapping[str, Any]) -> None:
-        """Write task ``task_id``'s rows of ``table`` at ``checkpoint`` (replacing an earlier attempt's)."""
-        write_part(self.fs, part_path(self.root, table, self.steps[checkpoint], task_id), columns)
+        """Write task ``task_id``'s rows of ``table`` at ``checkpoint`` (replacing an earlier attempt's).
+
+        The part's metadata says what its quantities are computed over (all parameters, see README)."""
+        write_part(self.fs, part_path(self.tree.tables, table, self.steps[checkpoint], task_id), columns,
+                   self.tree.tmp, metadata=self.table_metadata)
+
+    @property
+    def table_metadata(self) -> dict[str, Any]:
+        """What every table part states about itself: its quantities are over all D parameters."""
+        n_all = sum(math.prod(e["shape"]) for e in self.meta.get("param_spec", []))
+        return {"schema_version": SCHEMA_VERSION, "computed_over": "all parameters", "n_params": n_all,
+                "n_params_stored": self.layout.n_params, "keep": self.meta.get("config", {}).get("storage", {})
+                .get("keep", "all")}
 
     def table_steps(self, table: str) -> list[int]:
         """Steps with at least one part of ``table``."""
-        where = table_dir(self.root, table)
+        where = table_dir(self.tree.tables, table)
         self._fresh(where)
         if not self.fs.exists(where):
             return []
@@ -295,20 +410,29 @@ class SweepStore:
         Only parts of completed tasks are read: a part left by a task that has no completion mark
         (killed before it) is ignored.
         """
-        table_dir(self.root, table)  # an unknown table fails here, before any listing
+        table_dir(self.tree.tables, table)  # an unknown table fails here, before any listing
         done = set(self.done_tasks())
         paths = []
         for step in (self.table_steps(table) if steps is None else steps):
-            where = table_dir(self.root, table, step)
-            self._fresh(where)
-            if not self.fs.exists(where):
+            where = self._step_folder(table, step)
+            if where is None:
                 continue
             paths += [p for p in sorted(self.fs.ls(where, detail=False)) if task_of_part(p) in done]
         return read_parts(self.fs, paths)
 
+    def _step_folder(self, table: str, step: int) -> str | None:
+        """The folder of ``table`` at ``step`` that exists (``step-S``, or ``step=S`` in older stores)."""
+        where = table_dir(self.tree.tables, table, step)
+        for folder in (where, where.replace("/step-", "/step=") if self.tree.legacy else None):
+            if folder is not None:
+                self._fresh(folder)
+                if self.fs.exists(folder):
+                    return folder
+        return None
+
     # -- completion marks, written by the driver only -------------------------------------------
     def _mark_path(self, task_id: int) -> str:
-        return posixpath.join(self.root, MARKS_DIR, f"task-{task_id:06d}.json")
+        return posixpath.join(self.tree.ledger, MARKS_DIR, f"task-{task_id:06d}.json")
 
     def mark_done(self, task_id: int, info: Mapping[str, Any]) -> None:
         """Record that task ``task_id``'s data is durably written (write, then rename into place)."""
@@ -323,17 +447,14 @@ class SweepStore:
         self._discard(self._mark_path(task_id))
 
     def _write_json(self, final: str, record: Mapping[str, Any]) -> None:
-        tmp = final + ".tmp"
-        self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
-        self.fs.pipe_file(tmp, json.dumps(dict(record), sort_keys=True, default=str).encode())
-        self.fs.mv(tmp, final)
+        write_atomic(self.fs, final, json.dumps(dict(record), sort_keys=True, default=str).encode(), self.tree.tmp)
 
     def _fresh(self, path: str) -> None:
         """Forget cached listings under ``path`` (object-store filesystems cache them; others write here)."""
         self.fs.invalidate_cache(path)
 
     def _records(self, folder: str, prefix: str) -> dict[int, dict[str, Any]]:
-        where = posixpath.join(self.root, folder)
+        where = posixpath.join(self.tree.ledger, folder)
         self._fresh(where)
         if not self.fs.exists(where):
             return {}
@@ -351,13 +472,12 @@ class SweepStore:
     # -- failures and runs, written by the driver --------------------------------------------------
     def record_failure(self, task_id: int, record: Mapping[str, Any], traceback_text: str) -> None:
         """Keep a task's last failure: a one-line record and its full traceback in a log beside it."""
-        base = posixpath.join(self.root, FAILURES_DIR, f"task-{task_id:06d}")
-        self.fs.makedirs(posixpath.dirname(base), exist_ok=True)
-        self.fs.pipe_file(base + ".log", traceback_text.encode())
+        base = posixpath.join(self.tree.ledger, FAILURES_DIR, f"task-{task_id:06d}")
+        write_atomic(self.fs, base + ".log", traceback_text.encode(), self.tree.tmp)
         self._write_json(base + ".json", {**record, "log": base + ".log"})
 
     def clear_failure(self, task_id: int) -> None:
-        base = posixpath.join(self.root, FAILURES_DIR, f"task-{task_id:06d}")
+        base = posixpath.join(self.tree.ledger, FAILURES_DIR, f"task-{task_id:06d}")
         self.discard_files([base + ".json", base + ".log"])
 
     def failures(self) -> dict[int, dict[str, Any]]:
@@ -365,7 +485,7 @@ class SweepStore:
         return self._records(FAILURES_DIR, "task-")
 
     def record_run(self, run_id: int, record: Mapping[str, Any]) -> None:
-        self._write_json(posixpath.join(self.root, RUNS_DIR, f"run-{run_id:06d}.json"), record)
+        self._write_json(posixpath.join(self.tree.ledger, RUNS_DIR, f"run-{run_id:06d}.json"), record)
 
     def runs(self) -> dict[int, dict[str, Any]]:
         """{run id: record} of every run and resume of this store, in order."""
@@ -382,7 +502,7 @@ class SweepStore:
         total = 0
         self._fresh(self.root)
         for name in names:
-            where = posixpath.join(self.root, name)
+            where = posixpath.join(self.tree.arrays, name)
             if self.fs.exists(where):
                 total += sum(info["size"] for info in self.fs.find(where, detail=True).values())
         return int(total)

@@ -1,9 +1,24 @@
 """Parquet summary tables of a sweep: small, loadable whole, partitioned by checkpoint step.
 
-Each table lives under ``tables/NAME/step=S/part-TTTTTT.parquet``: one file per task (T: the task
+Each table lives under ``tables/NAME/step-S/part-TTTTTT.parquet``: one file per task (T: the task
 id that wrote it), so a task owns its files as it owns its shards, a retried task overwrites
-them, and reading one checkpoint lists and reads one folder. Every file also holds ``step`` as a
-column, so parts concatenate without parsing folder names.
+them, and reading one checkpoint lists and reads one folder. Every file holds ``step`` as a column,
+and the folder is named ``step-S``, not Hive's ``step=S``: a Hive name would make pandas, pyarrow,
+polars and duckdb add a second ``step`` column of another type from the folder name. So each table
+folder reads whole with any of them, with the same rows and dtypes:
+
+    pandas.read_parquet("STORE/tables/pairs")
+    pyarrow.dataset.dataset("STORE/tables/pairs").to_table()
+    polars.read_parquet("STORE/tables/pairs")
+    duckdb.sql("select * from read_parquet('STORE/tables/pairs/*/*.parquet')")
+
+A plain reader reads every part present; lie-sweep's reader only those of completed tasks (a part
+of a task killed before its completion mark may be there until the task is recomputed).
+Files are written in the store's ``ledger/tmp`` and renamed into place, so no temporary file ever
+sits in a table folder. Stores of schema ≤ 2 named the folders ``step=S``; they are still read.
+
+Each part's Parquet schema metadata ``lie_sweep`` (JSON) says what its quantities are computed
+over: all parameters of the model, also where ``storage.keep`` stores only some tensors' values.
 
 Tables (one row per …):
 
@@ -18,6 +33,7 @@ Tables (one row per …):
 from __future__ import annotations
 
 import io
+import json
 import posixpath
 from typing import Any, Iterable, Mapping
 
@@ -25,27 +41,28 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .atomic import write_atomic
 from .errors import StoreError
 
-__all__ = ["TABLES", "TABLES_DIR", "table_dir", "part_path", "task_of_part", "write_part", "read_parts",
-           "step_of_folder"]
+__all__ = ["TABLES", "table_dir", "part_path", "task_of_part", "write_part", "read_parts", "step_of_folder",
+           "part_metadata"]
 
-TABLES_DIR = "tables"
 TABLES = ("pairs", "pair_rms", "examples", "example_rms", "checkpoints")
 
 
-def table_dir(root: str, table: str, step: int | None = None) -> str:
-    """``table``'s folder, or its folder of checkpoint ``step``; an unknown table is a one-line error."""
+def table_dir(tables: str, table: str, step: int | None = None) -> str:
+    """``table``'s folder under the store's ``tables`` folder, or its folder of checkpoint ``step``;
+    an unknown table is a one-line error."""
     if table not in TABLES:
         raise StoreError(f"unknown table {table!r}", expected=" | ".join(TABLES), found=repr(table),
                          fix="pick one of those")
-    where = posixpath.join(root, TABLES_DIR, table)
-    return where if step is None else posixpath.join(where, f"step={int(step)}")
+    where = posixpath.join(tables, table)
+    return where if step is None else posixpath.join(where, f"step-{int(step)}")
 
 
-def part_path(root: str, table: str, step: int, part: int) -> str:
+def part_path(tables: str, table: str, step: int, part: int) -> str:
     """Where task ``part`` writes its rows of ``table`` at checkpoint ``step``."""
-    return posixpath.join(table_dir(root, table, step), f"part-{int(part):06d}.parquet")
+    return posixpath.join(table_dir(tables, table, step), f"part-{int(part):06d}.parquet")
 
 
 def task_of_part(path: str) -> int | None:
@@ -60,9 +77,9 @@ def task_of_part(path: str) -> int | None:
 
 
 def step_of_folder(path: str) -> int | None:
-    """The step of a ``step=S`` folder, or None for any other name."""
+    """The step of a ``step-S`` folder (``step=S`` in stores of schema ≤ 2), or None for any other name."""
     name = posixpath.basename(path.rstrip("/"))
-    if not name.startswith("step="):
+    if not name.startswith(("step-", "step=")):
         return None
     try:
         return int(name[5:])
@@ -70,14 +87,21 @@ def step_of_folder(path: str) -> int | None:
         return None
 
 
-def write_part(fs: fsspec.AbstractFileSystem, path: str, columns: Mapping[str, Any]) -> None:
-    """Write one part (zstd-compressed Parquet), in full or not at all (written beside, then renamed)."""
+def part_metadata(metadata: Mapping[str, Any] | None) -> dict[bytes, bytes] | None:
+    """Parquet schema metadata holding ``metadata`` as JSON under the key ``lie_sweep``."""
+    return None if not metadata else {b"lie_sweep": json.dumps(dict(metadata), sort_keys=True).encode()}
+
+
+def write_part(fs: fsspec.AbstractFileSystem, path: str, columns: Mapping[str, Any], tmp_dir: str,
+               metadata: Mapping[str, Any] | None = None) -> None:
+    """Write one part (zstd-compressed Parquet, ``metadata`` in its schema), in full or not at all
+    (written in ``tmp_dir``, then renamed into place)."""
     buffer = io.BytesIO()
-    pq.write_table(pa.table(dict(columns)), buffer, compression="zstd")
-    fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    fs.pipe_file(tmp, buffer.getvalue())
-    fs.mv(tmp, path)
+    table = pa.table(dict(columns))
+    if metadata:
+        table = table.replace_schema_metadata(part_metadata(metadata))
+    pq.write_table(table, buffer, compression="zstd")
+    write_atomic(fs, path, buffer.getvalue(), tmp_dir)
 
 
 def read_parts(fs: fsspec.AbstractFileSystem, paths: Iterable[str]) -> pa.Table | None:

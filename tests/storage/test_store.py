@@ -16,13 +16,13 @@ from storage.store import SweepStore
 SPEC = [{"name": "w", "offset": 0, "shape": [3, 4]}, {"name": "b", "offset": 12, "shape": [3]}]
 
 
-def make_store(path, *, n_ckpt=2, examples=(10, 11, 12, 13), per_task=2, inner=4, dtype="float32"):
+def make_store(path, *, n_ckpt=2, examples=(10, 11, 12, 13), per_task=2, inner=4, dtype="float32", overwrite=False):
     pairs = np.array([(examples[a], examples[b]) for a in range(len(examples)) for b in range(a + 1, len(examples))])
     layout = StoreLayout(n_checkpoints=n_ckpt, n_pairs=len(pairs), n_examples=len(examples), n_params=15,
                          pairs_per_task=per_task, inner_chunk=inner)
     meta = {"param_spec": SPEC, "config": {"x": 1}, "identity": {"x": 1}, "n_tasks": n_ckpt * layout.n_tasks_per_checkpoint}
     store = SweepStore.create(str(path), layout=layout, meta=meta, pairs=pairs, examples=list(examples),
-                              steps=[100 * (c + 1) for c in range(n_ckpt)], dtype=dtype)
+                              steps=[100 * (c + 1) for c in range(n_ckpt)], dtype=dtype, overwrite=overwrite)
     store.release()
     return store, pairs, layout
 
@@ -59,10 +59,10 @@ def test_round_trip_through_the_lazy_reader(tmp_path):
 def test_reader_touches_only_the_shards_it_needs(tmp_path):
     store, pairs, layout = make_store(tmp_path / "s.zarr")
     data, _, _ = fill(store, layout, np.random.default_rng(1))
-    shards = sorted((tmp_path / "s.zarr" / "brackets" / "c").rglob("*"))
+    shards = sorted((tmp_path / "s.zarr" / "arrays.zarr" / "brackets" / "c").rglob("*"))
     shard_files = [p for p in shards if p.is_file()]
     assert len(shard_files) == layout.n_checkpoints * layout.n_tasks_per_checkpoint
-    keep = tmp_path / "s.zarr" / "brackets" / "c" / "1" / "2" / "0"   # checkpoint 1, pairs 4..5
+    keep = tmp_path / "s.zarr" / "arrays.zarr" / "brackets" / "c" / "1" / "2" / "0"   # checkpoint 1, pairs 4..5
     for p in shard_files:
         if p != keep:
             p.unlink()
@@ -86,9 +86,9 @@ def test_marks_are_written_by_name_and_torn_marks_do_not_count(tmp_path):
     assert store.done_tasks() == {}
     store.mark_done(3, {"seconds": 1.5})
     store.mark_done(0, {"seconds": 0.5})
-    (tmp_path / "s.zarr" / "marks" / "task-000007.json").write_text('{"trunc')
+    (tmp_path / "s.zarr" / "ledger" / "marks" / "task-000007.json").write_text('{"trunc')
     assert store.done_tasks() == {0: {"seconds": 0.5}, 3: {"seconds": 1.5}}
-    assert not list((tmp_path / "s.zarr" / "marks").glob("*.tmp"))
+    assert not list((tmp_path / "s.zarr").rglob("*.tmp"))
 
 
 def test_each_task_owns_whole_shards():
@@ -120,9 +120,9 @@ def test_not_a_sweep_existing_store_and_newer_schema_are_one_line(tmp_path):
     with pytest.raises(StoreExistsError, match="non-empty directory"):
         make_store(tmp_path / "plain")
     assert (tmp_path / "plain" / "x.txt").read_text() == "hi"
-    meta = json.loads((tmp_path / "s.zarr" / "zarr.json").read_text())
+    meta = json.loads((tmp_path / "s.zarr" / "arrays.zarr" / "zarr.json").read_text())
     meta["attributes"]["lie_sweep"]["schema_version"] = 99
-    (tmp_path / "s.zarr" / "zarr.json").write_text(json.dumps(meta))
+    (tmp_path / "s.zarr" / "arrays.zarr" / "zarr.json").write_text(json.dumps(meta))
     with pytest.raises(StoreError, match="newer schema"):
         open_sweep(str(tmp_path / "s.zarr"))
 
@@ -131,7 +131,7 @@ def test_unknown_keys_are_store_key_errors(tmp_path):
     store, _, layout = make_store(tmp_path / "s.zarr")
     fill(store, layout, np.random.default_rng(3))
     sweep = open_sweep(str(tmp_path / "s.zarr"))
-    for call, needle in ((lambda: sweep.bracket(150, 10, 11), "step among [100, 200]"),
+    for call, needle in ((lambda: sweep.bracket(150, 10, 11), "step among 100, 200"),
                          (lambda: sweep.bracket(100, 10, 99), "found 99"),
                          (lambda: sweep.gradient(100, 10, names=["nope"]), "'nope'")):
         with pytest.raises(StoreKeyError) as info:
@@ -153,3 +153,59 @@ def test_first_line_of_an_error():
     assert first_line(ValueError("\n  bad thing\nmore detail")) == "bad thing"
     assert first_line(RuntimeError("")) == "RuntimeError"
     assert first_line(OSError("x" * 500), 10) == "x" * 10
+
+
+def test_plain_zarr_lists_the_group_without_warnings_and_unwritten_cells_are_nan(tmp_path):
+    import warnings
+
+    import zarr
+    from zarr.codecs import Crc32cCodec
+
+    store, pairs, layout = make_store(tmp_path / "s")
+    store.write_brackets(0, 0, np.ones((2, 15), dtype=np.float32))           # one task of six written
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                      # a ZarrUserWarning fails the test
+        group = zarr.open_group(str(tmp_path / "s" / "arrays.zarr"), mode="r")
+        members = dict(group.members())
+    assert set(members) == {"brackets", "gradients", "losses", "gram", "pairs", "examples", "steps", "eval_examples"}
+    brackets = group["brackets"][:]
+    assert (brackets[0, :2] == 1).all() and np.isnan(brackets[0, 2:]).all() and np.isnan(brackets[1]).all()
+    assert np.isnan(group["losses"][:]).all() and np.isnan(group["gram"][:]).all()
+    assert group["steps"][:].tolist() == [100, 200] and group["pairs"][:].tolist() == pairs.tolist()
+    for name, arr in group.arrays():                                        # every chunk carries a CRC32C
+        assert any(isinstance(c, Crc32cCodec) for c in arr.metadata.codecs) or \
+            any(isinstance(c, Crc32cCodec) for c in arr.metadata.codecs[0].codecs), name
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["arrays.zarr", "ledger", "lie-sweep.json"]
+
+
+def make_legacy_store(path):
+    """A store as lie-sweep wrote it with schema 2: one Zarr group holding the arrays, marks/, tables/."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zarr
+
+    layout = StoreLayout(n_checkpoints=1, n_pairs=1, n_examples=2, n_params=15, pairs_per_task=1, inner_chunk=16)
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    spec = layout.brackets()
+    group.create_array("brackets", shape=spec["shape"], chunks=spec["chunks"], shards=spec["shards"],
+                       dtype="float32", fill_value=0.0)
+    group["brackets"][0, 0, :] = np.arange(15, dtype=np.float32)
+    for name, data in (("pairs", np.array([[10, 11]])), ("examples", np.array([10, 11])), ("steps", np.array([100])),
+                       ("eval_examples", np.zeros(0, dtype=np.int64))):
+        group.create_array(name, data=data.astype(np.int64))
+    group.attrs["lie_sweep"] = {"schema_version": 2, "layout": layout.to_dict(), "dtype": "float32",
+                                "codec": "lossless", "param_spec": SPEC, "config": {"storage": {"keep": "all"}},
+                                "identity": {}, "n_tasks": 1}
+    (path / "marks").mkdir()
+    (path / "marks" / "task-000000.json").write_text("{}")
+    (path / "tables" / "pairs" / "step=100").mkdir(parents=True)
+    pq.write_table(pa.table({"step": [100], "pair": [0], "i": [10], "j": [11], "norm": [1.5]}),
+                   path / "tables" / "pairs" / "step=100" / "part-000000.parquet")
+
+
+def test_stores_of_schema_2_stay_readable(tmp_path):
+    make_legacy_store(tmp_path / "old.zarr")
+    sweep = open_sweep(str(tmp_path / "old.zarr"))
+    assert sweep.store.tree.legacy and sweep.complete
+    np.testing.assert_array_equal(sweep.bracket(100, 11, 10)["b"], -np.arange(12, 15, dtype=np.float32))
+    assert sweep.table("pairs")["norm"].tolist() == [1.5]
