@@ -1,9 +1,16 @@
 """``lie-sweep check``: verify every completed task's data; clear the marks of what is damaged.
 
-For each task with a completion mark: its shard, chunk and table files exist, every chunk decodes
-(CRC32C checksums catch truncated and flipped bytes; Parquet its own footer and page checks), and
-every value is finite (NaN is allowed in tables, where it marks an undefined fit). A damaged task's files are removed
-and its mark cleared, so the next ``resume`` recomputes exactly those tasks.
+For each task with a completion mark:
+
+1. every file it wrote still has the bytes it had when the task completed: the SHA-256 recorded in
+   the mark (schema ≥ 3) is compared with the file's, so any change after completion is found,
+   also one made through zarr that rewrote a chunk with a valid checksum;
+2. its shard, chunk and table files exist, every chunk decodes (CRC32C checksums catch truncated
+   and flipped bytes; Parquet its own footer and page checks);
+3. every value is finite (NaN is allowed in tables, where it marks an undefined fit).
+
+A damaged task's files are removed and its mark cleared, so the next ``resume`` recomputes exactly
+those tasks (deterministically: to the same bytes on the same machine and software).
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ def _read_problem(read: Callable[[], Any]) -> str | None:
     return None
 
 
-def _task_problems(store: SweepStore, task: Task) -> tuple[list[str], list[str]]:
-    """(problems, files) of one task: every array file and table part it owns, read back in full."""
+def _task_problems(store: SweepStore, task: Task, mark: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(problems, files) of one task: every array file and table part it owns, its digests compared
+    with its mark's and its contents read back in full."""
     g, c = store.group, task.checkpoint
     reads: list[tuple[str, str, Callable[[], Any]]] = []
     pair_files = store.pair_paths(c, task.start)
@@ -46,15 +54,15 @@ def _task_problems(store: SweepStore, task: Task) -> tuple[list[str], list[str]]
             reads.append((name, path, lambda name=name: g[name][c]))
     for name, path in store.table_paths(task.task_id, c, task.writes_examples).items():
         reads.append((f"table {name}", path, lambda path=path: _numeric_columns(store, path)))
-    problems = []
+    problems, damaged = [], set()
     for what, path, read in reads:
-        if not store.exists(path):
-            problems.append(f"{what} missing")
-        else:
-            p = _read_problem(read)
-            if p:
-                problems.append(f"{what} {p}")
-    return problems, [path for _, path, _ in reads]
+        p = f"{what} missing" if not store.exists(path) else _read_problem(read)
+        if p:
+            problems.append(p if p.startswith(what) else f"{what} {p}")
+            damaged.add(store.tree.relative(path))
+    recorded = {rel: digest for rel, digest in (mark.get("files") or {}).items() if rel not in damaged}
+    problems += [f"{rel} changed after completion" for rel in store.changed_files(recorded)]
+    return problems, store.task_files(task.task_id, c, task.start, task.writes_examples)
 
 
 def _numeric_columns(store: SweepStore, path: str) -> np.ndarray:
@@ -79,7 +87,7 @@ def check_store(path: str, *, log: Callable[[str], None] = print) -> dict[str, A
         for task in tasks:
             if task.task_id not in done:
                 continue
-            problems, files = _task_problems(store, task)
+            problems, files = _task_problems(store, task, done[task.task_id])
             if problems:
                 store.discard_files(files)
                 store.clear_mark(task.task_id)

@@ -31,7 +31,7 @@ common overrides:
   pairs.per_task=16                                   pairs per task (= per store shard)
   field=adam                                          Adam-preconditioned field from each checkpoint's state
   precision=float64  chunk_size=8                     dtype; pairs per vmapped call
-  storage.path=out/sweep.zarr storage.overwrite=true  where the store goes
+  storage.path=out/sweep storage.overwrite=true      where the store goes
   storage.codec=bitround storage.keepbits=10          lossy codec, |error| <= 2^-11 |x|
   storage.keep=summary | storage.keep='[fc.*]'        store tables only, or only these tensors
   derived.eval_count=32 derived.epsilon=0.01          logit deltas' evaluation batch and epsilon
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "change (cluster.*, chunk_size); a change to anything that defines the "
                                         "results is refused with a key-by-key diff unless --restart.",
                             formatter_class=argparse.RawDescriptionHelpFormatter,
-                            epilog="examples:\n  lie-sweep resume lie-sweep-out/sweep.zarr\n"
+                            epilog="examples:\n  lie-sweep resume lie-sweep-out/sweep\n"
                                    "  lie-sweep resume out/exp1.zarr cluster.workers=4 chunk_size=8")
     resume.add_argument("store", help="the store's path or fsspec URL")
     resume.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="execution settings: cluster.*, chunk_size")

@@ -27,7 +27,7 @@ from lie_sweep.errors import ConfigError, first_line
 from storage.codecs import CODEC_PRESETS, DEFAULT_KEEPBITS, MANTISSA_BITS
 
 __all__ = ["SweepConfig", "config_dir", "keep_globs", "load_config", "config_from_stored", "finalize", "identity_of",
-           "storage_options_of", "IDENTITY_KEYS", "EXECUTION_KEYS"]
+           "storage_options_of", "IDENTITY_KEYS", "EXECUTION_KEYS", "CHECKPOINT_LOCATION_KEYS"]
 
 
 @dataclass
@@ -66,7 +66,7 @@ class FieldConfig:
 
 @dataclass
 class StorageConfig:
-    path: str = "lie-sweep-out/sweep.zarr"
+    path: str = "lie-sweep-out/sweep"
     codec: str = "lossless"                # lossless | bitround | float16 (see storage.codecs)
     level: int = 1
     keepbits: int = DEFAULT_KEEPBITS       # bitround: mantissa bits kept
@@ -112,8 +112,11 @@ class SweepConfig:
     seed: int = 0
 
 
-# What may change when a store is resumed: how the work runs, not what it computes.
-EXECUTION_KEYS = ("cluster", "chunk_size", "storage.options")
+# What may change when a store is resumed: how the work runs, not what it computes. The checkpoints'
+# location may change too (a moved directory): the files are found there by their relative paths
+# and accepted only when every one's sha256 matches the store's provenance.
+CHECKPOINT_LOCATION_KEYS = ("checkpoints.dir", "checkpoints.glob", "checkpoints.paths")
+EXECUTION_KEYS = ("cluster", "chunk_size", "storage.options", *CHECKPOINT_LOCATION_KEYS)
 
 # What defines a sweep's results (its identity); everything else is an execution setting.
 IDENTITY_KEYS = ("model", "data", "checkpoints", "examples", "pairs", "field", "precision", "seed",
@@ -368,7 +371,8 @@ def identity_of(cfg: DictConfig) -> dict[str, Any]:
         out[key] = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) or \
             OmegaConf.is_list(value) else value
     ck = dict(out["checkpoints"])
-    ck.pop("dir", None)  # where training writes does not define results
+    for key in CHECKPOINT_LOCATION_KEYS:  # where checkpoints are does not define results: their sha256 does
+        ck.pop(key.split(".", 1)[1], None)
     if ck.get("source") != "train":  # training settings don't define results of given checkpoints
         for k in ("steps", "save_every", "lr", "betas", "batch_size"):
             ck.pop(k, None)

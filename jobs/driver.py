@@ -24,10 +24,13 @@ from storage.store import SweepStore
 from .dispatch import Queued, TaskQueue, next_assignment
 from .plan import Task
 from .progress import Progress
+from .reaper import start_reaper
 from .sweep import SweepSpec
 from .worker import BracketWorker
 
 __all__ = ["RunReport", "execute", "init_ray", "worker_resources"]
+
+_REAPER = None  # the watchdog of the embedded Ray this process started (see jobs.reaper); lives as long as we do
 
 for _key, _value in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_USAGE_STATS_ENABLED", "0"),
                      ("RAY_AUTH_MODE", "disabled")):
@@ -60,8 +63,10 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True, configure_logging=False)
     else:  # "local": a new Ray of our own, never a cluster that `ray start` left running here
+        global _REAPER
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                  configure_logging=False, log_to_driver=True)
+        _REAPER = start_reaper()  # nothing of this Ray outlives this process, even after kill -9
 
 
 def worker_resources(cluster: dict[str, Any]) -> tuple[int, dict[str, float], int]:
@@ -93,6 +98,11 @@ def _cause(exc: BaseException) -> BaseException:
     return exc
 
 
+def _error_line(exc: BaseException) -> str:
+    """The line a failure is recorded with: ours whole (they are one line by construction), others' first line."""
+    return str(exc) if isinstance(exc, LieSweepError) else first_line(exc)
+
+
 def _failure(task: Task, attempts: int, error: str, tb: str) -> dict[str, Any]:
     return {"task_id": task.task_id, "checkpoint": task.checkpoint, "start": task.start, "stop": task.stop,
             "attempts": attempts, "error": error, "traceback": tb, "time": time.time()}
@@ -105,7 +115,10 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
     The caller holds the store's lock. A task that fails is retried ``cluster.retries`` times with
     exponential backoff (others keep running meanwhile); one that still fails is recorded in the
     store (``failures/``: error line, checkpoint, pair range, traceback log) and left without a mark,
-    so ``resume`` retries it. Errors a user caused (a changed checkpoint, …) are not retried.
+    so ``resume`` retries it. Errors a user caused (a changed checkpoint, a non-finite result, …) are
+    not retried, and neither is a task whose retry raised the same error as the attempt before
+    (a deterministic failure); a worker's death is always retried. A task's mark records the SHA-256
+    of every file it wrote, which ``check`` verifies.
     """
     import ray
 
@@ -127,7 +140,7 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
     hosts = {n.get("NodeManagerAddress") for n in ray.nodes() if n.get("Alive")}
     if len(hosts) > 1 and "://" not in spec.store_path:
         log(f"warning: the store {spec.store_path} is a local path but the cluster spans {len(hosts)} hosts: every "
-            f"node must see it at that path (a shared filesystem), or use an fsspec URL such as s3://bucket/sweep.zarr")
+            f"node must see it at that path (a shared filesystem), or use an fsspec URL such as s3://bucket/sweep")
     n_workers, resources, threads = worker_resources(cluster)
     n_workers = min(n_workers, len(todo))
     actor_cls = ray.remote(BracketWorker)
@@ -157,6 +170,7 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
     log(f"{n_workers} worker(s) ({'GPU' if resources['num_gpus'] else 'CPU'}, {threads} thread(s) each); "
         f"{len(todo)} task(s) to run, {report.skipped} already done")
     inflight: dict[Any, tuple[Task, int, dict]] = {}   # ref -> (task, attempt, slot it was submitted to)
+    last_error: dict[int, str] = {}                     # task id -> its previous attempt's error line
     max_q = int(cluster["max_in_flight"])
     retries = int(cluster["retries"])
 
@@ -173,7 +187,7 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
             slot["holds"] = item.task.checkpoint
 
     def fail(task: Task, attempt: int, cause: BaseException) -> None:
-        line = first_line(cause)
+        line = _error_line(cause)
         tb = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
         report.failures.append(_failure(task, attempt + 1, line, tb))
         store.record_failure(task.task_id, {k: v for k, v in report.failures[-1].items() if k != "traceback"}, tb)
@@ -219,17 +233,18 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
                     result = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - every failure is accounted for below
                     cause = _cause(exc)
-                    if isinstance(exc, ray.exceptions.RayActorError) and slot in slots:
+                    died = isinstance(exc, ray.exceptions.RayActorError)
+                    if died and slot in slots:
                         # the worker (or its node) died: its other queued tasks fail alike
                         replace(slots.index(slot), type(exc).__name__)
-                    if attempt < retries and not isinstance(cause, LieSweepError):
+                    line = _error_line(cause)
+                    repeated = not died and last_error.get(task.task_id) == line
+                    last_error[task.task_id] = line
+                    if attempt < retries and not isinstance(cause, LieSweepError) and not repeated:
                         todo.push(Queued(task, attempt + 1, time.monotonic() + min(0.5 * 2 ** attempt, 30.0)),
                                   front=True)
                         continue
                     fail(task, attempt, cause)
-                    continue
-                if not result["finite"]:
-                    fail(task, attempt, FloatingPointError("brackets hold NaN or Inf"))
                     continue
                 store.mark_done(task.task_id, {**{k: v for k, v in result.items() if k != "norms"},
                                                "run": run_id, "attempts": attempt + 1, "finished": time.time()})

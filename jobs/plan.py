@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from lie_sweep.errors import ConfigError, ExampleIndexError
+from storage.errors import brief
 
 __all__ = ["Task", "canonical_pairs", "make_plan", "example_indices"]
 
@@ -60,7 +61,7 @@ def canonical_pairs(examples: Sequence[int], mode: str = "all",
         i, j = int(i), int(j)
         for k in (i, j):
             if k not in members:
-                raise ConfigError("pair names an example outside the sweep", expected=f"indices among {list(examples)}",
+                raise ConfigError("pair names an example outside the sweep", expected=f"indices among the sweep's examples ({brief(list(examples))})",
                                   found=str(k), fix="add it to examples.* or drop the pair")
         key = (min(i, j), max(i, j))
         if key in seen:

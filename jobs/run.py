@@ -12,13 +12,15 @@ from lie_sweep.errors import ConfigError
 from storage.errors import StoreError
 from storage.identity import identity_diff
 from storage.layout import SCHEMA_VERSION
+from lie_sweep.checkpoints import checkpoint_base
 from storage.store import SweepStore
 
-from .config import EXECUTION_KEYS, config_from_stored, identity_of, load_config, storage_options_of
+from .config import (CHECKPOINT_LOCATION_KEYS, EXECUTION_KEYS, config_from_stored, identity_of, load_config,
+                     storage_options_of)
 from .driver import RunReport, execute
 from .plan import Task, make_plan
 from .progress import format_bytes
-from .sweep import SweepSpec, prepare_sweep, verify_checkpoint
+from .sweep import SweepSpec, checkpoint_location, prepare_sweep, relocate_checkpoints, verify_checkpoint
 
 __all__ = ["run_sweep", "run_config", "resume_sweep", "RunResult", "format_summary", "verify_checkpoints"]
 
@@ -50,7 +52,7 @@ def run_config(cfg: DictConfig, *, log: Callable[[str], None] = print, progress_
                               steps=[c["step"] for c in spec.checkpoints], eval_examples=spec.eval_examples,
                               dtype=cfg.precision, codec=cfg.storage.codec, level=cfg.storage.level,
                               keepbits=cfg.storage.keepbits, overwrite=cfg.storage.overwrite,
-                              storage_options=spec.storage_options)
+                              protect=[c["path"] for c in spec.checkpoints], storage_options=spec.storage_options)
     kept = "summaries only" if not layout.keeps_params else f"{layout.n_params} of {spec.n_params} parameters kept"
     log(f"store: {spec.store_path} ({layout.n_checkpoints} checkpoints × {layout.n_pairs} pairs; {kept}; "
         f"{len(tasks)} tasks of ≤ {layout.pairs_per_task} pairs)")
@@ -78,10 +80,9 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
     """
     store = SweepStore.open(path, mode="r+", storage_options=storage_options_of(overrides))
     if store.meta.get("schema_version", 0) < SCHEMA_VERSION and not restart:
-        raise StoreError(f"store {path} was written by an older lie-sweep (schema "
-                         f"{store.meta.get('schema_version')})", expected=f"schema {SCHEMA_VERSION} to resume",
-                         found="no Gram matrices, tables or logit deltas", fix="read it as it is, or recompute "
-                                                                                "it with resume --restart")
+        raise StoreError(f"store {path} was written by an older lie-sweep", expected=f"schema {SCHEMA_VERSION} to "
+                         "resume", found=f"schema {store.meta.get('schema_version')}",
+                         fix="read it as it is (the reader takes older stores), or recompute it with resume --restart")
     stored = dict(store.meta["config"])
     stored["storage"] = {**stored["storage"], "options": {}}  # options are this machine's, never the store's
     cfg = config_from_stored(stored, overrides)
@@ -98,13 +99,20 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
         return run_config(finalize(cfg), log=log, progress_stream=progress_stream)
     store.acquire_lock("resume")
     try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+        moved = {o.split("=", 1)[0] for o in overrides} & set(CHECKPOINT_LOCATION_KEYS)
+        if moved:  # a moved checkpoint directory: the same files (by sha256) at a new place
+            location = checkpoint_location(config["checkpoints"])
+            located = relocate_checkpoints(store.meta["checkpoints"], location)
+            store.update_meta({"checkpoints": located, "checkpoint_base": str(checkpoint_base(location)),
+                               "config": {**store.meta["config"], "checkpoints": config["checkpoints"]}})
+            log(f"checkpoints found at their new location ({', '.join(sorted(moved))}), sha256 verified")
         verify_checkpoints(store.meta["checkpoints"])
         layout = store.layout
         tasks = make_plan(layout.n_checkpoints, layout.n_pairs, layout.pairs_per_task)
         if len(tasks) != store.meta["n_tasks"]:
             raise ConfigError("the store's plan does not match its layout", expected=f"{store.meta['n_tasks']} tasks",
                               found=f"{len(tasks)}", fix="the store was written by another lie-sweep version")
-        config = OmegaConf.to_container(cfg, resolve=True)
         spec = SweepSpec.from_store_meta(store.meta, config, examples=[int(e) for e in store.group["examples"][:]],
                                          pairs=[(int(i), int(j)) for i, j in store.group["pairs"][:]],
                                          store_path=str(path))
@@ -155,7 +163,7 @@ def format_summary(result: RunResult, top: int = 8) -> str:
         lines.append(f"FAILED task {f['task_id']} (checkpoint {f['checkpoint']}, pairs {f['start']}-{f['stop']}, "
                      f"{f['attempts']} attempt(s)): {f['error']}")
     if report.failures:
-        lines.append(f"tracebacks: {store.path}/failures/; finish with: lie-sweep resume {spec.store_path}")
+        lines.append(f"tracebacks: {store.tree.ledger}/failures/; finish with: lie-sweep resume {spec.store_path}")
     lines += ["", f"more: lie-sweep show {spec.store_path}",
               f"read it: python -c \"import lie_sweep; s = lie_sweep.open_sweep('{spec.store_path}'); "
               "print(s.top_pairs(5))\""]

@@ -8,6 +8,7 @@ pairs, trains or finds the checkpoints (checking each fits the model), and retur
 from __future__ import annotations
 
 import fnmatch
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,18 +20,19 @@ from omegaconf import DictConfig, OmegaConf
 
 import lie_sweep
 from lie_sweep import ParamSpec, apply_checkpoint, find_checkpoints, load_checkpoint, train
-from lie_sweep.checkpoints import file_sha256
+from lie_sweep.checkpoints import check_finite, checkpoint_base, file_sha256
 from lie_sweep.errors import (CheckpointError, CheckpointNotFoundError, ConfigError, ExampleIndexError,
                               LieSweepError, first_line)
 from lie_sweep.fields import eval_mode
 from storage.identity import identity_hash
 from storage.layout import StoreLayout
+from storage.store import SweepStore
 
 from .config import identity_of, keep_globs
 from .plan import canonical_pairs, example_indices
 
-__all__ = ["SweepSpec", "Grid", "resolve_grid", "epsilon_of", "prepare_sweep", "build_model", "build_dataset", "verify_checkpoint", "kept_tensors",
-           "eval_indices"]
+__all__ = ["SweepSpec", "Grid", "resolve_grid", "epsilon_of", "prepare_sweep", "build_model", "build_dataset",
+           "verify_checkpoint", "relocate_checkpoints", "checkpoint_location", "kept_tensors", "eval_indices"]
 
 
 @dataclass
@@ -41,7 +43,7 @@ class SweepSpec:
     identity: dict[str, Any]
     examples: list[int]
     pairs: list[tuple[int, int]]
-    checkpoints: list[dict[str, Any]]        # provenance: path, step, size, sha256
+    checkpoints: list[dict[str, Any]]        # provenance: path, relpath (to checkpoint_base), step, size, sha256
     param_spec: list[dict[str, Any]]
     attribute_names: list[str]
     store_path: str
@@ -50,6 +52,7 @@ class SweepSpec:
     eval_examples: list[int] = field(default_factory=list)  # dataset indices of the logit deltas' batch
     output_names: list[str] = field(default_factory=list)   # one per model output
     epsilon: float = 0.0                     # ε of the logit deltas ε²·J_f[u_i,u_j]
+    checkpoint_base: str = ""                # the configured checkpoint location's directory
 
     @property
     def identity_hash(self) -> str:
@@ -84,7 +87,8 @@ class SweepSpec:
         return {"package_version": lie_sweep.__version__, "config": config, "identity": self.identity,
                 "identity_hash": self.identity_hash, "param_spec": self.param_spec,
                 "stored_spec": self.stored_spec()[0].to_records(), "kept_names": self.kept_names,
-                "checkpoints": self.checkpoints, "attribute_names": self.attribute_names,
+                "checkpoints": self.checkpoints, "checkpoint_base": self.checkpoint_base,
+                "attribute_names": self.attribute_names,
                 "output_names": self.output_names, "eval_examples": self.eval_examples, "epsilon": self.epsilon,
                 "n_tasks": n_tasks, "python": sys.version.split()[0], "torch": torch.__version__}
 
@@ -97,7 +101,8 @@ class SweepSpec:
                    attribute_names=list(meta.get("attribute_names") or []), store_path=store_path,
                    storage_options=dict(config["storage"]["options"]), kept_names=meta.get("kept_names"),
                    eval_examples=list(meta.get("eval_examples") or []),
-                   output_names=list(meta.get("output_names") or []), epsilon=float(meta.get("epsilon") or 0.0))
+                   output_names=list(meta.get("output_names") or []), epsilon=float(meta.get("epsilon") or 0.0),
+                   checkpoint_base=str(meta.get("checkpoint_base") or ""))
 
 
 def verify_checkpoint(prov: dict[str, Any], sha256: str | None = None) -> None:
@@ -109,13 +114,35 @@ def verify_checkpoint(prov: dict[str, Any], sha256: str | None = None) -> None:
     if not path.is_file():
         raise CheckpointNotFoundError(f"checkpoint {path} of this sweep is missing",
                                       expected=f"the file swept at step {prov['step']}", found="no such file",
-                                      fix="restore it, or start a new sweep (resume --restart)")
+                                      fix="restore it; if the checkpoints moved, resume with checkpoints.dir=NEW_DIR "
+                                          "(or checkpoints.glob= / checkpoints.paths=); or start over (resume --restart)")
     size = path.stat().st_size
     if size != prov["size"] or (sha256 or file_sha256(path)) != prov["sha256"]:
         raise CheckpointError(f"checkpoint {path} changed since the sweep started",
                               expected=f"sha256 {prov['sha256'][:16]}… ({prov['size']} bytes)",
                               found=f"different contents ({size} bytes)",
                               fix="restore the original file, or start a new sweep (resume --restart)")
+
+
+def checkpoint_location(checkpoints: Any) -> str | list[str]:
+    """Where a config's checkpoints are: ``dir`` (train), ``glob`` (a glob or directory) or ``paths`` (list)."""
+    source = checkpoints["source"]
+    if source == "train":
+        return str(checkpoints["dir"])
+    return str(checkpoints["glob"]) if source == "glob" else [str(p) for p in checkpoints["paths"]]
+
+
+def relocate_checkpoints(provenance: list[dict[str, Any]], location: str | list[str]) -> list[dict[str, Any]]:
+    """The sweep's checkpoints found at a new ``location`` by their paths relative to the old one, each
+    verified by size and sha256 (one error line for a missing or different file)."""
+    base = checkpoint_base(location)
+    moved = []
+    for prov in provenance:
+        relpath = prov.get("relpath") or os.path.basename(prov["path"])
+        record = {**prov, "path": str((base / relpath).resolve())}
+        verify_checkpoint(record)
+        moved.append(record)
+    return moved
 
 
 def kept_tensors(names: list[str], keep: Any) -> list[str] | None:
@@ -179,17 +206,15 @@ def build_dataset(data_cfg: DictConfig | dict) -> Any:
     return _instantiate(data_cfg, "data")
 
 
-def _checkpoint_paths(cfg: DictConfig, model: torch.nn.Module, data: Any, log: Callable[[str], None]) -> list[Path]:
+def _train_checkpoints(cfg: DictConfig, model: torch.nn.Module, data: Any, log: Callable[[str], None]) -> list[Path]:
     ck = cfg.checkpoints
-    if ck.source == "train":
-        out = Path(ck.dir)
-        log(f"training {type(model).__name__} for {ck.steps} steps (Adam lr={ck.lr}), "
-            f"a checkpoint every {ck.save_every} -> {out}/")
-        torch.manual_seed(cfg.seed)
-        # exactly the files this training wrote: other files in the directory are not swept
-        return train(model, data, steps=ck.steps, save_every=ck.save_every, out_dir=out, lr=ck.lr,
-                     betas=tuple(ck.betas), batch_size=ck.batch_size, seed=cfg.seed)
-    return find_checkpoints(ck.glob if ck.source == "glob" else list(ck.paths))
+    out = Path(ck.dir)
+    log(f"training {type(model).__name__} for {ck.steps} steps (Adam lr={ck.lr}), "
+        f"a checkpoint every {ck.save_every} -> {out}/")
+    torch.manual_seed(cfg.seed)
+    # exactly the files this training wrote: other files in the directory are not swept
+    return train(model, data, steps=ck.steps, save_every=ck.save_every, out_dir=out, lr=ck.lr,
+                 betas=tuple(ck.betas), batch_size=ck.batch_size, seed=cfg.seed)
 
 
 @dataclass
@@ -229,18 +254,31 @@ def resolve_grid(cfg: DictConfig) -> Grid:
 
 
 def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepSpec:
-    """Resolve a validated config into a :class:`SweepSpec` (trains the model if checkpoints=train)."""
+    """Resolve a validated config into a :class:`SweepSpec` (trains the model if checkpoints=train).
+
+    Refuses a store path :meth:`storage.store.SweepStore.create` would refuse (unsafe, holding the
+    checkpoints, not a store, an existing store without overwrite) before anything is trained, and a
+    checkpoint that does not fit the model or holds NaN/Inf before any store is created.
+    """
+    ck = cfg.checkpoints
+    location = checkpoint_location(ck)
+    found = None if ck.source == "train" else find_checkpoints(location)
+    SweepStore.check_creatable(cfg.storage.path, overwrite=cfg.storage.overwrite,
+                               protect=[ck.dir] if found is None else found,
+                               storage_options=dict(cfg.storage.options))
     grid = resolve_grid(cfg)
     model = grid.model
-    paths = _checkpoint_paths(cfg, model, grid.data, log)
+    paths = found if found is not None else _train_checkpoints(cfg, model, grid.data, log)
+    base = checkpoint_base(location)
     checkpoints = []
     for k, path in enumerate(paths):
         ckpt = load_checkpoint(path, position=k)
+        check_finite(ckpt)
         apply_checkpoint(model, ckpt)  # fails early, with one line, if it does not fit
         if cfg.field.name == "adam" and ckpt.optimizer_state is None:
             raise ConfigError("field=adam needs optimizer state", expected=f"Adam state in {path}",
                               found="a checkpoint without optimizer state", fix="use field=sgd or checkpoints with state")
-        checkpoints.append(ckpt.provenance())
+        checkpoints.append(ckpt.provenance(base))
     checkpoints.sort(key=lambda c: (c["step"], c["path"]))
     steps = [c["step"] for c in checkpoints]
     if len(set(steps)) != len(steps):
@@ -253,7 +291,7 @@ def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepS
                      attribute_names=grid.attribute_names, store_path=str(cfg.storage.path),
                      storage_options=dict(config["storage"]["options"]), kept_names=grid.kept_names,
                      eval_examples=grid.eval_examples, output_names=grid.output_names,
-                     epsilon=epsilon_of(cfg))
+                     epsilon=epsilon_of(cfg), checkpoint_base=str(base))
 
 
 def epsilon_of(cfg: DictConfig) -> float:

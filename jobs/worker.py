@@ -19,6 +19,8 @@ import torch
 
 from lie_sweep import (FunctionalModel, ParamSpec, PreconditionedField, SGDField, apply_checkpoint, bracket_kernel,
                        compute_example_fields, load_checkpoint, stack_examples)
+from lie_sweep.checkpoints import check_finite
+from lie_sweep.errors import NonFiniteError
 from lie_sweep.analysis import (effective_rank, gram_matrix, jacobian_fits, logit_deltas, norms_from_rms,
                                 output_jacobian, pair_fits, tensor_rms)
 from storage.store import SweepStore
@@ -27,7 +29,7 @@ from . import summaries
 from .plan import Task
 from .sweep import SweepSpec, build_dataset, build_model, verify_checkpoint
 
-__all__ = ["BracketWorker", "resolve_device", "DTYPES"]
+__all__ = ["BracketWorker", "resolve_device", "first_nonfinite", "DTYPES"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -47,6 +49,17 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def first_nonfinite(flat: torch.Tensor, spec: ParamSpec) -> tuple[int, str] | None:
+    """(row, tensor name) of the first NaN/Inf in ``flat`` (rows × D on ``spec``'s axis), or None."""
+    bad = ~torch.isfinite(flat)
+    rows = bad.any(dim=1).nonzero()
+    if not rows.numel():
+        return None
+    row = int(rows[0, 0])
+    col = int(bad[row].nonzero()[0, 0])
+    return row, next(e.name for e in spec.entries if e.offset <= col < e.stop)
 
 
 class BracketWorker:
@@ -82,9 +95,11 @@ class BracketWorker:
         self.node_id = _ray_node_id()
 
     def _load(self, checkpoint: int) -> None:
+        self.loaded = None  # until this load completes: a failed load leaves nothing half-loaded in use
         prov = self.spec.checkpoints[checkpoint]
         ckpt = load_checkpoint(prov["path"])  # hashes the file as it reads it
         verify_checkpoint(prov, sha256=ckpt.sha256)
+        check_finite(ckpt)
         apply_checkpoint(self.model, ckpt)
         self.params = self.fmodel.params()
         if self.spec.config["field"]["name"] == "adam":
@@ -97,6 +112,12 @@ class BracketWorker:
         self.example_fields = compute_example_fields(self.fmodel, self.params, self.inputs, self.targets,
                                                      field=self.field)
         grads = self.example_fields.gradients
+        found = self._nonfinite_example_values()
+        if found is not None:
+            raise NonFiniteError(f"non-finite results at step {prov['step']} ({os.path.basename(prov['path'])})",
+                                 expected="finite losses and gradients from a finite checkpoint", found=found,
+                                 fix="the model overflows at these weights (try precision=float64), or this "
+                                     "example's input or target is not finite")
         self.grad_rms = tensor_rms(grads, self.full_spec).cpu()
         self.gram = gram_matrix(grads)
         self.jacobian = None  # J_f on the evaluation batch, when it fits: logit deltas become a matmul
@@ -105,6 +126,17 @@ class BracketWorker:
             self.jacobian = output_jacobian(self.fmodel, self.params, self.eval_inputs)
         self.loaded = checkpoint
         self.loads += 1
+
+    def _nonfinite_example_values(self) -> str | None:
+        """Where the current checkpoint's losses, gradients or fields first hold NaN/Inf, or None."""
+        bad_losses = (~torch.isfinite(self.example_fields.losses)).nonzero()
+        if bad_losses.numel():
+            return f"a NaN/Inf loss for example {self.spec.examples[int(bad_losses[0, 0])]}"
+        for what, values in (("gradient", self.example_fields.gradients), ("update field", self.example_fields.fields)):
+            bad = first_nonfinite(values, self.full_spec)
+            if bad is not None:
+                return f"NaN/Inf in the {what} of example {self.spec.examples[bad[0]]}, tensor {bad[1]}"
+        return None
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -145,8 +177,9 @@ class BracketWorker:
         """Compute and store ``task``: brackets (kept tensors), logit deltas, summary tables, and for
         a checkpoint's first task its examples' gradients, losses and Gram matrix.
 
-        Returns a small summary (timings, bracket norms) only after everything is written, so a
-        completion mark may follow.
+        Returns a small summary (timings, bracket norms, the SHA-256 of every file written) only after
+        everything is written, so a completion mark may follow. A non-finite loss, gradient or bracket
+        raises :class:`NonFiniteError` naming the checkpoint, the example or pair, and the tensor.
         """
         with self._compute:
             t0 = time.perf_counter()
@@ -156,7 +189,15 @@ class BracketWorker:
                                  self.pairs[task.start:task.stop], field=self.field, chunk_size=self.chunk_size,
                                  example_fields=self.example_fields)
             brackets = out.brackets
-            finite = bool(torch.isfinite(brackets).all())
+            bad = first_nonfinite(brackets, self.full_spec)
+            if bad is not None:
+                i, j = self.spec.pairs[task.start + bad[0]]
+                prov = self.spec.checkpoints[task.checkpoint]
+                raise NonFiniteError(f"non-finite bracket at step {prov['step']} ({os.path.basename(prov['path'])})",
+                                     expected="finite brackets from finite gradients",
+                                     found=f"NaN/Inf in [u_{i}, u_{j}] for tensor {bad[1]}",
+                                     fix="the Hessian-vector products overflow at these weights: try "
+                                         "precision=float64")
             logits = None
             if self.eval_inputs is not None:
                 logits = logit_deltas(self.fmodel, self.params, self.eval_inputs, brackets, epsilon=self.spec.epsilon,
@@ -181,9 +222,11 @@ class BracketWorker:
             self.store.write_logit_deltas(task.checkpoint, task.start, logits)
         for name, columns in tables.items():
             self.store.write_table_part(name, task.checkpoint, task.task_id, columns)
+        files = self.store.digests(self.store.task_files(task.task_id, task.checkpoint, task.start,
+                                                         task.writes_examples))
         t2 = time.perf_counter()
         return {"task_id": task.task_id, "checkpoint": task.checkpoint, "start": task.start, "stop": task.stop,
-                "compute_s": t1 - t0, "write_s": t2 - t1, "norms": norms, "finite": finite,
+                "compute_s": t1 - t0, "write_s": t2 - t1, "norms": norms, "files": files,
                 "host": socket.gethostname(), "pid": os.getpid(), "node": self.node_id, "loads": loads}
 
     def ping(self) -> int:

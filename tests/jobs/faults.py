@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def count_marks(store: Path) -> int:
-    marks = store / "marks"
+    marks = store / "ledger" / "marks"
     return len(list(marks.glob("task-*.json"))) if marks.is_dir() else 0
 
 

@@ -40,7 +40,7 @@ def incomplete(tmp_path_factory, local_ray, small_factory):
     run_sweep(small_factory(root)("pairs.per_task=3"), log=lambda m: None)
     store = root / "s.zarr"
     for tid in (1, 4, 6):
-        (store / "marks" / f"task-{tid:06d}.json").unlink()
+        (store / "ledger" / "marks" / f"task-{tid:06d}.json").unlink()
     return root
 
 
@@ -49,12 +49,12 @@ def store(incomplete, tmp_path):
     """A fresh copy of the incomplete store and its checkpoints (paths rewritten to the copy)."""
     shutil.copytree(incomplete, tmp_path / "w")
     s = tmp_path / "w" / "s.zarr"
-    meta = json.loads((s / "zarr.json").read_text())
+    meta = json.loads((s / "arrays.zarr" / "zarr.json").read_text())
     lie = meta["attributes"]["lie_sweep"]
     for prov in lie["checkpoints"]:
         prov["path"] = prov["path"].replace(str(incomplete), str(tmp_path / "w"))
     lie["config"]["checkpoints"]["dir"] = str(tmp_path / "w" / "ck")   # a restart retrains here, not there
-    (s / "zarr.json").write_text(json.dumps(meta))
+    (s / "arrays.zarr" / "zarr.json").write_text(json.dumps(meta))
     return s
 
 
@@ -82,8 +82,8 @@ def test_resume_with_a_changed_identity_is_refused_with_a_diff(store, tmp_path):
 def test_restart_starts_the_store_over_with_the_new_config(store, tmp_path):
     proc = cli("resume", str(store), "model.width=8", "--restart", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    meta = json.loads((store / "zarr.json").read_text())["attributes"]["lie_sweep"]
-    assert meta["config"]["model"]["width"] == 8 and len(list((store / "marks").glob("*.json"))) == 8
+    meta = json.loads((store / "arrays.zarr" / "zarr.json").read_text())["attributes"]["lie_sweep"]
+    assert meta["config"]["model"]["width"] == 8 and len(list((store / "ledger" / "marks").glob("*.json"))) == 8
 
 
 def test_a_store_path_that_is_a_file(tmp_path, small_factory):
@@ -122,9 +122,9 @@ def test_a_checkpoint_deleted_or_modified_between_run_and_resume(store, tmp_path
 
 
 def test_a_store_from_a_newer_schema_version(store, tmp_path):
-    meta = json.loads((store / "zarr.json").read_text())
+    meta = json.loads((store / "arrays.zarr" / "zarr.json").read_text())
     meta["attributes"]["lie_sweep"]["schema_version"] = 99
-    (store / "zarr.json").write_text(json.dumps(meta))
+    (store / "arrays.zarr" / "zarr.json").write_text(json.dumps(meta))
     before = snapshot(store)
     for command in ("resume", "status", "check"):
         assert_one_line(cli(command, str(store), cwd=tmp_path), "newer schema")
@@ -133,8 +133,9 @@ def test_a_store_from_a_newer_schema_version(store, tmp_path):
 
 def test_status_reports_pending_failed_and_eta(store, tmp_path):
     failure = {"task_id": 4, "checkpoint": 1, "start": 0, "stop": 3, "attempts": 3, "error": "boom: x"}
-    (store / "failures").mkdir(exist_ok=True)
-    (store / "failures" / "task-000004.json").write_text(json.dumps({**failure, "log": "failures/task-000004.log"}))
+    (store / "ledger" / "failures").mkdir(exist_ok=True)
+    (store / "ledger" / "failures" / "task-000004.json").write_text(json.dumps({**failure,
+                                                                                "log": "failures/task-000004.log"}))
     proc = cli("status", str(store), "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     st = json.loads(proc.stdout)

@@ -33,8 +33,8 @@ try:
     def remove_the_other_node():
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            marks = [json.load(open(os.path.join(store, "marks", f))) for f in os.listdir(os.path.join(store, "marks"))
-                     if f.endswith(".json")] if os.path.isdir(os.path.join(store, "marks")) else []
+            marks = [json.load(open(os.path.join(store, "ledger", "marks", f))) for f in os.listdir(os.path.join(store, "ledger", "marks"))
+                     if f.endswith(".json")] if os.path.isdir(os.path.join(store, "ledger", "marks")) else []
             if len(marks) >= 3 and any(m["node"] == extra.node_id for m in marks):
                 cluster.remove_node(extra)
                 removed.append(extra.node_id)

@@ -44,8 +44,8 @@ def test_summary_store_keeps_no_parameter_sized_array_yet_every_table(sweeps):
     assert "brackets" in full.store.group and "gradients" in full.store.group
     assert "brackets" not in summary.store.group and "gradients" not in summary.store.group
     assert summary.stored_names == [] and summary.complete
-    with warnings.catch_warnings():  # marks/, runs/, tables/ are not Zarr nodes
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings():  # the group holds only Zarr: listing it warns about nothing
+        warnings.simplefilter("error")
         arrays = dict(summary.store.group.arrays())
     assert {"losses", "gram", "logit_deltas", "pairs", "examples", "steps", "eval_examples"} <= set(arrays)
     big = [name for name, arr in arrays.items() if full.store.layout.n_params in arr.shape]
@@ -81,6 +81,25 @@ def test_kept_tensors_with_bitround_are_within_the_bound_and_others_refused(swee
     with pytest.raises(StoreKeyError, match="was not kept"):
         head.bracket(head.steps[0], 0, 1, ["features.0.0.weight"])
     assert head.store.layout.n_params == 12 * 8 + 12
+
+
+def test_with_kept_globs_tables_gram_and_logits_say_they_cover_all_parameters(sweeps):
+    import json
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    full, head = open_sweep(sweeps["full"]), open_sweep(sweeps["head"])
+    n_all = sum(int(np.prod(e["shape"])) for e in head.param_spec)
+    for name in ("pairs", "pair_rms", "examples", "example_rms", "checkpoints"):
+        part = next((Path(head.store.tree.tables) / name).rglob("*.parquet"))
+        meta = json.loads(pq.read_schema(part).metadata[b"lie_sweep"])
+        assert meta["computed_over"] == "all parameters" and meta["n_params"] == n_all
+        assert meta["n_params_stored"] == 12 * 8 + 12 and meta["keep"] == ["head.*"]
+    for array in ("gram", "logit_deltas"):
+        assert head.store.group[array].attrs["computed_over"].startswith("all parameters")
+    # and they are: the head store's norms equal the full store's, computed over every tensor
+    np.testing.assert_allclose(head.fits()["norm"], full.fits()["norm"], rtol=1e-6)
 
 
 def test_tables_agree_with_the_stored_brackets_and_gradients(sweeps):
@@ -161,7 +180,7 @@ class Recording(zarr.storage.WrapperStore):
 
 def test_xarray_views_stay_lazy_and_a_pair_reads_only_its_chunks(sweeps):
     sweep = open_sweep(sweeps["full"])
-    recording = Recording(zarr.storage.LocalStore(sweeps["full"], read_only=True))
+    recording = Recording(zarr.storage.LocalStore(f"{sweeps['full']}/arrays.zarr", read_only=True))
     sweep.store.group = zarr.open_group(store=recording, mode="r")
     ds = sweep.brackets_xr()
     view = ds["head.weight"].sel(step=sweep.steps[1], i=1, j=3)
@@ -172,7 +191,7 @@ def test_xarray_views_stay_lazy_and_a_pair_reads_only_its_chunks(sweeps):
     shard_key = f"brackets/c/1/{p // 4}/0"
     touched = [r for r in recording.reads if "/c/" in r[0]]
     assert {k for k, _ in touched} == {shard_key}
-    shard_size = (sweep.store.fs.size(f"{sweep.store.root}/{shard_key}"))
+    shard_size = (sweep.store.fs.size(f"{sweep.store.tree.arrays}/{shard_key}"))
     assert sum(n for _, n in touched) < shard_size / 4  # the shard index and head.weight's inner chunk(s) only
     recording.reads.clear()
     sweep.logit_deltas().sel(step=sweep.steps[0]).isel(eval_example=0).values

@@ -36,9 +36,9 @@ def test_a_sweep_on_s3_is_killed_resumed_and_equals_a_local_store(s3, reference,
     want = reference_arrays(reference, tmp_path)
 
     def marks() -> int:
-        if not fs.exists("sweeps/exp.zarr/marks"):
+        if not fs.exists("sweeps/exp.zarr/ledger/marks"):
             return 0
-        return sum(p.endswith(".json") for p in fs.ls("sweeps/exp.zarr/marks", refresh=True))  # not *.json.tmp
+        return sum(p.endswith(".json") for p in fs.ls("sweeps/exp.zarr/ledger/marks", refresh=True))  # not *.json.tmp
 
     proc = start_cli("run", *glob_overrides(reference, url), cwd=tmp_path)
     deadline = time.monotonic() + 240
@@ -62,4 +62,4 @@ def test_a_sweep_on_s3_is_killed_resumed_and_equals_a_local_store(s3, reference,
     g = sweep.store.group
     for got, ref in zip((g["brackets"][:], g["gradients"][:], g["losses"][:]), want):
         assert np.array_equal(np.asarray(got), ref)
-    assert not fs.exists("sweeps/exp.zarr/lock.json")
+    assert not fs.exists("sweeps/exp.zarr/ledger/lock.json")

@@ -32,3 +32,9 @@ def test_examples_and_range_checks():
         example_indices("first", count=3, start=8, dataset_length=10)
     with pytest.raises(ConfigError, match="pairs.per_task"):
         make_plan(1, 5, -1)
+
+
+def test_messages_show_a_long_example_list_as_a_range():
+    with pytest.raises(ConfigError) as info:
+        canonical_pairs(list(range(32)), "list", [[0, 99]])
+    assert "0..31 (32 values)" in str(info.value) and "15, 16" not in str(info.value)

@@ -24,7 +24,7 @@ def test_kill_9_of_the_driver_then_resume_gives_bitwise_identical_results(refere
     first = kill_when(proc, store, marks=3)
     before = marks_of(store)
     assert 3 <= first < 30
-    assert (store / "lock.json").exists()                       # left behind by the dead driver
+    assert (store / "ledger" / "lock.json").exists()                       # left behind by the dead driver
     proc = start_cli("resume", str(store), cwd=tmp_path)        # takes the stale lock over
     kill_when(proc, store, marks=18)
     middle = marks_of(store)
@@ -44,7 +44,7 @@ def test_kill_9_of_the_driver_then_resume_gives_bitwise_identical_results(refere
     assert recomputed_last == 30 - len(middle)
     assert f"{30 - len(middle)} computed now, {len(middle)} already done" in proc.stdout
     assert_bitwise_equal(brackets_of(store), want)
-    assert not (store / "lock.json").exists()
+    assert not (store / "ledger" / "lock.json").exists()
 
 
 def test_a_worker_killed_mid_sweep_is_replaced_and_results_are_identical(reference, tmp_path):
@@ -55,7 +55,7 @@ def test_a_worker_killed_mid_sweep_is_replaced_and_results_are_identical(referen
     def kill_a_worker():
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            marks = marks_of(store) if (store / "marks").is_dir() else {}
+            marks = marks_of(store) if (store / "ledger" / "marks").is_dir() else {}
             if len(marks) >= 2:
                 pid = next(iter(marks.values()))["pid"]
                 os.kill(pid, 9)
@@ -76,8 +76,8 @@ def test_a_damaged_store_is_found_by_check_and_repaired_by_resume(reference, tmp
     want = reference_arrays(reference, tmp_path)
     store = tmp_path / "s.zarr"
     run_sweep(glob_overrides(reference, store), log=lambda m: None)
-    truncated = store / "brackets" / "c" / "0" / "3" / "0"
-    flipped = store / "brackets" / "c" / "1" / "7" / "0"
+    truncated = store / "arrays.zarr" / "brackets" / "c" / "0" / "3" / "0"
+    flipped = store / "arrays.zarr" / "brackets" / "c" / "1" / "7" / "0"
     data = truncated.read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
     raw = bytearray(flipped.read_bytes())
@@ -102,7 +102,7 @@ def test_a_store_in_use_is_refused_and_a_stale_lock_is_taken_over(reference, tmp
     proc = start_cli("run", *glob_overrides(reference, store), "pairs.per_task=1", cwd=tmp_path)
     try:
         deadline = time.monotonic() + 120
-        while not (store / "lock.json").exists():
+        while not (store / "ledger" / "lock.json").exists():
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.01)
         for args in (["run", *glob_overrides(reference, store)], ["resume", str(store)], ["check", str(store)]):
@@ -115,11 +115,11 @@ def test_a_store_in_use_is_refused_and_a_stale_lock_is_taken_over(reference, tmp
     finally:
         kill_session(proc)
     # the dead driver's lock is stale: a resume takes it over and finishes
-    assert (store / "lock.json").exists()
+    assert (store / "ledger" / "lock.json").exists()
     done = subprocess.run([sys.executable, "-m", "jobs.cli", "resume", str(store)], capture_output=True, text=True,
                           timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert len(marks_of(store)) == 30 and not (store / "lock.json").exists()
+    assert len(marks_of(store)) == 30 and not (store / "ledger" / "lock.json").exists()
 
 
 def test_a_lock_whose_holder_is_gone_is_taken_over(reference, tmp_path):
@@ -127,7 +127,7 @@ def test_a_lock_whose_holder_is_gone_is_taken_over(reference, tmp_path):
     run_sweep(glob_overrides(reference, store), log=lambda m: None)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
-    (store / "lock.json").write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead), "started": 0,
+    (store / "ledger" / "lock.json").write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead), "started": 0,
                                                  "heartbeat": 0, "command": "run", "token": "old"}))
     result = resume_sweep(str(store), log=lambda m: None)
-    assert result.report.skipped == 30 and not (store / "lock.json").exists()
+    assert result.report.skipped == 30 and not (store / "ledger" / "lock.json").exists()

@@ -53,7 +53,7 @@ def test_job_stop_then_resume_on_the_cluster(ray_head, reference, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     job_id = proc.stdout.strip().splitlines()[-1]
     deadline = time.monotonic() + 300
-    while not ((store / "marks").is_dir() and len(marks_of(store)) >= 3):
+    while not ((store / "ledger" / "marks").is_dir() and len(marks_of(store)) >= 3):
         assert time.monotonic() < deadline, cli("job", "logs", job_id, "--address", ray_head, cwd=tmp_path).stdout
         time.sleep(0.05)
     assert job_stop(ray_head, job_id)

@@ -76,14 +76,14 @@ def test_two_workers_never_share_a_shard(local_ray, small, tmp_path):
     run_sweep(small("cluster.workers=2", "pairs.per_task=2"), log=lambda m: None)
     root = tmp_path / "s.zarr"
     tasks = make_plan(2, 10, 2)
-    planned = {t.task_id: root / "brackets" / "c" / str(t.checkpoint) / str(t.start // 2) / "0" for t in tasks}
+    planned = {t.task_id: root / "arrays.zarr" / "brackets" / "c" / str(t.checkpoint) / str(t.start // 2) / "0" for t in tasks}
     assert len(set(planned.values())) == len(tasks)               # from the plan: one shard per task
-    on_disk = {p for p in (root / "brackets" / "c").rglob("*") if p.is_file()}
+    on_disk = {p for p in (root / "arrays.zarr" / "brackets" / "c").rglob("*") if p.is_file()}
     assert on_disk == set(planned.values())                      # from the files: no other shard written
-    marks = {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in (root / "marks").glob("task-*.json")}
+    marks = {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in (root / "ledger" / "marks").glob("task-*.json")}
     assert sorted(marks) == [t.task_id for t in tasks]
     assert len({m["pid"] for m in marks.values()}) == 2          # both workers wrote
-    grad_shards = {p for p in (root / "gradients" / "c").rglob("*") if p.is_file()}
+    grad_shards = {p for p in (root / "arrays.zarr" / "gradients" / "c").rglob("*") if p.is_file()}
     assert len(grad_shards) == 2                                  # one per checkpoint, by its first task
     by_worker = {}
     for m in marks.values():
