@@ -8,11 +8,11 @@ from typing import Callable, Sequence
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from lie_sweep.checkpoints import checkpoint_base
 from lie_sweep.errors import ConfigError
 from storage.errors import StoreError
 from storage.identity import identity_diff
 from storage.layout import SCHEMA_VERSION
-from lie_sweep.checkpoints import checkpoint_base
 from storage.store import SweepStore
 
 from .config import (CHECKPOINT_LOCATION_KEYS, EXECUTION_KEYS, config_from_stored, identity_of, load_config,

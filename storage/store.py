@@ -71,7 +71,7 @@ def _group_url(path: str, tree: StoreTree) -> str:
 def _has_metadata(fs: fsspec.AbstractFileSystem, tree: StoreTree) -> bool:
     try:
         return META_KEY in json.loads(fs.cat_file(posixpath.join(tree.arrays, "zarr.json"))).get("attributes", {})
-    except (FileNotFoundError, ValueError, OSError):
+    except (ValueError, OSError):
         return False
 
 
@@ -86,7 +86,7 @@ def _refuse_foreign(path: str, tree: StoreTree | None, entries: Sequence[str]) -
     foreign = [n for n in names if n not in tree.own_entries]
     if foreign:
         raise StoreExistsError(f"store {path} holds files lie-sweep did not write",
-                               expected=f"only {', '.join(sorted(tree.own_entries)[:4])}…",
+                               expected=f"only lie-sweep's own entries ({brief(sorted(tree.own_entries), 4)})",
                                found=brief(foreign, 4), fix="move them out of the store, or choose another "
                                                             "storage.path; they are never deleted")
 
