@@ -20,12 +20,12 @@ from lie_sweep import FunctionalModel, ParamSpec, SGDField, apply_checkpoint, br
 from lie_sweep import compute_example_fields, load_checkpoint, stack_examples
 from lie_sweep.analysis import jacobian_fits, logit_deltas, output_jacobian
 from lie_sweep.brackets import call_buffer_bytes, default_chunk_size
-from lie_sweep.fields import PreconditionedField
+from lie_sweep.training import save_steps
 from storage.codecs import CODEC_PRESETS, encode_roundtrip
 
 from .plan import make_plan
 from .progress import format_bytes
-from .sweep import epsilon_of, resolve_grid
+from .sweep import checkpoint_location, epsilon_of, resolve_grid, update_field
 from .worker import DTYPES, resolve_device
 
 __all__ = ["PlanReport", "plan_sweep", "format_plan"]
@@ -68,9 +68,9 @@ class PlanReport:
 def _checkpoint_count(cfg: DictConfig) -> tuple[int, str, Any]:
     ck = cfg.checkpoints
     if ck.source == "train":
-        steps = sorted(set(range(ck.save_every, ck.steps + 1, ck.save_every)) | {ck.steps})
+        steps = save_steps(ck.steps, ck.save_every)
         return len(steps), f"trained by run: steps {steps[0]}..{steps[-1]}", None
-    paths = find_checkpoints(ck.glob if ck.source == "glob" else list(ck.paths))
+    paths = find_checkpoints(checkpoint_location(ck))
     return len(paths), f"{len(paths)} file(s), first {paths[0]}", paths[0]
 
 
@@ -89,14 +89,14 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
     device, dtype = resolve_device(cfg.cluster.device), DTYPES[cfg.precision]
     model = grid.model.to(device=device, dtype=dtype)
     field_ = SGDField()
-    where = "initial weights (run trains the checkpoints)"
+    where = "initial weights (run trains the checkpoints" + (
+        "; no Adam state yet, so calibrated with the SGD field, which costs about the same)" if cfg.field.name == "adam"
+        else ")")
     if first is not None:
         ckpt = load_checkpoint(first)
         apply_checkpoint(model, ckpt)
         where = f"checkpoint step {ckpt.step}"
-        if cfg.field.name == "adam" and ckpt.optimizer_state is not None:
-            names = [n for n, _ in model.named_parameters()]
-            field_ = PreconditionedField.from_adam_state(ckpt.optimizer_state, names, eps=cfg.field.eps)
+        field_ = update_field(cfg.field, ckpt.optimizer_state, [n for n, _ in model.named_parameters()], str(first))
     fmodel = FunctionalModel(model)
     params = fmodel.params()
     spec = ParamSpec.from_tensors(params)

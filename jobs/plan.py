@@ -13,7 +13,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Sequence
 
-from lie_sweep.errors import ConfigError, ExampleIndexError
+from lie_sweep.errors import ConfigError, require_indices
 from storage.errors import brief
 
 __all__ = ["Task", "canonical_pairs", "make_plan", "example_indices"]
@@ -43,10 +43,7 @@ def example_indices(mode: str, *, count: int = 0, start: int = 0, indices: Seque
     """The sweep's examples as dataset indices (``first``: start..start+count-1; ``list``: as given)."""
     out = list(range(start, start + count)) if mode == "first" else [int(i) for i in indices]
     if dataset_length is not None:
-        bad = [i for i in out if not 0 <= i < dataset_length]
-        if bad:
-            raise ExampleIndexError("example index out of range", expected=f"indices in [0, {dataset_length - 1}]",
-                                    found=str(bad[0]), fix="pick examples within the dataset (examples.*)")
+        require_indices(out, dataset_length, fix="pick examples within the dataset (examples.*)")
     return out
 
 

@@ -12,6 +12,8 @@ import numpy as np
 
 from storage.reader import Sweep, open_sweep, rank_pairs, score_examples
 
+from .progress import format_bytes
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -56,7 +58,7 @@ def format_show(sweep: Sweep, top: int = 10) -> str:
         f"{len(sweep.pairs)} pairs of {len(sweep.examples)} examples; {done} of {n_tasks} tasks done",
         f"stored       {kept}, codec {meta['codec']}"
         + (f" (keepbits {meta.get('keepbits')})" if meta["codec"] == "bitround" else "")
-        + f", {sweep.store.bytes_on_disk() / 2**20:.1f} MiB on disk",
+        + f", {format_bytes(sweep.store.bytes_on_disk())} on disk",
         "convention   theta_ij - theta_ji = lr^2 [u_i,u_j] + O(lr^3); BatchNorm in eval mode"
         + (f"; logit deltas at epsilon = {sweep.epsilon:g}" if sweep.eval_examples else ""),
     ]

@@ -10,7 +10,7 @@ import numpy as np
 from storage.store import SweepStore
 
 from .plan import make_plan
-from .progress import format_seconds
+from .progress import format_bytes, format_seconds
 
 __all__ = ["sweep_status", "format_status"]
 
@@ -81,7 +81,7 @@ def format_status(st: dict[str, Any]) -> str:
     lines.append(f"tasks      {t['done']} done, {t['failed']} failed, {t['pending']} pending, of {t['total']}")
     lines.append(f"pairs      {p['done']} of {p['total']} computed")
     ratio = f" (compression ratio {st['compression_ratio']:.2f}x)" if st["compression_ratio"] else ""
-    lines.append(f"disk       {st['bytes_on_disk'] / 2**20:.1f} MiB{ratio}")
+    lines.append(f"disk       {format_bytes(st['bytes_on_disk'])}{ratio}")
     rate = st["pairs_per_second"]
     if rate:
         eta = "done" if st["eta_seconds"] == 0 else format_seconds(st["eta_seconds"])

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 from omegaconf import OmegaConf
 
-from lie_sweep.errors import ConfigError, LieSweepError, first_line
+from lie_sweep.errors import LieSweepError, first_line
 
 from .config import load_config
 
@@ -157,9 +157,3 @@ def job_logs(address: str, job_id: str) -> str:
 def job_stop(address: str, job_id: str) -> bool:
     return bool(_call(job_client(address).stop_job, job_id))
 
-
-def require_address(address: str | None, what: str) -> str:
-    if not address:
-        raise ConfigError(f"{what} needs the cluster's address", expected="--address http://HEAD:8265",
-                          found="none", fix="pass --address (the Ray dashboard's address)")
-    return address

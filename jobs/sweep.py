@@ -19,7 +19,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import lie_sweep
-from lie_sweep import ParamSpec, apply_checkpoint, find_checkpoints, load_checkpoint, train
+from lie_sweep import (ParamSpec, PreconditionedField, SGDField, UpdateField, apply_checkpoint, find_checkpoints,
+                       load_checkpoint, train)
 from lie_sweep.checkpoints import check_finite, checkpoint_base, file_sha256
 from lie_sweep.errors import (CheckpointError, CheckpointNotFoundError, ConfigError, ExampleIndexError,
                               LieSweepError, first_line)
@@ -32,7 +33,8 @@ from .config import identity_of, keep_globs
 from .plan import canonical_pairs, example_indices
 
 __all__ = ["SweepSpec", "Grid", "resolve_grid", "epsilon_of", "prepare_sweep", "build_model", "build_dataset",
-           "verify_checkpoint", "relocate_checkpoints", "checkpoint_location", "kept_tensors", "eval_indices"]
+           "verify_checkpoint", "relocate_checkpoints", "checkpoint_location", "kept_tensors", "eval_indices",
+           "update_field"]
 
 
 @dataclass
@@ -122,6 +124,17 @@ def verify_checkpoint(prov: dict[str, Any], sha256: str | None = None) -> None:
                               expected=f"sha256 {prov['sha256'][:16]}… ({prov['size']} bytes)",
                               found=f"different contents ({size} bytes)",
                               fix="restore the original file, or start a new sweep (resume --restart)")
+
+
+def update_field(field_cfg: Any, optimizer_state: Any, param_names: list[str], where: str) -> UpdateField:
+    """The field a config's ``field`` names at a checkpoint: u = −∇L (sgd), or u = −P∇L with Adam's frozen
+    P from ``optimizer_state`` (adam; a checkpoint without it is one error line naming ``where``)."""
+    if field_cfg["name"] != "adam":
+        return SGDField()
+    if optimizer_state is None:
+        raise ConfigError("field=adam needs optimizer state", expected=f"Adam state in {where}",
+                          found="a checkpoint without optimizer state", fix="use field=sgd or checkpoints with state")
+    return PreconditionedField.from_adam_state(optimizer_state, param_names, eps=field_cfg["eps"])
 
 
 def checkpoint_location(checkpoints: Any) -> str | list[str]:
@@ -275,9 +288,7 @@ def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepS
         ckpt = load_checkpoint(path, position=k)
         check_finite(ckpt)
         apply_checkpoint(model, ckpt)  # fails early, with one line, if it does not fit
-        if cfg.field.name == "adam" and ckpt.optimizer_state is None:
-            raise ConfigError("field=adam needs optimizer state", expected=f"Adam state in {path}",
-                              found="a checkpoint without optimizer state", fix="use field=sgd or checkpoints with state")
+        update_field(cfg.field, ckpt.optimizer_state, list(grid.params), str(path))  # refuses a misfit early
         checkpoints.append(ckpt.provenance(base))
     checkpoints.sort(key=lambda c: (c["step"], c["path"]))
     steps = [c["step"] for c in checkpoints]

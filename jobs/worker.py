@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lie_sweep import (FunctionalModel, ParamSpec, PreconditionedField, SGDField, apply_checkpoint, bracket_kernel,
-                       compute_example_fields, load_checkpoint, stack_examples)
+from lie_sweep import (FunctionalModel, ParamSpec, apply_checkpoint, bracket_kernel, compute_example_fields,
+                       load_checkpoint, stack_examples)
 from lie_sweep.checkpoints import check_finite
 from lie_sweep.errors import NonFiniteError
 from lie_sweep.analysis import (effective_rank, gram_matrix, jacobian_fits, logit_deltas, norms_from_rms,
@@ -27,7 +27,7 @@ from storage.store import SweepStore
 
 from . import summaries
 from .plan import Task
-from .sweep import SweepSpec, build_dataset, build_model, verify_checkpoint
+from .sweep import SweepSpec, build_dataset, build_model, update_field, verify_checkpoint
 
 __all__ = ["BracketWorker", "resolve_device", "first_nonfinite", "DTYPES"]
 
@@ -102,13 +102,8 @@ class BracketWorker:
         check_finite(ckpt)
         apply_checkpoint(self.model, ckpt)
         self.params = self.fmodel.params()
-        if self.spec.config["field"]["name"] == "adam":
-            names = [n for n, _ in self.model.named_parameters()]
-            self.field = PreconditionedField.from_adam_state(ckpt.optimizer_state, names,
-                                                             eps=self.spec.config["field"]["eps"])
-        else:
-            self.field = SGDField()
-        self.field = self.field.bind(self.params)
+        names = [n for n, _ in self.model.named_parameters()]
+        self.field = update_field(self.spec.config["field"], ckpt.optimizer_state, names, prov["path"]).bind(self.params)
         self.example_fields = compute_example_fields(self.fmodel, self.params, self.inputs, self.targets,
                                                      field=self.field)
         grads = self.example_fields.gradients

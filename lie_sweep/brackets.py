@@ -7,7 +7,10 @@ For examples i, j with update fields u_i, u_j:
 Each term is one forward-over-reverse ``torch.func.jvp`` of a field: an "ordered HVP"
 (b along a) = J_{u_b} u_a. A pair (i, j) needs exactly two, (j along i) and (i along j); the
 kernel builds the list of ordered HVPs that the requested pairs need, never the diagonal and never
-one twice, and evaluates them with one ``vmap`` over (example, tangent) combinations per chunk.
+one twice, and :func:`plan_hvp_calls` groups them into few large vmapped calls: "block" calls (a
+block of examples × a block of other examples' tangents, tangents shared by every example), "partners"
+calls (the pairs inside a block, one vmap over each example's partners) and "flat" calls over the
+(example, tangent) combinations left, each at most ``chunk_size`` pairs' worth.
 
 Swapping the order of two SGD steps of size ε moves the end point by
 θ_ij − θ_ji = ε² [u_i, u_j] + O(ε³).

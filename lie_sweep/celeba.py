@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from .errors import ConfigError, ExampleIndexError
+from .errors import ConfigError, require_indices
 
 __all__ = ["CelebA"]
 
@@ -63,9 +63,7 @@ class CelebA(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = int(index)
-        if not 0 <= index < len(self.files):
-            raise ExampleIndexError("example index out of range", expected=f"an index in [0, {len(self.files) - 1}]",
-                                    found=str(index), fix="pick example indices below the dataset length")
+        require_indices([index], len(self.files), fix="pick example indices below the dataset length")
         try:
             from PIL import Image
         except ImportError as exc:  # pragma: no cover - depends on the install

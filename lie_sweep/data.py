@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch.utils.data import Dataset
 
-from .errors import ConfigError, ExampleIndexError
+from .errors import ConfigError, require_indices
 
 __all__ = ["SyntheticShapes", "SHAPE_ATTRIBUTES", "stack_examples"]
 
@@ -56,10 +56,7 @@ class SyntheticShapes(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = int(index)
-        if not 0 <= index < self.length:
-            raise ExampleIndexError("example index out of range",
-                                    expected=f"an index in [0, {self.length - 1}]", found=str(index),
-                                    fix="pick example indices below the dataset length")
+        require_indices([index], self.length, fix="pick example indices below the dataset length")
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
         u = torch.rand(10, generator=g)
         shape = int(u[0] * 3)
@@ -109,10 +106,7 @@ def stack_examples(dataset: Dataset, indices: Sequence[int]) -> tuple[torch.Tens
     Raises :class:`ExampleIndexError` (one line) for an index outside the dataset.
     """
     n = len(dataset)  # type: ignore[arg-type]
-    for k in indices:
-        if not 0 <= int(k) < n:
-            raise ExampleIndexError("example index out of range", expected=f"indices in [0, {n - 1}]",
-                                    found=str(int(k)), fix=f"pick example indices below the dataset length {n}")
+    require_indices(indices, n, fix=f"pick example indices below the dataset length {n}")
     items = [dataset[int(k)] for k in indices]
     inputs = torch.stack([torch.as_tensor(x) for x, _ in items])
     targets = torch.stack([torch.as_tensor(y, dtype=torch.float32) for _, y in items])

@@ -22,6 +22,7 @@ __all__ = [
     "PairError",
     "NonFiniteError",
     "first_line",
+    "require_indices",
 ]
 
 
@@ -47,6 +48,14 @@ class ExampleIndexError(LieSweepError, IndexError):
 
 class PairError(LieSweepError, ValueError):
     """A pair list is malformed (i == j, duplicates, wrong shape)."""
+
+
+def require_indices(indices, n: int, *, fix: str) -> None:
+    """Every index in ``indices`` lies in [0, n); else one :class:`ExampleIndexError` line naming the first outside."""
+    bad = next((int(k) for k in indices if not 0 <= int(k) < n), None)
+    if bad is not None:
+        raise ExampleIndexError("example index out of range", expected=f"indices in [0, {n - 1}]", found=str(bad),
+                                fix=fix)
 
 
 class NonFiniteError(LieSweepError, FloatingPointError):

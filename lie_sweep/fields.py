@@ -122,10 +122,6 @@ class UpdateField(ABC):
         """u_x(θ) for one example."""
         return self.direction(params, grad(fmodel.example_loss)(dict(params), x, y))
 
-    def describe(self) -> dict:
-        """What defines this field, for a store's identity."""
-        return {"name": self.name}
-
 
 class SGDField(UpdateField):
     """u_x(θ) = −∇θ L_x(θ). Its bracket is [u_i, u_j] = H_j g_i − H_i g_j."""
@@ -144,9 +140,8 @@ class PreconditionedField(UpdateField):
 
     name = "preconditioned"
 
-    def __init__(self, diagonal: Mapping[str, torch.Tensor], label: str = "diagonal") -> None:
+    def __init__(self, diagonal: Mapping[str, torch.Tensor]) -> None:
         self.diagonal = {n: t.detach() for n, t in diagonal.items()}
-        self.label = label
 
     @classmethod
     def from_adam_state(cls, optimizer_state: Mapping, param_names: list[str],
@@ -176,7 +171,7 @@ class PreconditionedField(UpdateField):
                 t = float(s["step"])
                 v_hat = s["exp_avg_sq"].detach() / (1.0 - math.pow(beta2, t))
                 diagonal[param_names[idx]] = 1.0 / (v_hat.sqrt() + group_eps)
-        return cls(diagonal, label="adam")
+        return cls(diagonal)
 
     def bind(self, params: Mapping[str, torch.Tensor]) -> "PreconditionedField":
         missing = [n for n in params if n not in self.diagonal]
@@ -193,10 +188,7 @@ class PreconditionedField(UpdateField):
                                   expected=str(tuple(p.shape)), found=str(tuple(d.shape)),
                                   fix="build P from the same model's optimizer state")
             bound[n] = d.to(device=p.device, dtype=p.dtype)
-        return PreconditionedField(bound, label=self.label)
+        return PreconditionedField(bound)
 
     def direction(self, params: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor]) -> Params:
         return {n: -self.diagonal[n] * g for n, g in grads.items()}
-
-    def describe(self) -> dict:
-        return {"name": self.name, "preconditioner": self.label}

@@ -13,7 +13,12 @@ from .data import stack_examples
 from .errors import ConfigError
 from .fields import LossFn, bce_per_example
 
-__all__ = ["train"]
+__all__ = ["train", "save_steps"]
+
+
+def save_steps(steps: int, save_every: int) -> list[int]:
+    """The steps :func:`train` saves a checkpoint at: every ``save_every`` steps, and the last."""
+    return sorted(set(range(save_every, steps + 1, save_every)) | {steps})
 
 
 def train(model: torch.nn.Module, dataset: Dataset, *, steps: int, save_every: int, out_dir: str | os.PathLike,
@@ -41,6 +46,7 @@ def train(model: torch.nn.Module, dataset: Dataset, *, steps: int, save_every: i
     order = torch.randperm(len(dataset), generator=gen)  # type: ignore[arg-type]
     cursor = 0
     written: list[Path] = []
+    saved = set(save_steps(steps, save_every))
     model.train()
     for step in range(1, steps + 1):
         if cursor + batch_size > len(order):
@@ -53,7 +59,7 @@ def train(model: torch.nn.Module, dataset: Dataset, *, steps: int, save_every: i
         loss = loss_fn(model(x), y).mean()
         loss.backward()
         optimizer.step()
-        if step % save_every == 0 or step == steps:
+        if step in saved:
             written.append(save_checkpoint(out / f"step_{step:06d}{suffix}", model, optimizer, step))
     model.eval()
     return written

@@ -1,4 +1,4 @@
-"""The sweep store: Zarr v3 layout, codecs, writer, lazy reader, Parquet tables.
+"""The sweep store: on-disk tree, Zarr v3 layout, codecs, writer, ledger, Parquet tables, lazy reader.
 
-Imports neither torch nor ray (a test enforces it). Filled in by the sweep-execution work.
+Imports neither torch nor ray (a test enforces it), so a store can be read where neither is installed.
 """

@@ -58,7 +58,6 @@ class StoreLock:
         self.stale_after = stale_after
         self.heartbeat_every = heartbeat_every
         self.token = uuid.uuid4().hex
-        self.took_over: dict[str, Any] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -115,7 +114,6 @@ class StoreLock:
                     found=f"`{record.get('command')}` by pid {record.get('pid')} on {record.get('host')}, "
                           f"started {started}",
                     fix="wait for it to finish or stop it; a dead driver's lock is taken over automatically")
-            self.took_over = record
             try:
                 self.fs.rm_file(self.path)
             except FileNotFoundError:

@@ -20,7 +20,7 @@ import torch
 import zarr
 
 from jobs.run import resume_sweep, run_sweep
-from lie_sweep import load_checkpoint, save_checkpoint
+from lie_sweep import save_checkpoint
 from lie_sweep.models import SmallConvNet
 from storage.reader import open_sweep
 from storage.tables import TABLES
