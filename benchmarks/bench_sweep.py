@@ -72,7 +72,7 @@ def main() -> None:
         report = result.report
         wall = report.seconds
         pairs = report.pairs_computed
-        marks = result.store.done_tasks()
+        marks = result.store.ledger.done_tasks()
         steady = pairs / max(wall - report.startup_s, 1e-9)
         threads = report.workers * int(result.spec.config["cluster"]["cpus_per_worker"])
         k = kernel_alone(result, threads)

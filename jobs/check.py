@@ -77,11 +77,11 @@ def _numeric_columns(store: SweepStore, path: str) -> np.ndarray:
 def check_store(path: str, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Check every completed task of the store at ``path``; returns {checked, damaged: [...]}."""
     store = SweepStore.open(path, mode="r+")
-    store.acquire_lock("check")
+    store.ledger.acquire_lock("check")
     try:
         layout = store.layout
         tasks = make_plan(layout.n_checkpoints, layout.n_pairs, layout.pairs_per_task)
-        done = store.done_tasks()
+        done = store.ledger.done_tasks()
         steps = [int(s) for s in store.group["steps"][:]]
         damaged = []
         for task in tasks:
@@ -90,11 +90,11 @@ def check_store(path: str, *, log: Callable[[str], None] = print) -> dict[str, A
             problems, files = _task_problems(store, task, done[task.task_id])
             if problems:
                 store.discard_files(files)
-                store.clear_mark(task.task_id)
+                store.ledger.clear_mark(task.task_id)
                 damaged.append({"task_id": task.task_id, "step": steps[task.checkpoint],
                                 "pairs": [task.start, task.stop], "problems": problems})
                 log(f"damaged task {task.task_id} (step {steps[task.checkpoint]}, pairs {task.start}-{task.stop}): "
                     f"{'; '.join(problems)}; mark cleared")
         return {"checked": len(done), "damaged": damaged}
     finally:
-        store.release()
+        store.ledger.release()

@@ -124,7 +124,7 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
 
     cluster = spec.config["cluster"]
     report = RunReport()
-    done = store.done_tasks()
+    done = store.ledger.done_tasks()
     todo = TaskQueue(t for t in tasks if t.task_id not in done)
     report.skipped = len(tasks) - len(todo)
     total_pairs = sum(t.n_pairs for t in tasks)
@@ -132,9 +132,9 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
     start = time.perf_counter()
     if not todo:
         return report
-    run_id = max(store.runs(), default=0) + 1
+    run_id = max(store.ledger.runs(), default=0) + 1
     run_record = {"command": command, "started": time.time(), "tasks_to_run": len(todo), "pid": os.getpid()}
-    store.record_run(run_id, run_record)
+    store.ledger.record_run(run_id, run_record)
 
     init_ray(cluster["address"])
     hosts = {n.get("NodeManagerAddress") for n in ray.nodes() if n.get("Alive")}
@@ -190,7 +190,7 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
         line = _error_line(cause)
         tb = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
         report.failures.append(_failure(task, attempt + 1, line, tb))
-        store.record_failure(task.task_id, {k: v for k, v in report.failures[-1].items() if k != "traceback"}, tb)
+        store.ledger.record_failure(task.task_id, {k: v for k, v in report.failures[-1].items() if k != "traceback"}, tb)
         progress.failed += 1
 
     def replace(k: int, why: str) -> None:
@@ -246,9 +246,9 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
                         continue
                     fail(task, attempt, cause)
                     continue
-                store.mark_done(task.task_id, {**{k: v for k, v in result.items() if k != "norms"},
+                store.ledger.mark_done(task.task_id, {**{k: v for k, v in result.items() if k != "norms"},
                                                "run": run_id, "attempts": attempt + 1, "finished": time.time()})
-                store.clear_failure(task.task_id)
+                store.ledger.clear_failure(task.task_id)
                 report.completed.append(result)
                 progress.update(task.n_pairs)
     finally:
@@ -259,7 +259,7 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
             except Exception:  # noqa: BLE001 - already gone
                 pass
         report.seconds = time.perf_counter() - start
-        store.record_run(run_id, {**run_record, "ended": time.time(), "seconds": report.seconds,
+        store.ledger.record_run(run_id, {**run_record, "ended": time.time(), "seconds": report.seconds,
                                   "startup_s": report.startup_s, "workers": report.workers,
                                   "pairs": report.pairs_computed, "tasks_done": len(report.completed),
                                   "tasks_failed": len(report.failures)})

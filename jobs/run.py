@@ -38,7 +38,7 @@ def _execute_holding_lock(spec: SweepSpec, store: SweepStore, tasks: list[Task],
     try:
         report = execute(spec, store, tasks, log=log, progress_stream=progress_stream, command=command)
     finally:
-        store.release()
+        store.ledger.release()
     return RunResult(spec=spec, store=store, report=report, n_tasks=len(tasks))
 
 
@@ -97,7 +97,7 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
         from .config import finalize
 
         return run_config(finalize(cfg), log=log, progress_stream=progress_stream)
-    store.acquire_lock("resume")
+    store.ledger.acquire_lock("resume")
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
         moved = {o.split("=", 1)[0] for o in overrides} & set(CHECKPOINT_LOCATION_KEYS)
@@ -116,10 +116,10 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
         spec = SweepSpec.from_store_meta(store.meta, config, examples=[int(e) for e in store.group["examples"][:]],
                                          pairs=[(int(i), int(j)) for i, j in store.group["pairs"][:]],
                                          store_path=str(path))
-        done = store.done_tasks()
-        log(f"resuming {path}: {len(done)} of {len(tasks)} tasks done, {len(store.failures())} failed before")
+        done = store.ledger.done_tasks()
+        log(f"resuming {path}: {len(done)} of {len(tasks)} tasks done, {len(store.ledger.failures())} failed before")
     except BaseException:
-        store.release()
+        store.ledger.release()
         raise
     return _execute_holding_lock(spec, store, tasks, log, progress_stream, "resume")
 

@@ -48,7 +48,7 @@ def _fmt(x: Any, spec: str = ".3e") -> str:
 def format_show(sweep: Sweep, top: int = 10) -> str:
     meta = sweep.meta
     layout = sweep.store.layout
-    done, n_tasks = len(sweep.store.done_tasks()), meta["n_tasks"]
+    done, n_tasks = len(sweep.store.ledger.done_tasks()), meta["n_tasks"]
     kept = ("summaries only" if not layout.keeps_params else
             "all tensors" if len(sweep.stored_names) == len(sweep.param_names) else
             f"{len(sweep.stored_names)} of {len(sweep.param_names)} tensors")

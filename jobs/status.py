@@ -20,7 +20,7 @@ def sweep_status(path: str) -> dict[str, Any]:
     store = SweepStore.open(path, mode="r")
     layout = store.layout
     tasks = make_plan(layout.n_checkpoints, layout.n_pairs, layout.pairs_per_task)
-    done, failures = store.done_tasks(), store.failures()
+    done, failures = store.ledger.done_tasks(), store.ledger.failures()
     steps = [int(s) for s in store.group["steps"][:]]
     per_ckpt = []
     for c, step in enumerate(steps):
@@ -43,14 +43,14 @@ def sweep_status(path: str) -> dict[str, Any]:
     raw_written = written * item
     on_disk = store.array_bytes_on_disk()
     now = time.time()
-    runs = store.runs()
+    runs = store.ledger.runs()
     pairs_by_run: dict[int, int] = {}
     for tid, mark in done.items():
         pairs_by_run[mark.get("run", 0)] = pairs_by_run.get(mark.get("run", 0), 0) + tasks[tid].n_pairs
     seconds = sum(r.get("seconds", now - r.get("started", now)) - r.get("startup_s", 0.0) for r in runs.values())
     computed = sum(pairs_by_run.get(k, 0) for k in runs)
     rate = computed / seconds if seconds > 0 else None
-    holder = store.lock_holder()
+    holder = store.ledger.lock_holder()
     return {
         "store": path,
         "state": "running" if holder else ("complete" if len(done) == len(tasks) else

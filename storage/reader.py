@@ -65,7 +65,7 @@ class Sweep:
     @property
     def complete(self) -> bool:
         """True when every task has its completion mark."""
-        return len(self.store.done_tasks()) == self.meta["n_tasks"]
+        return len(self.store.ledger.done_tasks()) == self.meta["n_tasks"]
 
     def _checkpoint(self, step: int) -> int:
         if step not in self._ckpt_index:

@@ -32,6 +32,7 @@ from .atomic import file_digest, write_atomic
 from .codecs import DEFAULT_KEEPBITS, array_codecs, check_encodable, compressors_for
 from .errors import NotASweepError, StoreError, StoreExistsError, brief, first_line
 from .layout import SCHEMA_VERSION, StoreLayout
+from .ledger import Ledger
 from .lock import StoreLock
 from .paths import META_KEY, StoreTree, detect, marker_record
 from .safety import refuse_unsafe_path
@@ -39,9 +40,6 @@ from .tables import TABLES, part_path, read_parts, step_of_folder, table_dir, ta
 
 __all__ = ["SweepStore", "filesystem_of", "check_writable"]
 
-MARKS_DIR = "marks"
-FAILURES_DIR = "failures"
-RUNS_DIR = "runs"
 NAN = float("nan")
 
 
@@ -103,7 +101,7 @@ class SweepStore:
         self.fs, self.root = filesystem_of(self.path, self.storage_options)
         self.meta: dict[str, Any] = dict(group.attrs[META_KEY])
         self.layout = StoreLayout(**self.meta["layout"])
-        self.lock: StoreLock | None = None
+        self.ledger = Ledger(self.fs, tree)
 
     # -- creation and opening ---------------------------------------------------------------
     @classmethod
@@ -182,7 +180,7 @@ class SweepStore:
             lock.release()
             raise
         store = cls(path, group, tree, storage_options)
-        store.lock = lock
+        store.ledger.lock = lock
         return store
 
     @staticmethod
@@ -251,22 +249,6 @@ class SweepStore:
             raise StoreError(f"store {path} has a newer schema", expected=f"schema version <= {SCHEMA_VERSION}",
                              found=str(version), fix="upgrade lie-sweep to read it")
         return cls(path, group, tree, storage_options)
-
-    def acquire_lock(self, command: str) -> StoreLock:
-        """Hold the store for this driver (see :class:`storage.lock.StoreLock`)."""
-        self.lock = StoreLock(self.fs, self.tree.ledger, command=command).acquire()
-        return self.lock
-
-    def lock_holder(self) -> dict[str, Any] | None:
-        """The live driver holding the store, or None."""
-        probe = StoreLock(self.fs, self.tree.ledger)
-        record = probe.holder()
-        return None if record is None or probe.is_stale(record) else record
-
-    def release(self) -> None:
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
 
     # -- shard files, for integrity checks ------------------------------------------------------
     def _chunk_path(self, array: str, index: Sequence[int]) -> str:
@@ -411,7 +393,7 @@ class SweepStore:
         (killed before it) is ignored.
         """
         table_dir(self.tree.tables, table)  # an unknown table fails here, before any listing
-        done = set(self.done_tasks())
+        done = set(self.ledger.done_tasks())
         paths = []
         for step in (self.table_steps(table) if steps is None else steps):
             where = self._step_folder(table, step)
@@ -430,66 +412,9 @@ class SweepStore:
                     return folder
         return None
 
-    # -- completion marks, written by the driver only -------------------------------------------
-    def _mark_path(self, task_id: int) -> str:
-        return posixpath.join(self.tree.ledger, MARKS_DIR, f"task-{task_id:06d}.json")
-
-    def mark_done(self, task_id: int, info: Mapping[str, Any]) -> None:
-        """Record that task ``task_id``'s data is durably written (write, then rename into place)."""
-        self._write_json(self._mark_path(task_id), info)
-
-    def done_tasks(self) -> dict[int, dict[str, Any]]:
-        """{task id: mark} for every task with a readable completion mark (a torn mark is not done)."""
-        return self._records(MARKS_DIR, "task-")
-
-    def clear_mark(self, task_id: int) -> None:
-        """Forget that ``task_id`` is done, so the next resume recomputes it."""
-        self._discard(self._mark_path(task_id))
-
-    def _write_json(self, final: str, record: Mapping[str, Any]) -> None:
-        write_atomic(self.fs, final, json.dumps(dict(record), sort_keys=True, default=str).encode(), self.tree.tmp)
-
     def _fresh(self, path: str) -> None:
         """Forget cached listings under ``path`` (object-store filesystems cache them; others write here)."""
         self.fs.invalidate_cache(path)
-
-    def _records(self, folder: str, prefix: str) -> dict[int, dict[str, Any]]:
-        where = posixpath.join(self.tree.ledger, folder)
-        self._fresh(where)
-        if not self.fs.exists(where):
-            return {}
-        out = {}
-        for path in self.fs.ls(where, detail=False):
-            name = posixpath.basename(path)
-            if not (name.startswith(prefix) and name.endswith(".json")):
-                continue
-            try:
-                out[int(name[len(prefix):-5])] = json.loads(self.fs.cat_file(path))
-            except (ValueError, OSError):
-                continue
-        return out
-
-    # -- failures and runs, written by the driver --------------------------------------------------
-    def record_failure(self, task_id: int, record: Mapping[str, Any], traceback_text: str) -> None:
-        """Keep a task's last failure: a one-line record and its full traceback in a log beside it."""
-        base = posixpath.join(self.tree.ledger, FAILURES_DIR, f"task-{task_id:06d}")
-        write_atomic(self.fs, base + ".log", traceback_text.encode(), self.tree.tmp)
-        self._write_json(base + ".json", {**record, "log": base + ".log"})
-
-    def clear_failure(self, task_id: int) -> None:
-        base = posixpath.join(self.tree.ledger, FAILURES_DIR, f"task-{task_id:06d}")
-        self.discard_files([base + ".json", base + ".log"])
-
-    def failures(self) -> dict[int, dict[str, Any]]:
-        """{task id: failure record} for tasks whose last attempt failed."""
-        return self._records(FAILURES_DIR, "task-")
-
-    def record_run(self, run_id: int, record: Mapping[str, Any]) -> None:
-        self._write_json(posixpath.join(self.tree.ledger, RUNS_DIR, f"run-{run_id:06d}.json"), record)
-
-    def runs(self) -> dict[int, dict[str, Any]]:
-        """{run id: record} of every run and resume of this store, in order."""
-        return dict(sorted(self._records(RUNS_DIR, "run-").items()))
 
     # -- sizes ---------------------------------------------------------------------------------
     def bytes_on_disk(self) -> int:

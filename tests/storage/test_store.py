@@ -23,7 +23,7 @@ def make_store(path, *, n_ckpt=2, examples=(10, 11, 12, 13), per_task=2, inner=4
     meta = {"param_spec": SPEC, "config": {"x": 1}, "identity": {"x": 1}, "n_tasks": n_ckpt * layout.n_tasks_per_checkpoint}
     store = SweepStore.create(str(path), layout=layout, meta=meta, pairs=pairs, examples=list(examples),
                               steps=[100 * (c + 1) for c in range(n_ckpt)], dtype=dtype, overwrite=overwrite)
-    store.release()
+    store.ledger.release()
     return store, pairs, layout
 
 
@@ -83,11 +83,11 @@ def test_reopens_from_another_process(tmp_path):
 
 def test_marks_are_written_by_name_and_torn_marks_do_not_count(tmp_path):
     store, _, _ = make_store(tmp_path / "s.zarr")
-    assert store.done_tasks() == {}
-    store.mark_done(3, {"seconds": 1.5})
-    store.mark_done(0, {"seconds": 0.5})
+    assert store.ledger.done_tasks() == {}
+    store.ledger.mark_done(3, {"seconds": 1.5})
+    store.ledger.mark_done(0, {"seconds": 0.5})
     (tmp_path / "s.zarr" / "ledger" / "marks" / "task-000007.json").write_text('{"trunc')
-    assert store.done_tasks() == {0: {"seconds": 0.5}, 3: {"seconds": 1.5}}
+    assert store.ledger.done_tasks() == {0: {"seconds": 0.5}, 3: {"seconds": 1.5}}
     assert not list((tmp_path / "s.zarr").rglob("*.tmp"))
 
 

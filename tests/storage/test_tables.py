@@ -25,7 +25,7 @@ def test_parts_are_per_task_per_checkpoint_and_only_completed_tasks_are_read(tmp
     assert part_path("/r/tables", "pairs", 200, 3) == "/r/tables/pairs/step-200/part-000003.parquet"
     assert store.read_table("pairs") is None  # no task is marked done yet
     for task in (0, 1, 3):
-        store.mark_done(task, {})
+        store.ledger.mark_done(task, {})
     everything = store.read_table("pairs").to_pandas()
     assert sorted(zip(everything["step"], everything["pair"])) == [(100, 0), (100, 1), (100, 2), (100, 3), (200, 0),
                                                                    (200, 1)]

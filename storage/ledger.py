@@ -1,0 +1,124 @@
+"""A store's ledger: who holds it (lock), which tasks are done (marks), which failed, and each run.
+
+All of it lives in the store's ``ledger/`` folder (the store root itself in schema-2 stores), as
+small JSON files written whole or not at all (:func:`storage.atomic.write_atomic`):
+
+    lock.json                 the driver holding the store (see :mod:`storage.lock`)
+    marks/task-NNNNNN.json    completion marks, written by the driver only, after the task's files;
+                              they hold the SHA-256 of every file the task wrote
+    failures/task-NNNNNN.json / .log   a task's last failure: one-line record, full traceback
+    runs/run-NNNNNN.json      one record per run or resume (throughput, ETA)
+
+A torn or unreadable record counts as absent: a task whose mark cannot be read is not done.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from typing import Any, Mapping
+
+import fsspec
+
+from .atomic import write_atomic
+from .lock import StoreLock
+from .paths import StoreTree
+
+__all__ = ["Ledger"]
+
+MARKS_DIR = "marks"
+FAILURES_DIR = "failures"
+RUNS_DIR = "runs"
+
+
+class Ledger:
+    """The lock, completion marks, failures and run records of the store at ``tree``."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, tree: StoreTree) -> None:
+        self.fs, self.tree = fs, tree
+        self.lock: StoreLock | None = None
+
+    # -- the lock: one driver per store ---------------------------------------------------------
+    def acquire_lock(self, command: str) -> StoreLock:
+        """Hold the store for this driver (see :class:`storage.lock.StoreLock`)."""
+        self.lock = StoreLock(self.fs, self.tree.ledger, command=command).acquire()
+        return self.lock
+
+    def lock_holder(self) -> dict[str, Any] | None:
+        """The live driver holding the store, or None."""
+        probe = StoreLock(self.fs, self.tree.ledger)
+        record = probe.holder()
+        return None if record is None or probe.is_stale(record) else record
+
+    def release(self) -> None:
+        """Give up the lock, if this ledger holds it."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    # -- completion marks, written by the driver only ---------------------------------------------
+    def _mark_path(self, task_id: int) -> str:
+        return posixpath.join(self.tree.ledger, MARKS_DIR, f"task-{task_id:06d}.json")
+
+    def mark_done(self, task_id: int, info: Mapping[str, Any]) -> None:
+        """Record that task ``task_id``'s data is durably written (``info``: its digests, timings, …)."""
+        self._write_json(self._mark_path(task_id), info)
+
+    def done_tasks(self) -> dict[int, dict[str, Any]]:
+        """{task id: mark} for every task with a readable completion mark (a torn mark is not done)."""
+        return self._records(MARKS_DIR, "task-")
+
+    def clear_mark(self, task_id: int) -> None:
+        """Forget that ``task_id`` is done, so the next resume recomputes it."""
+        self._discard(self._mark_path(task_id))
+
+    # -- failures and runs, written by the driver -------------------------------------------------
+    def record_failure(self, task_id: int, record: Mapping[str, Any], traceback_text: str) -> None:
+        """Keep a task's last failure: a one-line record and its full traceback in a log beside it."""
+        base = posixpath.join(self.tree.ledger, FAILURES_DIR, f"task-{task_id:06d}")
+        write_atomic(self.fs, base + ".log", traceback_text.encode(), self.tree.tmp)
+        self._write_json(base + ".json", {**record, "log": base + ".log"})
+
+    def clear_failure(self, task_id: int) -> None:
+        """Forget a task's failure (it completed, or is being recomputed)."""
+        base = posixpath.join(self.tree.ledger, FAILURES_DIR, f"task-{task_id:06d}")
+        for path in (base + ".json", base + ".log"):
+            self._discard(path)
+
+    def failures(self) -> dict[int, dict[str, Any]]:
+        """{task id: failure record} for tasks whose last attempt failed."""
+        return self._records(FAILURES_DIR, "task-")
+
+    def record_run(self, run_id: int, record: Mapping[str, Any]) -> None:
+        """Write (or rewrite, when it ends) the record of run ``run_id``."""
+        self._write_json(posixpath.join(self.tree.ledger, RUNS_DIR, f"run-{run_id:06d}.json"), record)
+
+    def runs(self) -> dict[int, dict[str, Any]]:
+        """{run id: record} of every run and resume of this store, in order."""
+        return dict(sorted(self._records(RUNS_DIR, "run-").items()))
+
+    # -- files ------------------------------------------------------------------------------------
+    def _write_json(self, final: str, record: Mapping[str, Any]) -> None:
+        write_atomic(self.fs, final, json.dumps(dict(record), sort_keys=True, default=str).encode(), self.tree.tmp)
+
+    def _discard(self, path: str) -> None:
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+
+    def _records(self, folder: str, prefix: str) -> dict[int, dict[str, Any]]:
+        where = posixpath.join(self.tree.ledger, folder)
+        self.fs.invalidate_cache(where)  # object-store filesystems cache listings; other processes write here
+        if not self.fs.exists(where):
+            return {}
+        out = {}
+        for path in self.fs.ls(where, detail=False):
+            name = posixpath.basename(path)
+            if not (name.startswith(prefix) and name.endswith(".json")):
+                continue
+            try:
+                out[int(name[len(prefix):-5])] = json.loads(self.fs.cat_file(path))
+            except (ValueError, OSError):
+                continue
+        return out
