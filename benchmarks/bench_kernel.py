@@ -86,9 +86,11 @@ def measure(name: str, n: int, method: str, device: torch.device, repeats: int, 
     pairs = list(itertools.combinations(range(n), 2))
     with eval_mode(model):
         if method == "kernel":
-            fn = lambda: bracket_kernel(fmodel, params, x, y, pairs, chunk_size=chunk_size).brackets
+            def fn():
+                return bracket_kernel(fmodel, params, x, y, pairs, chunk_size=chunk_size).brackets
         else:
-            fn = lambda: naive_full_matrix(fmodel, params, x, y)
+            def fn():
+                return naive_full_matrix(fmodel, params, x, y)
         seconds, out, peak = timed(fn, device, repeats)
     checksum = out.double().abs().sum().item()
     return {"D": sum(p.numel() for p in params.values()), "pairs": len(pairs), "seconds": seconds,

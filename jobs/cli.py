@@ -53,6 +53,7 @@ def _groups_help() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``lie-sweep`` command."""
     parser = argparse.ArgumentParser(prog="lie-sweep", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="`lie-sweep run --help` lists the config groups and common overrides.")
@@ -92,10 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(shared filesystem), or use fsspec URLs (s3://, gs://).",
                             formatter_class=argparse.RawDescriptionHelpFormatter,
                             epilog="example:\n  lie-sweep submit --address http://head:8265 --wait "
-                                   "storage.path=s3://bucket/exp1.zarr model=mxresnet")
+                                   "storage.path=s3://bucket/exp1 model=mxresnet")
     submit.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="key=value or group=option")
     submit.add_argument("--address", required=True, help="the Ray dashboard's address, e.g. http://HEAD:8265")
-    submit.add_argument("--wait", action="store_true", help="follow the job's output until it ends; exit with its status")
+    submit.add_argument("--wait", action="store_true",
+                        help="follow the job's output until it ends; exit with its status")
 
     job = sub.add_parser("job", help="status, logs or stop of a submitted sweep job")
     job.add_argument("action", choices=["status", "logs", "stop"])
@@ -242,6 +244,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``lie-sweep`` command line; returns the exit status (2 for a user's error, printed as one line)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

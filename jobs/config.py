@@ -98,6 +98,7 @@ class ClusterConfig:
 
 @dataclass
 class SweepConfig:
+    """A whole sweep's configuration: one field per config group, plus precision, chunk size and seed."""
     model: Any = MISSING
     data: Any = MISSING
     checkpoints: CheckpointsConfig = dc_field(default_factory=CheckpointsConfig)
@@ -192,7 +193,8 @@ def _check_target(cfg: DictConfig, node: str) -> None:
         return
     for key in sub:
         if key != "_target_" and key not in params:
-            raise ConfigError(f"unknown key {node}.{key}", expected=f"one of {sorted(k for k in params if k != 'self')}",
+            raise ConfigError(f"unknown key {node}.{key}",
+                              expected=f"one of {sorted(k for k in params if k != 'self')}",
                               found=repr(key), fix="remove it or check the spelling")
     for key in sub:
         if OmegaConf.is_missing(sub, key):
@@ -227,7 +229,8 @@ def _validate(cfg: DictConfig) -> None:
         ("storage.keepbits", 1 <= cfg.storage.keepbits <= MANTISSA_BITS[cfg.precision],
          f"an integer in 1..{MANTISSA_BITS[cfg.precision]} (mantissa bits of {cfg.precision})"),
         ("derived.eval_count", cfg.derived.eval_count >= 0, "an integer >= 0 (0: no logit deltas)"),
-        ("derived.eval_start", cfg.derived.eval_start is None or cfg.derived.eval_start >= 0, "null or an integer >= 0"),
+        ("derived.eval_start", cfg.derived.eval_start is None or cfg.derived.eval_start >= 0,
+         "null or an integer >= 0"),
         ("derived.epsilon", cfg.derived.epsilon is None or cfg.derived.epsilon > 0, "null or a number > 0"),
     ]
     for key, ok, expected in checks:

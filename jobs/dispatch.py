@@ -45,6 +45,7 @@ class TaskQueue:
             self.push(Queued(task))
 
     def push(self, item: Queued, *, front: bool = False) -> None:
+        """Queue ``item`` at the end of its checkpoint's group, or at its front (a retry)."""
         group = self._groups.setdefault(item.task.checkpoint, deque())
         group.appendleft(item) if front else group.append(item)
 

@@ -51,6 +51,7 @@ class RunReport:
 
     @property
     def pairs_computed(self) -> int:
+        """Pairs computed by this run (tasks completed now, not before)."""
         return sum(r["stop"] - r["start"] for r in self.completed)
 
 
@@ -190,7 +191,8 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
         line = _error_line(cause)
         tb = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
         report.failures.append(_failure(task, attempt + 1, line, tb))
-        store.ledger.record_failure(task.task_id, {k: v for k, v in report.failures[-1].items() if k != "traceback"}, tb)
+        record = {k: v for k, v in report.failures[-1].items() if k != "traceback"}
+        store.ledger.record_failure(task.task_id, record, tb)
         progress.failed += 1
 
     def replace(k: int, why: str) -> None:

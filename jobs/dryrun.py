@@ -33,6 +33,7 @@ __all__ = ["PlanReport", "plan_sweep", "format_plan"]
 
 @dataclass
 class PlanReport:
+    """What ``lie-sweep plan`` found: the grid, the work, memory, calibration and bytes per codec."""
     n_checkpoints: int
     checkpoints_note: str
     n_examples: int
@@ -56,9 +57,11 @@ class PlanReport:
 
     @property
     def hvps(self) -> int:
+        """Ordered Hessian-vector products of the whole sweep: two per pair and checkpoint."""
         return 2 * self.n_checkpoints * self.n_pairs
 
     def seconds(self, workers: int = 1) -> float:
+        """Estimated seconds of the sweep with ``workers`` workers like this machine's, from the calibration."""
         cal = self.calibration
         per_ckpt = (cal["s_per_checkpoint"] + self.n_examples * cal["s_per_example"]
                     + self.n_pairs * (cal["s_per_pair"] + cal["s_per_logit_pair"]))
@@ -206,7 +209,8 @@ def format_plan(r: PlanReport) -> str:
     ]
     lines += [f"               {format_bytes(v):>10}  {k}" for k, v in r.memory.items()]
     if cal["peak_bytes"]:
-        lines.append(f"               {format_bytes(cal['peak_bytes']):>10}  measured peak of the calibration on {r.device}")
+        lines.append(f"               {format_bytes(cal['peak_bytes']):>10}  measured peak of the calibration "
+                     f"on {r.device}")
     lines += [
         f"calibration  {cal['pairs']} pairs at the {cal['where']} on {r.device}: {cal['s_per_pair'] * 1e3:.1f} ms/pair "
         f"(brackets), {cal['s_per_logit_pair'] * 1e3:.1f} ms/pair (logit deltas), "
@@ -230,8 +234,8 @@ def format_plan(r: PlanReport) -> str:
                 lines.append(f"               {c['codec'] + mark:<10} cannot store these values: {c['error_text']}")
                 continue
             total = c["bytes_per_pair"] * r.n_checkpoints * r.n_pairs
-            lines.append(f"               {c['codec'] + mark:<10} {format_bytes(c['bytes_per_pair']):>11} {format_bytes(total):>12} "
-                         f"{total / raw_nxn:>10.3f}x {c['l2_rel_error']:>12.1e}")
+            lines.append(f"               {c['codec'] + mark:<10} {format_bytes(c['bytes_per_pair']):>11} "
+                         f"{format_bytes(total):>12} {total / raw_nxn:>10.3f}x {c['l2_rel_error']:>12.1e}")
         lines.append("               (* storage.codec; gradients add about E/P of this, tables a few KiB per task)")
     else:
         lines.append("disk         no parameter-sized arrays (storage.keep=summary): tables and logit deltas only")

@@ -30,6 +30,7 @@ class Task:
 
     @property
     def n_pairs(self) -> int:
+        """Pairs in this task."""
         return self.stop - self.start
 
     @property
@@ -58,7 +59,8 @@ def canonical_pairs(examples: Sequence[int], mode: str = "all",
         i, j = int(i), int(j)
         for k in (i, j):
             if k not in members:
-                raise ConfigError("pair names an example outside the sweep", expected=f"indices among the sweep's examples ({brief(list(examples))})",
+                raise ConfigError("pair names an example outside the sweep",
+                                  expected=f"indices among the sweep's examples ({brief(list(examples))})",
                                   found=str(k), fix="add it to examples.* or drop the pair")
         key = (min(i, j), max(i, j))
         if key in seen:

@@ -11,6 +11,7 @@ __all__ = ["Progress", "format_seconds", "format_bytes"]
 
 
 def format_seconds(s: float) -> str:
+    """``s`` seconds as H:MM:SS (M:SS under an hour; "?" when unknown)."""
     if s != s or s == float("inf"):
         return "?"
     s = int(round(s))
@@ -42,10 +43,12 @@ class Progress:
 
     @property
     def rate(self) -> float:
+        """Pairs per second since the progress clock started."""
         elapsed = time.perf_counter() - self.start
         return self.fresh / elapsed if elapsed > 0 else 0.0
 
     def line(self) -> str:
+        """The progress line: bar, pairs done of total, pairs/s and ETA."""
         rate = self.rate
         eta = (self.total - self.done) / rate if rate > 0 else float("nan")
         frac = self.done / self.total if self.total else 1.0
@@ -55,6 +58,7 @@ class Progress:
                 f"ETA {format_seconds(eta)}{fail}")
 
     def update(self, pairs: int, force: bool = False) -> None:
+        """Count ``pairs`` more as done and redraw (at most a few times a second unless ``force``)."""
         self.done += pairs
         self.fresh += pairs
         now = time.perf_counter()
@@ -67,6 +71,7 @@ class Progress:
             self._last = now
 
     def close(self) -> None:
+        """Draw the final line and end it."""
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()

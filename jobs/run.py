@@ -27,6 +27,7 @@ __all__ = ["run_sweep", "run_config", "resume_sweep", "RunResult", "format_summa
 
 @dataclass
 class RunResult:
+    """A finished run or resume: its spec, its store, the driver's account and the number of tasks planned."""
     spec: SweepSpec
     store: SweepStore
     report: RunReport
@@ -88,8 +89,9 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
     cfg = config_from_stored(stored, overrides)
     diff = identity_diff(store.meta["identity"], identity_of(cfg))
     if diff and not restart:
+        allowed = ", ".join(k + ".*" if k == "cluster" else k for k in EXECUTION_KEYS)
         raise ConfigError("resume would change what defines this sweep's results",
-                          expected=f"only execution settings ({', '.join(k + '.*' if k == 'cluster' else k for k in EXECUTION_KEYS)})",
+                          expected=f"only execution settings ({allowed})",
                           found="; ".join(diff), fix="drop those overrides, or pass --restart to start the store over")
     if restart:
         cfg = OmegaConf.to_container(cfg, resolve=True)
@@ -138,7 +140,8 @@ def format_summary(result: RunResult, top: int = 8) -> str:
         f"{report.workers} worker(s))",
         (f"disk         {format_bytes(on_disk)} on disk for {format_bytes(raw)} of raw brackets and gradients "
          f"(compression ratio {raw / max(on_disk, 1):.2f}x)" if raw else
-         f"disk         {format_bytes(on_disk)} on disk (storage.keep=summary: tables, logit deltas, losses, Gram matrices)"),
+         f"disk         {format_bytes(on_disk)} on disk "
+         "(storage.keep=summary: tables, logit deltas, losses, Gram matrices)"),
     ]
     if report.completed:
         steps = [c["step"] for c in spec.checkpoints]

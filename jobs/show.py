@@ -46,6 +46,7 @@ def _fmt(x: Any, spec: str = ".3e") -> str:
 
 
 def format_show(sweep: Sweep, top: int = 10) -> str:
+    """The terminal summary of a sweep (what ``lie-sweep show`` prints), from its tables and logit deltas."""
     meta = sweep.meta
     layout = sweep.store.layout
     done, n_tasks = len(sweep.store.ledger.done_tasks()), meta["n_tasks"]
@@ -99,7 +100,8 @@ def format_show(sweep: Sweep, top: int = 10) -> str:
     lines += ["", "examples most involved in order effects (sum of |[u_e,u_j]| over their pairs and checkpoints)",
               f"{'example':>8} {'score':>12} {'pairs':>6} {'mean loss':>10}"]
     for row in scores.head(min(top, 8)).itertuples():
-        lines.append(f"{row.example:>8} {_fmt(row.score):>12} {row.n_pairs:>6} {_fmt(getattr(row, 'loss', None), '.4f'):>10}")
+        loss = _fmt(getattr(row, "loss", None), ".4f")
+        lines.append(f"{row.example:>8} {_fmt(row.score):>12} {row.n_pairs:>6} {loss:>10}")
     return "\n".join(lines)
 
 

@@ -73,6 +73,7 @@ def sweep_status(path: str) -> dict[str, Any]:
 
 
 def format_status(st: dict[str, Any]) -> str:
+    """The human-readable form of :func:`sweep_status`'s account."""
     t, p = st["tasks"], st["pairs"]
     lines = [f"store      {st['store']}  [{st['state']}]"]
     if st["driver"]:

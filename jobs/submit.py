@@ -92,7 +92,8 @@ def submit_run(overrides: Sequence[str], address: str, *, log: Callable[[str], N
     with tempfile.TemporaryDirectory(prefix="lie-sweep-job-") as workdir:
         Path(workdir, "config.json").write_text(json.dumps(cfg, indent=1))
         job_id = _submit(client, entrypoint="python -m jobs.cli run --config config.json",
-                         runtime_env=_runtime_env(workdir), metadata={"lie_sweep": "run", "store": cfg["storage"]["path"]})
+                         runtime_env=_runtime_env(workdir),
+                         metadata={"lie_sweep": "run", "store": cfg["storage"]["path"]})
     log(f"submitted {job_id}: sweep into {cfg['storage']['path']}")
     return job_id
 
@@ -143,6 +144,7 @@ def _call(fn, job_id: str):
 
 
 def job_status(address: str, job_id: str) -> dict[str, Any]:
+    """A submitted job's status, message, times and entrypoint."""
     client = job_client(address)
     info = _call(client.get_job_info, job_id)
     return {"job_id": job_id, "status": str(getattr(info.status, "value", info.status)), "message": info.message,
@@ -151,9 +153,11 @@ def job_status(address: str, job_id: str) -> dict[str, Any]:
 
 
 def job_logs(address: str, job_id: str) -> str:
+    """A submitted job's output so far."""
     return _call(job_client(address).get_job_logs, job_id)
 
 
 def job_stop(address: str, job_id: str) -> bool:
+    """Ask a job to stop; False when it had already ended. Completed tasks stay in the store."""
     return bool(_call(job_client(address).stop_job, job_id))
 

@@ -38,6 +38,7 @@ def pair_rms_rows(step: int, pair_ids: np.ndarray, pairs: np.ndarray, tensors: S
 
 
 def example_rows(step: int, examples: Sequence[int], losses: np.ndarray, grad_norms: np.ndarray) -> dict:
+    """Rows of the ``examples`` table at one checkpoint: loss and gradient norm per example."""
     n = len(examples)
     return {"step": np.full(n, step, dtype=np.int64), "example": np.asarray(examples, dtype=np.int64),
             "loss": losses.astype(np.float64), "grad_norm": grad_norms.astype(np.float64)}
@@ -53,5 +54,6 @@ def example_rms_rows(step: int, examples: Sequence[int], tensors: Sequence[str],
 
 
 def checkpoint_row(step: int, effective_rank: float, losses: np.ndarray, grad_norms: np.ndarray) -> dict:
+    """The ``checkpoints`` table's row: effective rank of the Gram matrix, mean loss and gradient norm."""
     return {"step": np.array([step], dtype=np.int64), "effective_rank": np.array([effective_rank]),
             "mean_loss": np.array([float(np.mean(losses))]), "mean_grad_norm": np.array([float(np.mean(grad_norms))])}

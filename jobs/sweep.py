@@ -58,6 +58,7 @@ class SweepSpec:
 
     @property
     def identity_hash(self) -> str:
+        """SHA-256 of the identity (what defines the results)."""
         return identity_hash(self.identity)
 
     @property
@@ -68,6 +69,7 @@ class SweepSpec:
 
     @property
     def n_params(self) -> int:
+        """D: parameters of the model on the full flat axis."""
         return ParamSpec.from_records(self.param_spec).size
 
     def stored_spec(self) -> tuple[ParamSpec, torch.Tensor | None]:
@@ -78,13 +80,16 @@ class SweepSpec:
         return full.subset(self.kept_names)
 
     def layout(self) -> StoreLayout:
+        """The store's layout for this sweep (shapes, shards, inner chunks)."""
         st = self.config["storage"]
         return StoreLayout(n_checkpoints=len(self.checkpoints), n_pairs=len(self.pairs),
                            n_examples=len(self.examples), n_params=self.stored_spec()[0].size,
                            pairs_per_task=self.config["pairs"]["per_task"], inner_chunk=st["inner_chunk"],
-                           n_eval=len(self.eval_examples), n_outputs=len(self.output_names) if self.eval_examples else 0)
+                           n_eval=len(self.eval_examples),
+                           n_outputs=len(self.output_names) if self.eval_examples else 0)
 
     def store_meta(self, n_tasks: int) -> dict[str, Any]:
+        """The metadata written into the store (config without storage options, identity, provenance, specs)."""
         config = {**self.config, "storage": {**self.config["storage"], "options": {}}}  # may hold credentials
         return {"package_version": lie_sweep.__version__, "config": config, "identity": self.identity,
                 "identity_hash": self.identity_hash, "param_spec": self.param_spec,
@@ -116,8 +121,9 @@ def verify_checkpoint(prov: dict[str, Any], sha256: str | None = None) -> None:
     if not path.is_file():
         raise CheckpointNotFoundError(f"checkpoint {path} of this sweep is missing",
                                       expected=f"the file swept at step {prov['step']}", found="no such file",
-                                      fix="restore it; if the checkpoints moved, resume with checkpoints.dir=NEW_DIR "
-                                          "(or checkpoints.glob= / checkpoints.paths=); or start over (resume --restart)")
+                                      fix="restore it; if the checkpoints moved, resume with "
+                                          "checkpoints.dir=NEW_DIR (or checkpoints.glob= / checkpoints.paths=); "
+                                          "or start over (resume --restart)")
     size = path.stat().st_size
     if size != prov["size"] or (sha256 or file_sha256(path)) != prov["sha256"]:
         raise CheckpointError(f"checkpoint {path} changed since the sweep started",

@@ -103,7 +103,8 @@ class BracketWorker:
         apply_checkpoint(self.model, ckpt)
         self.params = self.fmodel.params()
         names = [n for n, _ in self.model.named_parameters()]
-        self.field = update_field(self.spec.config["field"], ckpt.optimizer_state, names, prov["path"]).bind(self.params)
+        field = update_field(self.spec.config["field"], ckpt.optimizer_state, names, prov["path"])
+        self.field = field.bind(self.params)
         self.example_fields = compute_example_fields(self.fmodel, self.params, self.inputs, self.targets,
                                                      field=self.field)
         grads = self.example_fields.gradients
@@ -225,4 +226,5 @@ class BracketWorker:
                 "host": socket.gethostname(), "pid": os.getpid(), "node": self.node_id, "loads": loads}
 
     def ping(self) -> int:
+        """The worker's process id, once it is up (the driver's readiness probe)."""
         return os.getpid()

@@ -113,6 +113,7 @@ class PairFits:
 
     @property
     def c(self) -> torch.Tensor:
+        """The fit constant c = exp(log c)."""
         return self.log_c.exp()
 
 

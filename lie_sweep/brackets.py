@@ -205,6 +205,7 @@ class HVPCall:
 
     @property
     def n_hvps(self) -> int:
+        """Ordered HVPs this call evaluates."""
         return int(self.pair_index.numel())
 
 
@@ -214,7 +215,8 @@ def plan_hvp_calls(pairs: torch.Tensor, chunk_size: int) -> list[HVPCall]:
     Pair p = (i, j) needs +M[j, i] and −M[i, j]. Involved examples are cut into blocks of
     s = ⌊√(2·chunk_size)⌋; a block of examples × a block of tangents whose combinations are all
     needed becomes a ``"block"`` call, all pairs inside one block a ``"partners"`` call, and whatever
-    remains ``"flat"`` calls (blocks are balanced: as few as s allows, of equal size). Every needed ordered HVP appears in exactly one call; no diagonal M[i, i].
+    remains ``"flat"`` calls (blocks are balanced: as few as s allows, of equal size). Every needed
+    ordered HVP appears in exactly one call; no diagonal M[i, i].
     """
     needed: dict[tuple[int, int], tuple[int, int]] = {}
     for p, (i, j) in enumerate(pairs.tolist()):

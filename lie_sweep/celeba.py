@@ -33,7 +33,8 @@ class CelebA(Dataset):
         if not attr_file.is_file():
             raise ConfigError("CelebA not found", expected=f"{attr_file}",
                               found="no such file" if self.root.exists() else f"no directory {self.root}",
-                              fix="set data.root to a local CelebA copy holding list_attr_celeba.txt and img_align_celeba/")
+                              fix="set data.root to a local CelebA copy holding list_attr_celeba.txt and "
+                                  "img_align_celeba/")
         lines = attr_file.read_text().splitlines()
         self.attribute_names: tuple[str, ...] = tuple(lines[1].split())
         files, rows = [], []

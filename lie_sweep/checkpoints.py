@@ -259,7 +259,8 @@ def apply_checkpoint(model: torch.nn.Module, checkpoint: Checkpoint | Mapping[st
             parts.append(f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
         raise CheckpointMismatchError(f"checkpoint{where} does not fit the model",
                                       expected=f"the {len(expected)} tensors of {type(model).__name__}",
-                                      found=", ".join(parts), fix="use the model config the checkpoint was trained with")
+                                      found=", ".join(parts),
+                                      fix="use the model config the checkpoint was trained with")
     for k, t in expected.items():
         if tuple(state[k].shape) != tuple(t.shape):
             raise CheckpointMismatchError(f"checkpoint{where} does not fit the model",

@@ -129,6 +129,7 @@ class SGDField(UpdateField):
     name = "sgd"
 
     def direction(self, params: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor]) -> Params:
+        """u = −g."""
         return {n: -g for n, g in grads.items()}
 
 
@@ -174,6 +175,7 @@ class PreconditionedField(UpdateField):
         return cls(diagonal)
 
     def bind(self, params: Mapping[str, torch.Tensor]) -> "PreconditionedField":
+        """P restricted to ``params``, on their device and dtype; one error line when it does not fit them."""
         missing = [n for n in params if n not in self.diagonal]
         if missing:
             raise ConfigError("preconditioner does not cover the parameters",
@@ -191,4 +193,5 @@ class PreconditionedField(UpdateField):
         return PreconditionedField(bound)
 
     def direction(self, params: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor]) -> Params:
+        """u = −P g."""
         return {n: -self.diagonal[n] * g for n, g in grads.items()}

@@ -26,6 +26,7 @@ class Mish(nn.Module):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits, (batch, num_outputs)."""
         return x * torch.tanh(torch.nn.functional.softplus(x))
 
 
@@ -53,6 +54,7 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits, (batch, num_outputs)."""
         return self.net(x)
 
 
@@ -79,6 +81,7 @@ class SmallConvNet(nn.Module):
         self.head = nn.Linear(2 * width, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits, (batch, num_outputs)."""
         return self.head(self.features(x))
 
 
@@ -140,4 +143,5 @@ class MXResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits, (batch, num_outputs)."""
         return self.head(self.pool(self.stages(self.stem(x))))

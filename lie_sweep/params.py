@@ -26,10 +26,12 @@ class ParamEntry:
 
     @property
     def numel(self) -> int:
+        """Elements of the tensor."""
         return math.prod(self.shape)
 
     @property
     def stop(self) -> int:
+        """End of the tensor's slice of the flat axis (offset + numel)."""
         return self.offset + self.numel
 
 
@@ -59,6 +61,7 @@ class ParamSpec:
 
     @property
     def names(self) -> list[str]:
+        """Tensor names in flat-axis order."""
         return [e.name for e in self.entries]
 
     def __len__(self) -> int:
@@ -117,6 +120,7 @@ class ParamSpec:
 
     @classmethod
     def from_records(cls, records: Iterable[Mapping]) -> "ParamSpec":
+        """The spec written by :meth:`to_records` (name, offset, shape per tensor)."""
         records = list(records)
         spec = cls((r["name"], r["shape"]) for r in records)
         for r, e in zip(records, spec.entries):

@@ -32,7 +32,8 @@ from zarr.errors import ZarrUserWarning
 
 from .errors import StoreError
 
-__all__ = ["CODEC_PRESETS", "DEFAULT_KEEPBITS", "FLOAT16_MAX", "MANTISSA_BITS", "ArrayCodecs", "array_codecs", "compressors_for",
+__all__ = ["CODEC_PRESETS", "DEFAULT_KEEPBITS", "FLOAT16_MAX", "MANTISSA_BITS", "ArrayCodecs", "array_codecs",
+           "compressors_for",
            "error_bound", "check_encodable"]
 
 # we know these codecs are zarr-python specific (the module docstring says so); the warning would

@@ -38,6 +38,7 @@ SCHEMA_VERSION = 3
 
 @dataclass(frozen=True)
 class StoreLayout:
+    """Shapes, task-aligned shards and inner chunks of a store's arrays (see the module docstring)."""
     n_checkpoints: int
     n_pairs: int
     n_examples: int
@@ -62,6 +63,7 @@ class StoreLayout:
 
     @property
     def keeps_logits(self) -> bool:
+        """Whether the store holds ``logit_deltas`` (an evaluation batch and outputs)."""
         return self.n_eval > 0 and self.n_outputs > 0
 
     @property
@@ -76,24 +78,30 @@ class StoreLayout:
 
     @property
     def n_tasks_per_checkpoint(self) -> int:
+        """Tasks per checkpoint: ceil(P / pairs_per_task)."""
         return math.ceil(self.n_pairs / self.pairs_per_task)
 
     def brackets(self) -> dict:
+        """Shape, inner chunks and shards of ``brackets`` (C, P, D): one shard per task."""
         return {"shape": (self.n_checkpoints, self.n_pairs, self.n_params), "chunks": (1, 1, self.inner),
                 "shards": (1, self.pairs_per_task, self.shard_params)}
 
     def gradients(self) -> dict:
+        """Shape, inner chunks and shards of ``gradients`` (C, E, D): one shard per checkpoint."""
         return {"shape": (self.n_checkpoints, self.n_examples, self.n_params), "chunks": (1, 1, self.inner),
                 "shards": (1, self.n_examples, self.shard_params)}
 
     def losses(self) -> dict:
+        """Shape and chunks of ``losses`` (C, E)."""
         return {"shape": (self.n_checkpoints, self.n_examples), "chunks": (1, self.n_examples), "shards": None}
 
     def logit_deltas(self) -> dict:
+        """Shape and chunks of ``logit_deltas`` (C, P, B, O): one chunk per task."""
         return {"shape": (self.n_checkpoints, self.n_pairs, self.n_eval, self.n_outputs),
                 "chunks": (1, self.pairs_per_task, self.n_eval, self.n_outputs), "shards": None}
 
     def gram(self) -> dict:
+        """Shape and chunks of ``gram`` (C, E, E)."""
         return {"shape": (self.n_checkpoints, self.n_examples, self.n_examples),
                 "chunks": (1, self.n_examples, self.n_examples), "shards": None}
 
@@ -104,6 +112,7 @@ class StoreLayout:
         return (checkpoint, start // self.pairs_per_task, 0)
 
     def to_dict(self) -> dict:
+        """The layout as stored in the metadata (``StoreLayout(**d)`` rebuilds it)."""
         return {"n_checkpoints": self.n_checkpoints, "n_pairs": self.n_pairs, "n_examples": self.n_examples,
                 "n_params": self.n_params, "pairs_per_task": self.pairs_per_task, "inner_chunk": self.inner_chunk,
                 "n_eval": self.n_eval, "n_outputs": self.n_outputs}

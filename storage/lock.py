@@ -75,6 +75,7 @@ class StoreLock:
             return {"host": "?", "pid": -1, "started": 0.0, "heartbeat": 0.0, "command": "?", "token": "torn"}
 
     def is_stale(self, record: dict[str, Any]) -> bool:
+        """Whether ``record``'s holder is gone (see the module docstring)."""
         if record.get("token") == "torn":
             return True
         if record.get("host") == socket.gethostname():

@@ -50,6 +50,7 @@ class StoreTree:
 
     @property
     def tables(self) -> str:
+        """The Parquet tables' folder."""
         return posixpath.join(self.root, TABLES_DIR)
 
     @property
@@ -64,6 +65,7 @@ class StoreTree:
 
     @property
     def marker(self) -> str:
+        """The marker file written first at creation."""
         return posixpath.join(self.root, MARKER)
 
     @property
@@ -76,6 +78,7 @@ class StoreTree:
         return posixpath.relpath(path, self.root)
 
     def absolute(self, relative: str) -> str:
+        """The path of ``relative`` (as marks record it) under the root."""
         return posixpath.join(self.root, relative)
 
 

@@ -133,8 +133,10 @@ class Sweep:
         """A function returning the Zarr array ``name``; one error line when the store does not keep it."""
         if name not in self.store.group:
             if name in ("brackets", "gradients"):
-                raise StoreKeyError(f"this store keeps no {name}", expected="a store run with storage.keep=all or globs",
-                                    found="storage.keep=summary", fix="use the tables (sweep.fits(), sweep.rms_table())")
+                raise StoreKeyError(f"this store keeps no {name}",
+                                    expected="a store run with storage.keep=all or globs",
+                                    found="storage.keep=summary",
+                                    fix="use the tables (sweep.fits(), sweep.rms_table())")
             found = ("derived.eval_count=0" if name == "logit_deltas" else
                      f"a store of schema {self.meta.get('schema_version')} (older lie-sweep)")
             raise StoreKeyError(f"this store has no {name}", expected=f"a store with {name}", found=found,
@@ -185,7 +187,8 @@ class Sweep:
 
         from .views import ZarrBackendArray, lazy_variable, pair_coords
 
-        var = lazy_variable(("step", "pair", "eval_example", "output"), ZarrBackendArray(self._array_getter("logit_deltas")))
+        var = lazy_variable(("step", "pair", "eval_example", "output"),
+                            ZarrBackendArray(self._array_getter("logit_deltas")))
         coords = xr.Coordinates({"step": ("step", self.steps), "eval_example": ("eval_example", self.eval_examples),
                                  "output": ("output", self.output_names)}).merge(pair_coords(self.pairs)).coords
         return xr.DataArray(var, coords=coords, name="logit_deltas",

@@ -233,7 +233,8 @@ class SweepStore:
         fs, root = filesystem_of(path, storage_options)
         tree = detect(fs, root)
         if tree is None:
-            found = "no such path" if not fs.exists(root) else ("a file" if fs.isfile(root) else "no lie-sweep metadata")
+            found = ("no such path" if not fs.exists(root) else
+                     "a file" if fs.isfile(root) else "no lie-sweep metadata")
             raise NotASweepError(f"{path} is not a lie-sweep store", expected="a store written by `lie-sweep run`",
                                  found=found, fix="pass the storage.path a sweep was run with")
         if not _has_metadata(fs, tree):
@@ -306,11 +307,13 @@ class SweepStore:
 
     @property
     def steps(self) -> list[int]:
+        """Training step of each checkpoint, in store order."""
         if not hasattr(self, "_steps"):
             self._steps = [int(s) for s in self.group["steps"][:]]
         return self._steps
 
     def exists(self, path: str) -> bool:
+        """Whether ``path`` exists now (listing caches of object stores are refreshed first)."""
         self._fresh(posixpath.dirname(path))
         return bool(self.fs.exists(path))
 
@@ -324,6 +327,7 @@ class SweepStore:
             pass
 
     def discard_files(self, paths: Sequence[str]) -> None:
+        """Remove each of ``paths`` that exists."""
         for path in paths:
             self._discard(path)
 

@@ -57,6 +57,7 @@ class FlatTensorArray(ZarrBackendArray):
 
 
 def lazy_variable(dims: Sequence[str], backend: BackendArray, attrs: dict | None = None) -> xr.Variable:
+    """An xarray Variable over ``backend`` that reads nothing until indexed (lazily indexed, no cache)."""
     return xr.Variable(tuple(dims), indexing.LazilyIndexedArray(backend), attrs=attrs or {})
 
 

@@ -35,4 +35,5 @@ def assert_bitwise_equal(a, b):
 
 
 def marks_of(store):
-    return {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in (store / "ledger" / "marks").glob("task-*.json")}
+    return {int(p.stem.split("-")[1]): json.loads(p.read_text())
+            for p in (store / "ledger" / "marks").glob("task-*.json")}

@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 SCRIPT = r"""
 import json, os, sys, threading, time
-for k, v in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_AUTH_MODE", "disabled"), ("RAY_USAGE_STATS_ENABLED", "0")):
+for k, v in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_AUTH_MODE", "disabled"),
+             ("RAY_USAGE_STATS_ENABLED", "0")):
     os.environ.setdefault(k, v)
 import ray
 from ray.cluster_utils import Cluster
@@ -33,7 +34,8 @@ try:
     def remove_the_other_node():
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            marks = [json.load(open(os.path.join(store, "ledger", "marks", f))) for f in os.listdir(os.path.join(store, "ledger", "marks"))
+            where = os.path.join(store, "ledger", "marks")
+            marks = [json.load(open(os.path.join(where, f))) for f in os.listdir(where)
                      if f.endswith(".json")] if os.path.isdir(os.path.join(store, "ledger", "marks")) else []
             if len(marks) >= 3 and any(m["node"] == extra.node_id for m in marks):
                 cluster.remove_node(extra)

@@ -129,7 +129,8 @@ def test_tables_agree_with_the_stored_brackets_and_gradients(sweeps):
     over_all = sweep.top_pairs(100)
     assert len(over_all) == len(sweep.pairs) and (over_all["n_checkpoints"] == len(sweep.steps)).all()
     gram = sweep.gram().sel(step=step).values
-    g = np.stack([np.concatenate([sweep.gradient(step, e)[n].ravel() for n in sweep.param_names]) for e in sweep.examples])
+    g = np.stack([np.concatenate([sweep.gradient(step, e)[n].ravel() for n in sweep.param_names])
+                  for e in sweep.examples])
     np.testing.assert_allclose(gram, g.astype(np.float64) @ g.T.astype(np.float64), rtol=1e-5, atol=1e-10)
     ck = sweep.checkpoint_table()
     assert ck["step"].tolist() == sweep.steps and (ck["effective_rank"] > 1).all()

@@ -127,7 +127,8 @@ def test_a_lock_whose_holder_is_gone_is_taken_over(reference, tmp_path):
     run_sweep(glob_overrides(reference, store), log=lambda m: None)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
-    (store / "ledger" / "lock.json").write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead), "started": 0,
-                                                 "heartbeat": 0, "command": "run", "token": "old"}))
+    lock = store / "ledger" / "lock.json"
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead), "started": 0,
+                                "heartbeat": 0, "command": "run", "token": "old"}))
     result = resume_sweep(str(store), log=lambda m: None)
-    assert result.report.skipped == 30 and not (store / "ledger" / "lock.json").exists()
+    assert result.report.skipped == 30 and not lock.exists()

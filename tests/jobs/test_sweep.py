@@ -11,6 +11,8 @@ from jobs.plan import make_plan
 from jobs.run import format_summary, run_sweep
 from lie_sweep import open_sweep
 
+from .sweeps import marks_of
+
 pytestmark = pytest.mark.slow
 
 VERIFY = r"""
@@ -63,7 +65,8 @@ def test_demo_at_test_size_through_ray_and_zarr_reopened_by_another_process(loca
 def test_results_do_not_depend_on_workers_or_pairs_per_task(local_ray, small, tmp_path):
     run_sweep(small("cluster.workers=1", "pairs.per_task=3", store="a.zarr"), log=lambda m: None)
     # the same checkpoints, found by glob this time (training settings do not apply to a glob)
-    same = [o for o in small("cluster.workers=2", "pairs.per_task=4", store="b.zarr") if not o.startswith("checkpoints.")]
+    same = [o for o in small("cluster.workers=2", "pairs.per_task=4", store="b.zarr")
+            if not o.startswith("checkpoints.")]
     run_sweep([*same, "checkpoints=glob", f"checkpoints.glob={tmp_path / 'ck'}"], log=lambda m: None)
     a, b = open_sweep(str(tmp_path / "a.zarr")), open_sweep(str(tmp_path / "b.zarr"))
     assert a.steps == b.steps and np.array_equal(a.pairs, b.pairs)
@@ -76,11 +79,12 @@ def test_two_workers_never_share_a_shard(local_ray, small, tmp_path):
     run_sweep(small("cluster.workers=2", "pairs.per_task=2"), log=lambda m: None)
     root = tmp_path / "s.zarr"
     tasks = make_plan(2, 10, 2)
-    planned = {t.task_id: root / "arrays.zarr" / "brackets" / "c" / str(t.checkpoint) / str(t.start // 2) / "0" for t in tasks}
+    shards = root / "arrays.zarr" / "brackets" / "c"
+    planned = {t.task_id: shards / str(t.checkpoint) / str(t.start // 2) / "0" for t in tasks}
     assert len(set(planned.values())) == len(tasks)               # from the plan: one shard per task
     on_disk = {p for p in (root / "arrays.zarr" / "brackets" / "c").rglob("*") if p.is_file()}
     assert on_disk == set(planned.values())                      # from the files: no other shard written
-    marks = {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in (root / "ledger" / "marks").glob("task-*.json")}
+    marks = marks_of(root)
     assert sorted(marks) == [t.task_id for t in tasks]
     assert len({m["pid"] for m in marks.values()}) == 2          # both workers wrote
     grad_shards = {p for p in (root / "arrays.zarr" / "gradients" / "c").rglob("*") if p.is_file()}

@@ -49,7 +49,8 @@ def double_backward_brackets(model, x, y, pairs):
         g = grad_of(k, True)
         return torch.autograd.grad(g, params, grad_outputs=vec)
 
-    flat = lambda ts: torch.cat([t.reshape(-1) for t in ts])
+    def flat(ts):
+        return torch.cat([t.reshape(-1) for t in ts])
     rows = []
     for i, j in pairs:
         gi = [t.detach() for t in grad_of(i, False)]

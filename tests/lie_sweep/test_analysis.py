@@ -66,7 +66,8 @@ def test_logit_deltas_match_outputs_of_two_sgd_orders():
 
 def test_logit_deltas_with_batchnorm_use_running_statistics():
     torch.manual_seed(0)
-    model = MXResNet(num_outputs=3, widths=(4, 8), depths=(1, 1), stem_widths=(4, 4, 4), zero_init_residual=False).double()
+    model = MXResNet(num_outputs=3, widths=(4, 8), depths=(1, 1), stem_widths=(4, 4, 4),
+                     zero_init_residual=False).double()
     x, y = batch(2, (3, 16, 16), 3)
     fmodel = FunctionalModel(model)
     params = fmodel.params()
@@ -117,7 +118,8 @@ def test_gram_and_effective_rank():
     assert effective_rank(gram_matrix(parallel)) == pytest.approx(1.0, abs=1e-6)
     # singular values 2 and 1: p = (2/3, 1/3)
     skew = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
-    assert effective_rank(gram_matrix(skew)) == pytest.approx(math.exp(-(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))))
+    entropy = -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))
+    assert effective_rank(gram_matrix(skew)) == pytest.approx(math.exp(entropy))
     assert effective_rank(torch.zeros(2, 2)) == 0.0
 
 

@@ -10,7 +10,8 @@ from .test_store import make_store
 
 
 def rows(step, pairs):
-    return {"step": np.full(len(pairs), step), "pair": np.asarray(pairs), "i": np.asarray(pairs), "j": np.asarray(pairs) + 1,
+    return {"step": np.full(len(pairs), step), "pair": np.asarray(pairs), "i": np.asarray(pairs),
+            "j": np.asarray(pairs) + 1,
             "norm": np.asarray(pairs, dtype=float), "rms": np.ones(len(pairs)), "c": np.ones(len(pairs)),
             "log_c": np.zeros(len(pairs)), "r2": np.full(len(pairs), np.nan), "n_tensors": np.full(len(pairs), 2),
             "logit_rms": np.ones(len(pairs))}
