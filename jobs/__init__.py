@@ -2,3 +2,5 @@
 
 Composes :mod:`lie_sweep` (the math) and :mod:`storage` (the store).
 """
+
+__lie_sweep_package__ = "jobs"  # tells this package from another distribution's `jobs` (lie_sweep._origin)

@@ -6,7 +6,13 @@ import argparse
 import sys
 from typing import Sequence
 
-from lie_sweep.errors import LieSweepError, first_line
+try:
+    from lie_sweep.errors import LieSweepError, first_line
+    _CLASH: str | None = None
+except ImportError as exc:  # lie_sweep._origin.PackageClashError: another distribution's `storage` came first
+    if type(exc).__name__ != "PackageClashError":
+        raise
+    _CLASH = str(exc)
 
 DESCRIPTION = """\
 lie-sweep computes Lie brackets of training examples, [u_i, u_j] = J_{u_j} u_i - J_{u_i} u_j,
@@ -245,6 +251,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``lie-sweep`` command line; returns the exit status (2 for a user's error, printed as one line)."""
+    if _CLASH is not None:
+        print(f"lie-sweep: error: {_CLASH}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

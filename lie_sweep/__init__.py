@@ -5,6 +5,10 @@ With learning rate ε, training on example i then j instead of j then i moves th
 data and checkpoints; it uses torch only.
 """
 
+from ._origin import require_own_package
+
+require_own_package("storage")  # a same-named package of another distribution is one error line, not a puzzle
+
 from .brackets import (BracketBatch, ExampleFields, batch_bracket, bracket_kernel, compute_brackets,
                        compute_example_fields, example_gradients)
 from .checkpoints import (Checkpoint, apply_checkpoint, find_checkpoints, load_checkpoint, load_checkpoints,
