@@ -18,7 +18,6 @@ Usage: python benchmarks/bench_codecs.py [--case convnet resnet] [--keepbits 10]
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
@@ -77,9 +76,6 @@ def main() -> None:
     ap.add_argument("--keepbits", type=int, default=10)
     ap.add_argument("--out", default=None, help="where the stores go (default: a temporary directory)")
     args = ap.parse_args()
-    for key, value in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_AUTH_MODE", "disabled"),
-                       ("RAY_USAGE_STATS_ENABLED", "0")):
-        os.environ.setdefault(key, value)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
         rows = [r for case in args.case for r in run_case(case, CASES[case], out, args.keepbits)]

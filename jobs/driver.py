@@ -23,18 +23,25 @@ from storage.store import SweepStore
 
 from .dispatch import Queued, TaskQueue, next_assignment
 from .plan import Task
+from .pool import WorkerPool, WorkerSlot, task_error
 from .progress import Progress
 from .reaper import start_reaper
 from .sweep import SweepSpec
-from .worker import BracketWorker
 
-__all__ = ["RunReport", "execute", "init_ray", "worker_resources"]
+__all__ = ["RunReport", "execute", "init_ray", "worker_resources", "apply_ray_defaults", "RAY_LOCAL_DEFAULTS"]
 
 _REAPER = None  # the watchdog of the embedded Ray this process started (see jobs.reaper); lives as long as we do
 
-for _key, _value in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_USAGE_STATS_ENABLED", "0"),
-                     ("RAY_AUTH_MODE", "disabled")):
-    os.environ.setdefault(_key, _value)
+# Ray on one machine: bound to 127.0.0.1, no auth prompt, no usage reporting (a user's own setting wins)
+RAY_LOCAL_DEFAULTS = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+                      "RAY_AUTH_MODE": "disabled"}
+
+
+def apply_ray_defaults() -> None:
+    """Set :data:`RAY_LOCAL_DEFAULTS` in this process's environment where they are unset (before Ray starts;
+    processes started from here inherit them)."""
+    for key, value in RAY_LOCAL_DEFAULTS.items():
+        os.environ.setdefault(key, value)
 
 
 @dataclass
@@ -61,6 +68,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
+    apply_ray_defaults()
     if address:
         ray.init(address=address, log_to_driver=True, configure_logging=False)
     else:  # "local": a new Ray of our own, never a cluster that `ray start` left running here
@@ -89,19 +97,28 @@ def worker_resources(cluster: dict[str, Any]) -> tuple[int, dict[str, float], in
     return int(n), res, threads
 
 
-def _cause(exc: BaseException) -> BaseException:
-    import ray
-
-    if isinstance(exc, ray.exceptions.RayTaskError):
-        cause = getattr(exc, "cause", None)
-        if cause is not None:
-            return cause
-    return exc
-
-
 def _error_line(exc: BaseException) -> str:
     """The line a failure is recorded with: ours whole (they are one line by construction), others' first line."""
     return str(exc) if isinstance(exc, LieSweepError) else first_line(exc)
+
+
+def _retry(task: Task, attempt: int, cause: BaseException, died: bool, retries: int,
+           last_error: dict[int, str]) -> bool:
+    """Whether a failed attempt is tried again: not past ``retries``, never for a user's error, and not
+    when it failed with the same error as the attempt before (deterministic), unless its worker died."""
+    line = _error_line(cause)
+    repeated = not died and last_error.get(task.task_id) == line
+    last_error[task.task_id] = line
+    return attempt < retries and not isinstance(cause, LieSweepError) and not repeated
+
+
+def _dispatch(pool: WorkerPool, todo: TaskQueue, inflight: dict, max_in_flight: int) -> None:
+    """Queue tasks on the workers that are up, as :func:`jobs.dispatch.next_assignment` picks them."""
+    ready = pool.ready()
+    while (pick := next_assignment(todo, [s.holds for s in ready], [s.load for s in ready], max_in_flight,
+                                   time.monotonic())) is not None:
+        k, item = pick
+        inflight[pool.run(ready[k], item.task)] = (item.task, item.attempt, ready[k])
 
 
 def _failure(task: Task, attempts: int, error: str, tb: str) -> dict[str, Any]:
@@ -143,126 +160,62 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
         log(f"warning: the store {spec.store_path} is a local path but the cluster spans {len(hosts)} hosts: every "
             f"node must see it at that path (a shared filesystem), or use an fsspec URL such as s3://bucket/sweep")
     n_workers, resources, threads = worker_resources(cluster)
-    n_workers = min(n_workers, len(todo))
-    actor_cls = ray.remote(BracketWorker)
-    replace_timeout = float(cluster["replace_timeout"])
-
-    def new_slot() -> dict[str, Any]:
-        # two concurrent calls: one computes while the previous one compresses and writes
-        handle = actor_cls.options(**resources, max_concurrency=2).remote(spec, threads)
-        return {"handle": handle, "ping": handle.ping.remote(), "since": time.monotonic(), "ready": False, "load": 0,
-                "holds": None}  # the checkpoint of its latest task: the one it has loaded, or will
-
-    slots = [new_slot() for _ in range(n_workers)]
-    try:
-        ray.get([slot["ping"] for slot in slots])
-    except ray.exceptions.RayTaskError as exc:
-        cause = _cause(exc)
-        for slot in slots:
-            ray.kill(slot["handle"])
-        if isinstance(cause, LieSweepError):
-            raise cause from None
-        raise
-    for slot in slots:
-        slot["ready"], slot["ping"] = True, None
+    pool = WorkerPool(spec, min(n_workers, len(todo)), resources, threads, float(cluster["replace_timeout"]), log)
+    pool.wait_ready()
     report.startup_s = time.perf_counter() - start
     progress.start = time.perf_counter()  # rates and ETA from here: start-up is not throughput
-    report.workers = n_workers
-    log(f"{n_workers} worker(s) ({'GPU' if resources['num_gpus'] else 'CPU'}, {threads} thread(s) each); "
+    report.workers = len(pool)
+    log(f"{len(pool)} worker(s) ({'GPU' if resources['num_gpus'] else 'CPU'}, {threads} thread(s) each); "
         f"{len(todo)} task(s) to run, {report.skipped} already done")
-    inflight: dict[Any, tuple[Task, int, dict]] = {}   # ref -> (task, attempt, slot it was submitted to)
-    last_error: dict[int, str] = {}                     # task id -> its previous attempt's error line
-    max_q = int(cluster["max_in_flight"])
-    retries = int(cluster["retries"])
-
-    def dispatch() -> None:
-        """Queue tasks on the workers that are up, as :func:`jobs.dispatch.next_assignment` picks them."""
-        ready = [s_ for s_ in slots if s_["ready"]]
-        while (pick := next_assignment(todo, [s_["holds"] for s_ in ready], [s_["load"] for s_ in ready], max_q,
-                                       time.monotonic())) is not None:
-            k, item = pick
-            slot = ready[k]
-            ref = slot["handle"].run.remote(item.task)
-            inflight[ref] = (item.task, item.attempt, slot)
-            slot["load"] += 1
-            slot["holds"] = item.task.checkpoint
+    inflight: dict[Any, tuple[Task, int, WorkerSlot]] = {}   # ref -> (task, attempt, its worker)
+    last_error: dict[int, str] = {}                           # task id -> its previous attempt's error line
 
     def fail(task: Task, attempt: int, cause: BaseException) -> None:
-        line = _error_line(cause)
         tb = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
-        report.failures.append(_failure(task, attempt + 1, line, tb))
-        record = {k: v for k, v in report.failures[-1].items() if k != "traceback"}
-        store.ledger.record_failure(task.task_id, record, tb)
+        report.failures.append(_failure(task, attempt + 1, _error_line(cause), tb))
+        store.ledger.record_failure(task.task_id, {k: v for k, v in report.failures[-1].items()
+                                                   if k != "traceback"}, tb)
         progress.failed += 1
-
-    def replace(k: int, why: str) -> None:
-        slots[k] = new_slot()
-        report.workers_replaced += 1
-        log(f"worker {k} died ({why}); starting a replacement, retrying its tasks")
 
     try:
         while todo or inflight:
-            # workers that came up, or never will
-            for k, slot in list(enumerate(slots)):
-                if slot["ready"] or slot["ping"] is None:
-                    continue
-                done_ping, _ = ray.wait([slot["ping"]], timeout=0)
-                if done_ping:
-                    try:
-                        ray.get(slot["ping"])
-                        slot["ready"], slot["ping"] = True, None
-                    except Exception:  # noqa: BLE001 - it died before starting
-                        slot["ping"], slot["since"] = slot["handle"].ping.remote(), time.monotonic()
-                elif time.monotonic() - slot["since"] > replace_timeout:
-                    ray.kill(slot["handle"])
-                    slots.pop(k)
-                    log(f"a replacement worker was not placed within {replace_timeout:.0f} s (the cluster lost "
-                        f"capacity); continuing with {len(slots)} worker(s)")
-                    break
-            if not slots:
+            pool.poll_starting()
+            if not len(pool):
                 for item in todo.drain():
                     fail(item.task, item.attempt, RuntimeError("no worker left: the cluster has no room for one"))
                 break
-            dispatch()
+            _dispatch(pool, todo, inflight, int(cluster["max_in_flight"]))
             if not inflight:
                 time.sleep(0.05)  # tasks waiting out a retry backoff, or workers starting
                 continue
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
             for ref in ready:
                 task, attempt, slot = inflight.pop(ref)
-                slot["load"] -= 1
+                slot.load -= 1
                 try:
                     result = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - every failure is accounted for below
-                    cause = _cause(exc)
-                    died = isinstance(exc, ray.exceptions.RayActorError)
-                    if died and slot in slots:
-                        # the worker (or its node) died: its other queued tasks fail alike
-                        replace(slots.index(slot), type(exc).__name__)
-                    line = _error_line(cause)
-                    repeated = not died and last_error.get(task.task_id) == line
-                    last_error[task.task_id] = line
-                    if attempt < retries and not isinstance(cause, LieSweepError) and not repeated:
+                    cause, died = task_error(exc), isinstance(exc, ray.exceptions.RayActorError)
+                    if died:  # the worker (or its node) died: its other queued tasks fail alike
+                        pool.replace(slot, type(exc).__name__)
+                    if _retry(task, attempt, cause, died, int(cluster["retries"]), last_error):
                         todo.push(Queued(task, attempt + 1, time.monotonic() + min(0.5 * 2 ** attempt, 30.0)),
                                   front=True)
-                        continue
-                    fail(task, attempt, cause)
+                    else:
+                        fail(task, attempt, cause)
                     continue
                 store.ledger.mark_done(task.task_id, {**{k: v for k, v in result.items() if k != "norms"},
-                                               "run": run_id, "attempts": attempt + 1, "finished": time.time()})
+                                                      "run": run_id, "attempts": attempt + 1, "finished": time.time()})
                 store.ledger.clear_failure(task.task_id)
                 report.completed.append(result)
                 progress.update(task.n_pairs)
     finally:
         progress.close()
-        for slot in slots:
-            try:
-                ray.kill(slot["handle"])
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+        pool.kill()
+        report.workers_replaced = pool.replaced
         report.seconds = time.perf_counter() - start
         store.ledger.record_run(run_id, {**run_record, "ended": time.time(), "seconds": report.seconds,
-                                  "startup_s": report.startup_s, "workers": report.workers,
-                                  "pairs": report.pairs_computed, "tasks_done": len(report.completed),
-                                  "tasks_failed": len(report.failures)})
+                                         "startup_s": report.startup_s, "workers": report.workers,
+                                         "pairs": report.pairs_computed, "tasks_done": len(report.completed),
+                                         "tasks_failed": len(report.failures)})
     return report

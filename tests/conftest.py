@@ -1,12 +1,11 @@
-import os
-
 import pytest
 import torch
 
-# Ray in tests: loopback only, no auth prompts, no usage reporting.
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+from jobs.driver import apply_ray_defaults
+
+# Tests start Ray themselves (and in subprocesses, which inherit this environment): the same loopback-only,
+# no-auth, no-usage-reporting settings as lie-sweep's own embedded Ray, from their one definition.
+apply_ray_defaults()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -10,6 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from jobs.driver import RAY_LOCAL_DEFAULTS
+
 from .faults import kill_session
 
 BIN = Path(sys.executable).parent
@@ -36,8 +38,7 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120)
 
 def env_with_venv() -> dict[str, str]:
     """This interpreter's bin first on PATH, so jobs run `python` with lie-sweep's dependencies."""
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **RAY_LOCAL_DEFAULTS}
 
 
 CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")  # where `ray start` notes the latest head

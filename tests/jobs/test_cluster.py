@@ -15,9 +15,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 SCRIPT = r"""
 import json, os, sys, threading, time
-for k, v in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_AUTH_MODE", "disabled"),
-             ("RAY_USAGE_STATS_ENABLED", "0")):
-    os.environ.setdefault(k, v)
 import ray
 from ray.cluster_utils import Cluster
 

@@ -10,9 +10,6 @@ pytestmark = pytest.mark.cluster
 
 SCRIPT = r"""
 import json, os, sys
-for k, v in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_AUTH_MODE", "disabled"),
-             ("RAY_USAGE_STATS_ENABLED", "0")):
-    os.environ.setdefault(k, v)
 import ray
 from jobs.driver import worker_resources
 gpus = float(sys.argv[1])
