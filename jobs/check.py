@@ -20,9 +20,9 @@ from typing import Any, Callable
 import numpy as np
 
 from storage.errors import first_line
+from storage.layout import Task
 from storage.store import SweepStore
 
-from .plan import Task, make_plan
 
 __all__ = ["check_store"]
 
@@ -80,7 +80,7 @@ def check_store(path: str, *, log: Callable[[str], None] = print) -> dict[str, A
     store.ledger.acquire_lock("check")
     try:
         layout = store.layout
-        tasks = make_plan(layout.n_checkpoints, layout.n_pairs, layout.pairs_per_task)
+        tasks = layout.tasks()
         done = store.ledger.done_tasks()
         steps = [int(s) for s in store.group["steps"][:]]
         damaged = []

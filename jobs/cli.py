@@ -172,7 +172,7 @@ def _job(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from .run import format_summary, resume_sweep
+    from .run import format_account, resume_sweep
 
     if args.address:
         from .submit import follow, submit_resume
@@ -182,7 +182,7 @@ def _resume(args: argparse.Namespace) -> int:
         return _job_exit(follow(args.address, job_id)) if args.wait else 0
 
     result = resume_sweep(args.store, args.overrides, restart=args.restart, log=lambda m: print(m, flush=True))
-    print(format_summary(result, top=args.top))
+    print(format_account(result, top=args.top))
     return 1 if result.report.failures else 0
 
 
@@ -198,7 +198,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .dryrun import format_plan, plan_sweep
+    from .plan import format_plan, plan_sweep
 
     print(format_plan(plan_sweep(load_config(args.overrides), calibration_pairs=args.calibration_pairs)))
     return 0
@@ -229,8 +229,12 @@ def _run(args: argparse.Namespace) -> int:
 
         print(OmegaConf.to_yaml(load_config(args.overrides)), end="")
         return 0
-    from .run import format_summary, run_config, run_sweep
+    from .run import format_account, run_config, run_sweep
 
+    if args.address and args.address.startswith(("http://", "https://")):
+        raise LieSweepError("run --address joins a cluster by its GCS address", expected="HEAD:6379 (or auto)",
+                            found=f"{args.address} (a dashboard URL)",
+                            fix=f"to run the driver on the cluster, use `lie-sweep submit --address {args.address}`")
     overrides = [*args.overrides, *([f"cluster.address={args.address}"] if args.address else [])]
     if args.config:
         import json
@@ -245,7 +249,7 @@ def _run(args: argparse.Namespace) -> int:
         result = run_config(config_from_stored(stored, overrides), log=lambda m: print(m, flush=True))
     else:
         result = run_sweep(overrides, log=lambda m: print(m, flush=True))
-    print(format_summary(result, top=args.top))
+    print(format_account(result, top=args.top))
     return 1 if result.report.failures else 0
 
 

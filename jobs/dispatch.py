@@ -22,7 +22,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from .plan import Task
+from storage.layout import Task
+
 
 __all__ = ["Queued", "TaskQueue", "choose_task", "next_assignment"]
 

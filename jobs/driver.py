@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lie_sweep.errors import LieSweepError, first_line
+from storage.layout import Task
 from storage.store import SweepStore
 
 from .dispatch import Queued, TaskQueue, next_assignment
-from .plan import Task
 from .pool import WorkerPool, WorkerSlot, task_error
 from .progress import Progress
 from .reaper import start_reaper
@@ -46,7 +46,7 @@ def apply_ray_defaults() -> None:
 
 @dataclass
 class RunReport:
-    """What a run did: tasks completed now and before, failures, timings, per-task summaries."""
+    """What a run did: tasks completed now and before, failures, timings, per-task results (timings, norms, digests)."""
 
     completed: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0

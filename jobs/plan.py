@@ -1,83 +1,243 @@
-"""The plan: a pure, deterministic function from a sweep's grid to an ordered list of tasks.
+"""``lie-sweep plan``: what a sweep would do, from its config alone, writing nothing.
 
-Canonical pair order: for ``pairs.mode=all``, all (examples[a], examples[b]) with a < b in
-row-major order of example positions; for ``pairs.mode=list``, the list as given. A task is one
-checkpoint × one contiguous range of ``per_task`` pairs of that order (the last range may be
-shorter), so the range size fixes the store's shard shape. Tasks are ordered checkpoint by
-checkpoint; task ids are their positions.
+Counts tasks and Hessian-vector products, estimates memory per task from the parameter-sized
+buffers, and calibrates time and bytes on disk on a few real brackets: at the first checkpoint
+when checkpoints are given, at the initial weights when ``run`` would train them (nothing is
+trained here). Bytes per codec come from encoding those brackets with each preset in memory.
 """
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass
-from typing import Sequence
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-from lie_sweep.errors import ConfigError, require_indices
-from storage.errors import brief
+import numpy as np
+import torch
+from omegaconf import DictConfig
 
-__all__ = ["Task", "canonical_pairs", "make_plan", "example_indices"]
+from lie_sweep import FunctionalModel, ParamSpec, SGDField, apply_checkpoint, bracket_kernel, find_checkpoints
+from lie_sweep import compute_example_fields, load_checkpoint, stack_examples
+from lie_sweep.analysis import jacobian_fits, logit_deltas, output_jacobian
+from lie_sweep.brackets import call_buffer_bytes, default_chunk_size
+from lie_sweep.training import save_steps
+from storage.codecs import CODEC_PRESETS, encode_roundtrip
+from storage.layout import StoreLayout
+
+from .progress import format_bytes
+from .sweep import checkpoint_location, epsilon_of, resolve_grid, update_field
+from .worker import DTYPES, resolve_device
+
+__all__ = ["PlanReport", "plan_sweep", "format_plan"]
 
 
-@dataclass(frozen=True)
-class Task:
-    """Checkpoint ``checkpoint`` (position in the sweep's list) × pairs [start, stop) of the canonical order."""
-
-    task_id: int
-    checkpoint: int
-    start: int
-    stop: int
+@dataclass
+class PlanReport:
+    """What ``lie-sweep plan`` found: the grid, the work, memory, calibration and bytes per codec."""
+    n_checkpoints: int
+    checkpoints_note: str
+    n_examples: int
+    n_pairs: int
+    n_eval: int
+    n_outputs: int
+    n_tasks: int
+    pairs_per_task: int
+    n_params: int
+    n_tensors: int
+    n_stored: int
+    keep: str
+    dtype: str
+    device: str
+    chunk_size: int
+    memory: dict[str, int]
+    calibration: dict[str, Any]
+    codecs: list[dict[str, Any]] = field(default_factory=list)
+    codec: str = "lossless"
+    workers: int | None = None
 
     @property
-    def n_pairs(self) -> int:
-        """Pairs in this task."""
-        return self.stop - self.start
+    def hvps(self) -> int:
+        """Ordered Hessian-vector products of the whole sweep: two per pair and checkpoint."""
+        return 2 * self.n_checkpoints * self.n_pairs
 
-    @property
-    def writes_examples(self) -> bool:
-        """The first task of a checkpoint also stores that checkpoint's gradients and losses."""
-        return self.start == 0
-
-
-def example_indices(mode: str, *, count: int = 0, start: int = 0, indices: Sequence[int] = (),
-                    dataset_length: int | None = None) -> list[int]:
-    """The sweep's examples as dataset indices (``first``: start..start+count-1; ``list``: as given)."""
-    out = list(range(start, start + count)) if mode == "first" else [int(i) for i in indices]
-    if dataset_length is not None:
-        require_indices(out, dataset_length, fix="pick examples within the dataset (examples.*)")
-    return out
+    def seconds(self, workers: int = 1) -> float:
+        """Estimated seconds of the sweep with ``workers`` workers like this machine's, from the calibration."""
+        cal = self.calibration
+        per_ckpt = (cal["s_per_checkpoint"] + self.n_examples * cal["s_per_example"]
+                    + self.n_pairs * (cal["s_per_pair"] + cal["s_per_logit_pair"]))
+        return self.n_checkpoints * per_ckpt / max(1, workers)
 
 
-def canonical_pairs(examples: Sequence[int], mode: str = "all",
-                    explicit: Sequence[Sequence[int]] = ()) -> list[tuple[int, int]]:
-    """Pairs of dataset indices in the canonical order (see the module docstring)."""
-    if mode == "all":
-        return [(examples[a], examples[b]) for a, b in itertools.combinations(range(len(examples)), 2)]
-    members = set(examples)
-    out, seen = [], set()
-    for i, j in explicit:
-        i, j = int(i), int(j)
-        for k in (i, j):
-            if k not in members:
-                raise ConfigError("pair names an example outside the sweep",
-                                  expected=f"indices among the sweep's examples ({brief(list(examples))})",
-                                  found=str(k), fix="add it to examples.* or drop the pair")
-        key = (min(i, j), max(i, j))
-        if key in seen:
-            raise ConfigError("pair listed twice", expected="each unordered pair once", found=str([i, j]),
-                              fix="deduplicate pairs.list; [u_j,u_i] = -[u_i,u_j]")
-        seen.add(key)
-        out.append((i, j))
-    return out
+def _checkpoint_count(cfg: DictConfig) -> tuple[int, str, Any]:
+    ck = cfg.checkpoints
+    if ck.source == "train":
+        steps = save_steps(ck.steps, ck.save_every)
+        return len(steps), f"trained by run: steps {steps[0]}..{steps[-1]}", None
+    paths = find_checkpoints(checkpoint_location(ck))
+    return len(paths), f"{len(paths)} file(s), first {paths[0]}", paths[0]
 
 
-def make_plan(n_checkpoints: int, n_pairs: int, per_task: int) -> list[Task]:
-    """Tasks checkpoint by checkpoint, each ``per_task`` consecutive pairs (the last may be fewer)."""
-    if per_task < 1:
-        raise ConfigError("bad value for pairs.per_task", expected="a positive integer", found=str(per_task),
-                          fix="set pairs.per_task to 1 or more")
-    tasks = []
-    for c in range(n_checkpoints):
-        for start in range(0, n_pairs, per_task):
-            tasks.append(Task(len(tasks), c, start, min(start + per_task, n_pairs)))
-    return tasks
+def _time(fn: Callable[[], Any], sync: Callable[[], None]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    sync()
+    return time.perf_counter() - t0, out
+
+
+def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
+    """Plan ``cfg``'s sweep and calibrate it on up to ``calibration_pairs`` pairs (nothing is written)."""
+    grid = resolve_grid(cfg)
+    n_ckpt, note, first = _checkpoint_count(cfg)
+    tasks = StoreLayout(n_checkpoints=n_ckpt, n_pairs=len(grid.pairs), n_examples=len(grid.examples), n_params=0,
+                        pairs_per_task=cfg.pairs.per_task).tasks()
+    device, dtype = resolve_device(cfg.cluster.device), DTYPES[cfg.precision]
+    model = grid.model.to(device=device, dtype=dtype)
+    field_ = SGDField()
+    where = "initial weights (run trains the checkpoints" + (
+        "; no Adam state yet, so calibrated with the SGD field, which costs about the same)" if cfg.field.name == "adam"
+        else ")")
+    if first is not None:
+        ckpt = load_checkpoint(first)
+        apply_checkpoint(model, ckpt)
+        where = f"checkpoint step {ckpt.step}"
+        field_ = update_field(cfg.field, ckpt.optimizer_state, [n for n, _ in model.named_parameters()], str(first))
+    fmodel = FunctionalModel(model)
+    params = fmodel.params()
+    spec = ParamSpec.from_tensors(params)
+    stored, index = (spec, None) if grid.kept_names is None else spec.subset(grid.kept_names)
+    item = torch.empty((), dtype=dtype).element_size()
+    chunk = min(cfg.chunk_size or default_chunk_size(spec.size, dtype, device), cfg.pairs.per_task)
+
+    inputs, targets = stack_examples(grid.data, grid.examples)
+    pos = {e: k for k, e in enumerate(grid.examples)}
+    cal_pairs = [(pos[i], pos[j]) for i, j in grid.pairs[:max(1, min(calibration_pairs, len(grid.pairs)))]]
+    involved = len({k for p in cal_pairs for k in p})
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def kernel():
+        return bracket_kernel(fmodel, params, inputs, targets, cal_pairs, field=field_, chunk_size=chunk)
+
+    kernel()  # warm-up: first calls pay one-off dispatch and allocation costs
+    seconds, out = _time(kernel, sync)
+    # the kernel's time includes the involved examples' gradients (a worker computes all E once per checkpoint)
+    t_grads, _ = _time(lambda: _involved_example_fields(fmodel, params, inputs, targets, cal_pairs, field_), sync)
+    s_example = t_grads / involved
+    s_pair = max(seconds - t_grads, 0.0) / len(cal_pairs)
+    s_logit = s_jacobian = 0.0
+    if grid.eval_examples:
+        x_eval = stack_examples(grid.data, grid.eval_examples)[0]
+        jac = None
+        if jacobian_fits(len(grid.eval_examples), len(grid.output_names), spec.size, dtype, device):
+            s_jacobian, jac = _time(lambda: output_jacobian(fmodel, params, x_eval), sync)
+        t_logit, _ = _time(lambda: logit_deltas(fmodel, params, x_eval, out.brackets, epsilon=epsilon_of(cfg),
+                                                chunk_size=chunk, jacobian=jac), sync)
+        s_logit = t_logit / len(cal_pairs)
+    peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+
+    brackets = out.brackets.detach().cpu()
+    values = (brackets if index is None else brackets[:, index]).numpy()
+    codecs = []
+    if stored.size:
+        raw = values.nbytes / len(values)
+        for preset in CODEC_PRESETS:
+            try:
+                nbytes, back = encode_roundtrip(values, preset, level=cfg.storage.level,
+                                                keepbits=cfg.storage.keepbits, inner=cfg.storage.inner_chunk)
+            except Exception as exc:  # noqa: BLE001 - e.g. float16 range: reported, not fatal
+                codecs.append({"codec": preset, "error_text": str(exc).splitlines()[0]})
+                continue
+            err = float(np.linalg.norm(back - values) / max(np.linalg.norm(values), 1e-300))
+            codecs.append({"codec": preset, "bytes_per_pair": nbytes / len(values), "ratio": nbytes / values.nbytes,
+                           "raw_bytes_per_pair": raw, "l2_rel_error": err})
+    memory = {
+        "brackets (pairs/task × D)": cfg.pairs.per_task * spec.size * item,
+        "example fields (2 × E × D)": 2 * len(grid.examples) * spec.size * item,
+        f"kernel call ({chunk} pairs × 2 HVPs)": call_buffer_bytes(chunk, spec.size, dtype),
+        "parameters": spec.size * item,
+    }
+    keep = "all" if grid.kept_names is None else ("summary" if not grid.kept_names else ",".join(grid.kept_names))
+    return PlanReport(n_checkpoints=n_ckpt, checkpoints_note=note, n_examples=len(grid.examples),
+                      n_pairs=len(grid.pairs), n_eval=len(grid.eval_examples), n_outputs=len(grid.output_names),
+                      n_tasks=len(tasks), pairs_per_task=cfg.pairs.per_task, n_params=spec.size,
+                      n_tensors=len(spec.entries), n_stored=stored.size, keep=keep, dtype=cfg.precision,
+                      device=str(device), chunk_size=chunk, memory=memory,
+                      calibration={"where": where, "pairs": len(cal_pairs), "s_per_pair": s_pair,
+                                   "s_per_example": s_example, "s_per_logit_pair": s_logit,
+                                   "s_per_checkpoint": s_jacobian, "peak_bytes": peak},
+                      codecs=codecs, codec=cfg.storage.codec, workers=cfg.cluster.workers)
+
+
+def _involved_example_fields(fmodel: FunctionalModel, params, inputs, targets, cal_pairs, field_) -> Any:
+    """The involved examples' gradients and fields alone (what the kernel time includes)."""
+    rows = sorted({k for p in cal_pairs for k in p})
+    return compute_example_fields(fmodel, params, inputs[rows], targets[rows], field=field_)
+
+
+def _duration(s: float) -> str:
+    if s < 10:
+        return f"{s:.1f} s"
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def format_plan(r: PlanReport) -> str:
+    """The dry run's account, for the terminal."""
+    cal = r.calibration
+    per_ckpt = -(-r.n_pairs // r.pairs_per_task)
+    stored = ("summaries only (storage.keep=summary)" if r.n_stored == 0 else
+              f"{r.n_stored:,} of {r.n_params:,} ({'all' if r.keep == 'all' else r.keep})")
+    lines = [
+        "plan (dry run: nothing trained, nothing written)",
+        f"grid         {r.n_checkpoints} checkpoints ({r.checkpoints_note}) × {r.n_pairs} pairs of "
+        f"{r.n_examples} examples",
+        f"tasks        {r.n_tasks} tasks of ≤ {r.pairs_per_task} pairs ({per_ckpt} per checkpoint); the first of "
+        f"each checkpoint also stores its examples' gradients, losses and Gram matrix",
+        f"work         {r.n_checkpoints * r.n_pairs:,} brackets = {r.hvps:,} Hessian-vector products, "
+        f"{r.n_checkpoints * r.n_examples:,} example gradients"
+        + ((f", logit deltas from the output Jacobian ({r.n_eval} × {r.n_outputs} reverse passes per checkpoint, "
+            "then one matrix product per task)" if r.calibration["s_per_checkpoint"] else
+            f", {r.n_checkpoints * r.n_pairs:,} × {r.n_eval} output jvps (logit deltas; the {r.n_eval} × "
+            f"{r.n_outputs} output Jacobian exceeds the memory budget)")
+           if r.n_eval else ", no logit deltas (derived.eval_count=0)"),
+        f"parameters   D = {r.n_params:,} in {r.n_tensors} tensors ({r.dtype}); stored: {stored}",
+        f"memory/task  ~{format_bytes(sum(r.memory.values()))} of parameter-sized buffers on {r.device} "
+        f"(activations extra):",
+    ]
+    lines += [f"               {format_bytes(v):>10}  {k}" for k, v in r.memory.items()]
+    if cal["peak_bytes"]:
+        lines.append(f"               {format_bytes(cal['peak_bytes']):>10}  measured peak of the calibration "
+                     f"on {r.device}")
+    lines += [
+        f"calibration  {cal['pairs']} pairs at the {cal['where']} on {r.device}: {cal['s_per_pair'] * 1e3:.1f} ms/pair "
+        f"(brackets), {cal['s_per_logit_pair'] * 1e3:.1f} ms/pair (logit deltas), "
+        f"{cal['s_per_example'] * 1e3:.1f} ms/example (gradients)"
+        + (f", {cal['s_per_checkpoint']:.2f} s/checkpoint (output Jacobian)" if cal["s_per_checkpoint"] else ""),
+    ]
+    workers = r.workers or 1
+    time_line = f"time         ~{_duration(r.seconds(1))} with one worker like this machine's {r.device}"
+    if workers > 1:
+        time_line += f", ~{_duration(r.seconds(workers))} with cluster.workers={workers}"
+    lines.append(time_line + " (excluding start-up; GPU workers are faster)")
+    raw_nxn = r.n_checkpoints * r.n_examples ** 2 * r.n_params * (4 if r.dtype == "float32" else 8)
+    if r.codecs:
+        lines += ["disk         brackets on disk, estimated from the calibration pairs (raw n×n: the full "
+                  f"n×n matrix of every checkpoint, {format_bytes(raw_nxn)}):",
+                  f"               {'codec':<10} {'bytes/pair':>11} {'sweep total':>12} {'vs raw n×n':>11} "
+                  f"{'L2 rel. err':>12}"]
+        for c in r.codecs:
+            mark = "*" if c["codec"] == r.codec else " "
+            if "error_text" in c:
+                lines.append(f"               {c['codec'] + mark:<10} cannot store these values: {c['error_text']}")
+                continue
+            total = c["bytes_per_pair"] * r.n_checkpoints * r.n_pairs
+            lines.append(f"               {c['codec'] + mark:<10} {format_bytes(c['bytes_per_pair']):>11} "
+                         f"{format_bytes(total):>12} {total / raw_nxn:>10.3f}x {c['l2_rel_error']:>12.1e}")
+        lines.append("               (* storage.codec; gradients add about E/P of this, tables a few KiB per task)")
+    else:
+        lines.append("disk         no parameter-sized arrays (storage.keep=summary): tables and logit deltas only")
+    return "\n".join(lines)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from lie_sweep.errors import LieSweepError
+from storage.layout import Task
 
-from .plan import Task
 from .sweep import SweepSpec
 from .worker import BracketWorker
 

@@ -12,17 +12,16 @@ from lie_sweep.checkpoints import checkpoint_base
 from lie_sweep.errors import ConfigError
 from storage.errors import StoreError
 from storage.identity import identity_diff
-from storage.layout import SCHEMA_VERSION
+from storage.layout import SCHEMA_VERSION, Task
 from storage.store import SweepStore
 
 from .config import (CHECKPOINT_LOCATION_KEYS, EXECUTION_KEYS, config_from_stored, identity_of, load_config,
                      storage_options_of)
 from .driver import RunReport, execute
-from .plan import Task, make_plan
 from .progress import format_bytes
 from .sweep import SweepSpec, checkpoint_location, prepare_sweep, relocate_checkpoints, verify_checkpoint
 
-__all__ = ["run_sweep", "run_config", "resume_sweep", "RunResult", "format_summary", "verify_checkpoints"]
+__all__ = ["run_sweep", "run_config", "resume_sweep", "RunResult", "format_account", "verify_checkpoints"]
 
 
 @dataclass
@@ -47,7 +46,7 @@ def run_config(cfg: DictConfig, *, log: Callable[[str], None] = print, progress_
     """Run a new sweep from a validated config (the store must be new unless storage.overwrite)."""
     spec = prepare_sweep(cfg, log=log)
     layout = spec.layout()
-    tasks = make_plan(layout.n_checkpoints, layout.n_pairs, layout.pairs_per_task)
+    tasks = layout.tasks()
     store = SweepStore.create(spec.store_path, layout=layout, meta=spec.store_meta(len(tasks)),
                               pairs=np.asarray(spec.pairs, dtype=np.int64).reshape(-1, 2), examples=spec.examples,
                               steps=[c["step"] for c in spec.checkpoints], eval_examples=spec.eval_examples,
@@ -111,7 +110,7 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
             log(f"checkpoints found at their new location ({', '.join(sorted(moved))}), sha256 verified")
         verify_checkpoints(store.meta["checkpoints"])
         layout = store.layout
-        tasks = make_plan(layout.n_checkpoints, layout.n_pairs, layout.pairs_per_task)
+        tasks = layout.tasks()
         if len(tasks) != store.meta["n_tasks"]:
             raise ConfigError("the store's plan does not match its layout", expected=f"{store.meta['n_tasks']} tasks",
                               found=f"{len(tasks)}", fix="the store was written by another lie-sweep version")
@@ -126,7 +125,7 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
     return _execute_holding_lock(spec, store, tasks, log, progress_stream, "resume")
 
 
-def format_summary(result: RunResult, top: int = 8) -> str:
+def format_account(result: RunResult, top: int = 8) -> str:
     """The run's account and a results table (per checkpoint, then the most order-sensitive pairs)."""
     spec, store, report = result.spec, result.store, result.report
     on_disk, raw = store.bytes_on_disk(), store.raw_bytes()

@@ -9,7 +9,6 @@ import numpy as np
 
 from storage.store import SweepStore
 
-from .plan import make_plan
 from .progress import format_bytes, format_seconds
 
 __all__ = ["sweep_status", "format_status"]
@@ -19,7 +18,7 @@ def sweep_status(path: str) -> dict[str, Any]:
     """A JSON-ready account of a store (reads marks, failures and run records; no array data)."""
     store = SweepStore.open(path, mode="r")
     layout = store.layout
-    tasks = make_plan(layout.n_checkpoints, layout.n_pairs, layout.pairs_per_task)
+    tasks = layout.tasks()
     done, failures = store.ledger.done_tasks(), store.ledger.failures()
     steps = [int(s) for s in store.group["steps"][:]]
     per_ckpt = []

@@ -39,6 +39,12 @@ def job_client(address: str):
     """A Ray Jobs API client for the dashboard at ``address`` (e.g. http://head:8265)."""
     from ray.job_submission import JobSubmissionClient
 
+    if "://" not in address:  # HOST:6379 is the GCS address `run --address` takes, not the dashboard's URL
+        raise JobError("--address of submit, resume and job is the Ray dashboard's URL",
+                       expected="http://HEAD:8265", found=f"{address} (a GCS address?)",
+                       fix="pass http://HEAD:8265 here; HEAD:6379 is for `lie-sweep run --address`, which runs the "
+                           "driver on this machine")
+
     try:
         return JobSubmissionClient(address)
     except Exception as exc:  # noqa: BLE001 - connection errors come in many types

@@ -30,7 +30,7 @@ from storage.layout import StoreLayout
 from storage.store import SweepStore
 
 from .config import identity_of, keep_globs
-from .plan import canonical_pairs, example_indices
+from .grid import canonical_pairs, example_indices
 
 __all__ = ["SweepSpec", "Grid", "resolve_grid", "epsilon_of", "prepare_sweep", "build_model", "build_dataset",
            "verify_checkpoint", "relocate_checkpoints", "checkpoint_location", "kept_tensors", "eval_indices",

@@ -19,14 +19,14 @@ import torch
 
 from lie_sweep import (FunctionalModel, ParamSpec, apply_checkpoint, bracket_kernel, compute_example_fields,
                        load_checkpoint, stack_examples)
-from lie_sweep.checkpoints import check_finite
-from lie_sweep.errors import NonFiniteError
 from lie_sweep.analysis import (effective_rank, gram_matrix, jacobian_fits, logit_deltas, norms_from_rms,
                                 output_jacobian, pair_fits, tensor_rms)
+from lie_sweep.checkpoints import check_finite
+from lie_sweep.errors import NonFiniteError
+from storage.layout import Task
 from storage.store import SweepStore
 
-from . import summaries
-from .plan import Task
+from . import rows
 from .sweep import SweepSpec, build_dataset, build_model, update_field, verify_checkpoint
 
 __all__ = ["BracketWorker", "resolve_device", "first_nonfinite", "DTYPES"]
@@ -155,18 +155,18 @@ class BracketWorker:
         logit_rms = None if logits is None else logits.double().pow(2).mean(dim=(1, 2)).sqrt().numpy()
         names = self.full_spec.names
         tables = {
-            "pairs": summaries.pair_rows(step, ids, table, norms.numpy(), (norms / self.full_spec.size ** 0.5).numpy(),
+            "pairs": rows.pair_rows(step, ids, table, norms.numpy(), (norms / self.full_spec.size ** 0.5).numpy(),
                                          fits.log_c.numpy(), fits.r2.numpy(), fits.n_tensors.numpy(), logit_rms),
-            "pair_rms": summaries.pair_rms_rows(step, ids, table, names, rms_b.numpy(), rms_gi.numpy(),
+            "pair_rms": rows.pair_rms_rows(step, ids, table, names, rms_b.numpy(), rms_gi.numpy(),
                                                 rms_gj.numpy()),
         }
         if task.writes_examples:
             losses = self.example_fields.losses.double().cpu().numpy()
             gnorms = norms_from_rms(self.grad_rms, self.full_spec).numpy()
-            tables["examples"] = summaries.example_rows(step, self.spec.examples, losses, gnorms)
-            tables["example_rms"] = summaries.example_rms_rows(step, self.spec.examples, names,
+            tables["examples"] = rows.example_rows(step, self.spec.examples, losses, gnorms)
+            tables["example_rms"] = rows.example_rms_rows(step, self.spec.examples, names,
                                                                self.grad_rms.numpy())
-            tables["checkpoints"] = summaries.checkpoint_row(step, effective_rank(self.gram), losses, gnorms)
+            tables["checkpoints"] = rows.checkpoint_row(step, effective_rank(self.gram), losses, gnorms)
         return tables
 
     def run(self, task: Task) -> dict[str, Any]:

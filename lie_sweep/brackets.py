@@ -24,12 +24,12 @@ from typing import Sequence
 import torch
 from torch.func import jvp, vmap
 
-from .errors import ExampleIndexError, PairError
+from .errors import ConfigError, ExampleIndexError, PairError
 from .fields import FunctionalModel, LossFn, Params, SGDField, UpdateField, eval_mode, like_params
 from .params import ParamSpec
 
 __all__ = [
-    "BracketBatch",
+    "KernelResult",
     "HVPCall",
     "plan_hvp_calls",
     "bracket_kernel",
@@ -51,7 +51,7 @@ _MAX_DEFAULT_CHUNK = 64
 
 
 @dataclass
-class BracketBatch:
+class KernelResult:
     """Brackets of ``pairs`` at one θ, over the flat axis of ``spec``.
 
     ``pairs[p] = (i, j)`` index the batch given to the kernel; ``brackets[p] = [u_i, u_j]``
@@ -254,7 +254,7 @@ def plan_hvp_calls(pairs: torch.Tensor, chunk_size: int) -> list[HVPCall]:
 
 def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor, targets: torch.Tensor,
                    pairs: Sequence[Sequence[int]] | torch.Tensor, *, field: UpdateField | None = None,
-                   chunk_size: int | None = None, example_fields: ExampleFields | None = None) -> BracketBatch:
+                   chunk_size: int | None = None, example_fields: ExampleFields | None = None) -> KernelResult:
     """[u_i, u_j](θ) for each (i, j) in ``pairs``, plus the gradient and loss of each involved example.
 
     ``params`` is θ as a dict (see :meth:`FunctionalModel.params`); ``inputs``/``targets`` hold the
@@ -272,8 +272,8 @@ def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor
     if chunk_size is None:
         chunk_size = default_chunk_size(spec.size, ref.dtype, ref.device)
     if chunk_size < 1:
-        raise PairError("chunk_size must be positive", expected="an integer >= 1", found=str(chunk_size),
-                        fix="pass chunk_size=None for a memory-based default")
+        raise ConfigError("chunk_size must be positive", expected="an integer >= 1", found=str(chunk_size),
+                          fix="pass chunk_size=None for a memory-based default")
 
     examples = torch.unique(pair_t.flatten())  # sorted
     if example_fields is not None and example_fields.fields.shape != (inputs.shape[0], spec.size):
@@ -316,7 +316,7 @@ def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor
             rows.mul_(call.sign.to(device=ref.device, dtype=ref.dtype).unsqueeze(1))
             brackets.index_add_(0, call.pair_index.to(ref.device), rows)
             del out, rows, tangents
-    return BracketBatch(spec=spec, pairs=pair_t, examples=examples, brackets=brackets,
+    return KernelResult(spec=spec, pairs=pair_t, examples=examples, brackets=brackets,
                         gradients=example_fields.gradients[rows_of_examples],
                         losses=example_fields.losses[rows_of_examples])
 

@@ -17,7 +17,8 @@ model outputs:
 With D = 0 (``storage.keep=summary``) there are no ``brackets`` or ``gradients`` arrays; with
 B = 0 no ``logit_deltas``.
 
-Task t = (checkpoint c, pairs [start, stop)) with start a multiple of ``pairs_per_task`` owns the
+Task t = (checkpoint c, pairs [start, stop)) with start a multiple of ``pairs_per_task`` (see
+:meth:`StoreLayout.tasks`) owns the
 one ``brackets`` shard and the one ``logit_deltas`` chunk at (c, start // pairs_per_task); the
 first task of a checkpoint also owns that checkpoint's ``gradients`` shard, ``losses`` and
 ``gram`` chunks. No two tasks write the same shard. Inner chunks are (1, 1, inner) along D, so
@@ -29,11 +30,31 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["SCHEMA_VERSION", "StoreLayout"]
+__all__ = ["SCHEMA_VERSION", "StoreLayout", "Task"]
 
 # 2: keep, logit deltas, Gram matrices, Parquet tables; 3: arrays.zarr / tables / ledger side by side,
 # NaN fill, content digests in completion marks, step-S table folders, relative checkpoint provenance
 SCHEMA_VERSION = 3
+
+
+@dataclass(frozen=True)
+class Task:
+    """Checkpoint ``checkpoint`` (position in the sweep's list) × pairs [start, stop) of the canonical order."""
+
+    task_id: int
+    checkpoint: int
+    start: int
+    stop: int
+
+    @property
+    def n_pairs(self) -> int:
+        """Pairs in this task."""
+        return self.stop - self.start
+
+    @property
+    def writes_examples(self) -> bool:
+        """The first task of a checkpoint also stores that checkpoint's gradients and losses."""
+        return self.start == 0
 
 
 @dataclass(frozen=True)
@@ -104,6 +125,14 @@ class StoreLayout:
         """Shape and chunks of ``gram`` (C, E, E)."""
         return {"shape": (self.n_checkpoints, self.n_examples, self.n_examples),
                 "chunks": (1, self.n_examples, self.n_examples), "shards": None}
+
+    def tasks(self) -> list[Task]:
+        """The sweep's tasks: checkpoint by checkpoint, each ``pairs_per_task`` consecutive pairs of the
+        canonical order (the last of a checkpoint may be fewer); a task's id is its position. Pure and
+        deterministic, so a resumed run re-derives the same tasks from the stored layout."""
+        return [Task(c * self.n_tasks_per_checkpoint + k, c, start, min(start + self.pairs_per_task, self.n_pairs))
+                for c in range(self.n_checkpoints)
+                for k, start in enumerate(range(0, self.n_pairs, self.pairs_per_task))]
 
     def bracket_shard_of(self, checkpoint: int, start: int) -> tuple[int, int, int]:
         """The shard grid index that pairs [start, ...) of ``checkpoint`` live in."""

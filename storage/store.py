@@ -139,23 +139,23 @@ class SweepStore:
                 raise StoreError(f"cannot create store at {path}", expected="a writable location",
                                  found=first_line(exc), fix="check permissions and the path") from None
             if layout.keeps_params:
-                for name, spec in (("brackets", layout.brackets()), ("gradients", layout.gradients())):
-                    group.create_array(name, shape=spec["shape"], chunks=spec["chunks"], shards=spec["shards"],
+                for name, array in (("brackets", layout.brackets()), ("gradients", layout.gradients())):
+                    group.create_array(name, shape=array["shape"], chunks=array["chunks"], shards=array["shards"],
                                        dtype=dtype, filters=param_codecs.filters,
                                        compressors=param_codecs.compressors, fill_value=NAN,
                                        dimension_names=("checkpoint", "pair" if name == "brackets" else "example",
                                                         "param"))
-            spec = layout.losses()
-            group.create_array("losses", shape=spec["shape"], chunks=spec["chunks"], dtype=dtype,
+            array = layout.losses()
+            group.create_array("losses", shape=array["shape"], chunks=array["chunks"], dtype=dtype,
                                compressors=compressors, fill_value=NAN, dimension_names=("checkpoint", "example"))
-            spec = layout.gram()
-            gram = group.create_array("gram", shape=spec["shape"], chunks=spec["chunks"], dtype="float64",
+            array = layout.gram()
+            gram = group.create_array("gram", shape=array["shape"], chunks=array["chunks"], dtype="float64",
                                       compressors=compressors, fill_value=NAN,
                                       dimension_names=("checkpoint", "example", "example_b"))
             gram.attrs["computed_over"] = "all parameters of the model, whatever storage.keep stores"
             if layout.keeps_logits:
-                spec = layout.logit_deltas()
-                logits = group.create_array("logit_deltas", shape=spec["shape"], chunks=spec["chunks"], dtype=dtype,
+                array = layout.logit_deltas()
+                logits = group.create_array("logit_deltas", shape=array["shape"], chunks=array["chunks"], dtype=dtype,
                                             compressors=compressors, fill_value=NAN,
                                             dimension_names=("checkpoint", "pair", "eval_example", "output"))
                 logits.attrs["computed_over"] = "all parameters of the model, whatever storage.keep stores"

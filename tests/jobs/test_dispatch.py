@@ -3,7 +3,12 @@
 import random
 
 from jobs.dispatch import Queued, TaskQueue, choose_task, next_assignment
-from jobs.plan import make_plan
+from storage.layout import StoreLayout
+
+
+def make_plan(n_checkpoints, n_pairs, per_task):
+    return StoreLayout(n_checkpoints=n_checkpoints, n_pairs=n_pairs, n_examples=2, n_params=1,
+                       pairs_per_task=per_task).tasks()
 
 
 def test_a_busy_worker_gets_only_tasks_of_the_checkpoint_it_holds():

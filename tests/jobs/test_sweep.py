@@ -7,8 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from jobs.plan import make_plan
-from jobs.run import format_summary, run_sweep
+from jobs.run import format_account, run_sweep
 from lie_sweep import open_sweep
 
 from .sweeps import marks_of
@@ -51,7 +50,7 @@ def test_demo_at_test_size_through_ray_and_zarr_reopened_by_another_process(loca
     result = run_sweep(small("pairs.per_task=3"), log=lambda m: None)
     assert not result.report.failures
     assert len(result.report.completed) == result.n_tasks == 2 * 4
-    summary = format_summary(result)
+    summary = format_account(result)
     assert "compression ratio" in summary and "10 pairs" not in summary.split("pairs")[0]
     proc = subprocess.run([sys.executable, "-c", VERIFY, str(tmp_path / "s.zarr")], capture_output=True, text=True,
                           timeout=300)
@@ -78,7 +77,8 @@ def test_results_do_not_depend_on_workers_or_pairs_per_task(local_ray, small, tm
 def test_two_workers_never_share_a_shard(local_ray, small, tmp_path):
     run_sweep(small("cluster.workers=2", "pairs.per_task=2"), log=lambda m: None)
     root = tmp_path / "s.zarr"
-    tasks = make_plan(2, 10, 2)
+    tasks = open_sweep(str(root)).store.layout.tasks()
+    assert len(tasks) == 10                                       # 2 checkpoints × 10 pairs, 2 per task
     shards = root / "arrays.zarr" / "brackets" / "c"
     planned = {t.task_id: shards / str(t.checkpoint) / str(t.start // 2) / "0" for t in tasks}
     assert len(set(planned.values())) == len(tasks)               # from the plan: one shard per task

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from torch.func import grad
 
-from lie_sweep import (MLP, BracketBatch, ExampleIndexError, FunctionalModel, MXResNet, PairError, ParamSpec,
+from lie_sweep import (MLP, KernelResult, ExampleIndexError, FunctionalModel, MXResNet, PairError, ParamSpec,
                        PreconditionedField, SmallConvNet, batch_bracket, bracket_kernel, compute_brackets)
 from lie_sweep.fields import eval_mode
 
@@ -135,7 +135,7 @@ def test_kernel_returns_gradients_and_losses_of_involved_examples():
     x, y = batch(6, (6,), 3)
     fm = FunctionalModel(model)
     out = bracket_kernel(fm, fm.params(), x, y, [(4, 1), (1, 3)], chunk_size=1)
-    assert isinstance(out, BracketBatch)
+    assert isinstance(out, KernelResult)
     assert out.examples.tolist() == [1, 3, 4]
     assert out.brackets.shape == (2, out.spec.size)
     for row, k in enumerate(out.examples.tolist()):

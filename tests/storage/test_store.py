@@ -92,6 +92,21 @@ def test_marks_are_written_by_name_and_torn_marks_do_not_count(tmp_path):
     assert not list((tmp_path / "s.zarr").rglob("*.tmp"))
 
 
+def test_tasks_are_deterministic_contiguous_and_cover_every_pair_once():
+    layout = StoreLayout(n_checkpoints=3, n_pairs=28, n_examples=8, n_params=10, pairs_per_task=8)
+    tasks = layout.tasks()
+    assert tasks == StoreLayout(**layout.to_dict()).tasks()                # re-derived from the stored layout
+    assert [t.task_id for t in tasks] == list(range(12)) and len(tasks) == 3 * layout.n_tasks_per_checkpoint
+    assert [(t.checkpoint, t.start, t.stop) for t in tasks[:4]] == [(0, 0, 8), (0, 8, 16), (0, 16, 24), (0, 24, 28)]
+    for c in range(3):
+        covered = [p for t in tasks if t.checkpoint == c for p in range(t.start, t.stop)]
+        assert covered == list(range(28))
+    assert [t.checkpoint for t in tasks] == sorted(t.checkpoint for t in tasks)  # checkpoint by checkpoint
+    assert [t.writes_examples for t in tasks].count(True) == 3
+    with pytest.raises(ValueError, match="pairs_per_task must be positive"):
+        StoreLayout(n_checkpoints=1, n_pairs=5, n_examples=2, n_params=1, pairs_per_task=0)
+
+
 def test_each_task_owns_whole_shards():
     layout = StoreLayout(n_checkpoints=3, n_pairs=10, n_examples=5, n_params=1000, pairs_per_task=4, inner_chunk=64)
     spec = layout.brackets()

@@ -1,4 +1,4 @@
-"""A task's summary-table rows (see :mod:`storage.tables`), from the quantities a worker derived.
+"""A task's table rows (see :mod:`storage.tables`), from the quantities a worker derived.
 
 Pure numpy: the worker computes (:mod:`lie_sweep.analysis`), this module lays out rows, the store
 writes them.
