@@ -38,31 +38,23 @@ def _read_problem(read: Callable[[], Any]) -> str | None:
 
 
 def _task_problems(store: SweepStore, task: Task, mark: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(problems, files) of one task: every array file and table part it owns, its digests compared
-    with its mark's and its contents read back in full."""
-    g, c = store.group, task.checkpoint
-    reads: list[tuple[str, str, Callable[[], Any]]] = []
-    pair_files = store.pair_paths(c, task.start)
-    if store.layout.keeps_params:
-        reads.append(("brackets shard", pair_files[0], lambda: g["brackets"][c, task.start:task.stop, :]))
-    if store.layout.keeps_logits:
-        reads.append(("logit deltas", pair_files[-1], lambda: g["logit_deltas"][c, task.start:task.stop]))
-    if task.writes_examples:
-        ex_files = store.example_paths(c)
-        arrays = (["gradients"] if store.layout.keeps_params else []) + ["losses", "gram"]
-        for name, path in zip(arrays, ex_files):
-            reads.append((name, path, lambda name=name: g[name][c]))
-    for name, path in store.table_paths(task.task_id, c, task.writes_examples).items():
-        reads.append((f"table {name}", path, lambda path=path: _numeric_columns(store, path)))
+    """(problems, files) of one task: every file it owns read back in full, then its digests compared with
+    its mark's (a file already found damaged is reported once)."""
+    g, c, rows = store.group, task.checkpoint, slice(task.start, task.stop)
+    reads: dict[str, Callable[[], Any]] = {
+        "brackets": lambda: g["brackets"][c, rows, :], "logit_deltas": lambda: g["logit_deltas"][c, rows],
+        "gradients": lambda: g["gradients"][c], "losses": lambda: g["losses"][c], "gram": lambda: g["gram"][c]}
+    files = store.files_of(task)
     problems, damaged = [], set()
-    for what, path, read in reads:
-        p = f"{what} missing" if not store.exists(path) else _read_problem(read)
+    for what, path in files.items():
+        read = reads.get(what) or (lambda path=path: _numeric_columns(store, path))
+        p = "missing" if not store.exists(path) else _read_problem(read)
         if p:
-            problems.append(p if p.startswith(what) else f"{what} {p}")
+            problems.append(f"{what} {p}")
             damaged.add(store.tree.relative(path))
     recorded = {rel: digest for rel, digest in (mark.get("files") or {}).items() if rel not in damaged}
     problems += [f"{rel} changed after completion" for rel in store.changed_files(recorded)]
-    return problems, store.task_files(task.task_id, c, task.start, task.writes_examples)
+    return problems, list(files.values())
 
 
 def _numeric_columns(store: SweepStore, path: str) -> np.ndarray:
@@ -82,7 +74,7 @@ def check_store(path: str, *, log: Callable[[str], None] = print) -> dict[str, A
         layout = store.layout
         tasks = layout.tasks()
         done = store.ledger.done_tasks()
-        steps = [int(s) for s in store.group["steps"][:]]
+        steps = store.steps
         damaged = []
         for task in tasks:
             if task.task_id not in done:

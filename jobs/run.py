@@ -114,8 +114,7 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
         if len(tasks) != store.meta["n_tasks"]:
             raise ConfigError("the store's plan does not match its layout", expected=f"{store.meta['n_tasks']} tasks",
                               found=f"{len(tasks)}", fix="the store was written by another lie-sweep version")
-        spec = SweepSpec.from_store_meta(store.meta, config, examples=[int(e) for e in store.group["examples"][:]],
-                                         pairs=[(int(i), int(j)) for i, j in store.group["pairs"][:]],
+        spec = SweepSpec.from_store_meta(store.meta, config, examples=store.examples, pairs=store.pairs,
                                          store_path=str(path))
         done = store.ledger.done_tasks()
         log(f"resuming {path}: {len(done)} of {len(tasks)} tasks done, {len(store.ledger.failures())} failed before")
@@ -144,7 +143,7 @@ def format_account(result: RunResult, top: int = 8) -> str:
     ]
     if report.completed:
         steps = [c["step"] for c in spec.checkpoints]
-        losses = np.asarray(store.group["losses"][:], dtype=np.float64)
+        losses = np.asarray(store.array("losses")[:], dtype=np.float64)
         by_ckpt: dict[int, list[float]] = {}
         for r in report.completed:
             by_ckpt.setdefault(r["checkpoint"], []).extend(r["norms"])

@@ -27,7 +27,7 @@ def output_movement(sweep: Sweep, fits: "pd.DataFrame") -> list[tuple[str, float
         return []
     if fits.empty:
         return []
-    arr = sweep.store.group["logit_deltas"]
+    arr = sweep.store.array("logit_deltas")
     total = np.zeros(len(sweep.output_names))
     count = 0
     for step, group in fits.groupby("step"):  # one checkpoint at a time bounds memory

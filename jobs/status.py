@@ -20,7 +20,7 @@ def sweep_status(path: str) -> dict[str, Any]:
     layout = store.layout
     tasks = layout.tasks()
     done, failures = store.ledger.done_tasks(), store.ledger.failures()
-    steps = [int(s) for s in store.group["steps"][:]]
+    steps = store.steps
     per_ckpt = []
     for c, step in enumerate(steps):
         mine = [t for t in tasks if t.checkpoint == c]
@@ -35,9 +35,10 @@ def sweep_status(path: str) -> dict[str, Any]:
     files = set(store.fs.find(store.root))
     written = 0  # values held by the shard files present (done or not), for an honest ratio
     for t in tasks:
-        if store.bracket_shard_path(t.checkpoint, t.start) in files:
+        owned = store.files_of(t)
+        if owned.get("brackets") in files:
             written += t.n_pairs * layout.n_params
-        if t.writes_examples and store.example_paths(t.checkpoint)[0] in files:
+        if owned.get("gradients") in files:
             written += layout.n_examples * (layout.n_params + 1)
     raw_written = written * item
     on_disk = store.array_bytes_on_disk()
@@ -62,7 +63,8 @@ def sweep_status(path: str) -> dict[str, Any]:
         "failures": [{"task_id": k, "step": steps[f["checkpoint"]], "pairs": [f["start"], f["stop"]],
                       "attempts": f.get("attempts"), "error": f.get("error"), "log": f.get("log")}
                      for k, f in sorted(failures.items()) if k not in done],
-        "bytes_on_disk": on_disk,
+        "bytes_on_disk": store.bytes_on_disk(),   # the whole store: arrays, tables, ledger
+        "array_bytes_on_disk": on_disk,           # brackets, gradients, losses: what the ratio is about
         "raw_bytes_written": raw_written,
         "compression_ratio": raw_written / on_disk if on_disk and raw_written else None,
         "runs": len(runs),
@@ -80,8 +82,9 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(f"driver     `{d.get('command')}` pid {d.get('pid')} on {d.get('host')}")
     lines.append(f"tasks      {t['done']} done, {t['failed']} failed, {t['pending']} pending, of {t['total']}")
     lines.append(f"pairs      {p['done']} of {p['total']} computed")
-    ratio = f" (compression ratio {st['compression_ratio']:.2f}x)" if st["compression_ratio"] else ""
-    lines.append(f"disk       {format_bytes(st['bytes_on_disk'])}{ratio}")
+    ratio = (f"; brackets, gradients, losses {format_bytes(st['array_bytes_on_disk'])} (compression ratio "
+             f"{st['compression_ratio']:.2f}x)" if st["compression_ratio"] else "")
+    lines.append(f"disk       {format_bytes(st['bytes_on_disk'])} in all{ratio}")
     rate = st["pairs_per_second"]
     if rate:
         eta = "done" if st["eta_seconds"] == 0 else format_seconds(st["eta_seconds"])

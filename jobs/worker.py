@@ -218,8 +218,7 @@ class BracketWorker:
             self.store.write_logit_deltas(task.checkpoint, task.start, logits)
         for name, columns in tables.items():
             self.store.write_table_part(name, task.checkpoint, task.task_id, columns)
-        files = self.store.digests(self.store.task_files(task.task_id, task.checkpoint, task.start,
-                                                         task.writes_examples))
+        files = self.store.digests(list(self.store.files_of(task).values()))
         t2 = time.perf_counter()
         return {"task_id": task.task_id, "checkpoint": task.checkpoint, "start": task.start, "stop": task.stop,
                 "compute_s": t1 - t0, "write_s": t2 - t1, "norms": norms, "files": files,

@@ -37,8 +37,8 @@ class Sweep:
         self.store = store
         g = store.group
         self.meta = store.meta
-        self.steps: list[int] = [int(s) for s in g["steps"][:]]
-        self.examples: list[int] = [int(e) for e in g["examples"][:]]
+        self.steps: list[int] = store.steps
+        self.examples: list[int] = store.examples
         self.pairs: np.ndarray = np.asarray(g["pairs"][:])
         self.param_spec: list[dict[str, Any]] = list(self.meta["param_spec"])
         self.param_names: list[str] = [e["name"] for e in self.param_spec]
@@ -130,17 +130,8 @@ class Sweep:
 
     # -- labelled lazy views (xarray) ------------------------------------------------------------
     def _array_getter(self, name: str):
-        """A function returning the Zarr array ``name``; one error line when the store does not keep it."""
-        if name not in self.store.group:
-            if name in ("brackets", "gradients"):
-                raise StoreKeyError(f"this store keeps no {name}",
-                                    expected="a store run with storage.keep=all or globs",
-                                    found="storage.keep=summary",
-                                    fix="use the tables (sweep.fits(), sweep.rms_table())")
-            found = ("derived.eval_count=0" if name == "logit_deltas" else
-                     f"a store of schema {self.meta.get('schema_version')} (older lie-sweep)")
-            raise StoreKeyError(f"this store has no {name}", expected=f"a store with {name}", found=found,
-                                fix="re-run the sweep with them enabled")
+        """A function returning the Zarr array ``name``; one error line (now) when the store does not keep it."""
+        self.store.array(name)
         return lambda: self.store.group[name]
 
     def _flat_dataset(self, array: str, row_dim: str, row_coords: dict, names: Sequence[str] | None,

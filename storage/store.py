@@ -30,8 +30,8 @@ import zarr
 
 from .atomic import file_digest, write_atomic
 from .codecs import DEFAULT_KEEPBITS, array_codecs, check_encodable, compressors_for
-from .errors import NotASweepError, StoreError, StoreExistsError, brief, first_line
-from .layout import SCHEMA_VERSION, StoreLayout
+from .errors import NotASweepError, StoreError, StoreExistsError, StoreKeyError, brief, first_line
+from .layout import SCHEMA_VERSION, StoreLayout, Task
 from .ledger import Ledger
 from .lock import StoreLock
 from .paths import META_KEY, StoreTree, detect, marker_record
@@ -255,34 +255,31 @@ class SweepStore:
     def _chunk_path(self, array: str, index: Sequence[int]) -> str:
         return posixpath.join(self.tree.arrays, array, "c", *(str(i) for i in index))
 
-    def bracket_shard_path(self, checkpoint: int, start: int) -> str:
-        """The file of the ``brackets`` shard that pairs [start, …) of ``checkpoint`` live in."""
+    def _bracket_file(self, checkpoint: int, start: int) -> str:
         return self._chunk_path("brackets", self.layout.bracket_shard_of(checkpoint, start))
 
-    def logit_chunk_path(self, checkpoint: int, start: int) -> str:
-        """The file of the ``logit_deltas`` chunk that pairs [start, …) of ``checkpoint`` live in."""
+    def _logit_file(self, checkpoint: int, start: int) -> str:
         return self._chunk_path("logit_deltas", (*self.layout.bracket_shard_of(checkpoint, start)[:2], 0, 0))
 
-    def example_paths(self, checkpoint: int) -> list[str]:
-        """The files of ``checkpoint``'s ``gradients`` shard (if kept), ``losses`` and ``gram`` chunks."""
-        paths = [self._chunk_path("gradients", (checkpoint, 0, 0))] if self.layout.keeps_params else []
-        return paths + [self._chunk_path("losses", (checkpoint, 0)), self._chunk_path("gram", (checkpoint, 0, 0))]
+    def _example_files(self, checkpoint: int) -> dict[str, str]:
+        files = {"gradients": self._chunk_path("gradients", (checkpoint, 0, 0))} if self.layout.keeps_params else {}
+        return {**files, "losses": self._chunk_path("losses", (checkpoint, 0)),
+                "gram": self._chunk_path("gram", (checkpoint, 0, 0))}
 
-    def pair_paths(self, checkpoint: int, start: int) -> list[str]:
-        """The array files of pairs [start, …) of ``checkpoint``: its ``brackets`` shard and ``logit_deltas`` chunk."""
-        paths = [self.bracket_shard_path(checkpoint, start)] if self.layout.keeps_params else []
-        return paths + ([self.logit_chunk_path(checkpoint, start)] if self.layout.keeps_logits else [])
-
-    def table_paths(self, task_id: int, checkpoint: int, writes_examples: bool) -> dict[str, str]:
-        """{table: part file} that task ``task_id`` of ``checkpoint`` writes."""
-        names = TABLES if writes_examples else ("pairs", "pair_rms")
-        step = self.steps[checkpoint]
-        return {name: part_path(self.tree.tables, name, step, task_id) for name in names}
-
-    def task_files(self, task_id: int, checkpoint: int, start: int, writes_examples: bool) -> list[str]:
-        """Every file task ``task_id`` (pairs [start, …) of ``checkpoint``) owns: shards, chunks, table parts."""
-        return [*self.pair_paths(checkpoint, start), *(self.example_paths(checkpoint) if writes_examples else []),
-                *self.table_paths(task_id, checkpoint, writes_examples).values()]
+    def files_of(self, task: Task) -> dict[str, str]:
+        """{what: file} of every file ``task`` owns (see :mod:`storage.layout`), by name, never by position:
+        ``brackets`` (its shard) and ``logit_deltas`` (its chunk) where the store keeps them; for a
+        checkpoint's first task also ``gradients`` (where kept), ``losses`` and ``gram``; and ``table NAME``,
+        its part of each table it writes."""
+        c = task.checkpoint
+        files = {"brackets": self._bracket_file(c, task.start)} if self.layout.keeps_params else {}
+        if self.layout.keeps_logits:
+            files["logit_deltas"] = self._logit_file(c, task.start)
+        if task.writes_examples:
+            files.update(self._example_files(c))
+        for name in TABLES if task.writes_examples else ("pairs", "pair_rms"):
+            files[f"table {name}"] = part_path(self.tree.tables, name, self.steps[c], task.task_id)
+        return files
 
     def digests(self, paths: Sequence[str]) -> dict[str, str]:
         """{path relative to the store root: SHA-256 of its bytes} of files just written (for a mark)."""
@@ -307,10 +304,32 @@ class SweepStore:
 
     @property
     def steps(self) -> list[int]:
-        """Training step of each checkpoint, in store order."""
+        """Training step of each checkpoint, in store order (read once)."""
         if not hasattr(self, "_steps"):
             self._steps = [int(s) for s in self.group["steps"][:]]
         return self._steps
+
+    @property
+    def examples(self) -> list[int]:
+        """Dataset indices of the sweep's examples."""
+        return [int(e) for e in self.group["examples"][:]]
+
+    @property
+    def pairs(self) -> list[tuple[int, int]]:
+        """Pairs (i, j) of dataset indices in the canonical order."""
+        return [(int(i), int(j)) for i, j in self.group["pairs"][:]]
+
+    def array(self, name: str) -> zarr.Array:
+        """The Zarr array ``name``; one error line when this store does not keep it."""
+        if name in self.group:
+            return self.group[name]
+        if name in ("brackets", "gradients"):
+            raise StoreKeyError(f"this store keeps no {name}", expected="a store run with storage.keep=all or globs",
+                                found="storage.keep=summary", fix="use the tables (sweep.fits(), sweep.rms_table())")
+        found = ("derived.eval_count=0" if name == "logit_deltas" else
+                 f"a store of schema {self.meta.get('schema_version')} (older lie-sweep)")
+        raise StoreKeyError(f"this store has no {name}", expected=f"a store with {name}", found=found,
+                            fix="re-run the sweep with them enabled")
 
     def exists(self, path: str) -> bool:
         """Whether ``path`` exists now (listing caches of object stores are refreshed first)."""
@@ -339,7 +358,7 @@ class SweepStore:
             raise StoreError("this store keeps no brackets", expected="a store with storage.keep=all or globs",
                              found="storage.keep=summary", fix="write summaries only")
         check_encodable(self.meta["codec"], values, "brackets")
-        self._discard(self.bracket_shard_path(checkpoint, start))
+        self._discard(self._bracket_file(checkpoint, start))
         stop = start + values.shape[0]
         if stop > self.layout.n_pairs or values.shape[1] != self.layout.n_params:
             raise StoreError("bracket block does not fit the store",
@@ -353,7 +372,7 @@ class SweepStore:
         the gradient Gram matrix (E × E) at ``checkpoint``."""
         if self.layout.keeps_params:
             check_encodable(self.meta["codec"], gradients, "gradients")
-        for path in self.example_paths(checkpoint):
+        for path in self._example_files(checkpoint).values():
             self._discard(path)
         if self.layout.keeps_params:
             self.group["gradients"][checkpoint, :, :] = gradients
@@ -363,7 +382,7 @@ class SweepStore:
     def write_logit_deltas(self, checkpoint: int, start: int, values: np.ndarray) -> None:
         """Store logit deltas (pairs × B × O) of pairs [start, start + len(values)) of ``checkpoint``."""
         self.layout.bracket_shard_of(checkpoint, start)
-        self._discard(self.logit_chunk_path(checkpoint, start))
+        self._discard(self._logit_file(checkpoint, start))
         self.group["logit_deltas"][checkpoint, start:start + values.shape[0]] = values
 
     def write_table_part(self, table: str, checkpoint: int, task_id: int, columns: Mapping[str, Any]) -> None:

@@ -217,7 +217,7 @@ def test_show_and_check_cover_tables(sweeps, capsys):
     assert "most order-sensitive pairs" in out and "outputs whose logits move most" in out and "summaries only" in out
     sweep = open_sweep(sweeps["summary"])
     before = sweep.fits()
-    part = sweep.store.table_paths(1, 0, False)["pairs"]
+    part = sweep.store.files_of(sweep.store.layout.tasks()[1])["table pairs"]
     with open(part, "r+b") as f:
         f.truncate(20)
     report = check_store(sweeps["summary"], log=lambda m: None)

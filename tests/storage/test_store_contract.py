@@ -76,17 +76,22 @@ def test_one_driver_holds_the_lock(root):
 def test_tables_digests_and_changed_files(root):
     store, _, layout = make_store(root)
     fill(store, layout, np.random.default_rng(1))
-    store.write_table_part("pairs", 0, 0, {"step": [100, 100], "pair": [0, 1], "norm": [1.0, 2.0]})
-    store.write_table_part("pair_rms", 0, 0, {"step": [100], "pair": [0], "tensor": ["w"], "rms_bracket": [1.0]})
-    digests = store.digests(store.task_files(0, 0, 0, writes_examples=False))
-    assert sorted(digests) == ["arrays.zarr/brackets/c/0/0/0", "tables/pair_rms/step-100/part-000000.parquet",
-                               "tables/pairs/step-100/part-000000.parquet"]    # relative to the store root
+    task = layout.tasks()[1]                                        # checkpoint 0 (step 100), pairs 2..3
+    store.write_table_part("pairs", 0, 1, {"step": [100, 100], "pair": [2, 3], "norm": [1.0, 2.0]})
+    store.write_table_part("pair_rms", 0, 1, {"step": [100], "pair": [2], "tensor": ["w"], "rms_bracket": [1.0]})
+    files = store.files_of(task)
+    assert sorted(files) == ["brackets", "table pair_rms", "table pairs"]
+    digests = store.digests(list(files.values()))
+    assert sorted(digests) == ["arrays.zarr/brackets/c/0/1/0", "tables/pair_rms/step-100/part-000001.parquet",
+                               "tables/pairs/step-100/part-000001.parquet"]    # relative to the store root
     assert store.changed_files(digests) == []
-    store.write_brackets(0, 0, np.full((2, 15), 7.0, dtype=np.float32))
-    assert store.changed_files(digests) == ["arrays.zarr/brackets/c/0/0/0"]
+    store.write_brackets(0, 2, np.full((2, 15), 7.0, dtype=np.float32))
+    assert store.changed_files(digests) == ["arrays.zarr/brackets/c/0/1/0"]
     assert store.read_table("pairs") is None                        # no completed task yet
-    store.ledger.mark_done(0, {"files": digests})
+    store.ledger.mark_done(1, {"files": digests})
     assert store.read_table("pairs").to_pandas()["norm"].tolist() == [1.0, 2.0]
+    first = store.files_of(layout.tasks()[0])                       # a checkpoint's first task owns more
+    assert {"gradients", "losses", "gram", "table examples", "table checkpoints"} <= set(first)
 
 
 def test_overwrite_replaces_only_a_store(root):
