@@ -79,14 +79,14 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
     store over with the new config (everything in it is deleted and recomputed).
     """
     store = SweepStore.open(path, mode="r+", storage_options=storage_options_of(overrides))
-    if store.meta.get("schema_version", 0) < SCHEMA_VERSION and not restart:
+    if store.meta.schema_version < SCHEMA_VERSION and not restart:
         raise StoreError(f"store {path} was written by an older lie-sweep", expected=f"schema {SCHEMA_VERSION} to "
-                         "resume", found=f"schema {store.meta.get('schema_version')}",
+                         "resume", found=f"schema {store.meta.schema_version}",
                          fix="read it as it is (the reader takes older stores), or recompute it with resume --restart")
-    stored = dict(store.meta["config"])
+    stored = dict(store.meta.config)
     stored["storage"] = {**stored["storage"], "options": {}}  # options are this machine's, never the store's
     cfg = config_from_stored(stored, overrides)
-    diff = identity_diff(store.meta["identity"], identity_of(cfg))
+    diff = identity_diff(store.meta.identity, identity_of(cfg))
     if diff and not restart:
         allowed = ", ".join(k + ".*" if k == "cluster" else k for k in EXECUTION_KEYS)
         raise ConfigError("resume would change what defines this sweep's results",
@@ -104,15 +104,15 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
         moved = {o.split("=", 1)[0] for o in overrides} & set(CHECKPOINT_LOCATION_KEYS)
         if moved:  # a moved checkpoint directory: the same files (by sha256) at a new place
             location = checkpoint_location(config["checkpoints"])
-            located = relocate_checkpoints(store.meta["checkpoints"], location)
+            located = relocate_checkpoints(store.meta.checkpoints, location)
             store.update_meta({"checkpoints": located, "checkpoint_base": str(checkpoint_base(location)),
-                               "config": {**store.meta["config"], "checkpoints": config["checkpoints"]}})
+                               "config": {**store.meta.config, "checkpoints": config["checkpoints"]}})
             log(f"checkpoints found at their new location ({', '.join(sorted(moved))}), sha256 verified")
-        verify_checkpoints(store.meta["checkpoints"])
+        verify_checkpoints(store.meta.checkpoints)
         layout = store.layout
         tasks = layout.tasks()
-        if len(tasks) != store.meta["n_tasks"]:
-            raise ConfigError("the store's plan does not match its layout", expected=f"{store.meta['n_tasks']} tasks",
+        if len(tasks) != store.meta.n_tasks:
+            raise ConfigError("the store's plan does not match its layout", expected=f"{store.meta.n_tasks} tasks",
                               found=f"{len(tasks)}", fix="the store was written by another lie-sweep version")
         spec = SweepSpec.from_store_meta(store.meta, config, examples=store.examples, pairs=store.pairs,
                                          store_path=str(path))

@@ -49,7 +49,7 @@ def format_show(sweep: Sweep, top: int = 10) -> str:
     """The terminal summary of a sweep (what ``lie-sweep show`` prints), from its tables and logit deltas."""
     meta = sweep.meta
     layout = sweep.store.layout
-    done, n_tasks = len(sweep.store.ledger.done_tasks()), meta["n_tasks"]
+    done, n_tasks = len(sweep.store.ledger.done_tasks()), meta.n_tasks
     kept = ("summaries only" if not layout.keeps_params else
             "all tensors" if len(sweep.stored_names) == len(sweep.param_names) else
             f"{len(sweep.stored_names)} of {len(sweep.param_names)} tensors")
@@ -57,8 +57,8 @@ def format_show(sweep: Sweep, top: int = 10) -> str:
         f"store        {sweep.store.path}",
         f"grid         {len(sweep.steps)} checkpoints (steps {sweep.steps[0]}..{sweep.steps[-1]}) × "
         f"{len(sweep.pairs)} pairs of {len(sweep.examples)} examples; {done} of {n_tasks} tasks done",
-        f"stored       {kept}, codec {meta['codec']}"
-        + (f" (keepbits {meta.get('keepbits')})" if meta["codec"] == "bitround" else "")
+        f"stored       {kept}, codec {meta.codec}"
+        + (f" (keepbits {meta.keepbits})" if meta.codec == "bitround" else "")
         + f", {format_bytes(sweep.store.bytes_on_disk())} on disk",
         "convention   theta_ij - theta_ji = lr^2 [u_i,u_j] + O(lr^3); BatchNorm in eval mode"
         + (f"; logit deltas at epsilon = {sweep.epsilon:g}" if sweep.eval_examples else ""),

@@ -30,7 +30,7 @@ def sweep_status(path: str) -> dict[str, Any]:
                          "pending": len(mine) - n_done - n_failed})
     pairs_done = sum(t.n_pairs for t in tasks if t.task_id in done)
     pairs_total = layout.n_checkpoints * layout.n_pairs
-    item = np.dtype(store.meta["dtype"]).itemsize
+    item = np.dtype(store.meta.dtype).itemsize
     store.fs.invalidate_cache(store.root)
     files = set(store.fs.find(store.root))
     written = 0  # values held by the shard files present (done or not), for an honest ratio

@@ -27,6 +27,7 @@ from lie_sweep.errors import (CheckpointError, CheckpointNotFoundError, ConfigEr
 from lie_sweep.fields import eval_mode
 from storage.identity import identity_hash
 from storage.layout import StoreLayout
+from storage.meta import StoreMeta
 from storage.store import SweepStore
 
 from .config import identity_of, keep_globs
@@ -100,16 +101,15 @@ class SweepSpec:
                 "n_tasks": n_tasks, "python": sys.version.split()[0], "torch": torch.__version__}
 
     @classmethod
-    def from_store_meta(cls, meta: dict[str, Any], config: dict[str, Any], examples: list[int],
+    def from_store_meta(cls, meta: StoreMeta, config: dict[str, Any], examples: list[int],
                         pairs: list[tuple[int, int]], store_path: str) -> "SweepSpec":
         """The spec of an existing store (for resume), with ``config``'s execution settings."""
-        return cls(config=config, identity=meta["identity"], examples=examples, pairs=pairs,
-                   checkpoints=list(meta["checkpoints"]), param_spec=list(meta["param_spec"]),
-                   attribute_names=list(meta.get("attribute_names") or []), store_path=store_path,
-                   storage_options=dict(config["storage"]["options"]), kept_names=meta.get("kept_names"),
-                   eval_examples=list(meta.get("eval_examples") or []),
-                   output_names=list(meta.get("output_names") or []), epsilon=float(meta.get("epsilon") or 0.0),
-                   checkpoint_base=str(meta.get("checkpoint_base") or ""))
+        return cls(config=config, identity=meta.identity, examples=examples, pairs=pairs,
+                   checkpoints=list(meta.checkpoints), param_spec=list(meta.param_spec),
+                   attribute_names=list(meta.attribute_names), store_path=store_path,
+                   storage_options=dict(config["storage"]["options"]), kept_names=meta.kept_names,
+                   eval_examples=list(meta.eval_examples), output_names=list(meta.output_names),
+                   epsilon=float(meta.epsilon), checkpoint_base=meta.checkpoint_base)
 
 
 def verify_checkpoint(prov: dict[str, Any], sha256: str | None = None) -> None:

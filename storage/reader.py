@@ -40,14 +40,14 @@ class Sweep:
         self.steps: list[int] = store.steps
         self.examples: list[int] = store.examples
         self.pairs: np.ndarray = np.asarray(g["pairs"][:])
-        self.param_spec: list[dict[str, Any]] = list(self.meta["param_spec"])
+        self.param_spec: list[dict[str, Any]] = list(self.meta.param_spec)
         self.param_names: list[str] = [e["name"] for e in self.param_spec]
-        self.stored_spec: list[dict[str, Any]] = list(self.meta.get("stored_spec", self.param_spec))
+        self.stored_spec: list[dict[str, Any]] = list(self.meta.stored_spec)
         self.stored_names: list[str] = [e["name"] for e in self.stored_spec]
-        self.attribute_names: list[str] = list(self.meta.get("attribute_names") or [])
-        self.output_names: list[str] = list(self.meta.get("output_names") or [])
-        self.eval_examples: list[int] = [int(e) for e in self.meta.get("eval_examples") or []]
-        self.epsilon: float = float(self.meta.get("epsilon") or 0.0)
+        self.attribute_names: list[str] = list(self.meta.attribute_names)
+        self.output_names: list[str] = list(self.meta.output_names)
+        self.eval_examples: list[int] = [int(e) for e in self.meta.eval_examples]
+        self.epsilon: float = float(self.meta.epsilon)
         self._pair_index = {(int(i), int(j)): p for p, (i, j) in enumerate(self.pairs)}
         self._example_index = {e: k for k, e in enumerate(self.examples)}
         self._ckpt_index = {s: k for k, s in enumerate(self.steps)}
@@ -60,12 +60,12 @@ class Sweep:
     @property
     def config(self) -> dict[str, Any]:
         """The resolved config the sweep was run with."""
-        return dict(self.meta["config"])
+        return dict(self.meta.config)
 
     @property
     def complete(self) -> bool:
         """True when every task has its completion mark."""
-        return len(self.store.ledger.done_tasks()) == self.meta["n_tasks"]
+        return len(self.store.ledger.done_tasks()) == self.meta.n_tasks
 
     def _checkpoint(self, step: int) -> int:
         if step not in self._ckpt_index:
@@ -110,7 +110,7 @@ class Sweep:
         c = self._checkpoint(ckpt)
         self._example(i), self._example(j)
         if i == j:
-            return {e["name"]: np.zeros(e["shape"], dtype=self.meta["dtype"]) for e in self._slices(names)}
+            return {e["name"]: np.zeros(e["shape"], dtype=self.meta.dtype) for e in self._slices(names)}
         if (i, j) in self._pair_index:
             return self._read_flat("brackets", (c, self._pair_index[(i, j)]), names)
         if (j, i) in self._pair_index:

@@ -34,6 +34,7 @@ from .errors import NotASweepError, StoreError, StoreExistsError, StoreKeyError,
 from .layout import SCHEMA_VERSION, StoreLayout, Task
 from .ledger import Ledger
 from .lock import StoreLock
+from .meta import StoreMeta
 from .paths import META_KEY, StoreTree, detect, marker_record
 from .safety import refuse_unsafe_path
 from .tables import TABLES, part_path, read_parts, step_of_folder, table_dir, task_of_part, write_part
@@ -99,8 +100,8 @@ class SweepStore:
         self.tree = tree
         self.storage_options = dict(storage_options or {})
         self.fs, self.root = filesystem_of(self.path, self.storage_options)
-        self.meta: dict[str, Any] = dict(group.attrs[META_KEY])
-        self.layout = StoreLayout(**self.meta["layout"])
+        self.meta = StoreMeta.from_dict(group.attrs[META_KEY])
+        self.layout = StoreLayout(**self.meta.layout)
         self.ledger = Ledger(self.fs, tree)
 
     # -- creation and opening ---------------------------------------------------------------
@@ -172,10 +173,10 @@ class SweepStore:
                                          compressors=compressors, fill_value=-1, dimension_names=dims)
                 if values.size:
                     arr[...] = values
-            full_meta = dict(meta)
-            full_meta.update({"schema_version": SCHEMA_VERSION, "layout": layout.to_dict(), "dtype": dtype,
-                              "codec": codec, "level": level, "keepbits": keepbits, "created": time.time()})
-            group.attrs[META_KEY] = full_meta  # written last: a store without it is not a sweep
+            full_meta = StoreMeta.from_dict({**meta, "schema_version": SCHEMA_VERSION, "layout": layout.to_dict(),
+                                             "dtype": dtype, "codec": codec, "level": level, "keepbits": keepbits,
+                                             "created": time.time()})
+            group.attrs[META_KEY] = full_meta.to_dict()  # written last: a store without it is not a sweep
         except BaseException:
             lock.release()
             raise
@@ -299,8 +300,8 @@ class SweepStore:
     def update_meta(self, changes: Mapping[str, Any]) -> None:
         """Rewrite keys of the sweep's metadata (the driver holding the lock only: a moved checkpoint
         location on resume)."""
-        self.meta = {**self.meta, **dict(changes)}
-        self.group.attrs[META_KEY] = self.meta
+        self.meta = self.meta.replace(**changes)
+        self.group.attrs[META_KEY] = self.meta.to_dict()
 
     @property
     def steps(self) -> list[int]:
@@ -327,7 +328,7 @@ class SweepStore:
             raise StoreKeyError(f"this store keeps no {name}", expected="a store run with storage.keep=all or globs",
                                 found="storage.keep=summary", fix="use the tables (sweep.fits(), sweep.rms_table())")
         found = ("derived.eval_count=0" if name == "logit_deltas" else
-                 f"a store of schema {self.meta.get('schema_version')} (older lie-sweep)")
+                 f"a store of schema {self.meta.schema_version} (older lie-sweep)")
         raise StoreKeyError(f"this store has no {name}", expected=f"a store with {name}", found=found,
                             fix="re-run the sweep with them enabled")
 
@@ -357,7 +358,7 @@ class SweepStore:
         if not self.layout.keeps_params:
             raise StoreError("this store keeps no brackets", expected="a store with storage.keep=all or globs",
                              found="storage.keep=summary", fix="write summaries only")
-        check_encodable(self.meta["codec"], values, "brackets")
+        check_encodable(self.meta.codec, values, "brackets")
         self._discard(self._bracket_file(checkpoint, start))
         stop = start + values.shape[0]
         if stop > self.layout.n_pairs or values.shape[1] != self.layout.n_params:
@@ -371,7 +372,7 @@ class SweepStore:
         """Store every example's gradient (E × D, kept tensors; None when none are kept), loss (E,) and
         the gradient Gram matrix (E × E) at ``checkpoint``."""
         if self.layout.keeps_params:
-            check_encodable(self.meta["codec"], gradients, "gradients")
+            check_encodable(self.meta.codec, gradients, "gradients")
         for path in self._example_files(checkpoint).values():
             self._discard(path)
         if self.layout.keeps_params:
@@ -395,9 +396,9 @@ class SweepStore:
     @property
     def table_metadata(self) -> dict[str, Any]:
         """What every table part states about itself: its quantities are over all D parameters."""
-        n_all = sum(math.prod(e["shape"]) for e in self.meta.get("param_spec", []))
+        n_all = sum(math.prod(e["shape"]) for e in self.meta.param_spec)
         return {"schema_version": SCHEMA_VERSION, "computed_over": "all parameters", "n_params": n_all,
-                "n_params_stored": self.layout.n_params, "keep": self.meta.get("config", {}).get("storage", {})
+                "n_params_stored": self.layout.n_params, "keep": self.meta.config.get("storage", {})
                 .get("keep", "all")}
 
     def table_steps(self, table: str) -> list[int]:
@@ -457,6 +458,6 @@ class SweepStore:
 
     def raw_bytes(self) -> int:
         """Bytes the parameter-sized arrays would take uncompressed."""
-        item = np.dtype(self.meta["dtype"]).itemsize
+        item = np.dtype(self.meta.dtype).itemsize
         return int(sum(np.prod(self.group[name].shape) * item for name in ("brackets", "gradients")
                        if name in self.group))

@@ -198,7 +198,7 @@ def test_a_moved_checkpoint_directory_resumes_and_a_modified_file_is_refused(ref
     want = run_sweep(glob_overrides(reference, tmp_path / "ref.zarr"), log=lambda m: None)
     run_sweep(glob_overrides(reference, store, f"checkpoints.glob={first}/*.pt"), log=lambda m: None)
     meta = open_sweep(str(store)).meta
-    assert [c["relpath"] for c in meta["checkpoints"]] == sorted(p.name for p in first.glob("*.pt"))
+    assert [c["relpath"] for c in meta.checkpoints] == sorted(p.name for p in first.glob("*.pt"))
     for tid in (2, 17, 29):
         (store / "ledger" / "marks" / f"task-{tid:06d}.json").unlink()
     shutil.copytree(first, bad)
@@ -213,5 +213,5 @@ def test_a_moved_checkpoint_directory_resumes_and_a_modified_file_is_refused(ref
     assert sorted(r["task_id"] for r in result.report.completed) == [2, 17, 29] and not result.report.failures
     got, ref = open_sweep(str(store)), open_sweep(str(want.store.path))
     np.testing.assert_array_equal(got.store.group["brackets"][:], ref.store.group["brackets"][:])
-    assert all(c["path"].startswith(str(moved)) for c in got.meta["checkpoints"])    # found there from now on
+    assert all(c["path"].startswith(str(moved)) for c in got.meta.checkpoints)    # found there from now on
     assert json.loads(cli("status", str(store), "--json", cwd=tmp_path).stdout)["state"] == "complete"

@@ -70,7 +70,7 @@ def test_summary_store_keeps_no_parameter_sized_array_yet_every_table(sweeps):
 
 def test_kept_tensors_with_bitround_are_within_the_bound_and_others_refused(sweeps):
     full, head = open_sweep(sweeps["full"]), open_sweep(sweeps["head"])
-    assert head.stored_names == ["head.weight", "head.bias"] and head.meta["codec"] == "bitround"
+    assert head.stored_names == ["head.weight", "head.bias"] and head.meta.codec == "bitround"
     bound = error_bound("bitround", 8)
     for step in head.steps:
         for i, j in head.pairs[:5]:
@@ -146,7 +146,7 @@ def test_stored_logit_deltas_equal_a_direct_computation(sweeps):
     assert sweep.eval_examples == list(range(58, 64)) and sweep.epsilon == cfg["checkpoints"]["lr"]
     view = sweep.logit_deltas()
     assert list(view.coords["output"].values[:2]) == ["Circle", "Square"]
-    for prov in sweep.meta["checkpoints"]:
+    for prov in sweep.meta.checkpoints:
         apply_checkpoint(model, load_checkpoint(prov["path"]))
         fm = FunctionalModel(model)
         pos = {e: k for k, e in enumerate(sweep.examples)}

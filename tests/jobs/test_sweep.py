@@ -25,7 +25,7 @@ x, y = ls.stack_examples(data, sweep.examples)
 pos = {e: k for k, e in enumerate(sweep.examples)}
 pairs = [(pos[int(i)], pos[int(j)]) for i, j in sweep.pairs]
 worst = {"bracket": 0.0, "gradient": 0.0, "loss": 0.0}
-for c, prov in enumerate(sweep.meta["checkpoints"]):
+for c, prov in enumerate(sweep.meta.checkpoints):
     ls.apply_checkpoint(model, ls.load_checkpoint(prov["path"]))
     ref = ls.compute_brackets(model, x, y, pairs)
     fm = ls.FunctionalModel(model)
@@ -117,7 +117,7 @@ model = ls.SmallConvNet(num_outputs=12, width=cfg["model"]["width"])
 x, y = ls.stack_examples(ls.SyntheticShapes(length=cfg["data"]["length"], image_size=cfg["data"]["image_size"]),
                          sweep.examples)
 worst, differs = 0.0, 0.0
-for prov in sweep.meta["checkpoints"]:
+for prov in sweep.meta.checkpoints:
     ck = ls.load_checkpoint(prov["path"])
     ls.apply_checkpoint(model, ck)
     field = ls.PreconditionedField.from_adam_state(ck.optimizer_state, [n for n, _ in model.named_parameters()])
