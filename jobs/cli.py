@@ -37,7 +37,7 @@ common overrides:
   pairs.per_task=16                                   pairs per task (= per store shard)
   field=adam                                          Adam-preconditioned field from each checkpoint's state
   precision=float64  chunk_size=8                     dtype; pairs per vmapped call
-  storage.path=out/sweep storage.overwrite=true      where the store goes
+  storage.path=out/sweep storage.overwrite=true       where the store goes
   storage.codec=bitround storage.keepbits=10          lossy codec, |error| <= 2^-11 |x|
   storage.keep=summary | storage.keep='[fc.*]'        store tables only, or only these tensors
   derived.eval_count=32 derived.epsilon=0.01          logit deltas' evaluation batch and epsilon
@@ -45,12 +45,14 @@ common overrides:
 
 
 def _groups_help() -> str:
+    from omegaconf import OmegaConf
+
     from .config import config_dir
 
     root = config_dir()
     lines = ["config groups (group=option; the default first):"]
-    defaults = {"model": "convnet", "data": "synthetic", "checkpoints": "train", "examples": "first", "pairs": "all",
-                "field": "sgd", "storage": "local", "derived": "default", "cluster": "local", "experiment": "demo"}
+    defaults = {k: v for entry in OmegaConf.load(root / "config.yaml").defaults if not isinstance(entry, str)
+                for k, v in entry.items()}  # conf/config.yaml's defaults list: the one place they are chosen
     for group, default in defaults.items():
         options = sorted(p.stem for p in (root / group).glob("*.yaml"))
         options.sort(key=lambda o: o != default)
@@ -64,9 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="`lie-sweep run --help` lists the config groups and common overrides.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from .schema import help_text
+
     run = sub.add_parser("run", help="run a sweep (the demo by default)", description=RUN_DESCRIPTION,
                          formatter_class=argparse.RawDescriptionHelpFormatter,
-                         epilog=_groups_help() + "\n\n" + COMMON)
+                         epilog=_groups_help() + "\n\n" + COMMON + "\n\n" + help_text())
     run.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="key=value or group=option")
     run.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     run.add_argument("--address", default=None,

@@ -11,106 +11,24 @@ from __future__ import annotations
 
 import importlib.resources
 import inspect
-from dataclasses import dataclass
-from dataclasses import field as dc_field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from lie_sweep.errors import ConfigError, first_line
-from storage.codecs import CODEC_PRESETS, DEFAULT_KEEPBITS, MANTISSA_BITS
+from storage.codecs import MANTISSA_BITS
+
+from .schema import GROUP_CLASSES, SweepConfig, check_fields
 
 __all__ = ["SweepConfig", "config_dir", "keep_globs", "load_config", "config_from_stored", "finalize", "identity_of",
            "storage_options_of", "IDENTITY_KEYS", "EXECUTION_KEYS", "CHECKPOINT_LOCATION_KEYS"]
-
-
-@dataclass
-class CheckpointsConfig:
-    source: str = "train"                  # train | glob | list
-    dir: str = "lie-sweep-out/checkpoints"  # train: where checkpoints are written
-    steps: int = 100
-    save_every: int = 20
-    lr: float = 5e-3
-    betas: list[float] = dc_field(default_factory=lambda: [0.8, 0.999])
-    batch_size: int = 32
-    glob: Optional[str] = None             # glob: a glob or a directory
-    paths: list[str] = dc_field(default_factory=list)  # list: files
-
-
-@dataclass
-class ExamplesConfig:
-    mode: str = "first"                    # first | list
-    count: int = 8
-    start: int = 0
-    indices: list[int] = dc_field(default_factory=list)
-
-
-@dataclass
-class PairsConfig:
-    mode: str = "all"                      # all | list
-    list: list[list[int]] = dc_field(default_factory=list)
-    per_task: int = 64
-
-
-@dataclass
-class FieldConfig:
-    name: str = "sgd"                      # sgd | adam
-    eps: Optional[float] = None
-
-
-@dataclass
-class StorageConfig:
-    path: str = "lie-sweep-out/sweep"
-    codec: str = "lossless"                # lossless | bitround | float16 (see storage.codecs)
-    level: int = 1
-    keepbits: int = DEFAULT_KEEPBITS       # bitround: mantissa bits kept
-    keep: Any = "all"                      # all | summary | tensor-name globs (a list, or comma-separated)
-    inner_chunk: int = 1 << 18
-    overwrite: bool = False
-    options: dict[str, Any] = dc_field(default_factory=dict)  # fsspec storage options (endpoint, profile, …)
-
-
-@dataclass
-class DerivedConfig:
-    eval_count: int = 16                   # evaluation examples of the logit deltas (0: no logit deltas)
-    eval_start: Optional[int] = None       # first dataset index of the evaluation batch (null: the last ones)
-    epsilon: Optional[float] = None        # ε of ε²·J_f[u_i,u_j] (null: checkpoints.lr)
-
-
-@dataclass
-class ClusterConfig:
-    address: Optional[str] = None
-    workers: Optional[int] = None
-    gpus_per_worker: float = 1.0
-    cpus_per_worker: int = 1
-    threads_per_worker: Optional[int] = None
-    max_in_flight: int = 2
-    retries: int = 2
-    replace_timeout: float = 60.0
-    device: str = "auto"
-
-
-@dataclass
-class SweepConfig:
-    """A whole sweep's configuration: one field per config group, plus precision, chunk size and seed."""
-    model: Any = MISSING
-    data: Any = MISSING
-    checkpoints: CheckpointsConfig = dc_field(default_factory=CheckpointsConfig)
-    examples: ExamplesConfig = dc_field(default_factory=ExamplesConfig)
-    pairs: PairsConfig = dc_field(default_factory=PairsConfig)
-    field: FieldConfig = dc_field(default_factory=FieldConfig)
-    storage: StorageConfig = dc_field(default_factory=StorageConfig)
-    derived: DerivedConfig = dc_field(default_factory=DerivedConfig)
-    cluster: ClusterConfig = dc_field(default_factory=ClusterConfig)
-    precision: str = "float32"
-    chunk_size: Optional[int] = None
-    seed: int = 0
 
 
 # What may change when a store is resumed: how the work runs, not what it computes. The checkpoints'
@@ -122,19 +40,6 @@ EXECUTION_KEYS = ("cluster", "chunk_size", "storage.options", *CHECKPOINT_LOCATI
 # What defines a sweep's results (its identity); everything else is an execution setting.
 IDENTITY_KEYS = ("model", "data", "checkpoints", "examples", "pairs", "field", "precision", "seed",
                  "storage.codec", "storage.level", "storage.keepbits", "storage.keep", "storage.inner_chunk", "derived")
-
-_CHOICES = {
-    "checkpoints.source": ("train", "glob", "list"),
-    "examples.mode": ("first", "list"),
-    "pairs.mode": ("all", "list"),
-    "field.name": ("sgd", "adam"),
-    "precision": ("float32", "float64"),
-    "cluster.device": ("auto", "cpu", "cuda"),
-    "storage.codec": tuple(CODEC_PRESETS),
-}
-_POSITIVE = ("checkpoints.steps", "checkpoints.save_every", "checkpoints.batch_size", "examples.count",
-             "pairs.per_task", "storage.inner_chunk", "cluster.cpus_per_worker", "cluster.max_in_flight")
-
 
 def config_dir() -> Path:
     """The ``conf/`` directory: packaged as ``jobs.conf`` in a wheel, or beside ``jobs/`` in a checkout."""
@@ -203,40 +108,16 @@ def _check_target(cfg: DictConfig, node: str) -> None:
 
 
 def _validate(cfg: DictConfig) -> None:
-    for key, choices in _CHOICES.items():
-        value = _get(cfg, key)
-        if value not in choices:
-            raise ConfigError(f"bad value for {key}", expected=" | ".join(choices), found=repr(value),
-                              fix=f"set {key}={choices[0]}")
-    for key in _POSITIVE:
-        value = _get(cfg, key)
-        if value is None or value < 1:
-            raise ConfigError(f"bad value for {key}", expected="a positive integer", found=repr(value),
-                              fix=f"set {key} to 1 or more")
-    checks = [
-        ("cluster.retries", cfg.cluster.retries >= 0, "an integer >= 0"),
-        ("cluster.replace_timeout", cfg.cluster.replace_timeout > 0, "seconds > 0"),
-        ("cluster.workers", cfg.cluster.workers is None or cfg.cluster.workers >= 1, "null or an integer >= 1"),
-        ("cluster.gpus_per_worker", cfg.cluster.gpus_per_worker > 0, "a number > 0 (fractions share a GPU)"),
-        ("cluster.threads_per_worker", cfg.cluster.threads_per_worker is None or cfg.cluster.threads_per_worker >= 1,
-         "null or an integer >= 1"),
-        ("chunk_size", cfg.chunk_size is None or cfg.chunk_size >= 1, "null or an integer >= 1"),
-        ("examples.start", cfg.examples.start >= 0, "an integer >= 0"),
-        ("checkpoints.lr", cfg.checkpoints.lr > 0, "a number > 0"),
-        ("checkpoints.betas", len(cfg.checkpoints.betas) == 2 and all(0 <= b < 1 for b in cfg.checkpoints.betas),
-         "two numbers in [0, 1)"),
-        ("storage.level", 1 <= cfg.storage.level <= 9, "an integer in 1..9 (Blosc's zstd levels)"),
-        ("storage.keepbits", 1 <= cfg.storage.keepbits <= MANTISSA_BITS[cfg.precision],
-         f"an integer in 1..{MANTISSA_BITS[cfg.precision]} (mantissa bits of {cfg.precision})"),
-        ("derived.eval_count", cfg.derived.eval_count >= 0, "an integer >= 0 (0: no logit deltas)"),
-        ("derived.eval_start", cfg.derived.eval_start is None or cfg.derived.eval_start >= 0,
-         "null or an integer >= 0"),
-        ("derived.epsilon", cfg.derived.epsilon is None or cfg.derived.epsilon > 0, "null or a number > 0"),
-    ]
-    for key, ok, expected in checks:
-        if not ok:
-            raise ConfigError(f"bad value for {key}", expected=expected, found=repr(_get(cfg, key)),
-                              fix=f"set {key} accordingly")
+    """Each key's own check (from the schema's field metadata), then the checks that relate keys."""
+    check_fields(cfg)
+    mantissa = MANTISSA_BITS[cfg.precision]
+    if cfg.storage.keepbits > mantissa:
+        raise ConfigError("bad value for storage.keepbits", expected=f"an integer in 1..{mantissa} (mantissa bits of "
+                          f"{cfg.precision})", found=repr(cfg.storage.keepbits), fix="set storage.keepbits accordingly")
+    betas = list(cfg.checkpoints.betas)
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise ConfigError("bad value for checkpoints.betas", expected="two numbers in [0, 1)", found=repr(betas),
+                          fix="e.g. checkpoints.betas=[0.8,0.999]")
     keep_globs(cfg.storage.keep)
     required = {"glob": "checkpoints.glob", "list": "checkpoints.paths"}
     src = cfg.checkpoints.source
@@ -278,6 +159,7 @@ def keep_globs(keep: Any) -> list[str] | None:
 
 
 def _compose(overrides: Sequence[str]) -> DictConfig:
+    ConfigStore.instance().store(name="lie_sweep_schema", node=SweepConfig)  # the base every option merges into
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="lie-sweep"):
@@ -288,6 +170,11 @@ def _compose(overrides: Sequence[str]) -> DictConfig:
             key = line.split("'")[1] if "'" in line else line
             raise ConfigError(f"unknown key {key!r}", expected="a key of lie-sweep's config", found=line,
                               fix="see `lie-sweep run --help` for the groups and keys") from None
+        if line.startswith("Error merging override "):  # a value the schema's type refuses (checked at compose)
+            key = line[len("Error merging override "):].split("=", 1)[0]
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            raise ConfigError(f"bad value for {key}", expected="a value of the schema's type", found=_one_line(cause),
+                              fix=f"check {key} in `lie-sweep run --help`") from None
         raise ConfigError("cannot compose the config", expected="existing groups and options", found=line,
                           fix="see `lie-sweep run --help`") from None
     finally:
@@ -347,11 +234,13 @@ def config_from_stored(stored: dict, overrides: Sequence[str] = ()) -> DictConfi
         group_file = config_dir() / key / f"{value}.yaml"
         try:
             if "." not in key and isinstance(value, str) and group_file.is_file():
-                node = OmegaConf.load(group_file)
+                node = OmegaConf.load(group_file) or OmegaConf.create({})
                 if "defaults" in node:
                     raise ConfigError(f"cannot apply {o.input_line} to a stored sweep",
                                       expected="a plain config group option", found=f"{key}/{value} with defaults",
                                       fix="set its keys one by one") from None
+                if key in GROUP_CLASSES:  # option files hold only what differs from the schema's defaults
+                    node = OmegaConf.merge(OmegaConf.structured(GROUP_CLASSES[key]), node)
                 with open_dict(cfg):
                     cfg[key] = node
             elif key.startswith(_OPTIONS):

@@ -91,3 +91,47 @@ def test_configs_are_found_from_an_installed_wheel(tmp_path):
                           env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert str(site / "jobs" / "conf") in proc.stdout and "lie_sweep.models.MLP" in proc.stdout
+
+
+# options that need a value the user must give (??? in their YAML)
+REQUIRED = {"checkpoints=glob": ["checkpoints.glob=runs/*.pt"], "checkpoints=list": ["checkpoints.paths=[a.pt]"],
+            "examples=list": ["examples.indices=[0,3]"], "pairs=list": ["pairs.list=[[0,1]]"],
+            "data=celeba": ["data.root=/data/celeba"], "experiment=celeba_mxresnet": ["data.root=/data/celeba"]}
+
+
+def test_every_option_of_every_group_and_every_preset_composes_and_takes_effect():
+    from omegaconf import OmegaConf
+
+    from jobs.config import config_dir
+    from jobs.schema import GROUP_CLASSES
+
+    root = config_dir()
+    options = [f"{group.name}={option.stem}" for group in sorted(p for p in root.iterdir() if p.is_dir())
+               for option in sorted(group.glob("*.yaml"))]
+    assert len(options) >= 19 and "experiment=celeba_mxresnet" in options
+    for override in options:
+        group, option = override.split("=")
+        cfg = load_config([override, *REQUIRED.get(override, [])])
+        written = OmegaConf.to_container(OmegaConf.load(root / group / f"{option}.yaml") or OmegaConf.create({}))
+        if group == "experiment":                     # a preset only overrides: its keys are in the result
+            for key in ("model", "data", "checkpoints", "examples", "pairs"):
+                for k, v in (written.get(key) or {}).items():
+                    assert OmegaConf.select(cfg, f"{key}.{k}") == v, (override, key, k)
+            assert "defaults" not in written or all("override" in str(d) for d in written["defaults"])
+            continue
+        for key, value in written.items():            # the option's keys are what the config holds
+            assert OmegaConf.select(cfg, f"{group}.{key}") == value or value == "???", (override, key)
+        if group in GROUP_CLASSES:                    # and they hold only what differs from the schema
+            defaults = OmegaConf.structured(GROUP_CLASSES[group])
+            same = [k for k, v in written.items() if k in defaults and defaults[k] == v and k not in ("mode",)]
+            assert same in ([], ["source"], ["name"]) or (group, same) == ("pairs", []), (override, same)
+
+
+def test_the_demo_preset_restates_no_default():
+    from omegaconf import OmegaConf
+
+    from jobs.config import config_dir
+
+    demo = OmegaConf.to_container(OmegaConf.load(config_dir() / "experiment" / "demo.yaml"))
+    assert demo == {"pairs": {"per_task": 7}}
+    assert load_config(["checkpoints.steps=60"]).checkpoints.steps == 60   # a group's own value is not masked
