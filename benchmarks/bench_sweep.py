@@ -37,10 +37,10 @@ def kernel_alone(result, threads: int) -> float:
     torch.set_num_threads(threads)
     spec = result.spec
     cfg = spec.config
-    model = build_model(cfg["model"])
-    x, y = ls.stack_examples(build_dataset(cfg["data"]), spec.examples)
+    model = build_model(cfg.model)
+    x, y = ls.stack_examples(build_dataset(cfg.data), spec.examples)
     pairs = torch.tensor(spec.pair_positions)
-    per_task = cfg["pairs"]["per_task"]
+    per_task = cfg.pairs.per_task
     fm = ls.FunctionalModel(model)
     start = time.perf_counter()
     for prov in spec.checkpoints:
@@ -74,7 +74,7 @@ def main() -> None:
         pairs = report.pairs_computed
         marks = result.store.ledger.done_tasks()
         steady = pairs / max(wall - report.startup_s, 1e-9)
-        threads = report.workers * int(result.spec.config["cluster"]["cpus_per_worker"])
+        threads = report.workers * int(result.spec.config.cluster.cpus_per_worker)
         k = kernel_alone(result, threads)
         print(f"{case:<8} {pairs:>6} {wall:>7.1f} {pairs / wall:>8.1f} {steady:>10.1f} {k:>8.1f} {pairs / k:>10.1f} "
               f"{(pairs / wall) / (pairs / k):>10.2f} {steady / (pairs / k):>13.2f}", flush=True)

@@ -9,6 +9,7 @@ keyword arguments of their ``_target_`` (so users plug in their own), checked ag
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import inspect
 from pathlib import Path
@@ -28,7 +29,7 @@ from storage.codecs import MANTISSA_BITS
 from .schema import GROUP_CLASSES, SweepConfig, check_fields
 
 __all__ = ["SweepConfig", "config_dir", "keep_globs", "load_config", "config_from_stored", "finalize", "identity_of",
-           "storage_options_of", "IDENTITY_KEYS", "EXECUTION_KEYS", "CHECKPOINT_LOCATION_KEYS"]
+           "storage_options_of", "IDENTITY_KEYS", "EXECUTION_KEYS", "CHECKPOINT_LOCATION_KEYS", "typed", "as_dict"]
 
 
 # What may change when a store is resumed: how the work runs, not what it computes. The checkpoints'
@@ -253,6 +254,16 @@ def config_from_stored(stored: dict, overrides: Sequence[str] = ()) -> DictConfi
                               expected="a key of lie-sweep's config", found=_one_line(exc),
                               fix="see `lie-sweep run --help` for the groups and keys") from None
     return finalize(cfg)
+
+
+def typed(cfg: DictConfig) -> SweepConfig:
+    """A validated config as the schema's dataclass instance (what a sweep's spec and workers hold)."""
+    return OmegaConf.to_object(cfg)
+
+
+def as_dict(config: SweepConfig) -> dict[str, Any]:
+    """A typed config as plain JSON-ready data (what a store records)."""
+    return dataclasses.asdict(config)
 
 
 def identity_of(cfg: DictConfig) -> dict[str, Any]:

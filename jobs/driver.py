@@ -26,6 +26,7 @@ from .dispatch import Queued, TaskQueue, next_assignment
 from .pool import WorkerPool, WorkerSlot, task_error
 from .progress import Progress
 from .reaper import start_reaper
+from .schema import ClusterConfig
 from .sweep import SweepSpec
 
 __all__ = ["RunReport", "execute", "init_ray", "worker_resources", "apply_ray_defaults", "RAY_LOCAL_DEFAULTS"]
@@ -78,22 +79,22 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
         _REAPER = start_reaper()  # nothing of this Ray outlives this process, even after kill -9
 
 
-def worker_resources(cluster: dict[str, Any]) -> tuple[int, dict[str, float], int]:
+def worker_resources(cluster: ClusterConfig) -> tuple[int, dict[str, float], int]:
     """(number of workers, Ray resources of each, torch threads of each) for the cluster at hand."""
     import ray
 
     total = ray.cluster_resources()
     gpus = float(total.get("GPU", 0.0))
-    use_gpu = gpus > 0 and cluster["device"] != "cpu"
-    cpus = int(cluster["cpus_per_worker"])
+    use_gpu = gpus > 0 and cluster.device != "cpu"
+    cpus = int(cluster.cpus_per_worker)
     if use_gpu:
-        per = float(cluster["gpus_per_worker"])
-        n = cluster["workers"] or max(1, int(gpus // per))
+        per = float(cluster.gpus_per_worker)
+        n = cluster.workers or max(1, int(gpus // per))
         res = {"num_gpus": per, "num_cpus": cpus}
     else:
-        n = cluster["workers"] or max(1, int(float(total.get("CPU", 1.0)) // cpus))
+        n = cluster.workers or max(1, int(float(total.get("CPU", 1.0)) // cpus))
         res = {"num_gpus": 0, "num_cpus": cpus}
-    threads = int(cluster["threads_per_worker"] or cpus)
+    threads = int(cluster.threads_per_worker or cpus)
     return int(n), res, threads
 
 
@@ -140,7 +141,7 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
     """
     import ray
 
-    cluster = spec.config["cluster"]
+    cluster = spec.config.cluster
     report = RunReport()
     done = store.ledger.done_tasks()
     todo = TaskQueue(t for t in tasks if t.task_id not in done)
@@ -154,13 +155,13 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
     run_record = {"command": command, "started": time.time(), "tasks_to_run": len(todo), "pid": os.getpid()}
     store.ledger.record_run(run_id, run_record)
 
-    init_ray(cluster["address"])
+    init_ray(cluster.address)
     hosts = {n.get("NodeManagerAddress") for n in ray.nodes() if n.get("Alive")}
     if len(hosts) > 1 and "://" not in spec.store_path:
         log(f"warning: the store {spec.store_path} is a local path but the cluster spans {len(hosts)} hosts: every "
             f"node must see it at that path (a shared filesystem), or use an fsspec URL such as s3://bucket/sweep")
     n_workers, resources, threads = worker_resources(cluster)
-    pool = WorkerPool(spec, min(n_workers, len(todo)), resources, threads, float(cluster["replace_timeout"]), log)
+    pool = WorkerPool(spec, min(n_workers, len(todo)), resources, threads, float(cluster.replace_timeout), log)
     pool.wait_ready()
     report.startup_s = time.perf_counter() - start
     progress.start = time.perf_counter()  # rates and ETA from here: start-up is not throughput
@@ -184,7 +185,7 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
                 for item in todo.drain():
                     fail(item.task, item.attempt, RuntimeError("no worker left: the cluster has no room for one"))
                 break
-            _dispatch(pool, todo, inflight, int(cluster["max_in_flight"]))
+            _dispatch(pool, todo, inflight, int(cluster.max_in_flight))
             if not inflight:
                 time.sleep(0.05)  # tasks waiting out a retry backoff, or workers starting
                 continue
@@ -198,7 +199,7 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
                     cause, died = task_error(exc), isinstance(exc, ray.exceptions.RayActorError)
                     if died:  # the worker (or its node) died: its other queued tasks fail alike
                         pool.replace(slot, type(exc).__name__)
-                    if _retry(task, attempt, cause, died, int(cluster["retries"]), last_error):
+                    if _retry(task, attempt, cause, died, int(cluster.retries), last_error):
                         todo.push(Queued(task, attempt + 1, time.monotonic() + min(0.5 * 2 ** attempt, 30.0)),
                                   front=True)
                     else:

@@ -15,8 +15,8 @@ from storage.identity import identity_diff
 from storage.layout import SCHEMA_VERSION, Task
 from storage.store import SweepStore
 
-from .config import (CHECKPOINT_LOCATION_KEYS, EXECUTION_KEYS, config_from_stored, identity_of, load_config,
-                     storage_options_of)
+from .config import (CHECKPOINT_LOCATION_KEYS, EXECUTION_KEYS, as_dict, config_from_stored, identity_of, load_config,
+                     storage_options_of, typed)
 from .driver import RunReport, execute
 from .progress import format_bytes
 from .sweep import SweepSpec, checkpoint_location, prepare_sweep, relocate_checkpoints, verify_checkpoint
@@ -100,13 +100,13 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
         return run_config(finalize(cfg), log=log, progress_stream=progress_stream)
     store.ledger.acquire_lock("resume")
     try:
-        config = OmegaConf.to_container(cfg, resolve=True)
+        config = typed(cfg)
         moved = {o.split("=", 1)[0] for o in overrides} & set(CHECKPOINT_LOCATION_KEYS)
         if moved:  # a moved checkpoint directory: the same files (by sha256) at a new place
-            location = checkpoint_location(config["checkpoints"])
+            location = checkpoint_location(config.checkpoints)
             located = relocate_checkpoints(store.meta.checkpoints, location)
             store.update_meta({"checkpoints": located, "checkpoint_base": str(checkpoint_base(location)),
-                               "config": {**store.meta.config, "checkpoints": config["checkpoints"]}})
+                               "config": {**store.meta.config, "checkpoints": as_dict(config)["checkpoints"]}})
             log(f"checkpoints found at their new location ({', '.join(sorted(moved))}), sha256 verified")
         verify_checkpoints(store.meta.checkpoints)
         layout = store.layout

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import lie_sweep
 from lie_sweep import (ParamSpec, PreconditionedField, SGDField, UpdateField, apply_checkpoint, find_checkpoints,
@@ -30,7 +30,8 @@ from storage.layout import StoreLayout
 from storage.meta import StoreMeta
 from storage.store import SweepStore
 
-from .config import identity_of, keep_globs
+from .config import as_dict, identity_of, keep_globs, typed
+from .schema import SweepConfig
 from .grid import canonical_pairs, example_indices
 
 __all__ = ["SweepSpec", "Grid", "resolve_grid", "epsilon_of", "prepare_sweep", "build_model", "build_dataset",
@@ -42,7 +43,7 @@ __all__ = ["SweepSpec", "Grid", "resolve_grid", "epsilon_of", "prepare_sweep", "
 class SweepSpec:
     """Everything that defines a sweep's work, in plain Python types (sent to every worker)."""
 
-    config: dict[str, Any]
+    config: SweepConfig                       # the validated config, typed (model and data: plain dicts)
     identity: dict[str, Any]
     examples: list[int]
     pairs: list[tuple[int, int]]
@@ -82,16 +83,17 @@ class SweepSpec:
 
     def layout(self) -> StoreLayout:
         """The store's layout for this sweep (shapes, shards, inner chunks)."""
-        st = self.config["storage"]
+        st = self.config.storage
         return StoreLayout(n_checkpoints=len(self.checkpoints), n_pairs=len(self.pairs),
                            n_examples=len(self.examples), n_params=self.stored_spec()[0].size,
-                           pairs_per_task=self.config["pairs"]["per_task"], inner_chunk=st["inner_chunk"],
+                           pairs_per_task=self.config.pairs.per_task, inner_chunk=st.inner_chunk,
                            n_eval=len(self.eval_examples),
                            n_outputs=len(self.output_names) if self.eval_examples else 0)
 
     def store_meta(self, n_tasks: int) -> dict[str, Any]:
         """The metadata written into the store (config without storage options, identity, provenance, specs)."""
-        config = {**self.config, "storage": {**self.config["storage"], "options": {}}}  # may hold credentials
+        config = as_dict(self.config)
+        config["storage"]["options"] = {}  # may hold credentials: never stored
         return {"package_version": lie_sweep.__version__, "config": config, "identity": self.identity,
                 "identity_hash": self.identity_hash, "param_spec": self.param_spec,
                 "stored_spec": self.stored_spec()[0].to_records(), "kept_names": self.kept_names,
@@ -101,13 +103,13 @@ class SweepSpec:
                 "n_tasks": n_tasks, "python": sys.version.split()[0], "torch": torch.__version__}
 
     @classmethod
-    def from_store_meta(cls, meta: StoreMeta, config: dict[str, Any], examples: list[int],
+    def from_store_meta(cls, meta: StoreMeta, config: SweepConfig, examples: list[int],
                         pairs: list[tuple[int, int]], store_path: str) -> "SweepSpec":
         """The spec of an existing store (for resume), with ``config``'s execution settings."""
         return cls(config=config, identity=meta.identity, examples=examples, pairs=pairs,
                    checkpoints=list(meta.checkpoints), param_spec=list(meta.param_spec),
                    attribute_names=list(meta.attribute_names), store_path=store_path,
-                   storage_options=dict(config["storage"]["options"]), kept_names=meta.kept_names,
+                   storage_options=dict(config.storage.options), kept_names=meta.kept_names,
                    eval_examples=list(meta.eval_examples), output_names=list(meta.output_names),
                    epsilon=float(meta.epsilon), checkpoint_base=meta.checkpoint_base)
 
@@ -135,20 +137,19 @@ def verify_checkpoint(prov: dict[str, Any], sha256: str | None = None) -> None:
 def update_field(field_cfg: Any, optimizer_state: Any, param_names: list[str], where: str) -> UpdateField:
     """The field a config's ``field`` names at a checkpoint: u = −∇L (sgd), or u = −P∇L with Adam's frozen
     P from ``optimizer_state`` (adam; a checkpoint without it is one error line naming ``where``)."""
-    if field_cfg["name"] != "adam":
+    if field_cfg.name != "adam":
         return SGDField()
     if optimizer_state is None:
         raise ConfigError("field=adam needs optimizer state", expected=f"Adam state in {where}",
                           found="a checkpoint without optimizer state", fix="use field=sgd or checkpoints with state")
-    return PreconditionedField.from_adam_state(optimizer_state, param_names, eps=field_cfg["eps"])
+    return PreconditionedField.from_adam_state(optimizer_state, param_names, eps=field_cfg.eps)
 
 
 def checkpoint_location(checkpoints: Any) -> str | list[str]:
     """Where a config's checkpoints are: ``dir`` (train), ``glob`` (a glob or directory) or ``paths`` (list)."""
-    source = checkpoints["source"]
-    if source == "train":
-        return str(checkpoints["dir"])
-    return str(checkpoints["glob"]) if source == "glob" else [str(p) for p in checkpoints["paths"]]
+    if checkpoints.source == "train":
+        return str(checkpoints.dir)
+    return str(checkpoints.glob) if checkpoints.source == "glob" else [str(p) for p in checkpoints.paths]
 
 
 def relocate_checkpoints(provenance: list[dict[str, Any]], location: str | list[str]) -> list[dict[str, Any]]:
@@ -302,11 +303,11 @@ def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepS
         dup = next(s for s in steps if steps.count(s) > 1)
         raise ConfigError("two checkpoints share a step", expected="one checkpoint per training step",
                           found=f"step {dup} twice", fix="name files by step or store a 'step' in each")
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = typed(cfg)
     return SweepSpec(config=config, identity=identity_of(cfg), examples=grid.examples, pairs=grid.pairs,
                      checkpoints=checkpoints, param_spec=ParamSpec.from_tensors(grid.params).to_records(),
                      attribute_names=grid.attribute_names, store_path=str(cfg.storage.path),
-                     storage_options=dict(config["storage"]["options"]), kept_names=grid.kept_names,
+                     storage_options=dict(config.storage.options), kept_names=grid.kept_names,
                      eval_examples=grid.eval_examples, output_names=grid.output_names,
                      epsilon=epsilon_of(cfg), checkpoint_base=str(base))
 

@@ -70,12 +70,12 @@ class BracketWorker:
             torch.set_num_threads(threads)
         self.spec = spec
         cfg = spec.config
-        self.device = resolve_device(cfg["cluster"]["device"])
-        self.dtype = DTYPES[cfg["precision"]]
-        self.chunk_size = cfg["chunk_size"]
-        torch.manual_seed(cfg["seed"])
-        self.model = build_model(cfg["model"]).to(device=self.device, dtype=self.dtype)
-        data = build_dataset(cfg["data"])
+        self.device = resolve_device(cfg.cluster.device)
+        self.dtype = DTYPES[cfg.precision]
+        self.chunk_size = cfg.chunk_size
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.model).to(device=self.device, dtype=self.dtype)
+        data = build_dataset(cfg.data)
         inputs, targets = stack_examples(data, spec.examples)
         self.inputs = inputs.to(self.device, self.dtype)
         self.targets = targets.to(self.device, self.dtype)
@@ -103,7 +103,7 @@ class BracketWorker:
         apply_checkpoint(self.model, ckpt)
         self.params = self.fmodel.params()
         names = [n for n, _ in self.model.named_parameters()]
-        field = update_field(self.spec.config["field"], ckpt.optimizer_state, names, prov["path"])
+        field = update_field(self.spec.config.field, ckpt.optimizer_state, names, prov["path"])
         self.field = field.bind(self.params)
         self.example_fields = compute_example_fields(self.fmodel, self.params, self.inputs, self.targets,
                                                      field=self.field)

@@ -12,13 +12,14 @@ SCRIPT = r"""
 import json, os, sys
 import ray
 from jobs.driver import worker_resources
+from jobs.schema import ClusterConfig
 gpus = float(sys.argv[1])
 # a node that declares GPUs (Ray schedules by declared resources; no device is touched here)
 ray.init(address="local", num_cpus=8, num_gpus=gpus, include_dashboard=False, _node_ip_address="127.0.0.1")
 out = []
 for cluster in json.loads(sys.argv[2]):
     base = {"workers": None, "gpus_per_worker": 1.0, "cpus_per_worker": 1, "threads_per_worker": None, "device": "auto"}
-    out.append(worker_resources({**base, **cluster}))
+    out.append(worker_resources(ClusterConfig(**{**base, **cluster})))
 ray.shutdown()
 print(json.dumps(out))
 """
