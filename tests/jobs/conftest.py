@@ -1,15 +1,8 @@
 import pytest
 
+from .sweeps import GRID, SMALL
+
 # Ray's loopback/auth/usage settings come from tests/conftest.py (inherited by subprocesses too)
-
-# a sweep small enough for a 2-core CI machine: 2 checkpoints x 10 pairs of a tiny convnet
-SMALL = [
-    "model.width=4", "data.length=64", "data.image_size=16", "checkpoints.steps=4", "checkpoints.save_every=2",
-    "checkpoints.batch_size=8", "examples.count=5",
-]
-
-# the fault tests' grid: 2 checkpoints x 15 pairs, one pair per task (30 tasks, slow enough to interrupt)
-GRID = ["examples.count=6", "pairs.per_task=1", "cluster.workers=2"]
 
 
 @pytest.fixture(scope="session")

@@ -25,9 +25,8 @@ from lie_sweep.models import SmallConvNet
 from storage.reader import open_sweep
 from storage.tables import TABLES
 
-from .conftest import SMALL
 from .faults import count_marks, session_pids, start_cli
-from .sweeps import glob_overrides, marks_of
+from .sweeps import SMALL, glob_overrides, marks_of
 
 pytestmark = pytest.mark.slow
 

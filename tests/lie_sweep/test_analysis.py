@@ -9,7 +9,7 @@ from lie_sweep.analysis import (effective_rank, gram_matrix, jacobian_fits, logi
 from lie_sweep.fields import FunctionalModel, eval_mode
 
 from .reference import sgd_in_both_orders
-from .test_brackets import batch, rel_err, tiny_mlp
+from .cases import batch, rel_err, tiny_mlp
 
 
 def _bracket(model, x, y, pairs):

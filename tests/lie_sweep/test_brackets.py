@@ -3,34 +3,14 @@ import torch
 from torch import nn
 from torch.func import grad
 
-from lie_sweep import (MLP, KernelResult, ExampleIndexError, FunctionalModel, MXResNet, PairError, ParamSpec,
+from lie_sweep import (KernelResult, ExampleIndexError, FunctionalModel, MXResNet, PairError, ParamSpec,
                        PreconditionedField, SmallConvNet, batch_bracket, bracket_kernel, compute_brackets)
 from lie_sweep.fields import eval_mode
 
+from .cases import batch, flat, rel_err, tiny_mlp
 from .reference import dense_brackets, double_backward_brackets, sgd_in_both_orders
 
 ALL_PAIRS_5 = [(i, j) for i in range(5) for j in range(i + 1, 5)]
-
-
-def tiny_mlp(dtype=torch.float64):
-    torch.manual_seed(1)
-    return MLP(input_shape=(6,), num_outputs=3, hidden=(5,), activation_name="mish").to(dtype)
-
-
-def batch(n, shape, outputs, dtype=torch.float64, seed=2):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, *shape, generator=g, dtype=dtype)
-    y = (torch.rand(n, outputs, generator=g) > 0.5).to(dtype)
-    return x, y
-
-
-def flat(named, model):
-    spec = ParamSpec.from_tensors(dict(model.named_parameters()))
-    return spec.flatten(named, batch_dims=1), spec
-
-
-def rel_err(a, b):
-    return ((a - b).norm() / b.norm()).item()
 
 
 def test_kernel_equals_dense_hessian_reference_float64():

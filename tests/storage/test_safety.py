@@ -9,7 +9,7 @@ import pytest
 from storage.errors import StoreError, StoreExistsError, brief
 from storage.safety import refuse_unsafe_path
 
-from .test_store import make_store
+from .stores import make_store
 
 
 def test_overwrite_never_deletes_a_directory_that_is_not_a_store(tmp_path):

@@ -15,7 +15,7 @@ from storage.lock import StoreLockedError
 from storage.reader import open_sweep
 from storage.store import SweepStore, filesystem_of
 
-from .test_store import fill, make_store
+from .stores import fill, make_store
 
 
 @pytest.fixture(params=["local", "memory"])

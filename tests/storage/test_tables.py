@@ -6,7 +6,7 @@ import pytest
 from storage.errors import StoreError
 from storage.tables import part_path
 
-from .test_store import make_store
+from .stores import make_store
 
 
 def rows(step, pairs):
