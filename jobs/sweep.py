@@ -28,7 +28,7 @@ from lie_sweep.fields import eval_mode
 from storage.identity import identity_hash
 from storage.layout import StoreLayout
 from storage.meta import StoreMeta
-from storage.store import SweepStore
+from storage.location import check_creatable
 
 from .config import as_dict, identity_of, keep_globs, typed
 from .schema import SweepConfig
@@ -276,16 +276,15 @@ def resolve_grid(cfg: DictConfig) -> Grid:
 def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepSpec:
     """Resolve a validated config into a :class:`SweepSpec` (trains the model if checkpoints=train).
 
-    Refuses a store path :meth:`storage.store.SweepStore.create` would refuse (unsafe, holding the
-    checkpoints, not a store, an existing store without overwrite) before anything is trained, and a
-    checkpoint that does not fit the model or holds NaN/Inf before any store is created.
+    Refuses a store path the store would refuse (:func:`storage.location.check_creatable`: unsafe,
+    holding the checkpoints, not a store, an existing store without overwrite) before anything is
+    trained, and a checkpoint that does not fit the model or holds NaN/Inf before any store is created.
     """
     ck = cfg.checkpoints
     location = checkpoint_location(ck)
     found = None if ck.source == "train" else find_checkpoints(location)
-    SweepStore.check_creatable(cfg.storage.path, overwrite=cfg.storage.overwrite,
-                               protect=[ck.dir] if found is None else found,
-                               storage_options=dict(cfg.storage.options))
+    check_creatable(cfg.storage.path, overwrite=cfg.storage.overwrite, protect=[ck.dir] if found is None else found,
+                    storage_options=dict(cfg.storage.options))
     grid = resolve_grid(cfg)
     model = grid.model
     paths = found if found is not None else _train_checkpoints(cfg, model, grid.data, log)

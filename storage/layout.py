@@ -102,29 +102,40 @@ class StoreLayout:
         """Tasks per checkpoint: ceil(P / pairs_per_task)."""
         return math.ceil(self.n_pairs / self.pairs_per_task)
 
+    def float_arrays(self) -> dict[str, dict]:
+        """{name: shape, chunks, shards, dims} of every float array this store holds, in creation order."""
+        arrays = {"brackets": self.brackets(), "gradients": self.gradients()} if self.keeps_params else {}
+        arrays.update(losses=self.losses(), gram=self.gram())
+        if self.keeps_logits:
+            arrays["logit_deltas"] = self.logit_deltas()
+        return arrays
+
     def brackets(self) -> dict:
         """Shape, inner chunks and shards of ``brackets`` (C, P, D): one shard per task."""
         return {"shape": (self.n_checkpoints, self.n_pairs, self.n_params), "chunks": (1, 1, self.inner),
-                "shards": (1, self.pairs_per_task, self.shard_params)}
+                "shards": (1, self.pairs_per_task, self.shard_params), "dims": ("checkpoint", "pair", "param")}
 
     def gradients(self) -> dict:
         """Shape, inner chunks and shards of ``gradients`` (C, E, D): one shard per checkpoint."""
         return {"shape": (self.n_checkpoints, self.n_examples, self.n_params), "chunks": (1, 1, self.inner),
-                "shards": (1, self.n_examples, self.shard_params)}
+                "shards": (1, self.n_examples, self.shard_params), "dims": ("checkpoint", "example", "param")}
 
     def losses(self) -> dict:
         """Shape and chunks of ``losses`` (C, E)."""
-        return {"shape": (self.n_checkpoints, self.n_examples), "chunks": (1, self.n_examples), "shards": None}
+        return {"shape": (self.n_checkpoints, self.n_examples), "chunks": (1, self.n_examples), "shards": None,
+                "dims": ("checkpoint", "example")}
 
     def logit_deltas(self) -> dict:
         """Shape and chunks of ``logit_deltas`` (C, P, B, O): one chunk per task."""
         return {"shape": (self.n_checkpoints, self.n_pairs, self.n_eval, self.n_outputs),
-                "chunks": (1, self.pairs_per_task, self.n_eval, self.n_outputs), "shards": None}
+                "chunks": (1, self.pairs_per_task, self.n_eval, self.n_outputs), "shards": None,
+                "dims": ("checkpoint", "pair", "eval_example", "output")}
 
     def gram(self) -> dict:
         """Shape and chunks of ``gram`` (C, E, E)."""
         return {"shape": (self.n_checkpoints, self.n_examples, self.n_examples),
-                "chunks": (1, self.n_examples, self.n_examples), "shards": None}
+                "chunks": (1, self.n_examples, self.n_examples), "shards": None,
+                "dims": ("checkpoint", "example", "example_b")}
 
     def tasks(self) -> list[Task]:
         """The sweep's tasks: checkpoint by checkpoint, each ``pairs_per_task`` consecutive pairs of the

@@ -12,15 +12,19 @@ store, see :mod:`storage.lock`). Summary tables are Parquet files under ``tables
 task that owns them (see :mod:`storage.tables`).
 
 Float arrays are filled with NaN: a cell no task has written reads as NaN, never as a plausible 0.
+
+This module is a little over 300 lines because :class:`SweepStore` is the one object every writer
+and reader holds: its file map (:meth:`SweepStore.files_of`), writes, table reads and sizes. What
+can stand alone does: the on-disk tree (:mod:`storage.paths`), where a store may be created
+(:mod:`storage.location`), its arrays (:mod:`storage.arrays`), the ledger (:mod:`storage.ledger`),
+the metadata (:mod:`storage.meta`) and the tables (:mod:`storage.tables`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import posixpath
-import stat
 import time
 from typing import Any, Mapping, Sequence
 
@@ -28,38 +32,20 @@ import fsspec
 import numpy as np
 import zarr
 
+from .arrays import create_arrays
 from .atomic import file_digest, write_atomic
-from .codecs import DEFAULT_KEEPBITS, array_codecs, check_encodable, compressors_for
-from .errors import NotASweepError, StoreError, StoreExistsError, StoreKeyError, brief, first_line
+from .codecs import DEFAULT_KEEPBITS, check_encodable
+from .errors import NotASweepError, StoreError, StoreKeyError, first_line
 from .layout import SCHEMA_VERSION, StoreLayout, Task
 from .ledger import Ledger
+from .location import check_creatable, check_writable, delete_own_entries, filesystem_of
 from .lock import StoreLock
 from .meta import StoreMeta
 from .paths import META_KEY, StoreTree, detect, marker_record
-from .safety import refuse_unsafe_path
 from .tables import TABLES, part_path, read_parts, step_of_folder, table_dir, task_of_part, write_part
 
-__all__ = ["SweepStore", "filesystem_of", "check_writable"]
+__all__ = ["SweepStore"]
 
-NAN = float("nan")
-
-
-def filesystem_of(path: str, storage_options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """(filesystem, root path inside it) for a local path or an fsspec URL."""
-    fs, root = fsspec.core.url_to_fs(str(path), **dict(storage_options or {}))
-    return fs, root.rstrip("/")
-
-
-def check_writable(fs: fsspec.AbstractFileSystem, root: str, path: str) -> None:
-    """Refuse a local store directory without write permission (checked by mode bits too, for root)."""
-    if "file" not in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
-        return
-    if not os.path.isdir(root):
-        return
-    mode = os.stat(root).st_mode
-    if not os.access(root, os.W_OK) or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-        raise StoreError(f"store directory {path} is read-only", expected="a writable directory",
-                         found=f"mode {stat.filemode(mode)}", fix=f"chmod u+w {path}, or copy the store elsewhere")
 
 
 def _group_url(path: str, tree: StoreTree) -> str:
@@ -72,22 +58,6 @@ def _has_metadata(fs: fsspec.AbstractFileSystem, tree: StoreTree) -> bool:
         return META_KEY in json.loads(fs.cat_file(posixpath.join(tree.arrays, "zarr.json"))).get("attributes", {})
     except (ValueError, OSError):
         return False
-
-
-def _refuse_foreign(path: str, tree: StoreTree | None, entries: Sequence[str]) -> None:
-    """Refuse a non-empty directory that is not a store, or a store holding files lie-sweep did not write."""
-    names = sorted(posixpath.basename(e.rstrip("/")) for e in entries)
-    if tree is None:
-        raise StoreExistsError(f"store path {path} is a non-empty directory that is not a lie-sweep store",
-                               expected="a new or empty directory, or a lie-sweep store",
-                               found=f"{len(names)} entries: {brief(names, 4)}",
-                               fix="choose another storage.path; lie-sweep never deletes files it did not write")
-    foreign = [n for n in names if n not in tree.own_entries]
-    if foreign:
-        raise StoreExistsError(f"store {path} holds files lie-sweep did not write",
-                               expected=f"only lie-sweep's own entries ({brief(sorted(tree.own_entries), 4)})",
-                               found=brief(foreign, 4), fix="move them out of the store, or choose another "
-                                                            "storage.path; they are never deleted")
 
 
 class SweepStore:
@@ -122,16 +92,14 @@ class SweepStore:
         existing store is refused unless ``overwrite``, which deletes lie-sweep's own entries in it
         (and nothing else) once the lock is held.
         """
-        old = cls.check_creatable(path, overwrite=overwrite, protect=protect, command=command,
-                                  storage_options=storage_options)
+        old = check_creatable(path, overwrite=overwrite, protect=protect, command=command,
+                              storage_options=storage_options)
         fs, root = filesystem_of(path, storage_options)
-        param_codecs = array_codecs(codec, level, keepbits, dtype)
-        compressors = compressors_for(level)
         tree = StoreTree(root)
         lock = StoreLock(fs, tree.ledger, command=command).acquire()
         try:
             if old is not None:
-                cls._delete_own_entries(fs, old, keep=lock.path)
+                delete_own_entries(fs, old, keep=lock.path)
             write_atomic(fs, tree.marker, json.dumps(marker_record(SCHEMA_VERSION)).encode(), tree.tmp)
             try:
                 group = zarr.open_group(_group_url(path, tree), mode="w", zarr_format=3,
@@ -139,40 +107,8 @@ class SweepStore:
             except OSError as exc:
                 raise StoreError(f"cannot create store at {path}", expected="a writable location",
                                  found=first_line(exc), fix="check permissions and the path") from None
-            if layout.keeps_params:
-                for name, array in (("brackets", layout.brackets()), ("gradients", layout.gradients())):
-                    group.create_array(name, shape=array["shape"], chunks=array["chunks"], shards=array["shards"],
-                                       dtype=dtype, filters=param_codecs.filters,
-                                       compressors=param_codecs.compressors, fill_value=NAN,
-                                       dimension_names=("checkpoint", "pair" if name == "brackets" else "example",
-                                                        "param"))
-            array = layout.losses()
-            group.create_array("losses", shape=array["shape"], chunks=array["chunks"], dtype=dtype,
-                               compressors=compressors, fill_value=NAN, dimension_names=("checkpoint", "example"))
-            array = layout.gram()
-            gram = group.create_array("gram", shape=array["shape"], chunks=array["chunks"], dtype="float64",
-                                      compressors=compressors, fill_value=NAN,
-                                      dimension_names=("checkpoint", "example", "example_b"))
-            gram.attrs["computed_over"] = "all parameters of the model, whatever storage.keep stores"
-            if layout.keeps_logits:
-                array = layout.logit_deltas()
-                logits = group.create_array("logit_deltas", shape=array["shape"], chunks=array["chunks"], dtype=dtype,
-                                            compressors=compressors, fill_value=NAN,
-                                            dimension_names=("checkpoint", "pair", "eval_example", "output"))
-                logits.attrs["computed_over"] = "all parameters of the model, whatever storage.keep stores"
-            pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-            index_arrays = {
-                "eval_examples": (np.asarray(eval_examples, dtype=np.int64).reshape(-1), ("eval_example",)),
-                "pairs": (pairs, ("pair", "side")),
-                "examples": (np.asarray(examples, dtype=np.int64).reshape(-1), ("example",)),
-                "steps": (np.asarray(steps, dtype=np.int64).reshape(-1), ("checkpoint",)),
-            }
-            for name, (values, dims) in index_arrays.items():
-                chunks = (max(1, min(len(values), 1 << 16)), *values.shape[1:])
-                arr = group.create_array(name, shape=values.shape, chunks=chunks, dtype="int64",
-                                         compressors=compressors, fill_value=-1, dimension_names=dims)
-                if values.size:
-                    arr[...] = values
+            create_arrays(group, layout, dtype=dtype, codec=codec, level=level, keepbits=keepbits, pairs=pairs,
+                          examples=examples, steps=steps, eval_examples=eval_examples)
             full_meta = StoreMeta.from_dict({**meta, "schema_version": SCHEMA_VERSION, "layout": layout.to_dict(),
                                              "dtype": dtype, "codec": codec, "level": level, "keepbits": keepbits,
                                              "created": time.time()})
@@ -183,50 +119,6 @@ class SweepStore:
         store = cls(path, group, tree, storage_options)
         store.ledger.lock = lock
         return store
-
-    @staticmethod
-    def check_creatable(path: str, *, overwrite: bool = False, protect: Sequence[str] = (), command: str = "run",
-                        storage_options: Mapping[str, Any] | None = None) -> StoreTree | None:
-        """Refuse, in one line, a location :meth:`create` must not write (see there); cheap, so a run
-        calls it before training or computing anything. Returns the existing store that ``overwrite``
-        will replace, or None for a new or empty directory."""
-        refuse_unsafe_path(path, protect)
-        fs, root = filesystem_of(path, storage_options)
-        if not fs.exists(root):
-            return None
-        if fs.isfile(root):
-            raise StoreError("store path is a file", expected="a directory or a new path", found=f"file {path}",
-                             fix="choose another storage.path")
-        check_writable(fs, root, path)
-        entries = fs.ls(root, detail=False)
-        if not entries:
-            return None
-        old = detect(fs, root)
-        _refuse_foreign(path, old, entries)
-        probe = StoreLock(fs, old.ledger, command=command)
-        holder = probe.holder()
-        if holder is not None and not probe.is_stale(holder):
-            probe.acquire()  # raises the one-line "in use" error naming the holder
-        if not overwrite:
-            raise StoreExistsError(f"store path {path} already holds a sweep store", expected="a new or empty path",
-                                   found="a lie-sweep store", fix="choose another storage.path, resume it with "
-                                                                  "`lie-sweep resume`, or set storage.overwrite=true "
-                                                                  "to replace it")
-        return old
-
-    @staticmethod
-    def _delete_own_entries(fs: fsspec.AbstractFileSystem, tree: StoreTree, keep: str) -> None:
-        """Delete what lie-sweep wrote at ``tree`` (never another file), except the file ``keep``."""
-        for entry in fs.ls(tree.root, detail=False):
-            name = posixpath.basename(entry.rstrip("/"))
-            if name not in tree.own_entries:
-                continue
-            if posixpath.normpath(entry) == posixpath.normpath(tree.ledger) and not tree.legacy:
-                for sub in fs.ls(entry, detail=False):
-                    if posixpath.normpath(sub) != posixpath.normpath(keep):
-                        fs.rm(sub, recursive=True)
-            elif posixpath.normpath(entry) != posixpath.normpath(keep):
-                fs.rm(entry, recursive=True)
 
     @classmethod
     def open(cls, path: str, mode: str = "r", storage_options: Mapping[str, Any] | None = None) -> "SweepStore":

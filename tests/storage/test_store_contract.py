@@ -13,7 +13,8 @@ import pytest
 from storage.errors import NotASweepError, StoreExistsError
 from storage.lock import StoreLockedError
 from storage.reader import open_sweep
-from storage.store import SweepStore, filesystem_of
+from storage.location import filesystem_of
+from storage.store import SweepStore
 
 from .stores import fill, make_store
 
