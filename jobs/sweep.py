@@ -3,6 +3,9 @@
 ``prepare_sweep`` runs on the driver: it instantiates the dataset and model, resolves examples and
 pairs, trains or finds the checkpoints (checking each fits the model), and returns a
 :class:`SweepSpec`, a picklable description that every worker rebuilds its state from.
+
+A little over 300 lines: the spec, the grid and the checkpoint checks it is built from belong to
+one step of the data flow (config → spec), which the driver, the workers and ``plan`` all share.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ Accepted files:
 
 The training step comes from the file (``step``) or else from the last number in the file name
 (``step_000100.pt`` → 100); files with neither are numbered by their position in the list.
+
+Just over 300 lines: reading both formats, checking a file (finite, complete, not a pickle of
+code) and saving it are one concern, the checkpoint file.
 """
 
 from __future__ import annotations
