@@ -13,7 +13,7 @@ import uuid
 
 import fsspec
 
-__all__ = ["write_atomic", "file_digest"]
+__all__ = ["write_atomic", "file_digest", "discard"]
 
 
 def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, tmp_dir: str) -> None:
@@ -30,6 +30,14 @@ def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, tmp_dir:
         except FileNotFoundError:
             pass
         raise
+
+
+def discard(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Remove the file ``path`` if it exists."""
+    try:
+        fs.rm_file(path)
+    except FileNotFoundError:
+        pass
 
 
 def file_digest(fs: fsspec.AbstractFileSystem, path: str) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import fsspec
 
-from .atomic import write_atomic
+from .atomic import discard, write_atomic
 from .lock import StoreLock
 from .paths import StoreTree
 
@@ -70,7 +70,7 @@ class Ledger:
 
     def clear_mark(self, task_id: int) -> None:
         """Forget that ``task_id`` is done, so the next resume recomputes it."""
-        self._discard(self._mark_path(task_id))
+        discard(self.fs, self._mark_path(task_id))
 
     # -- failures and runs, written by the driver -------------------------------------------------
     def record_failure(self, task_id: int, record: Mapping[str, Any], traceback_text: str) -> None:
@@ -83,7 +83,7 @@ class Ledger:
         """Forget a task's failure (it completed, or is being recomputed)."""
         base = posixpath.join(self.tree.ledger, FAILURES_DIR, f"task-{task_id:06d}")
         for path in (base + ".json", base + ".log"):
-            self._discard(path)
+            discard(self.fs, path)
 
     def failures(self) -> dict[int, dict[str, Any]]:
         """{task id: failure record} for tasks whose last attempt failed."""
@@ -100,12 +100,6 @@ class Ledger:
     # -- files ------------------------------------------------------------------------------------
     def _write_json(self, final: str, record: Mapping[str, Any]) -> None:
         write_atomic(self.fs, final, json.dumps(dict(record), sort_keys=True, default=str).encode(), self.tree.tmp)
-
-    def _discard(self, path: str) -> None:
-        try:
-            self.fs.rm_file(path)
-        except FileNotFoundError:
-            pass
 
     def _records(self, folder: str, prefix: str) -> dict[int, dict[str, Any]]:
         where = posixpath.join(self.tree.ledger, folder)

@@ -33,7 +33,7 @@ import numpy as np
 import zarr
 
 from .arrays import create_arrays
-from .atomic import file_digest, write_atomic
+from .atomic import discard, file_digest, write_atomic
 from .codecs import DEFAULT_KEEPBITS, check_encodable
 from .errors import NotASweepError, StoreError, StoreKeyError, first_line
 from .layout import SCHEMA_VERSION, StoreLayout, Task
@@ -233,10 +233,7 @@ class SweepStore:
         """Remove a file if it exists. Workers use it on a shard they are about to rewrite: a torn or
         corrupt one (from a killed writer) would otherwise be read back, and fail its checksum, by a
         partial-shard write."""
-        try:
-            self.fs.rm_file(path)
-        except FileNotFoundError:
-            pass
+        discard(self.fs, path)
 
     def discard_files(self, paths: Sequence[str]) -> None:
         """Remove each of ``paths`` that exists."""
