@@ -88,8 +88,8 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
     """Plan ``cfg``'s sweep and calibrate it on up to ``calibration_pairs`` pairs (nothing is written)."""
     grid = resolve_grid(cfg)
     n_ckpt, note, first = _checkpoint_count(cfg)
-    tasks = StoreLayout(n_checkpoints=n_ckpt, n_pairs=len(grid.pairs), n_examples=len(grid.examples), n_params=0,
-                        pairs_per_task=cfg.pairs.per_task).tasks()
+    n_tasks = n_ckpt * StoreLayout(n_checkpoints=n_ckpt, n_pairs=len(grid.pairs), n_examples=len(grid.examples),
+                                   n_params=0, pairs_per_task=cfg.pairs.per_task).n_tasks_per_checkpoint
     device, dtype = resolve_device(cfg.cluster.device), DTYPES[cfg.precision]
     model = grid.model.to(device=device, dtype=dtype)
     field_ = SGDField()
@@ -160,7 +160,7 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
     keep = "all" if grid.kept_names is None else ("summary" if not grid.kept_names else ",".join(grid.kept_names))
     return PlanReport(n_checkpoints=n_ckpt, checkpoints_note=note, n_examples=len(grid.examples),
                       n_pairs=len(grid.pairs), n_eval=len(grid.eval_examples), n_outputs=len(grid.output_names),
-                      n_tasks=len(tasks), pairs_per_task=cfg.pairs.per_task, n_params=spec.size,
+                      n_tasks=n_tasks, pairs_per_task=cfg.pairs.per_task, n_params=spec.size,
                       n_tensors=len(spec.entries), n_stored=stored.size, keep=keep, dtype=cfg.precision,
                       device=str(device), chunk_size=chunk, memory=memory,
                       calibration={"where": where, "pairs": len(cal_pairs), "s_per_pair": s_pair,

@@ -54,10 +54,10 @@ def resolve_device(name: str) -> torch.device:
 def first_nonfinite(flat: torch.Tensor, spec: ParamSpec) -> tuple[int, str] | None:
     """(row, tensor name) of the first NaN/Inf in ``flat`` (rows × D on ``spec``'s axis), or None."""
     bad = ~torch.isfinite(flat)
-    rows = bad.any(dim=1).nonzero()
-    if not rows.numel():
+    bad_rows = bad.any(dim=1).nonzero()
+    if not bad_rows.numel():
         return None
-    row = int(rows[0, 0])
+    row = int(bad_rows[0, 0])
     col = int(bad[row].nonzero()[0, 0])
     return row, next(e.name for e in spec.entries if e.offset <= col < e.stop)
 

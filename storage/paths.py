@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import fsspec
 
-__all__ = ["MARKER", "ARRAYS", "TABLES_DIR", "LEDGER", "META_KEY", "StoreTree", "detect", "marker_record"]
+__all__ = ["MARKER", "ARRAYS", "TABLES_DIR", "LEDGER", "META_KEY", "StoreTree", "detect", "has_metadata",
+           "marker_record"]
 
 MARKER = "lie-sweep.json"
 ARRAYS = "arrays.zarr"
@@ -90,6 +91,12 @@ def _json(fs: fsspec.AbstractFileSystem, path: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+def has_metadata(fs: fsspec.AbstractFileSystem, group: str) -> bool:
+    """Whether the Zarr group at ``group`` holds a sweep's metadata (written last at creation)."""
+    attributes = (_json(fs, posixpath.join(group, "zarr.json")) or {}).get("attributes") or {}
+    return META_KEY in attributes
+
+
 def detect(fs: fsspec.AbstractFileSystem, root: str) -> StoreTree | None:
     """The store at ``root`` (schema 3 by its marker, older by the group's metadata), or None.
 
@@ -99,8 +106,7 @@ def detect(fs: fsspec.AbstractFileSystem, root: str) -> StoreTree | None:
     marker = _json(fs, posixpath.join(root, MARKER))
     if marker is not None and marker.get("format") == FORMAT:
         return StoreTree(root)
-    group = _json(fs, posixpath.join(root, "zarr.json"))
-    if group is not None and META_KEY in (group.get("attributes") or {}):
+    if has_metadata(fs, root):
         return StoreTree(root, legacy=True)
     return None
 

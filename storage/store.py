@@ -28,7 +28,6 @@ import posixpath
 import time
 from typing import Any, Mapping, Sequence
 
-import fsspec
 import numpy as np
 import zarr
 
@@ -41,7 +40,7 @@ from .ledger import Ledger
 from .location import check_creatable, check_writable, delete_own_entries, filesystem_of
 from .lock import StoreLock
 from .meta import StoreMeta
-from .paths import META_KEY, StoreTree, detect, marker_record
+from .paths import META_KEY, StoreTree, detect, has_metadata, marker_record
 from .tables import TABLES, part_path, read_parts, step_of_folder, table_dir, task_of_part, write_part
 
 __all__ = ["SweepStore"]
@@ -51,13 +50,6 @@ __all__ = ["SweepStore"]
 def _group_url(path: str, tree: StoreTree) -> str:
     """The Zarr group's location in the same form as ``path`` (local path or URL)."""
     return str(path) if tree.legacy else str(path).rstrip("/") + "/" + posixpath.basename(tree.arrays)
-
-
-def _has_metadata(fs: fsspec.AbstractFileSystem, tree: StoreTree) -> bool:
-    try:
-        return META_KEY in json.loads(fs.cat_file(posixpath.join(tree.arrays, "zarr.json"))).get("attributes", {})
-    except (ValueError, OSError):
-        return False
 
 
 class SweepStore:
@@ -130,7 +122,7 @@ class SweepStore:
                      "a file" if fs.isfile(root) else "no lie-sweep metadata")
             raise NotASweepError(f"{path} is not a lie-sweep store", expected="a store written by `lie-sweep run`",
                                  found=found, fix="pass the storage.path a sweep was run with")
-        if not _has_metadata(fs, tree):
+        if not has_metadata(fs, tree.arrays):
             raise NotASweepError(f"{path} is an unfinished lie-sweep store", expected="a store whose creation finished",
                                  found=f"no sweep metadata in {posixpath.basename(tree.arrays)}",
                                  fix="its creation was interrupted: run the sweep again with storage.overwrite=true")
