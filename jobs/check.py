@@ -43,7 +43,12 @@ def _task_problems(store: SweepStore, task: Task, mark: dict[str, Any]) -> tuple
     g, c, rows = store.group, task.checkpoint, slice(task.start, task.stop)
     reads: dict[str, Callable[[], Any]] = {
         "brackets": lambda: g["brackets"][c, rows, :], "logit_deltas": lambda: g["logit_deltas"][c, rows],
-        "gradients": lambda: g["gradients"][c], "losses": lambda: g["losses"][c], "gram": lambda: g["gram"][c]}
+        "gram": lambda: g["gram"][c]}
+    for block in task.example_blocks:
+        start, stop = store.layout.block_range(block)
+        suffix = "" if store.layout.n_blocks == 1 else f" {block}"
+        reads[f"gradients{suffix}"] = lambda s=slice(start, stop): g["gradients"][c, s]
+        reads[f"losses{suffix}"] = lambda s=slice(start, stop): g["losses"][c, s]
     files = store.files_of(task)
     problems, damaged = [], set()
     for what, path in files.items():

@@ -138,6 +138,12 @@ def _validate(cfg: DictConfig) -> None:
         if not pairs or any(len(p) != 2 or p[0] == p[1] for p in pairs):
             raise ConfigError("bad value for pairs.list", expected="a non-empty list of [i, j] with i != j",
                               found=str(pairs)[:80], fix="e.g. pairs.list=[[0,1],[2,5]]")
+    if cfg.pairs.mode == "top" and not cfg.pairs.top.store:
+        raise ConfigError("missing value for pairs.top.store", expected="the store whose top pairs to refine",
+                          found="none", fix="add pairs.top.store=PATH (e.g. a storage.keep=summary sweep)")
+    if cfg.pairs.mode == "cross" and cfg.pairs.pool.mode == "list" and not list(cfg.pairs.pool.indices):
+        raise ConfigError("missing value for pairs.pool.indices", expected="the pool's dataset indices",
+                          found="none", fix="add pairs.pool.indices=[...] or use pairs.pool.count=N")
 
 
 def keep_globs(keep: Any) -> list[str] | None:

@@ -19,12 +19,13 @@ from omegaconf import DictConfig
 from lie_sweep import FunctionalModel, ParamSpec, SGDField, apply_checkpoint, bracket_kernel, find_checkpoints
 from lie_sweep import compute_example_fields, load_checkpoint, stack_examples
 from lie_sweep.analysis import jacobian_fits, logit_deltas, output_jacobian
-from lie_sweep.brackets import call_buffer_bytes, default_chunk_size
+from lie_sweep.brackets import default_chunk_size
 from lie_sweep.training import save_steps
 from storage.codecs import CODEC_PRESETS, encode_roundtrip
-from storage.layout import StoreLayout
 
+from .memory import worker_memory
 from .progress import format_bytes
+from .sizing import fit_problem, grid_shape, worker_need
 from .sweep import checkpoint_location, epsilon_of, resolve_grid, update_field
 from .worker import DTYPES, resolve_device
 
@@ -54,6 +55,11 @@ class PlanReport:
     codecs: list[dict[str, Any]] = field(default_factory=list)
     codec: str = "lossless"
     workers: int | None = None
+    grid: str = "all"
+    n_files: int = 0
+    block: int = 0
+    worker_memory: int = 0
+    fit: str | None = None     # why a task would not fit a worker's memory, with a fix; None when it fits
 
     @property
     def hvps(self) -> int:
@@ -88,8 +94,6 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
     """Plan ``cfg``'s sweep and calibrate it on up to ``calibration_pairs`` pairs (nothing is written)."""
     grid = resolve_grid(cfg)
     n_ckpt, note, first = _checkpoint_count(cfg)
-    n_tasks = n_ckpt * StoreLayout(n_checkpoints=n_ckpt, n_pairs=len(grid.pairs), n_examples=len(grid.examples),
-                                   n_params=0, pairs_per_task=cfg.pairs.per_task).n_tasks_per_checkpoint
     device, dtype = resolve_device(cfg.cluster.device), DTYPES[cfg.precision]
     model = grid.model.to(device=device, dtype=dtype)
     field_ = SGDField()
@@ -108,9 +112,11 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
     item = torch.empty((), dtype=dtype).element_size()
     chunk = min(cfg.chunk_size or default_chunk_size(spec.size, dtype, device), cfg.pairs.per_task)
 
-    inputs, targets = stack_examples(grid.data, grid.examples)
-    pos = {e: k for k, e in enumerate(grid.examples)}
-    cal_pairs = [(pos[i], pos[j]) for i, j in grid.pairs[:max(1, min(calibration_pairs, len(grid.pairs)))]]
+    first_pairs = grid.pairs[:max(1, min(calibration_pairs, len(grid.pairs)))]
+    cal_examples = sorted({k for p in first_pairs for k in p})
+    inputs, targets = stack_examples(grid.data, cal_examples)
+    pos = {e: k for k, e in enumerate(cal_examples)}
+    cal_pairs = [(pos[i], pos[j]) for i, j in first_pairs]
     involved = len({k for p in cal_pairs for k in p})
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     if device.type == "cuda":
@@ -151,22 +157,29 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
             err = float(np.linalg.norm(back - values) / max(np.linalg.norm(values), 1e-300))
             codecs.append({"codec": preset, "bytes_per_pair": nbytes / len(values), "ratio": nbytes / values.nbytes,
                            "raw_bytes_per_pair": raw, "l2_rel_error": err})
+    shape = grid_shape(cfg, grid, n_ckpt, stored.size)
+    need = worker_need(cfg, grid, shape.local_examples, spec.size, device, dtype, chunk)
+    share = worker_memory(device, cfg.cluster)
     memory = {
-        "brackets (pairs/task × D)": cfg.pairs.per_task * spec.size * item,
-        "example fields (2 × E × D)": 2 * len(grid.examples) * spec.size * item,
-        f"kernel call ({chunk} pairs × 2 HVPs)": call_buffer_bytes(chunk, spec.size, dtype),
+        f"example cache (≤ cluster.cache_gib; {shape.local_examples} examples/task at most)": need.cache,
+        f"task's example rows (2 × {shape.local_examples} × D)": need.task_rows,
+        f"kernel call ({chunk} pairs × 2 HVPs)": need.kernel_call,
+        "brackets and their stored copy (2 × pairs/task × D)": need.brackets,
+        "output Jacobian on the evaluation batch (B × O × D)": need.jacobian,
         "parameters": spec.size * item,
     }
     keep = "all" if grid.kept_names is None else ("summary" if not grid.kept_names else ",".join(grid.kept_names))
     return PlanReport(n_checkpoints=n_ckpt, checkpoints_note=note, n_examples=len(grid.examples),
                       n_pairs=len(grid.pairs), n_eval=len(grid.eval_examples), n_outputs=len(grid.output_names),
-                      n_tasks=n_tasks, pairs_per_task=cfg.pairs.per_task, n_params=spec.size,
+                      n_tasks=shape.n_tasks, pairs_per_task=cfg.pairs.per_task, n_params=spec.size,
                       n_tensors=len(spec.entries), n_stored=stored.size, keep=keep, dtype=cfg.precision,
                       device=str(device), chunk_size=chunk, memory=memory,
                       calibration={"where": where, "pairs": len(cal_pairs), "s_per_pair": s_pair,
                                    "s_per_example": s_example, "s_per_logit_pair": s_logit,
                                    "s_per_checkpoint": s_jacobian, "peak_bytes": peak},
-                      codecs=codecs, codec=cfg.storage.codec, workers=cfg.cluster.workers)
+                      codecs=codecs, codec=cfg.storage.codec, workers=cfg.cluster.workers, grid=str(cfg.pairs.mode),
+                      n_files=shape.n_files, block=shape.block,
+                      worker_memory=share, fit=fit_problem(cfg, need, spec.size, item, share))
 
 
 def _involved_example_fields(fmodel: FunctionalModel, params, inputs, targets, cal_pairs, field_) -> Any:
@@ -193,10 +206,11 @@ def format_plan(r: PlanReport) -> str:
               f"{r.n_stored:,} of {r.n_params:,} ({'all' if r.keep == 'all' else r.keep})")
     lines = [
         "plan (dry run: nothing trained, nothing written)",
-        f"grid         {r.n_checkpoints} checkpoints ({r.checkpoints_note}) × {r.n_pairs} pairs of "
-        f"{r.n_examples} examples",
-        f"tasks        {r.n_tasks} tasks of ≤ {r.pairs_per_task} pairs ({per_ckpt} per checkpoint); the first of "
-        f"each checkpoint also stores its examples' gradients, losses and Gram matrix",
+        f"grid         pairs={r.grid}: {r.n_checkpoints} checkpoints ({r.checkpoints_note}) × {r.n_pairs:,} pairs of "
+        f"{r.n_examples:,} examples",
+        f"tasks        {r.n_tasks:,} tasks of ≤ {r.pairs_per_task} pairs ({per_ckpt:,} per checkpoint), tile-major "
+        f"over blocks of {r.block} examples; a block's gradients and losses are stored by the first task touching it",
+        f"files        {r.n_files:,} (shards, chunks, table parts and completion marks)",
         f"work         {r.n_checkpoints * r.n_pairs:,} brackets = {r.hvps:,} Hessian-vector products, "
         f"{r.n_checkpoints * r.n_examples:,} example gradients"
         + ((f", logit deltas from the output Jacobian ({r.n_eval} × {r.n_outputs} reverse passes per checkpoint, "
@@ -205,8 +219,9 @@ def format_plan(r: PlanReport) -> str:
             f"{r.n_outputs} output Jacobian exceeds the memory budget)")
            if r.n_eval else ", no logit deltas (derived.eval_count=0)"),
         f"parameters   D = {r.n_params:,} in {r.n_tensors} tensors ({r.dtype}); stored: {stored}",
-        f"memory/task  ~{format_bytes(sum(r.memory.values()))} of parameter-sized buffers on {r.device} "
-        f"(activations extra):",
+        f"memory       ~{format_bytes(sum(r.memory.values()))} per worker of parameter-sized buffers on {r.device} "
+        f"(activations extra), of {format_bytes(r.worker_memory)} a worker has: "
+        + (f"DOES NOT FIT: {r.fit}" if r.fit else "fits"),
     ]
     lines += [f"               {format_bytes(v):>10}  {k}" for k, v in r.memory.items()]
     if cal["peak_bytes"]:

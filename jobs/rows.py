@@ -10,19 +10,22 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["pair_rows", "pair_rms_rows", "example_rows", "example_rms_rows", "checkpoint_row"]
+__all__ = ["pair_rows", "pair_rms_rows", "example_rows", "example_rms_rows"]
 
 
 def pair_rows(step: int, pair_ids: np.ndarray, pairs: np.ndarray, norms: np.ndarray, rms: np.ndarray,
-              log_c: np.ndarray, r2: np.ndarray, n_tensors: np.ndarray, logit_rms: np.ndarray | None) -> dict:
-    """One row per pair: bracket L2 norm and RMS over all parameters, the slope-1 fit, logit-delta RMS."""
+              log_c: np.ndarray, r2: np.ndarray, n_tensors: np.ndarray, logit_rms: np.ndarray | None,
+              grad_dot: np.ndarray) -> dict:
+    """One row per pair: bracket L2 norm and RMS over all parameters, the slope-1 fit, logit-delta RMS,
+    and ``grad_dot`` = g_i · g_j (the pair's entry of the gradient Gram matrix, float64)."""
     n = len(pair_ids)
     return {"step": np.full(n, step, dtype=np.int64), "pair": pair_ids.astype(np.int64),
             "i": pairs[:, 0].astype(np.int64), "j": pairs[:, 1].astype(np.int64),
             "norm": norms.astype(np.float64), "rms": rms.astype(np.float64),
             "c": np.exp(log_c).astype(np.float64), "log_c": log_c.astype(np.float64), "r2": r2.astype(np.float64),
             "n_tensors": n_tensors.astype(np.int64),
-            "logit_rms": (np.full(n, np.nan) if logit_rms is None else logit_rms.astype(np.float64))}
+            "logit_rms": (np.full(n, np.nan) if logit_rms is None else logit_rms.astype(np.float64)),
+            "grad_dot": grad_dot.astype(np.float64)}
 
 
 def pair_rms_rows(step: int, pair_ids: np.ndarray, pairs: np.ndarray, tensors: Sequence[str],
@@ -51,9 +54,3 @@ def example_rms_rows(step: int, examples: Sequence[int], tensors: Sequence[str],
             "example": np.repeat(np.asarray(examples, dtype=np.int64), t),
             "tensor": np.tile(np.asarray(tensors, dtype=object), n),
             "rms_grad": rms_grad.reshape(-1).astype(np.float64)}
-
-
-def checkpoint_row(step: int, effective_rank: float, losses: np.ndarray, grad_norms: np.ndarray) -> dict:
-    """The ``checkpoints`` table's row: effective rank of the Gram matrix, mean loss and gradient norm."""
-    return {"step": np.array([step], dtype=np.int64), "effective_rank": np.array([effective_rank]),
-            "mean_loss": np.array([float(np.mean(losses))]), "mean_grad_norm": np.array([float(np.mean(grad_norms))])}

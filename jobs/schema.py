@@ -20,8 +20,9 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from lie_sweep.errors import ConfigError
 from storage.codecs import CODEC_PRESETS, DEFAULT_KEEPBITS
 
-__all__ = ["SweepConfig", "CheckpointsConfig", "ExamplesConfig", "PairsConfig", "FieldConfig", "StorageConfig",
-           "DerivedConfig", "ClusterConfig", "GROUP_CLASSES", "schema_fields", "check_fields", "help_text"]
+__all__ = ["SweepConfig", "CheckpointsConfig", "ExamplesConfig", "PairsConfig", "PoolConfig", "TopConfig",
+           "FieldConfig", "StorageConfig", "DerivedConfig", "ClusterConfig", "GROUP_CLASSES", "schema_fields",
+           "check_fields", "help_text"]
 
 
 def opt(default: Any = MISSING, help: str = "", *, factory: Any = None, **check: Any) -> Any:
@@ -58,12 +59,39 @@ class ExamplesConfig:
 
 
 @dataclass
-class PairsConfig:
-    """Which pairs of examples, and how many make one task (and one store shard)."""
+class PoolConfig:
+    """cross: the second example set (the pool) each probe is paired with."""
 
-    mode: str = opt("all", "all i<j among the examples, or `list`", choices=("all", "list"))
+    mode: str = opt("first", "the first `count` from `start`, or `indices`", choices=("first", "list"))
+    count: int = opt(64, "first: pool size", min=1)
+    start: int = opt(0, "first: the pool's first dataset index", min=0)
+    indices: list[int] = opt(help="list: the pool's dataset indices", factory=list)
+
+
+@dataclass
+class TopConfig:
+    """top: refine another store's most order-sensitive pairs."""
+
+    store: Optional[str] = opt(None, "the store whose pairs are ranked (e.g. a storage.keep=summary sweep)")
+    k: int = opt(64, "how many pairs", min=1)
+    by: str = opt("norm", "rank by the pair's largest norm, c or logit RMS over that store's checkpoints",
+                  choices=("norm", "c", "logit_rms"))
+
+
+@dataclass
+class PairsConfig:
+    """Which pairs of examples (the grid), and how they are cut into tasks (README: sizing a large sweep)."""
+
+    mode: str = opt("all", "all i<j | cross (examples x pool) | tournament | top (of another store) | list",
+                    choices=("all", "cross", "tournament", "top", "list"))
     list: list[list[int]] = opt(help="list: [i, j] pairs of dataset indices", factory=list)
-    per_task: int = opt(64, "pairs per task and per store shard", min=1)
+    per_task: int = opt(64, "pairs per task and per store shard (consecutive in the tile-major order)", min=1)
+    block: int = opt(8, "examples per block: tiles are block x block; gradients are stored per block", min=1)
+    rounds: int = opt(2, "tournament: seeded permutations of the examples", min=1)
+    group: int = opt(16, "tournament: group size (all pairs inside each group of each round)", min=2)
+    seed: Optional[int] = opt(None, "tournament: permutation seed (null: the sweep's seed)")
+    pool: PoolConfig = opt(factory=PoolConfig)
+    top: TopConfig = opt(factory=TopConfig)
 
 
 @dataclass
@@ -115,6 +143,8 @@ class ClusterConfig:
     replace_timeout: float = opt(60.0, "seconds a replacement worker may take to be placed before it is dropped",
                                  gt=0)
     device: str = opt("auto", "auto: CUDA where visible, else CPU", choices=("auto", "cpu", "cuda"))
+    cache_gib: Optional[float] = opt(None, "GiB of cached example gradients/fields per worker (null: a quarter "
+                                           "of its memory)", gt=0)
 
 
 @dataclass

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from storage.reader import Sweep, open_sweep, rank_pairs, score_examples
+from storage.ranking import rank_examples
+from storage.reader import Sweep, open_sweep, rank_pairs
 
 from .progress import format_bytes
 
@@ -75,15 +76,17 @@ def format_show(sweep: Sweep, top: int = 10) -> str:
         lines.append(f"{row.i:>6} {row.j:>6} {_fmt(row.norm):>12} {_fmt(row.c, '.3g'):>10} {_fmt(row.r2, '.2f'):>7} "
                      f"{_fmt(row.logit_rms, '.2e'):>10}")
     ckpts = sweep.checkpoint_table()
+    rank = "effective_rank" in ckpts.columns
     by_step = fits.groupby("step")
     lines += ["", "per checkpoint",
-              f"{'step':>8} {'pairs':>6} {'mean loss':>10} {'eff. rank':>9} {'mean |[u,u]|':>13} {'median c':>9} "
-              f"{'median R^2':>10}"]
+              f"{'step':>8} {'pairs':>6} {'mean loss':>10}" + (f" {'eff. rank':>9}" if rank else "")
+              + f" {'mean |[u,u]|':>13} {'median c':>9} {'median R^2':>10}"]
     info: Mapping[int, Any] = {int(r.step): r for r in ckpts.itertuples()} if not ckpts.empty else {}
     for step, group in by_step:
         r = info.get(int(step))
-        lines.append(f"{int(step):>8} {len(group):>6} {_fmt(r.mean_loss if r else None, '.4f'):>10} "
-                     f"{_fmt(r.effective_rank if r else None, '.2f'):>9} {_fmt(group['norm'].mean()):>13} "
+        lines.append(f"{int(step):>8} {len(group):>6} {_fmt(r.mean_loss if r else None, '.4f'):>10}"
+                     + (f" {_fmt(r.effective_rank if r else None, '.2f'):>9}" if rank else "")
+                     + f" {_fmt(group['norm'].mean()):>13} "
                      f"{_fmt(group['c'].median(), '.3g'):>9} {_fmt(group['r2'].median(), '.2f'):>10}")
     last = int(fits["step"].max())
     rms = sweep.rms_table(last)
@@ -96,12 +99,15 @@ def format_show(sweep: Sweep, top: int = 10) -> str:
     if moved:
         lines += ["", "outputs whose logits move most under a swap (mean |logit delta| over pairs and eval examples)"]
         lines += [f"  {name:<24} {_fmt(v, '.3e'):>10}" for name, v in moved[:min(top, 8)]]
-    scores = score_examples(fits, sweep.example_table())
-    lines += ["", "examples most involved in order effects (sum of |[u_e,u_j]| over their pairs and checkpoints)",
-              f"{'example':>8} {'score':>12} {'pairs':>6} {'mean loss':>10}"]
-    for row in scores.head(min(top, 8)).itertuples():
-        loss = _fmt(getattr(row, "loss", None), ".4f")
-        lines.append(f"{row.example:>8} {_fmt(row.score):>12} {row.n_pairs:>6} {loss:>10}")
+    ranking = rank_examples(fits, by="norm", top=min(top, 8))
+    losses = sweep.example_table().groupby("example")["loss"].mean() if len(ranking) else None
+    lines += ["", "examples ranked by order sensitivity (mean |[u_e,u_j]| over partners and checkpoints, ± s.e.; "
+                  "sweep.example_ranking())",
+              f"{'example':>8} {'mean |[u_e,u_j]|':>17} {'± s.e.':>10} {'partners':>8} {'mean c':>9} {'mean loss':>10}"]
+    for row in ranking.itertuples():
+        loss = _fmt(losses.get(row.example) if losses is not None else None, ".4f")
+        lines.append(f"{row.example:>8} {_fmt(row.mean_norm):>17} {_fmt(row.se_norm, '.2e'):>10} "
+                     f"{row.partners:>8} {_fmt(row.mean_c, '.3g'):>9} {loss:>10}")
     return "\n".join(lines)
 
 

@@ -26,20 +26,20 @@ from lie_sweep import (ParamSpec, PreconditionedField, SGDField, UpdateField, ap
                        load_checkpoint, train)
 from lie_sweep.checkpoints import check_finite, checkpoint_base, file_sha256
 from lie_sweep.errors import (CheckpointError, CheckpointNotFoundError, ConfigError, ExampleIndexError,
-                              LieSweepError, first_line)
+                              LieSweepError, first_line, require_indices)
 from lie_sweep.fields import eval_mode
 from storage.identity import identity_hash
-from storage.layout import StoreLayout
+from storage.layout import StoreLayout, block_owners
 from storage.meta import StoreMeta
 from storage.location import check_creatable
 
 from .config import as_dict, identity_of, keep_globs, typed
 from .schema import SweepConfig
-from .grid import canonical_pairs, example_indices
+from .grid import canonical_pairs, example_indices, top_pairs
 
 __all__ = ["SweepSpec", "Grid", "resolve_grid", "epsilon_of", "prepare_sweep", "build_model", "build_dataset",
            "verify_checkpoint", "relocate_checkpoints", "checkpoint_location", "kept_tensors", "eval_indices",
-           "update_field"]
+           "update_field", "grid_pairs"]
 
 
 @dataclass
@@ -85,13 +85,16 @@ class SweepSpec:
         return full.subset(self.kept_names)
 
     def layout(self) -> StoreLayout:
-        """The store's layout for this sweep (shapes, shards, inner chunks)."""
-        st = self.config.storage
+        """The store's layout for this sweep (shapes, shards, inner chunks, example blocks and their owners)."""
+        st, pc = self.config.storage, self.config.pairs
+        block = min(pc.block, len(self.examples))
+        owners = block_owners(self.pair_positions, len(self.examples), block, pc.per_task)
         return StoreLayout(n_checkpoints=len(self.checkpoints), n_pairs=len(self.pairs),
                            n_examples=len(self.examples), n_params=self.stored_spec()[0].size,
-                           pairs_per_task=self.config.pairs.per_task, inner_chunk=st.inner_chunk,
+                           pairs_per_task=pc.per_task, inner_chunk=st.inner_chunk,
                            n_eval=len(self.eval_examples),
-                           n_outputs=len(self.output_names) if self.eval_examples else 0)
+                           n_outputs=len(self.output_names) if self.eval_examples else 0,
+                           example_block=block, block_owners=owners, keeps_gram=False)
 
     def store_meta(self, n_tasks: int) -> dict[str, Any]:
         """The metadata written into the store (config without storage options, identity, provenance, specs)."""
@@ -261,9 +264,7 @@ def resolve_grid(cfg: DictConfig) -> Grid:
     Cheap and side-effect free (nothing trained or written): ``plan`` and ``run`` both start here.
     """
     data = build_dataset(cfg.data)
-    examples = example_indices(cfg.examples.mode, count=cfg.examples.count, start=cfg.examples.start,
-                               indices=list(cfg.examples.indices), dataset_length=len(data))
-    pairs = canonical_pairs(examples, cfg.pairs.mode, [list(p) for p in cfg.pairs.list])
+    examples, pairs = grid_pairs(cfg, len(data))
     evals = eval_indices(cfg.derived.eval_count, cfg.derived.eval_start, len(data))
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model)
@@ -274,6 +275,46 @@ def resolve_grid(cfg: DictConfig) -> Grid:
     outputs = attributes if len(attributes) == n_out else [f"output_{k}" for k in range(n_out)]
     return Grid(data=data, examples=examples, pairs=pairs, eval_examples=evals, model=model, params=params,
                 kept_names=kept, attribute_names=attributes, output_names=outputs)
+
+
+def grid_pairs(cfg: DictConfig, dataset_length: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """The sweep's examples and its pairs in the canonical order of ``pairs.mode`` (see :mod:`jobs.grid`)."""
+    ex, pc = cfg.examples, cfg.pairs
+    examples = example_indices(ex.mode, count=ex.count, start=ex.start, indices=list(ex.indices),
+                               dataset_length=dataset_length)
+    explicit: list = [list(p) for p in pc.list]
+    pool: list[int] = []
+    n_probes = len(examples)
+    if pc.mode == "cross":
+        members = example_indices(pc.pool.mode, count=pc.pool.count, start=pc.pool.start,
+                                  indices=list(pc.pool.indices), dataset_length=dataset_length, what="pairs.pool")
+        probes = set(examples)
+        examples = examples + [m for m in dict.fromkeys(members) if m not in probes]
+        where = {e: k for k, e in enumerate(examples)}
+        pool = [where[m] for m in dict.fromkeys(members)]
+    elif pc.mode == "top":
+        explicit = _top_of_store(cfg)
+        examples = sorted({k for pair in explicit for k in pair})
+        require_indices(examples, dataset_length, fix="the source store's examples must be in this dataset")
+    seed = int(pc.seed if pc.seed is not None else cfg.seed)
+    pairs = canonical_pairs(examples, pc.mode, explicit, block=pc.block, rounds=pc.rounds, group=pc.group,
+                            seed=seed, n_probes=n_probes, pool=pool)
+    if not pairs:
+        raise ConfigError("the grid has no pairs", expected="at least one pair", found=f"pairs={pc.mode} over "
+                          f"{len(examples)} examples", fix="add examples (examples.count, pairs.pool.count)")
+    return examples, pairs
+
+
+def _top_of_store(cfg: DictConfig) -> list[tuple[int, int]]:
+    """``pairs.top.k`` pairs of the store ``pairs.top.store`` ranked by ``pairs.top.by`` (see :func:`top_pairs`)."""
+    from storage.reader import open_sweep
+
+    top = cfg.pairs.top
+    frame = open_sweep(str(top.store), storage_options=dict(cfg.storage.options) or None).table("pairs")
+    if frame.empty:
+        raise ConfigError("the source store has no computed pairs", expected=f"completed tasks in {top.store}",
+                          found="an empty pairs table", fix="finish that sweep first (lie-sweep resume)")
+    return top_pairs({k: frame[k].to_numpy() for k in frame.columns}, int(top.k), str(top.by))
 
 
 def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepSpec:
@@ -289,6 +330,8 @@ def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepS
     check_creatable(cfg.storage.path, overwrite=cfg.storage.overwrite, protect=[ck.dir] if found is None else found,
                     storage_options=dict(cfg.storage.options))
     grid = resolve_grid(cfg)
+    if cfg.cluster.address is None:  # a local worker's memory is known here; a cluster's workers are not
+        _check_local_fit(cfg, grid)
     model = grid.model
     paths = found if found is not None else _train_checkpoints(cfg, model, grid.data, log)
     base = checkpoint_base(location)
@@ -312,6 +355,16 @@ def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepS
                      storage_options=dict(config.storage.options), kept_names=grid.kept_names,
                      eval_examples=grid.eval_examples, output_names=grid.output_names,
                      epsilon=epsilon_of(cfg), checkpoint_base=str(base))
+
+
+def _check_local_fit(cfg: DictConfig, grid: Grid) -> None:
+    """Refuse, before anything is trained, a sweep whose task cannot fit a local worker (see :mod:`jobs.sizing`)."""
+    from .sizing import check_fit
+    from .worker import DTYPES, resolve_device
+
+    spec = ParamSpec.from_tensors(grid.params)
+    stored = spec.size if grid.kept_names is None else spec.subset(grid.kept_names)[0].size
+    check_fit(cfg, grid, spec.size, stored, resolve_device(cfg.cluster.device), DTYPES[cfg.precision])
 
 
 def epsilon_of(cfg: DictConfig) -> float:

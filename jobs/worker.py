@@ -1,5 +1,7 @@
 """The worker: one per GPU (or CPU slot). Keeps the model, the current checkpoint's parameters and
-every example's gradient and field, computes a task's brackets and writes the task's own shard.
+a bounded cache of the examples its tasks touch (:mod:`jobs.field_cache`), computes a task's
+brackets and writes the task's own shard, and for the example blocks the task owns, their gradients
+and losses. It never holds all E examples: peak memory depends on the tile and D, not on E.
 
 ``BracketWorker`` is a plain class; the driver runs it as a Ray actor (``ray.remote(BracketWorker)``)
 with two concurrent calls: computation is serialised by a lock, and a task's compression and
@@ -9,6 +11,7 @@ write run outside it, overlapping the next task's computation.
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import threading
 import time
@@ -19,14 +22,16 @@ import torch
 
 from lie_sweep import (FunctionalModel, ParamSpec, apply_checkpoint, bracket_kernel, compute_example_fields,
                        load_checkpoint, stack_examples)
-from lie_sweep.analysis import (effective_rank, gram_matrix, jacobian_fits, logit_deltas, norms_from_rms,
-                                output_jacobian, pair_fits, tensor_rms)
+from lie_sweep.analysis import jacobian_fits, logit_deltas, norms_from_rms, output_jacobian, pair_fits, tensor_rms
+from lie_sweep.brackets import ExampleFields
 from lie_sweep.checkpoints import check_finite
 from lie_sweep.errors import NonFiniteError
 from storage.layout import Task
 from storage.store import SweepStore
 
 from . import rows
+from .field_cache import ExampleRows, FieldCache
+from .memory import cache_budget
 from .sweep import SweepSpec, build_dataset, build_model, update_field, verify_checkpoint
 
 __all__ = ["BracketWorker", "resolve_device", "first_nonfinite", "DTYPES"]
@@ -75,13 +80,10 @@ class BracketWorker:
         self.chunk_size = cfg.chunk_size
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model).to(device=self.device, dtype=self.dtype)
-        data = build_dataset(cfg.data)
-        inputs, targets = stack_examples(data, spec.examples)
-        self.inputs = inputs.to(self.device, self.dtype)
-        self.targets = targets.to(self.device, self.dtype)
-        self.eval_inputs = (stack_examples(data, spec.eval_examples)[0].to(self.device, self.dtype)
+        self.data = build_dataset(cfg.data)
+        self.eval_inputs = (stack_examples(self.data, spec.eval_examples)[0].to(self.device, self.dtype)
                             if spec.eval_examples else None)
-        self.pairs = torch.tensor(spec.pair_positions, dtype=torch.long).reshape(-1, 2)
+        self.pairs = np.asarray(spec.pair_positions, dtype=np.int64).reshape(-1, 2)
         self.pair_table = np.asarray(spec.pairs, dtype=np.int64).reshape(-1, 2)
         self.full_spec = ParamSpec.from_records(spec.param_spec)
         stored, index = spec.stored_spec()
@@ -89,6 +91,8 @@ class BracketWorker:
         self.kept_index = None if index is None else index.to(self.device)
         self.fmodel = FunctionalModel(self.model)
         self.store = SweepStore.open(spec.store_path, mode="r+", storage_options=spec.storage_options)
+        self.layout = self.store.layout
+        self.cache = FieldCache(cache_budget(self.device, cfg.cluster), self._example_rows)
         self.loaded: int | None = None
         self.loads = 0
         self._compute = threading.Lock()  # one computation at a time; writes overlap it
@@ -96,6 +100,7 @@ class BracketWorker:
 
     def _load(self, checkpoint: int) -> None:
         self.loaded = None  # until this load completes: a failed load leaves nothing half-loaded in use
+        self.cache.clear()
         prov = self.spec.checkpoints[checkpoint]
         ckpt = load_checkpoint(prov["path"])  # hashes the file as it reads it
         verify_checkpoint(prov, sha256=ckpt.sha256)
@@ -105,17 +110,6 @@ class BracketWorker:
         names = [n for n, _ in self.model.named_parameters()]
         field = update_field(self.spec.config.field, ckpt.optimizer_state, names, prov["path"])
         self.field = field.bind(self.params)
-        self.example_fields = compute_example_fields(self.fmodel, self.params, self.inputs, self.targets,
-                                                     field=self.field)
-        grads = self.example_fields.gradients
-        found = self._nonfinite_example_values()
-        if found is not None:
-            raise NonFiniteError(f"non-finite results at step {prov['step']} ({os.path.basename(prov['path'])})",
-                                 expected="finite losses and gradients from a finite checkpoint", found=found,
-                                 fix="the model overflows at these weights (try precision=float64), or this "
-                                     "example's input or target is not finite")
-        self.grad_rms = tensor_rms(grads, self.full_spec).cpu()
-        self.gram = gram_matrix(grads)
         self.jacobian = None  # J_f on the evaluation batch, when it fits: logit deltas become a matmul
         if self.eval_inputs is not None and jacobian_fits(len(self.spec.eval_examples), len(self.spec.output_names),
                                                           self.full_spec.size, self.dtype, self.device):
@@ -123,15 +117,34 @@ class BracketWorker:
         self.loaded = checkpoint
         self.loads += 1
 
-    def _nonfinite_example_values(self) -> str | None:
-        """Where the current checkpoint's losses, gradients or fields first hold NaN/Inf, or None."""
-        bad_losses = (~torch.isfinite(self.example_fields.losses)).nonzero()
+    def _example_rows(self, positions: list[int]) -> ExampleRows:
+        """Inputs, targets, losses, gradients, fields and gradient RMS of examples at ``positions`` (the
+        cache's misses), at the loaded checkpoint; NaN/Inf anywhere is one error naming the example."""
+        inputs, targets = stack_examples(self.data, [self.spec.examples[p] for p in positions])
+        inputs, targets = inputs.to(self.device, self.dtype), targets.to(self.device, self.dtype)
+        # one example per call: batched, a row's last bits depend on the batch it was computed in, and which
+        # examples a worker's cache misses together depends on its task history; so a resumed or
+        # differently scheduled sweep would not reproduce a store bit for bit
+        fields = compute_example_fields(self.fmodel, self.params, inputs, targets, field=self.field, chunk_size=1)
+        found = self._nonfinite_example_values(fields, positions)
+        if found is not None:
+            prov = self.spec.checkpoints[self.loaded if self.loaded is not None else 0]
+            raise NonFiniteError(f"non-finite results at step {prov['step']} ({os.path.basename(prov['path'])})",
+                                 expected="finite losses and gradients from a finite checkpoint", found=found,
+                                 fix="the model overflows at these weights (try precision=float64), or this "
+                                     "example's input or target is not finite")
+        return ExampleRows(positions, inputs, targets, fields.losses, fields.gradients, fields.fields,
+                           tensor_rms(fields.gradients, self.full_spec))
+
+    def _nonfinite_example_values(self, fields: ExampleFields, positions: list[int]) -> str | None:
+        """Where some examples' losses, gradients or fields first hold NaN/Inf, or None."""
+        bad_losses = (~torch.isfinite(fields.losses)).nonzero()
         if bad_losses.numel():
-            return f"a NaN/Inf loss for example {self.spec.examples[int(bad_losses[0, 0])]}"
-        for what, values in (("gradient", self.example_fields.gradients), ("update field", self.example_fields.fields)):
+            return f"a NaN/Inf loss for example {self.spec.examples[positions[int(bad_losses[0, 0])]]}"
+        for what, values in (("gradient", fields.gradients), ("update field", fields.fields)):
             bad = first_nonfinite(values, self.full_spec)
             if bad is not None:
-                return f"NaN/Inf in the {what} of example {self.spec.examples[bad[0]]}, tensor {bad[1]}"
+                return f"NaN/Inf in the {what} of example {self.spec.examples[positions[bad[0]]]}, tensor {bad[1]}"
         return None
 
     def _sync(self) -> None:
@@ -142,48 +155,68 @@ class BracketWorker:
         """Rows on the store's flat axis (the kept tensors)."""
         return (flat if self.kept_index is None else flat[:, self.kept_index]).cpu().numpy()
 
-    def _derive(self, task: Task, brackets: torch.Tensor, logits: torch.Tensor | None) -> dict[str, dict]:
+    def _task_positions(self, task: Task) -> tuple[list[int], np.ndarray]:
+        """The example positions a task touches (its pairs' examples, then its owned blocks' others),
+        and its pairs as rows of that list."""
+        pos = self.pairs[task.start:task.stop]
+        touched = np.unique(pos.reshape(-1)).tolist()
+        owned = [p for b in task.example_blocks for p in range(*self.layout.block_range(b))]
+        seen = set(touched)
+        positions = touched + [p for p in owned if p not in seen]
+        row = {p: k for k, p in enumerate(positions)}
+        local = np.asarray([[row[int(i)], row[int(j)]] for i, j in pos], dtype=np.int64).reshape(-1, 2)
+        return positions, local
+
+    def _derive(self, task: Task, local: np.ndarray, ex: ExampleRows, brackets: torch.Tensor,
+                logits: torch.Tensor | None) -> dict[str, dict]:
         """The task's table rows, from the brackets while they are in memory (see :mod:`lie_sweep.analysis`)."""
         step = self.spec.checkpoints[task.checkpoint]["step"]
-        pos = self.pairs[task.start:task.stop]
+        li, lj = torch.from_numpy(local[:, 0]), torch.from_numpy(local[:, 1])
+        grad_rms = ex.grad_rms.cpu()
         rms_b = tensor_rms(brackets, self.full_spec).cpu()
-        rms_gi, rms_gj = self.grad_rms[pos[:, 0]], self.grad_rms[pos[:, 1]]
+        rms_gi, rms_gj = grad_rms[li], grad_rms[lj]
         fits = pair_fits(rms_b, rms_gi, rms_gj)
         norms = norms_from_rms(rms_b, self.full_spec)
+        grads = ex.gradients.double()
+        grad_dot = (grads[li.to(grads.device)] * grads[lj.to(grads.device)]).sum(dim=1).cpu().numpy()
         ids = np.arange(task.start, task.stop)
         table = self.pair_table[task.start:task.stop]
         logit_rms = None if logits is None else logits.double().pow(2).mean(dim=(1, 2)).sqrt().numpy()
         names = self.full_spec.names
         tables = {
             "pairs": rows.pair_rows(step, ids, table, norms.numpy(), (norms / self.full_spec.size ** 0.5).numpy(),
-                                         fits.log_c.numpy(), fits.r2.numpy(), fits.n_tensors.numpy(), logit_rms),
-            "pair_rms": rows.pair_rms_rows(step, ids, table, names, rms_b.numpy(), rms_gi.numpy(),
-                                                rms_gj.numpy()),
+                                    fits.log_c.numpy(), fits.r2.numpy(), fits.n_tensors.numpy(), logit_rms,
+                                    grad_dot),
+            "pair_rms": rows.pair_rms_rows(step, ids, table, names, rms_b.numpy(), rms_gi.numpy(), rms_gj.numpy()),
         }
         if task.writes_examples:
-            losses = self.example_fields.losses.double().cpu().numpy()
-            gnorms = norms_from_rms(self.grad_rms, self.full_spec).numpy()
-            tables["examples"] = rows.example_rows(step, self.spec.examples, losses, gnorms)
-            tables["example_rms"] = rows.example_rms_rows(step, self.spec.examples, names,
-                                                               self.grad_rms.numpy())
-            tables["checkpoints"] = rows.checkpoint_row(step, effective_rank(self.gram), losses, gnorms)
+            row = {p: k for k, p in enumerate(ex.positions)}
+            owned = [row[p] for b in task.example_blocks for p in range(*self.layout.block_range(b))]
+            losses = ex.losses[owned].double().cpu().numpy()
+            gnorms = norms_from_rms(grad_rms[owned], self.full_spec).numpy()
+            examples = [self.spec.examples[ex.positions[k]] for k in owned]
+            tables["examples"] = rows.example_rows(step, examples, losses, gnorms)
+            tables["example_rms"] = rows.example_rms_rows(step, examples, names, grad_rms[owned].numpy())
         return tables
 
     def run(self, task: Task) -> dict[str, Any]:
         """Compute and store ``task``: brackets (kept tensors), logit deltas, summary tables, and for
-        a checkpoint's first task its examples' gradients, losses and Gram matrix.
+        the example blocks it owns their gradients and losses.
 
-        Returns a small summary (timings, bracket norms, the SHA-256 of every file written) only after
-        everything is written, so a completion mark may follow. A non-finite loss, gradient or bracket
-        raises :class:`NonFiniteError` naming the checkpoint, the example or pair, and the tensor.
+        Returns a small summary (timings, bracket norms, the SHA-256 of every file written, the cache's
+        hit counts, the process's peak RSS) only after everything is written, so a completion mark may
+        follow. A non-finite loss, gradient or bracket raises :class:`NonFiniteError` naming the
+        checkpoint, the example or pair, and the tensor.
         """
         with self._compute:
             t0 = time.perf_counter()
             if self.loaded != task.checkpoint:
                 self._load(task.checkpoint)
-            out = bracket_kernel(self.fmodel, self.params, self.inputs, self.targets,
-                                 self.pairs[task.start:task.stop], field=self.field, chunk_size=self.chunk_size,
-                                 example_fields=self.example_fields)
+            positions, local = self._task_positions(task)
+            ex = self.cache.rows(positions)
+            out = bracket_kernel(self.fmodel, self.params, ex.inputs, ex.targets, torch.from_numpy(local),
+                                 field=self.field, chunk_size=self.chunk_size,
+                                 example_fields=ExampleFields(ex.gradients, ex.losses, ex.fields))
             brackets = out.brackets
             bad = first_nonfinite(brackets, self.full_spec)
             if bad is not None:
@@ -198,20 +231,22 @@ class BracketWorker:
             if self.eval_inputs is not None:
                 logits = logit_deltas(self.fmodel, self.params, self.eval_inputs, brackets, epsilon=self.spec.epsilon,
                                       chunk_size=self.chunk_size or 16, jacobian=self.jacobian).cpu()
-            tables = self._derive(task, brackets, logits)
+            tables = self._derive(task, local, ex, brackets, logits)
             norms = tables["pairs"]["norm"].tolist()
             values = self._stored(brackets) if self.keeps_params else None
-            examples = None
-            if task.writes_examples:
-                grads = self._stored(self.example_fields.gradients) if self.keeps_params else None
-                examples = (grads, self.example_fields.losses.cpu().numpy(), self.gram.cpu().numpy())
+            blocks = []
+            row = {p: k for k, p in enumerate(ex.positions)}
+            for b in task.example_blocks:
+                owned = [row[p] for p in range(*self.layout.block_range(b))]
+                grads = self._stored(ex.gradients[owned]) if self.keeps_params else None
+                blocks.append((b, grads, ex.losses[owned].cpu().numpy()))
             logits = None if logits is None else logits.numpy()
             self._sync()
             loads = self.loads
-            del out, brackets
+            del out, brackets, ex
             t1 = time.perf_counter()
-        if examples is not None:
-            self.store.write_examples(task.checkpoint, *examples)
+        for b, grads, losses in blocks:
+            self.store.write_examples(task.checkpoint, b, grads, losses)
         if values is not None:
             self.store.write_brackets(task.checkpoint, task.start, values)
         if logits is not None:
@@ -222,7 +257,9 @@ class BracketWorker:
         t2 = time.perf_counter()
         return {"task_id": task.task_id, "checkpoint": task.checkpoint, "start": task.start, "stop": task.stop,
                 "compute_s": t1 - t0, "write_s": t2 - t1, "norms": norms, "files": files,
-                "host": socket.gethostname(), "pid": os.getpid(), "node": self.node_id, "loads": loads}
+                "host": socket.gethostname(), "pid": os.getpid(), "node": self.node_id, "loads": loads,
+                "examples": len(positions), "cache_hits": self.cache.hits, "cache_misses": self.cache.misses,
+                "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
     def ping(self) -> int:
         """The worker's process id, once it is up (the driver's readiness probe)."""

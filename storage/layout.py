@@ -5,10 +5,10 @@ parameter axis of length D (the kept tensors, see ``storage.keep``), B evaluatio
 model outputs:
 
     brackets      (C, P, D)     [u_i, u_j] per checkpoint and pair        shard (1, pairs_per_task, D')
-    gradients     (C, E, D)     ∇L_x per checkpoint and example           shard (1, E, D')
-    losses        (C, E)        L_x per checkpoint and example            chunk (1, E)
+    gradients     (C, E, D)     ∇L_x per checkpoint and example           shard (1, example_block, D')
+    losses        (C, E)        L_x per checkpoint and example            chunk (1, example_block)
     logit_deltas  (C, P, B, O)  ε²·J_f[u_i, u_j] on the evaluation batch  chunk (1, pairs_per_task, B, O)
-    gram          (C, E, E)     g_a · g_b per checkpoint (float64)        chunk (1, E, E)
+    gram          (C, E, E)     g_a · g_b per checkpoint (float64)        schema ≤ 3 only: chunk (1, E, E)
     pairs         (P, 2)        dataset indices (i, j), i before j in the canonical order
     examples      (E,)          dataset indices of the examples
     eval_examples (B,)          dataset indices of the evaluation batch
@@ -18,23 +18,30 @@ With D = 0 (``storage.keep=summary``) there are no ``brackets`` or ``gradients``
 B = 0 no ``logit_deltas``.
 
 Task t = (checkpoint c, pairs [start, stop)) with start a multiple of ``pairs_per_task`` (see
-:meth:`StoreLayout.tasks`) owns the
-one ``brackets`` shard and the one ``logit_deltas`` chunk at (c, start // pairs_per_task); the
-first task of a checkpoint also owns that checkpoint's ``gradients`` shard, ``losses`` and
-``gram`` chunks. No two tasks write the same shard. Inner chunks are (1, 1, inner) along D, so
-reading one pair's tensor touches only its chunks.
+:meth:`StoreLayout.tasks`) owns the one ``brackets`` shard and the one ``logit_deltas`` chunk at
+(c, start // pairs_per_task). Examples are cut into blocks of ``example_block`` positions; block
+k's ``gradients`` shard and ``losses`` chunk at checkpoint c belong to the task ``block_owners[k]``
+of that checkpoint (the first task whose pairs touch the block, chosen by the grid: see
+:func:`block_owners`). No two tasks write the same shard or chunk. Inner chunks are (1, 1, inner)
+along D, so reading one pair's tensor touches only its chunks.
+
+Schema 4 made tasks tile-sized: before it, one block held all E examples (owned by a checkpoint's
+first task) and a (C, E, E) ``gram`` array existed; a layout read from an older store has
+``example_block`` 0 and ``keeps_gram`` true, which describe exactly that.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
-__all__ = ["SCHEMA_VERSION", "StoreLayout", "Task"]
+__all__ = ["SCHEMA_VERSION", "StoreLayout", "Task", "block_owners"]
 
 # 2: keep, logit deltas, Gram matrices, Parquet tables; 3: arrays.zarr / tables / ledger side by side,
-# NaN fill, content digests in completion marks, step-S table folders, relative checkpoint provenance
-SCHEMA_VERSION = 3
+# NaN fill, content digests in completion marks, step-S table folders, relative checkpoint provenance;
+# 4: example blocks owned by tile tasks (memory bounded per task), no gram array, checkpoints table derived on read
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class Task:
     checkpoint: int
     start: int
     stop: int
+    example_blocks: tuple[int, ...] = ()  # example blocks whose gradients and losses this task writes
 
     @property
     def n_pairs(self) -> int:
@@ -53,8 +61,8 @@ class Task:
 
     @property
     def writes_examples(self) -> bool:
-        """The first task of a checkpoint also stores that checkpoint's gradients and losses."""
-        return self.start == 0
+        """Whether this task stores some example blocks' gradients and losses (and their table rows)."""
+        return bool(self.example_blocks)
 
 
 @dataclass(frozen=True)
@@ -68,14 +76,36 @@ class StoreLayout:
     inner_chunk: int = 1 << 18  # elements of the flat axis per inner chunk (1 MiB in float32)
     n_eval: int = 0             # evaluation examples of the logit deltas (0: none)
     n_outputs: int = 0          # model outputs per evaluation example
+    example_block: int = 0      # examples per block (0: one block of all E, as in schema <= 3)
+    block_owners: tuple[int, ...] = ()  # per block, the task (within a checkpoint) that writes it (empty: all 0)
+    keeps_gram: bool = True     # schema <= 3 stores hold a (C, E, E) gram array; schema 4 does not
 
     def __post_init__(self) -> None:
         for name in ("n_checkpoints", "n_pairs", "n_examples", "pairs_per_task", "inner_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, found {getattr(self, name)}")
-        for name in ("n_params", "n_eval", "n_outputs"):
+        for name in ("n_params", "n_eval", "n_outputs", "example_block"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, found {getattr(self, name)}")
+        object.__setattr__(self, "block_owners", tuple(int(k) for k in self.block_owners))
+        if self.block_owners and (len(self.block_owners) != self.n_blocks
+                                  or max(self.block_owners) >= self.n_tasks_per_checkpoint):
+            raise ValueError(f"block_owners must name one task below {self.n_tasks_per_checkpoint} for each of "
+                             f"{self.n_blocks} blocks, found {len(self.block_owners)}")
+
+    @property
+    def block(self) -> int:
+        """Examples per block (the last may hold fewer)."""
+        return min(self.example_block or self.n_examples, self.n_examples)
+
+    @property
+    def n_blocks(self) -> int:
+        """Example blocks: ceil(E / block)."""
+        return math.ceil(self.n_examples / self.block)
+
+    def block_range(self, block: int) -> tuple[int, int]:
+        """Positions [start, stop) of the examples in ``block``."""
+        return block * self.block, min((block + 1) * self.block, self.n_examples)
 
     @property
     def keeps_params(self) -> bool:
@@ -105,7 +135,9 @@ class StoreLayout:
     def float_arrays(self) -> dict[str, dict]:
         """{name: shape, chunks, shards, dims} of every float array this store holds, in creation order."""
         arrays = {"brackets": self.brackets(), "gradients": self.gradients()} if self.keeps_params else {}
-        arrays.update(losses=self.losses(), gram=self.gram())
+        arrays["losses"] = self.losses()
+        if self.keeps_gram:
+            arrays["gram"] = self.gram()
         if self.keeps_logits:
             arrays["logit_deltas"] = self.logit_deltas()
         return arrays
@@ -116,13 +148,13 @@ class StoreLayout:
                 "shards": (1, self.pairs_per_task, self.shard_params), "dims": ("checkpoint", "pair", "param")}
 
     def gradients(self) -> dict:
-        """Shape, inner chunks and shards of ``gradients`` (C, E, D): one shard per checkpoint."""
+        """Shape, inner chunks and shards of ``gradients`` (C, E, D): one shard per checkpoint × example block."""
         return {"shape": (self.n_checkpoints, self.n_examples, self.n_params), "chunks": (1, 1, self.inner),
-                "shards": (1, self.n_examples, self.shard_params), "dims": ("checkpoint", "example", "param")}
+                "shards": (1, self.block, self.shard_params), "dims": ("checkpoint", "example", "param")}
 
     def losses(self) -> dict:
-        """Shape and chunks of ``losses`` (C, E)."""
-        return {"shape": (self.n_checkpoints, self.n_examples), "chunks": (1, self.n_examples), "shards": None,
+        """Shape and chunks of ``losses`` (C, E): one chunk per checkpoint × example block."""
+        return {"shape": (self.n_checkpoints, self.n_examples), "chunks": (1, self.block), "shards": None,
                 "dims": ("checkpoint", "example")}
 
     def logit_deltas(self) -> dict:
@@ -137,11 +169,22 @@ class StoreLayout:
                 "chunks": (1, self.n_examples, self.n_examples), "shards": None,
                 "dims": ("checkpoint", "example", "example_b")}
 
+    def owned_blocks(self) -> list[tuple[int, ...]]:
+        """Per task of a checkpoint (by position), the example blocks it writes."""
+        owners = self.block_owners or (0,) * self.n_blocks
+        out: list[list[int]] = [[] for _ in range(self.n_tasks_per_checkpoint)]
+        for block, task in enumerate(owners):
+            out[task].append(block)
+        return [tuple(blocks) for blocks in out]
+
     def tasks(self) -> list[Task]:
         """The sweep's tasks: checkpoint by checkpoint, each ``pairs_per_task`` consecutive pairs of the
-        canonical order (the last of a checkpoint may be fewer); a task's id is its position. Pure and
-        deterministic, so a resumed run re-derives the same tasks from the stored layout."""
-        return [Task(c * self.n_tasks_per_checkpoint + k, c, start, min(start + self.pairs_per_task, self.n_pairs))
+        canonical order (the last of a checkpoint may be fewer), with the example blocks it writes; a
+        task's id is its position. Pure and deterministic, so a resumed run re-derives the same tasks
+        from the stored layout."""
+        owned = self.owned_blocks()
+        return [Task(c * self.n_tasks_per_checkpoint + k, c, start, min(start + self.pairs_per_task, self.n_pairs),
+                     owned[k])
                 for c in range(self.n_checkpoints)
                 for k, start in enumerate(range(0, self.n_pairs, self.pairs_per_task))]
 
@@ -155,4 +198,23 @@ class StoreLayout:
         """The layout as stored in the metadata (``StoreLayout(**d)`` rebuilds it)."""
         return {"n_checkpoints": self.n_checkpoints, "n_pairs": self.n_pairs, "n_examples": self.n_examples,
                 "n_params": self.n_params, "pairs_per_task": self.pairs_per_task, "inner_chunk": self.inner_chunk,
-                "n_eval": self.n_eval, "n_outputs": self.n_outputs}
+                "n_eval": self.n_eval, "n_outputs": self.n_outputs, "example_block": self.example_block,
+                "block_owners": list(self.block_owners), "keeps_gram": self.keeps_gram}
+
+
+def block_owners(pair_positions: Sequence[Sequence[int]], n_examples: int, block: int,
+                 pairs_per_task: int) -> tuple[int, ...]:
+    """For each example block, the first task (within a checkpoint) whose pairs touch one of its examples;
+    a block no pair touches goes to task 0. That task computes and writes the whole block."""
+    n_blocks = math.ceil(n_examples / block)
+    owners = [-1] * n_blocks
+    left = n_blocks
+    for p, pair in enumerate(pair_positions):
+        for e in pair:
+            b = int(e) // block
+            if owners[b] < 0:
+                owners[b] = p // pairs_per_task
+                left -= 1
+        if not left:
+            break
+    return tuple(max(o, 0) for o in owners)

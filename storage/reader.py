@@ -9,7 +9,7 @@ hold what it returns. Three kinds of access:
   ``example``, ``eval_example``, ``output`` by attribute name; one variable per parameter tensor);
 * the summary tables as pandas DataFrames: :meth:`Sweep.fits`, :meth:`Sweep.rms_table`,
   :meth:`Sweep.example_table`, :meth:`Sweep.checkpoint_table`, and what they rank:
-  :meth:`Sweep.top_pairs`, :meth:`Sweep.example_scores`.
+  :meth:`Sweep.top_pairs`, :meth:`Sweep.example_scores`, :meth:`Sweep.example_ranking`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from .errors import StoreKeyError, brief
+from .ranking import example_stats, rank_examples
 from .store import SweepStore
 
 if TYPE_CHECKING:  # xarray and pandas are imported on first use: opening a store stays cheap
@@ -229,8 +230,30 @@ class Sweep:
         return self.table("examples", ckpt)
 
     def checkpoint_table(self) -> "pd.DataFrame":
-        """Per checkpoint: effective rank of the gradient Gram matrix, mean loss, mean gradient norm."""
-        return self.table("checkpoints")
+        """Per checkpoint: mean loss and mean gradient norm over the examples stored so far (``n_examples``
+        of them); stores of schema ≤ 3 also hold the effective rank of the gradient Gram matrix."""
+        if self.store.layout.keeps_gram:
+            return self.table("checkpoints")
+        frame = self.example_table()
+        if frame.empty:
+            return frame
+        return frame.groupby("step", as_index=False).agg(mean_loss=("loss", "mean"),
+                                                         mean_grad_norm=("grad_norm", "mean"),
+                                                         n_examples=("example", "count"))
+
+    def example_stats(self, ckpt: int | None = None) -> "pd.DataFrame":
+        """Per checkpoint × example: partners, mean and RMS of ‖[u_e, u_j]‖ over partners, mean c, mean
+        logit RMS, each mean with its standard error (see :mod:`storage.ranking`)."""
+        return example_stats(self.fits(ckpt), by_step=True)
+
+    def example_ranking(self, ckpt: int | None = None, by: str = "norm", top: int | None = None) -> "pd.DataFrame":
+        """Examples by decreasing order sensitivity at checkpoint step ``ckpt`` (None: every checkpoint's
+        pairs pooled): ``example`` (dataset indices), ``score`` (``by``: norm = mean ‖[u_e,u_j]‖ over
+        partners, rms, c, logit), ``se``, ``partners`` and the other statistics; the first ``top``.
+
+        To keep the least order-sensitive examples:
+        ``keep = set(sweep.example_ranking().example[k:])``, then filter a dataset's indices by it."""
+        return rank_examples(self.fits(ckpt), by=by, top=top)
 
     def top_pairs(self, k: int = 10, ckpt: int | None = None, by: str = "norm") -> "pd.DataFrame":
         """The k most order-sensitive pairs, by ``by`` ("norm": ‖[u_i,u_j]‖, "c": the fit constant,

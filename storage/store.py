@@ -41,7 +41,7 @@ from .location import check_creatable, check_writable, delete_own_entries, files
 from .lock import StoreLock
 from .meta import StoreMeta
 from .paths import META_KEY, StoreTree, detect, has_metadata, marker_record
-from .tables import TABLES, part_path, read_parts, step_of_folder, table_dir, task_of_part, write_part
+from .tables import part_path, read_parts, step_of_folder, table_dir, task_of_part, write_part
 
 __all__ = ["SweepStore"]
 
@@ -146,23 +146,31 @@ class SweepStore:
     def _logit_file(self, checkpoint: int, start: int) -> str:
         return self._chunk_path("logit_deltas", (*self.layout.bracket_shard_of(checkpoint, start)[:2], 0, 0))
 
-    def _example_files(self, checkpoint: int) -> dict[str, str]:
-        files = {"gradients": self._chunk_path("gradients", (checkpoint, 0, 0))} if self.layout.keeps_params else {}
-        return {**files, "losses": self._chunk_path("losses", (checkpoint, 0)),
-                "gram": self._chunk_path("gram", (checkpoint, 0, 0))}
+    def _example_files(self, checkpoint: int, block: int) -> dict[str, str]:
+        files = ({"gradients": self._chunk_path("gradients", (checkpoint, block, 0))}
+                 if self.layout.keeps_params else {})
+        files["losses"] = self._chunk_path("losses", (checkpoint, block))
+        if self.layout.keeps_gram:
+            files["gram"] = self._chunk_path("gram", (checkpoint, 0, 0))
+        return files
 
     def files_of(self, task: Task) -> dict[str, str]:
         """{what: file} of every file ``task`` owns (see :mod:`storage.layout`), by name, never by position:
-        ``brackets`` (its shard) and ``logit_deltas`` (its chunk) where the store keeps them; for a
-        checkpoint's first task also ``gradients`` (where kept), ``losses`` and ``gram``; and ``table NAME``,
-        its part of each table it writes."""
+        ``brackets`` (its shard) and ``logit_deltas`` (its chunk) where the store keeps them; for each
+        example block it writes, ``gradients`` (where kept) and ``losses`` (``gradients k`` / ``losses k``
+        for block k; schema ≤ 3: one block and a ``gram``); and ``table NAME``, its part of each table it
+        writes."""
         c = task.checkpoint
         files = {"brackets": self._bracket_file(c, task.start)} if self.layout.keeps_params else {}
         if self.layout.keeps_logits:
             files["logit_deltas"] = self._logit_file(c, task.start)
+        for block in task.example_blocks:
+            for what, path in self._example_files(c, block).items():
+                files[what if self.layout.n_blocks == 1 else f"{what} {block}"] = path
+        tables = ("pairs", "pair_rms")
         if task.writes_examples:
-            files.update(self._example_files(c))
-        for name in TABLES if task.writes_examples else ("pairs", "pair_rms"):
+            tables += ("examples", "example_rms") + (("checkpoints",) if self.layout.keeps_gram else ())
+        for name in tables:
             files[f"table {name}"] = part_path(self.tree.tables, name, self.steps[c], task.task_id)
         return files
 
@@ -212,6 +220,7 @@ class SweepStore:
             raise StoreKeyError(f"this store keeps no {name}", expected="a store run with storage.keep=all or globs",
                                 found="storage.keep=summary", fix="use the tables (sweep.fits(), sweep.rms_table())")
         found = ("derived.eval_count=0" if name == "logit_deltas" else
+                 "a schema-4 store (g_i·g_j of each pair: the pairs table's grad_dot)" if name == "gram" else
                  f"a store of schema {self.meta.schema_version} (older lie-sweep)")
         raise StoreKeyError(f"this store has no {name}", expected=f"a store with {name}", found=found,
                             fix="re-run the sweep with them enabled")
@@ -248,18 +257,20 @@ class SweepStore:
                              found=f"{values.shape}", fix="re-plan the sweep from the store's config")
         self.group["brackets"][checkpoint, start:stop, :] = values
 
-    def write_examples(self, checkpoint: int, gradients: np.ndarray | None, losses: np.ndarray,
-                       gram: np.ndarray) -> None:
-        """Store every example's gradient (E × D, kept tensors; None when none are kept), loss (E,) and
-        the gradient Gram matrix (E × E) at ``checkpoint``."""
+    def write_examples(self, checkpoint: int, block: int, gradients: np.ndarray | None, losses: np.ndarray) -> None:
+        """Store example block ``block``'s gradients (block × D, kept tensors; None when none are kept) and
+        losses (block,) at ``checkpoint``: its owner task's shard and chunk."""
+        start, stop = self.layout.block_range(block)
+        if len(losses) != stop - start:
+            raise StoreError("example block does not fit the store", expected=f"{stop - start} examples",
+                             found=str(len(losses)), fix="re-plan the sweep from the store's config")
         if self.layout.keeps_params:
             check_encodable(self.meta.codec, gradients, "gradients")
-        for path in self._example_files(checkpoint).values():
+        for path in self._example_files(checkpoint, block).values():
             self._discard(path)
         if self.layout.keeps_params:
-            self.group["gradients"][checkpoint, :, :] = gradients
-        self.group["losses"][checkpoint, :] = losses
-        self.group["gram"][checkpoint, :, :] = gram
+            self.group["gradients"][checkpoint, start:stop, :] = gradients
+        self.group["losses"][checkpoint, start:stop] = losses
 
     def write_logit_deltas(self, checkpoint: int, start: int, values: np.ndarray) -> None:
         """Store logit deltas (pairs × B × O) of pairs [start, start + len(values)) of ``checkpoint``."""

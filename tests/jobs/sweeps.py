@@ -7,10 +7,11 @@ import numpy as np
 from jobs.run import run_sweep
 from lie_sweep import open_sweep
 
-# a sweep small enough for a 2-core CI machine: 2 checkpoints x 10 pairs of a tiny convnet
+# a sweep small enough for a 2-core CI machine: 2 checkpoints x 10 pairs of a tiny convnet, examples in blocks of 2
+# (so tasks own example blocks, as in a large sweep)
 SMALL = [
     "model.width=4", "data.length=64", "data.image_size=16", "checkpoints.steps=4", "checkpoints.save_every=2",
-    "checkpoints.batch_size=8", "examples.count=5",
+    "checkpoints.batch_size=8", "examples.count=5", "pairs.block=2",
 ]
 # the fault tests' grid: 2 checkpoints x 15 pairs, one pair per task (30 tasks, slow enough to interrupt)
 GRID = ["examples.count=6", "pairs.per_task=1", "cluster.workers=2"]

@@ -96,6 +96,7 @@ def test_configs_are_found_from_an_installed_wheel(tmp_path):
 # options that need a value the user must give (??? in their YAML)
 REQUIRED = {"checkpoints=glob": ["checkpoints.glob=runs/*.pt"], "checkpoints=list": ["checkpoints.paths=[a.pt]"],
             "examples=list": ["examples.indices=[0,3]"], "pairs=list": ["pairs.list=[[0,1]]"],
+            "pairs=top": ["pairs.top.store=runs/summary"],
             "data=celeba": ["data.root=/data/celeba"], "experiment=celeba_mxresnet": ["data.root=/data/celeba"]}
 
 

@@ -2,16 +2,19 @@
 
 import numpy as np
 
-from storage.layout import StoreLayout
+from storage.layout import StoreLayout, block_owners
 from storage.store import SweepStore
 
 SPEC = [{"name": "w", "offset": 0, "shape": [3, 4]}, {"name": "b", "offset": 12, "shape": [3]}]
 
 
-def make_store(path, *, n_ckpt=2, examples=(10, 11, 12, 13), per_task=2, inner=4, dtype="float32", overwrite=False):
-    pairs = np.array([(examples[a], examples[b]) for a in range(len(examples)) for b in range(a + 1, len(examples))])
+def make_store(path, *, n_ckpt=2, examples=(10, 11, 12, 13), per_task=2, inner=4, dtype="float32", overwrite=False,
+               block=2):
+    positions = [(a, b) for a in range(len(examples)) for b in range(a + 1, len(examples))]
+    pairs = np.array([(examples[a], examples[b]) for a, b in positions])
     layout = StoreLayout(n_checkpoints=n_ckpt, n_pairs=len(pairs), n_examples=len(examples), n_params=15,
-                         pairs_per_task=per_task, inner_chunk=inner)
+                         pairs_per_task=per_task, inner_chunk=inner, example_block=block,
+                         block_owners=block_owners(positions, len(examples), block, per_task), keeps_gram=False)
     meta = {"param_spec": SPEC, "config": {"x": 1}, "identity": {"x": 1},
             "n_tasks": n_ckpt * layout.n_tasks_per_checkpoint}
     store = SweepStore.create(str(path), layout=layout, meta=meta, pairs=pairs, examples=list(examples),
@@ -25,7 +28,9 @@ def fill(store, layout, rng):
     grads = rng.standard_normal((layout.n_checkpoints, layout.n_examples, layout.n_params)).astype(np.float32)
     losses = rng.random((layout.n_checkpoints, layout.n_examples)).astype(np.float32)
     for c in range(layout.n_checkpoints):
-        store.write_examples(c, grads[c], losses[c], np.eye(layout.n_examples))
+        for b in range(layout.n_blocks):
+            start, stop = layout.block_range(b)
+            store.write_examples(c, b, grads[c, start:stop], losses[c, start:stop])
         for start in range(0, layout.n_pairs, layout.pairs_per_task):
             store.write_brackets(c, start, data[c, start:start + layout.pairs_per_task])
     return data, grads, losses

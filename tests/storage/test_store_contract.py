@@ -91,8 +91,10 @@ def test_tables_digests_and_changed_files(root):
     assert store.read_table("pairs") is None                        # no completed task yet
     store.ledger.mark_done(1, {"files": digests})
     assert store.read_table("pairs").to_pandas()["norm"].tolist() == [1.0, 2.0]
-    first = store.files_of(layout.tasks()[0])                       # a checkpoint's first task owns more
-    assert {"gradients", "losses", "gram", "table examples", "table checkpoints"} <= set(first)
+    first = store.files_of(layout.tasks()[0])          # pairs (0,1),(0,2) touch both example blocks first
+    assert {"gradients 0", "losses 0", "gradients 1", "losses 1", "table examples", "table example_rms"} <= set(first)
+    assert "gram" not in first and "table checkpoints" not in first    # schema 4: no Gram matrix
+    assert first["gradients 1"].endswith("arrays.zarr/gradients/c/0/1/0")
 
 
 def test_overwrite_replaces_only_a_store(root):
