@@ -143,6 +143,7 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
 
     cluster = spec.config.cluster
     report = RunReport()
+    store.ledger.fold_marks(include_existing=True)  # a killed run's loose marks join a segment
     done = store.ledger.done_tasks()
     todo = TaskQueue(t for t in tasks if t.task_id not in done)
     report.skipped = len(tasks) - len(todo)
@@ -213,6 +214,7 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
     finally:
         progress.close()
         pool.kill()
+        store.ledger.fold_marks()
         report.workers_replaced = pool.replaced
         report.seconds = time.perf_counter() - start
         store.ledger.record_run(run_id, {**run_record, "ended": time.time(), "seconds": report.seconds,

@@ -188,7 +188,8 @@ class Sweep:
                                    "epsilon^2 J_f [u_i, u_j]: order i then j minus order j then i"})
 
     def gram(self) -> "xr.DataArray":
-        """Lazy gradient Gram matrices g_a · g_b, dims (step, example, example_b)."""
+        """Lazy gradient Gram matrices g_a · g_b, dims (step, example, example_b): stores of schema ≤ 3 only (in
+        schema 4, g_i · g_j of each pair of the grid is the pairs table's ``grad_dot``)."""
         import xarray as xr
 
         from .views import ZarrBackendArray, lazy_variable

@@ -23,11 +23,14 @@ over: all parameters of the model, also where ``storage.keep`` stores only some 
 Tables (one row per …):
 
     pairs        checkpoint × pair             step, pair, i, j, norm, rms, c, log_c, r2, n_tensors,
-                                               logit_rms (NaN without logit deltas)
+                                               logit_rms (NaN without logit deltas), grad_dot (g_i · g_j)
     pair_rms     checkpoint × pair × tensor    step, pair, i, j, tensor, rms_bracket, rms_grad_i, rms_grad_j
     examples     checkpoint × example          step, example, loss, grad_norm
     example_rms  checkpoint × example × tensor step, example, tensor, rms_grad
-    checkpoints  checkpoint                    step, effective_rank, mean_loss, mean_grad_norm
+
+Schema ≤ 3 stores also hold ``checkpoints`` (step, effective_rank, mean_loss, mean_grad_norm), which
+needed every example's gradient in one task; schema 4 computes mean loss and gradient norm per
+checkpoint from ``examples`` when read, and g_i · g_j per pair is ``pairs.grad_dot``.
 """
 
 from __future__ import annotations
@@ -44,16 +47,17 @@ import pyarrow.parquet as pq
 from .atomic import write_atomic
 from .errors import StoreError
 
-__all__ = ["TABLES", "table_dir", "part_path", "task_of_part", "write_part", "read_parts", "step_of_folder",
-           "part_metadata"]
+__all__ = ["TABLES", "OLDER_TABLES", "table_dir", "part_path", "task_of_part", "write_part", "read_parts",
+           "step_of_folder", "part_metadata"]
 
-TABLES = ("pairs", "pair_rms", "examples", "example_rms", "checkpoints")
+TABLES = ("pairs", "pair_rms", "examples", "example_rms")
+OLDER_TABLES = ("checkpoints",)  # schema <= 3 stored it; schema 4 derives it on read (Sweep.checkpoint_table)
 
 
 def table_dir(tables: str, table: str, step: int | None = None) -> str:
     """``table``'s folder under the store's ``tables`` folder, or its folder of checkpoint ``step``;
     an unknown table is a one-line error."""
-    if table not in TABLES:
+    if table not in TABLES + OLDER_TABLES:
         raise StoreError(f"unknown table {table!r}", expected=" | ".join(TABLES), found=repr(table),
                          fix="pick one of those")
     where = posixpath.join(tables, table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,8 +12,17 @@ from pathlib import Path
 
 
 def count_marks(store: Path) -> int:
+    """Completion marks in ``store``, loose or folded into segments (read directly: the store may be half made)."""
     marks = store / "ledger" / "marks"
-    return len(list(marks.glob("task-*.json"))) if marks.is_dir() else 0
+    if not marks.is_dir():
+        return 0
+    ids = {int(p.stem.split("-")[1]) for p in marks.glob("task-*.json")}
+    for segment in marks.glob("segment-*.json"):
+        try:
+            ids |= {int(k) for k in json.loads(segment.read_text())}
+        except (ValueError, OSError):
+            continue
+    return len(ids)
 
 
 def start_cli(*args: str, cwd: Path) -> subprocess.Popen:

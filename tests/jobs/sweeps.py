@@ -1,6 +1,5 @@
 """Shared helpers for sweep tests over the session's reference checkpoints."""
 
-import json
 
 import numpy as np
 
@@ -42,5 +41,5 @@ def assert_bitwise_equal(a, b):
 
 
 def marks_of(store):
-    return {int(p.stem.split("-")[1]): json.loads(p.read_text())
-            for p in (store / "ledger" / "marks").glob("task-*.json")}
+    """{task id: mark}, loose or in segments (through the ledger, as the driver and check read them)."""
+    return open_sweep(str(store)).store.ledger.done_tasks()

@@ -3,6 +3,7 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import zarr
 
@@ -47,10 +48,11 @@ def test_summary_store_keeps_no_parameter_sized_array_yet_every_table(sweeps):
     with warnings.catch_warnings():  # the group holds only Zarr: listing it warns about nothing
         warnings.simplefilter("error")
         arrays = dict(summary.store.group.arrays())
-    assert {"losses", "gram", "logit_deltas", "pairs", "examples", "steps", "eval_examples"} <= set(arrays)
+    assert {"losses", "logit_deltas", "pairs", "examples", "steps", "eval_examples"} <= set(arrays)
+    assert "gram" not in arrays                     # schema 4: g_i·g_j of each pair is the pairs table's grad_dot
     big = [name for name, arr in arrays.items() if full.store.layout.n_params in arr.shape]
     assert big == []
-    for table in ("pairs", "pair_rms", "examples", "example_rms", "checkpoints"):
+    for table in ("pairs", "pair_rms", "examples", "example_rms"):
         a, b = full.table(table), summary.table(table)
         assert len(a) == len(b) > 0
         for col in a.columns:
@@ -59,7 +61,7 @@ def test_summary_store_keeps_no_parameter_sized_array_yet_every_table(sweeps):
             else:
                 assert (a[col] == b[col]).all()
     np.testing.assert_allclose(summary.logit_deltas().values, full.logit_deltas().values, rtol=1e-5, atol=1e-12)
-    np.testing.assert_allclose(summary.gram().values, full.gram().values, rtol=1e-6)
+    pd.testing.assert_frame_equal(summary.checkpoint_table(), full.checkpoint_table(), rtol=1e-6)
     with pytest.raises(StoreKeyError, match="keeps no brackets"):
         summary.bracket(summary.steps[0], 0, 1)
     with pytest.raises(StoreKeyError, match="was not kept"):
@@ -91,13 +93,13 @@ def test_with_kept_globs_tables_gram_and_logits_say_they_cover_all_parameters(sw
 
     full, head = open_sweep(sweeps["full"]), open_sweep(sweeps["head"])
     n_all = sum(int(np.prod(e["shape"])) for e in head.param_spec)
-    for name in ("pairs", "pair_rms", "examples", "example_rms", "checkpoints"):
+    for name in ("pairs", "pair_rms", "examples", "example_rms"):
         part = next((Path(head.store.tree.tables) / name).rglob("*.parquet"))
         meta = json.loads(pq.read_schema(part).metadata[b"lie_sweep"])
         assert meta["computed_over"] == "all parameters" and meta["n_params"] == n_all
         assert meta["n_params_stored"] == 12 * 8 + 12 and meta["keep"] == ["head.*"]
-    for array in ("gram", "logit_deltas"):
-        assert head.store.group[array].attrs["computed_over"].startswith("all parameters")
+    assert head.store.group["logit_deltas"].attrs["computed_over"].startswith("all parameters")
+    np.testing.assert_allclose(head.fits()["grad_dot"], full.fits()["grad_dot"], rtol=1e-6)
     # and they are: the head store's norms equal the full store's, computed over every tensor
     np.testing.assert_allclose(head.fits()["norm"], full.fits()["norm"], rtol=1e-6)
 
@@ -128,12 +130,16 @@ def test_tables_agree_with_the_stored_brackets_and_gradients(sweeps):
         assert scores[e] == pytest.approx(fits.loc[(fits["i"] == e) | (fits["j"] == e), "norm"].sum())
     over_all = sweep.top_pairs(100)
     assert len(over_all) == len(sweep.pairs) and (over_all["n_checkpoints"] == len(sweep.steps)).all()
-    gram = sweep.gram().sel(step=step).values
-    g = np.stack([np.concatenate([sweep.gradient(step, e)[n].ravel() for n in sweep.param_names])
-                  for e in sweep.examples])
-    np.testing.assert_allclose(gram, g.astype(np.float64) @ g.T.astype(np.float64), rtol=1e-5, atol=1e-10)
-    ck = sweep.checkpoint_table()
-    assert ck["step"].tolist() == sweep.steps and (ck["effective_rank"] > 1).all()
+    g = {e: np.concatenate([sweep.gradient(step, e)[n].ravel() for n in sweep.param_names]).astype(np.float64)
+         for e in sweep.examples}
+    np.testing.assert_allclose(fits["grad_dot"], [g[i] @ g[j] for i, j in zip(fits["i"], fits["j"])],
+                               rtol=1e-5, atol=1e-10)
+    ck = sweep.checkpoint_table().set_index("step")
+    examples = sweep.example_table()
+    assert ck.index.tolist() == sweep.steps and (ck["n_examples"] == len(sweep.examples)).all()
+    np.testing.assert_allclose(ck["mean_loss"], examples.groupby("step")["loss"].mean())
+    with pytest.raises(StoreKeyError, match="grad_dot"):
+        sweep.gram()
 
 
 def test_stored_logit_deltas_equal_a_direct_computation(sweeps):
