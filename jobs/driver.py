@@ -145,6 +145,7 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
     report = RunReport()
     store.ledger.fold_marks(include_existing=True)  # a killed run's loose marks join a segment
     done = store.ledger.done_tasks()
+    failed_before = set(store.ledger.failures())   # records to clear when these tasks complete
     todo = TaskQueue(t for t in tasks if t.task_id not in done)
     report.skipped = len(tasks) - len(todo)
     total_pairs = sum(t.n_pairs for t in tasks)
@@ -208,7 +209,8 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
                     continue
                 store.ledger.mark_done(task.task_id, {**{k: v for k, v in result.items() if k != "norms"},
                                                       "run": run_id, "attempts": attempt + 1, "finished": time.time()})
-                store.ledger.clear_failure(task.task_id)
+                if task.task_id in failed_before or attempt:  # no failure record otherwise: no deletes per task
+                    store.ledger.clear_failure(task.task_id)
                 report.completed.append(result)
                 progress.update(task.n_pairs)
     finally:

@@ -3,7 +3,8 @@
 A worker's share: on a CUDA device, its free memory (times ``gpus_per_worker`` where workers
 share a GPU); on a CPU, the machine's RAM divided among the workers its CPUs hold
 (``cpus_per_worker`` each). A task's peak, over the flat parameter axis of D elements of
-``itemsize`` bytes, with n_local ≤ 2·pairs_per_task examples touched by its pairs:
+``itemsize`` bytes, with n_local ≤ 2·pairs_per_task examples touched by its pairs (plus one example
+block, for a task that stores blocks: it handles them one at a time):
 
     cache              min(cache budget, 2·E·D) bytes of gradient and field rows (jobs.field_cache)
     task rows          2·n_local·D           its examples' gradients and fields, stacked

@@ -53,7 +53,7 @@ def grid_shape(cfg: Any, grid: Any, n_checkpoints: int, n_stored: int) -> GridSh
     owners = block_owners(positions, n_examples, block, per_task)
     per_ckpt = -(-len(positions) // per_task)
     owned = np.bincount(np.asarray(owners), minlength=per_ckpt)
-    local = _examples_per_task(positions, per_task) + owned * block
+    local = _examples_per_task(positions, per_task) + block * (owned > 0)  # owned blocks: one at a time
     logits = bool(grid.eval_examples) and cfg.derived.eval_count > 0
     per_task_files = 1 + 2 + (1 if n_stored else 0) + (1 if logits else 0)   # mark, 2 table parts, shard, chunk
     per_block_files = (1 if n_stored else 0) + 1                            # gradients shard, losses chunk

@@ -156,16 +156,25 @@ class BracketWorker:
         return (flat if self.kept_index is None else flat[:, self.kept_index]).cpu().numpy()
 
     def _task_positions(self, task: Task) -> tuple[list[int], np.ndarray]:
-        """The example positions a task touches (its pairs' examples, then its owned blocks' others),
-        and its pairs as rows of that list."""
+        """The example positions a task's pairs touch (sorted), and its pairs as rows of that list."""
         pos = self.pairs[task.start:task.stop]
-        touched = np.unique(pos.reshape(-1)).tolist()
-        owned = [p for b in task.example_blocks for p in range(*self.layout.block_range(b))]
-        seen = set(touched)
-        positions = touched + [p for p in owned if p not in seen]
-        row = {p: k for k, p in enumerate(positions)}
-        local = np.asarray([[row[int(i)], row[int(j)]] for i, j in pos], dtype=np.int64).reshape(-1, 2)
-        return positions, local
+        positions = np.unique(pos.reshape(-1))
+        local = np.searchsorted(positions, pos).astype(np.int64).reshape(-1, 2)
+        return positions.tolist(), local
+
+    def _owned_block(self, step: int, block: int) -> tuple[dict[str, dict], np.ndarray | None, np.ndarray]:
+        """An owned example block's table rows, stored gradients (kept tensors; None when none are kept) and
+        losses, from its rows in the cache (one block at a time, so owning many costs no memory)."""
+        positions = list(range(*self.layout.block_range(block)))
+        ex = self.cache.rows(positions)
+        grad_rms = ex.grad_rms.cpu()
+        losses = ex.losses.double().cpu().numpy()
+        examples = [self.spec.examples[p] for p in positions]
+        tables = {"examples": rows.example_rows(step, examples, losses,
+                                                norms_from_rms(grad_rms, self.full_spec).numpy()),
+                  "example_rms": rows.example_rms_rows(step, examples, self.full_spec.names, grad_rms.numpy())}
+        grads = self._stored(ex.gradients) if self.keeps_params else None
+        return tables, grads, ex.losses.cpu().numpy()
 
     def _derive(self, task: Task, local: np.ndarray, ex: ExampleRows, brackets: torch.Tensor,
                 logits: torch.Tensor | None) -> dict[str, dict]:
@@ -189,14 +198,6 @@ class BracketWorker:
                                     grad_dot),
             "pair_rms": rows.pair_rms_rows(step, ids, table, names, rms_b.numpy(), rms_gi.numpy(), rms_gj.numpy()),
         }
-        if task.writes_examples:
-            row = {p: k for k, p in enumerate(ex.positions)}
-            owned = [row[p] for b in task.example_blocks for p in range(*self.layout.block_range(b))]
-            losses = ex.losses[owned].double().cpu().numpy()
-            gnorms = norms_from_rms(grad_rms[owned], self.full_spec).numpy()
-            examples = [self.spec.examples[ex.positions[k]] for k in owned]
-            tables["examples"] = rows.example_rows(step, examples, losses, gnorms)
-            tables["example_rms"] = rows.example_rms_rows(step, examples, names, grad_rms[owned].numpy())
         return tables
 
     def run(self, task: Task) -> dict[str, Any]:
@@ -212,6 +213,7 @@ class BracketWorker:
             t0 = time.perf_counter()
             if self.loaded != task.checkpoint:
                 self._load(task.checkpoint)
+            step = self.spec.checkpoints[task.checkpoint]["step"]
             positions, local = self._task_positions(task)
             ex = self.cache.rows(positions)
             out = bracket_kernel(self.fmodel, self.params, ex.inputs, ex.targets, torch.from_numpy(local),
@@ -234,19 +236,19 @@ class BracketWorker:
             tables = self._derive(task, local, ex, brackets, logits)
             norms = tables["pairs"]["norm"].tolist()
             values = self._stored(brackets) if self.keeps_params else None
-            blocks = []
-            row = {p: k for k, p in enumerate(ex.positions)}
-            for b in task.example_blocks:
-                owned = [row[p] for p in range(*self.layout.block_range(b))]
-                grads = self._stored(ex.gradients[owned]) if self.keeps_params else None
-                blocks.append((b, grads, ex.losses[owned].cpu().numpy()))
+            del ex, out
+            for b in task.example_blocks:  # written one by one: a task owning many blocks holds one at a time
+                block_tables, grads, losses = self._owned_block(step, b)
+                self.store.write_examples(task.checkpoint, b, grads, losses)
+                del grads
+                for name, columns in block_tables.items():
+                    tables[name] = columns if name not in tables else {
+                        k: np.concatenate([tables[name][k], v]) for k, v in columns.items()}
             logits = None if logits is None else logits.numpy()
             self._sync()
             loads = self.loads
-            del out, brackets, ex
+            del brackets
             t1 = time.perf_counter()
-        for b, grads, losses in blocks:
-            self.store.write_examples(task.checkpoint, b, grads, losses)
         if values is not None:
             self.store.write_brackets(task.checkpoint, task.start, values)
         if logits is not None:

@@ -105,7 +105,11 @@ def test_non_finite_results_fail_once_naming_checkpoint_pair_and_tensor(referenc
         torch.manual_seed(0)
         model = SmallConvNet(width=4, num_outputs=12)
         with torch.no_grad():                                   # finite weights, and yet:
-            model.head.weight.fill_(3e38) if scale is None else model.head.weight.mul_(scale)
+            if scale is None:                                   # logits 3e38·(Σ features + 1) overflow
+                model.head.weight.fill_(3e38)
+                model.head.bias.fill_(3e38)
+            else:
+                model.head.weight.mul_(scale)
         save_checkpoint(ck / f"step_{step:06d}.pt", model, step=step)
     result = run_sweep(glob_overrides(reference, tmp_path / "s.zarr", f"checkpoints.glob={ck}", "cluster.retries=2"),
                        log=lambda m: None)

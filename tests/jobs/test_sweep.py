@@ -88,7 +88,10 @@ def test_two_workers_never_share_a_shard(local_ray, small, tmp_path):
     assert sorted(marks) == [t.task_id for t in tasks]
     assert len({m["pid"] for m in marks.values()}) == 2          # both workers wrote
     grad_shards = {p for p in (root / "arrays.zarr" / "gradients" / "c").rglob("*") if p.is_file()}
-    assert len(grad_shards) == 2                                  # one per checkpoint, by its first task
+    layout = open_sweep(str(root)).store.layout                  # 5 examples in blocks of 2: 3 blocks
+    owned = {(t.checkpoint, b): t.task_id for t in tasks for b in t.example_blocks}
+    assert layout.n_blocks == 3 and len(owned) == 2 * 3           # each (checkpoint, block) owned by one task
+    assert grad_shards == {root / "arrays.zarr" / "gradients" / "c" / str(c) / str(b) / "0" for c, b in owned}
     by_worker = {}
     for m in marks.values():
         by_worker.setdefault(m["pid"], []).append(m)
