@@ -209,7 +209,7 @@ def format_plan(r: PlanReport) -> str:
         f"grid         pairs={r.grid}: {r.n_checkpoints} checkpoints ({r.checkpoints_note}) × {r.n_pairs:,} pairs of "
         f"{r.n_examples:,} examples",
         f"tasks        {r.n_tasks:,} tasks of ≤ {r.pairs_per_task} consecutive pairs of the grid's order "
-        f"({per_ckpt:,} per checkpoint); each block of {r.block} examples is stored by the first task touching it",
+        f"({per_ckpt:,} per checkpoint); blocks of {r.block} examples' gradients and losses are spread over them",
         f"files        {r.n_files:,} (shards, chunks, table parts and completion marks)",
         f"work         {r.n_checkpoints * r.n_pairs:,} brackets = {r.hvps:,} Hessian-vector products, "
         f"{r.n_checkpoints * r.n_examples:,} example gradients"

@@ -50,7 +50,7 @@ def grid_shape(cfg: Any, grid: Any, n_checkpoints: int, n_stored: int) -> GridSh
     per_task = int(cfg.pairs.per_task)
     n_examples = len(grid.examples)
     block = min(int(cfg.pairs.block), n_examples)
-    owners = block_owners(positions, n_examples, block, per_task)
+    owners = block_owners(n_examples, block, len(positions), per_task)
     per_ckpt = -(-len(positions) // per_task)
     owned = np.bincount(np.asarray(owners), minlength=per_ckpt)
     local = _examples_per_task(positions, per_task) + block * (owned > 0)  # owned blocks: one at a time

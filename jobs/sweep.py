@@ -88,7 +88,7 @@ class SweepSpec:
         """The store's layout for this sweep (shapes, shards, inner chunks, example blocks and their owners)."""
         st, pc = self.config.storage, self.config.pairs
         block = min(pc.block, len(self.examples))
-        owners = block_owners(self.pair_positions, len(self.examples), block, pc.per_task)
+        owners = block_owners(len(self.examples), block, len(self.pairs), pc.per_task)
         return StoreLayout(n_checkpoints=len(self.checkpoints), n_pairs=len(self.pairs),
                            n_examples=len(self.examples), n_params=self.stored_spec()[0].size,
                            pairs_per_task=pc.per_task, inner_chunk=st.inner_chunk,

@@ -34,7 +34,7 @@ from .field_cache import ExampleRows, FieldCache
 from .memory import cache_budget
 from .sweep import SweepSpec, build_dataset, build_model, update_field, verify_checkpoint
 
-__all__ = ["BracketWorker", "resolve_device", "first_nonfinite", "DTYPES"]
+__all__ = ["BracketWorker", "resolve_device", "first_nonfinite", "pair_dots", "DTYPES"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -54,6 +54,17 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def pair_dots(rows: torch.Tensor, li: torch.Tensor, lj: torch.Tensor, chunk: int = 16) -> np.ndarray:
+    """g_i · g_j in float64 for each pair (li[p], lj[p]) of ``rows`` (n × D), ``chunk`` pairs at a time
+    (a float64 copy of every row would double the task's memory)."""
+    out = np.empty(len(li))
+    for k in range(0, len(li), chunk):
+        a = rows[li[k:k + chunk].to(rows.device)].double()
+        out[k:k + chunk] = (a * rows[lj[k:k + chunk].to(rows.device)].double()).sum(dim=1).cpu().numpy()
+        del a
+    return out
 
 
 def first_nonfinite(flat: torch.Tensor, spec: ParamSpec) -> tuple[int, str] | None:
@@ -186,8 +197,7 @@ class BracketWorker:
         rms_gi, rms_gj = grad_rms[li], grad_rms[lj]
         fits = pair_fits(rms_b, rms_gi, rms_gj)
         norms = norms_from_rms(rms_b, self.full_spec)
-        grads = ex.gradients.double()
-        grad_dot = (grads[li.to(grads.device)] * grads[lj.to(grads.device)]).sum(dim=1).cpu().numpy()
+        grad_dot = pair_dots(ex.gradients, li, lj)
         ids = np.arange(task.start, task.stop)
         table = self.pair_table[task.start:task.stop]
         logit_rms = None if logits is None else logits.double().pow(2).mean(dim=(1, 2)).sqrt().numpy()

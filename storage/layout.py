@@ -21,8 +21,8 @@ Task t = (checkpoint c, pairs [start, stop)) with start a multiple of ``pairs_pe
 :meth:`StoreLayout.tasks`) owns the one ``brackets`` shard and the one ``logit_deltas`` chunk at
 (c, start // pairs_per_task). Examples are cut into blocks of ``example_block`` positions; block
 k's ``gradients`` shard and ``losses`` chunk at checkpoint c belong to the task ``block_owners[k]``
-of that checkpoint (the first task whose pairs touch the block, chosen by the grid: see
-:func:`block_owners`). No two tasks write the same shard or chunk. Inner chunks are (1, 1, inner)
+of that checkpoint (blocks spread evenly over the tasks: see :func:`block_owners`). No two tasks
+write the same shard or chunk. Inner chunks are (1, 1, inner)
 along D, so reading one pair's tensor touches only its chunks.
 
 Schema 4 made tasks tile-sized: before it, one block held all E examples (owned by a checkpoint's
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
 
 __all__ = ["SCHEMA_VERSION", "StoreLayout", "Task", "block_owners"]
 
@@ -202,19 +201,10 @@ class StoreLayout:
                 "block_owners": list(self.block_owners), "keeps_gram": self.keeps_gram}
 
 
-def block_owners(pair_positions: Sequence[Sequence[int]], n_examples: int, block: int,
-                 pairs_per_task: int) -> tuple[int, ...]:
-    """For each example block, the first task (within a checkpoint) whose pairs touch one of its examples;
-    a block no pair touches goes to task 0. That task computes and writes the whole block."""
+def block_owners(n_examples: int, block: int, n_pairs: int, pairs_per_task: int) -> tuple[int, ...]:
+    """For each example block k, the task (within a checkpoint) that computes and writes it: ⌊k·T/n_blocks⌋
+    of the T tasks, spread evenly, so no task stores more than ⌈n_blocks/T⌉ blocks (first-touch ownership
+    would give a tournament's first tasks hundreds of blocks each)."""
     n_blocks = math.ceil(n_examples / block)
-    owners = [-1] * n_blocks
-    left = n_blocks
-    for p, pair in enumerate(pair_positions):
-        for e in pair:
-            b = int(e) // block
-            if owners[b] < 0:
-                owners[b] = p // pairs_per_task
-                left -= 1
-        if not left:
-            break
-    return tuple(max(o, 0) for o in owners)
+    n_tasks = math.ceil(n_pairs / pairs_per_task)
+    return tuple(k * n_tasks // n_blocks for k in range(n_blocks))

@@ -77,24 +77,25 @@ def test_one_driver_holds_the_lock(root):
 def test_tables_digests_and_changed_files(root):
     store, _, layout = make_store(root)
     fill(store, layout, np.random.default_rng(1))
-    task = layout.tasks()[1]                                        # checkpoint 0 (step 100), pairs 2..3
-    store.write_table_part("pairs", 0, 1, {"step": [100, 100], "pair": [2, 3], "norm": [1.0, 2.0]})
-    store.write_table_part("pair_rms", 0, 1, {"step": [100], "pair": [2], "tensor": ["w"], "rms_bracket": [1.0]})
+    task = layout.tasks()[2]                                        # checkpoint 0 (step 100), pairs 4..5
+    store.write_table_part("pairs", 0, 2, {"step": [100, 100], "pair": [4, 5], "norm": [1.0, 2.0]})
+    store.write_table_part("pair_rms", 0, 2, {"step": [100], "pair": [4], "tensor": ["w"], "rms_bracket": [1.0]})
     files = store.files_of(task)
-    assert sorted(files) == ["brackets", "table pair_rms", "table pairs"]
+    assert sorted(files) == ["brackets", "table pair_rms", "table pairs"]  # 3 tasks, 2 blocks: it owns none
     digests = store.digests(list(files.values()))
-    assert sorted(digests) == ["arrays.zarr/brackets/c/0/1/0", "tables/pair_rms/step-100/part-000001.parquet",
-                               "tables/pairs/step-100/part-000001.parquet"]    # relative to the store root
+    assert sorted(digests) == ["arrays.zarr/brackets/c/0/2/0", "tables/pair_rms/step-100/part-000002.parquet",
+                               "tables/pairs/step-100/part-000002.parquet"]    # relative to the store root
     assert store.changed_files(digests) == []
-    store.write_brackets(0, 2, np.full((2, 15), 7.0, dtype=np.float32))
-    assert store.changed_files(digests) == ["arrays.zarr/brackets/c/0/1/0"]
+    store.write_brackets(0, 4, np.full((2, 15), 7.0, dtype=np.float32))
+    assert store.changed_files(digests) == ["arrays.zarr/brackets/c/0/2/0"]
     assert store.read_table("pairs") is None                        # no completed task yet
-    store.ledger.mark_done(1, {"files": digests})
+    store.ledger.mark_done(2, {"files": digests})
     assert store.read_table("pairs").to_pandas()["norm"].tolist() == [1.0, 2.0]
-    first = store.files_of(layout.tasks()[0])          # pairs (0,1),(0,2) touch both example blocks first
-    assert {"gradients 0", "losses 0", "gradients 1", "losses 1", "table examples", "table example_rms"} <= set(first)
-    assert "gram" not in first and "table checkpoints" not in first    # schema 4: no Gram matrix
-    assert first["gradients 1"].endswith("arrays.zarr/gradients/c/0/1/0")
+    owning = [store.files_of(t) for t in layout.tasks()[:2]]        # block k: task k·3//2 (tasks 0 and 1)
+    assert {"gradients 0", "losses 0", "table examples", "table example_rms"} <= set(owning[0])
+    assert {"gradients 1", "losses 1"} <= set(owning[1]) and "gradients 0" not in owning[1]
+    assert all("gram" not in f and "table checkpoints" not in f for f in owning)   # schema 4: no Gram matrix
+    assert owning[1]["gradients 1"].endswith("arrays.zarr/gradients/c/0/1/0")
 
 
 def test_overwrite_replaces_only_a_store(root):
