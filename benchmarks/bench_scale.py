@@ -9,13 +9,14 @@ marks it prints:
 * steady pairs/s: pairs completed after the first ``--warm`` tasks over the time they took;
 * driver overhead per task: wall time per task minus the worker's own compute time per task, as a
   share of the task time (the worker writes in a second thread, overlapping the next task);
-* resume start-up: ``lie-sweep resume`` from process start until its first new completion mark;
+* resume start-up: ``lie-sweep resume`` from process start until its workers are ready and computing;
 * planned tasks and files (``lie-sweep plan``), and the partial store's bytes and file count.
 
 Part 2 (``--ledger``): a store of 100,128 tasks (448 examples, all pairs, one pair per task, a tiny
 convnet) is created by ``lie-sweep run``, killed after its first mark, given 100,118 completion marks
 through the ledger (as a driver writes them, folded into segments), and resumed: the seconds until
-computing starts, on a local disk and (``--s3``) on an S3 server on loopback (moto).
+its plan and marks are read, until computing starts (workers ready, tasks handed out) and until the
+first task is done, on a local disk and (``--s3``) on an S3 server on loopback (moto).
 
 Usage: python benchmarks/bench_scale.py [--examples 256 1024 4096] [--seconds 120] [--ledger] [--s3]
 """
@@ -76,6 +77,24 @@ def wait_for_marks(store: str, count: int, proc: subprocess.Popen, timeout: floa
                        f"{(proc.stdout.read() if proc.poll() is not None else '')[-2000:]}")
 
 
+def timed_lines(proc: subprocess.Popen, timeout: float) -> dict[str, float]:
+    """Seconds from now until the driver printed a line starting with "resuming", one ending "already done"
+    (workers ready: computing starts) and its first progress bar after that (a task completed)."""
+    start, seen = time.monotonic(), {}
+    for line in proc.stdout:
+        t = time.monotonic() - start
+        if line.startswith("resuming"):
+            seen.setdefault("prepared_s", t)
+        elif "already done" in line:
+            seen.setdefault("computing_s", t)
+        elif line.startswith("[") and "computing_s" in seen:
+            seen["first_task_s"] = t
+            break
+        if t > timeout:
+            break
+    return seen
+
+
 def files_and_bytes(root: Path) -> tuple[int, int]:
     files = [p for p in root.rglob("*") if p.is_file()]
     return len(files), sum(p.stat().st_size for p in files)
@@ -101,15 +120,13 @@ def scale(e: int, work: Path, seconds: float, warm: int, full: bool) -> dict:
     compute = sum(m["compute_s"] for m in steady)
     files, nbytes = files_and_bytes(store)
     resume = cli("resume", str(store), cwd=work)
-    t0 = time.monotonic()
-    resume_s = wait_for_marks(str(store), len(marks) + 1, resume, 600) if len(marks) < int(
-        planned["tasks"].split()[1].replace(",", "")) else float("nan")
-    t1 = time.monotonic() - t0
+    times = timed_lines(resume, 600)
     stop(resume)
     return {"E": e, "tasks_done": len(marks), "peak_rss_gib": max(m["peak_rss"] for m in marks) / 2 ** 30,
             "pairs_per_s": pairs / span, "driver_overhead": (span - compute) / len(steady),
-            "overhead_share": (span - compute) / span, "task_s": span / len(steady), "resume_start_s": resume_s,
-            "resume_wall_s": t1, "plan_tasks": planned["tasks"].split()[1], "plan_files": planned["files"].split()[1],
+            "overhead_share": (span - compute) / span, "task_s": span / len(steady),
+            "resume_start_s": times.get("computing_s", float("nan")),
+            "plan_tasks": planned["tasks"].split()[1], "plan_files": planned["files"].split()[1],
             "store_files": files, "store_mib": nbytes / 2 ** 20}
 
 
@@ -150,12 +167,12 @@ def ledger(work: Path, s3: bool) -> dict:
     done = store.ledger.done_tasks()
     list_s = time.perf_counter() - t0
     resume = cli("resume", url, *extra, cwd=work, env=env)
-    start_s = wait_for_marks(url, len(done) + 1, resume, 600, options)
+    times = timed_lines(resume, 600)
     stop(resume)
     if server is not None:
         server.stop()
     return {"where": "s3 (moto, loopback)" if s3 else "local disk", "tasks": n, "marks": len(done),
-            "write_marks_s": write_s, "read_marks_s": list_s, "resume_to_first_mark_s": start_s}
+            "write_marks_s": write_s, "read_marks_s": list_s, **times}
 
 
 def main() -> None:
@@ -188,8 +205,10 @@ def main() -> None:
         results["ledger"] = [ledger(work, False)] + ([ledger(work, True)] if args.s3 else [])
         for r in results["ledger"]:
             print(f"ledger on {r['where']}: {r['marks']:,} marks of {r['tasks']:,} tasks written in "
-                  f"{r['write_marks_s']:.1f} s, read in {r['read_marks_s']:.2f} s; resume computing after "
-                  f"{r['resume_to_first_mark_s']:.1f} s (first new mark)")
+                  f"{r['write_marks_s']:.1f} s, read in {r['read_marks_s']:.2f} s; resume: plan and marks read "
+                  f"after {r.get('prepared_s', float('nan')):.1f} s, computing after "
+                  f"{r.get('computing_s', float('nan')):.1f} s, first task done after "
+                  f"{r.get('first_task_s', float('nan')):.1f} s")
     (work / "bench_scale.json").write_text(json.dumps(results, indent=1))
     print(f"figures: {work / 'bench_scale.json'}")
 

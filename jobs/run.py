@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -34,9 +35,9 @@ class RunResult:
 
 
 def _execute_holding_lock(spec: SweepSpec, store: SweepStore, tasks: list[Task], log, progress_stream,
-                          command: str) -> RunResult:
+                          command: str, done: dict | None = None) -> RunResult:
     try:
-        report = execute(spec, store, tasks, log=log, progress_stream=progress_stream, command=command)
+        report = execute(spec, store, tasks, log=log, progress_stream=progress_stream, command=command, done=done)
     finally:
         store.ledger.release()
     return RunResult(spec=spec, store=store, report=report, n_tasks=len(tasks))
@@ -100,6 +101,8 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
         return run_config(finalize(cfg), log=log, progress_stream=progress_stream)
     store.ledger.acquire_lock("resume")
     try:
+        store.ledger.fold_marks(include_existing=True)  # a killed run's loose marks join a segment
+        marks = _Marks(store)  # read in the background while checkpoints are verified and the spec is built
         config = typed(cfg)
         moved = {o.split("=", 1)[0] for o in overrides} & set(CHECKPOINT_LOCATION_KEYS)
         if moved:  # a moved checkpoint directory: the same files (by sha256) at a new place
@@ -116,12 +119,36 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
                               found=f"{len(tasks)}", fix="the store was written by another lie-sweep version")
         spec = SweepSpec.from_store_meta(store.meta, config, examples=store.examples, pairs=store.pairs,
                                          store_path=str(path))
-        done = store.ledger.done_tasks()
+        done = marks.result()
         log(f"resuming {path}: {len(done)} of {len(tasks)} tasks done, {len(store.ledger.failures())} failed before")
     except BaseException:
         store.ledger.release()
         raise
-    return _execute_holding_lock(spec, store, tasks, log, progress_stream, "resume")
+    return _execute_holding_lock(spec, store, tasks, log, progress_stream, "resume", done=done)
+
+
+class _Marks:
+    """A store's completion marks, read in a background thread (JSON parsing of 100,000 marks overlaps
+    the checkpoint hashing and the spec; both read files, so the GIL is mostly free)."""
+
+    def __init__(self, store: SweepStore) -> None:
+        self._out: dict = {}
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._read, args=(store,), daemon=True)
+        self._thread.start()
+
+    def _read(self, store: SweepStore) -> None:
+        try:
+            self._out = store.ledger.done_tasks()
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread by result()
+            self._error = exc
+
+    def result(self) -> dict:
+        """{task id: mark}, once read."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._out
 
 
 def format_account(result: RunResult, top: int = 8) -> str:
@@ -139,7 +166,7 @@ def format_account(result: RunResult, top: int = 8) -> str:
         (f"disk         {format_bytes(on_disk)} on disk for {format_bytes(raw)} of raw brackets and gradients "
          f"(compression ratio {raw / max(on_disk, 1):.2f}x)" if raw else
          f"disk         {format_bytes(on_disk)} on disk "
-         "(storage.keep=summary: tables, logit deltas, losses, Gram matrices)"),
+         "(storage.keep=summary: tables, logit deltas, losses)"),
     ]
     if report.completed:
         steps = [c["step"] for c in spec.checkpoints]
