@@ -34,7 +34,7 @@ from .field_cache import ExampleRows, FieldCache
 from .memory import cache_budget
 from .sweep import SweepSpec, build_dataset, build_model, update_field, verify_checkpoint
 
-__all__ = ["BracketWorker", "resolve_device", "first_nonfinite", "pair_dots", "DTYPES"]
+__all__ = ["BracketWorker", "resolve_device", "first_nonfinite", "pair_dots", "tile_groups", "DTYPES"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -54,6 +54,26 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def tile_groups(local: np.ndarray, positions: list[int]) -> list[list[int]]:
+    """The task's examples (rows of ``positions``) grouped for the kernel's shared-tangent blocks: the
+    connected components of its pairs (a tournament's groups; an all-pairs tile's A ∪ B), each sorted by
+    position (so a tile's A comes before its B), in order of first appearance."""
+    parent = list(range(len(positions)))
+
+    def root(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for i, j in local.tolist():
+        parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = {}
+    for k in range(len(positions)):
+        groups.setdefault(root(k), []).append(k)
+    return [sorted(g, key=positions.__getitem__) for g in groups.values()]
 
 
 def pair_dots(rows: torch.Tensor, li: torch.Tensor, lj: torch.Tensor, chunk: int = 16) -> np.ndarray:
@@ -167,11 +187,13 @@ class BracketWorker:
         return (flat if self.kept_index is None else flat[:, self.kept_index]).cpu().numpy()
 
     def _task_positions(self, task: Task) -> tuple[list[int], np.ndarray]:
-        """The example positions a task's pairs touch (sorted), and its pairs as rows of that list."""
+        """The example positions a task's pairs touch, in order of first appearance, and its pairs as rows
+        of that list."""
         pos = self.pairs[task.start:task.stop]
-        positions = np.unique(pos.reshape(-1))
-        local = np.searchsorted(positions, pos).astype(np.int64).reshape(-1, 2)
-        return positions.tolist(), local
+        positions = list(dict.fromkeys(pos.reshape(-1).tolist()))
+        row = {p: k for k, p in enumerate(positions)}
+        local = np.asarray([[row[i], row[j]] for i, j in pos.tolist()], dtype=np.int64).reshape(-1, 2)
+        return positions, local
 
     def _owned_block(self, step: int, block: int) -> tuple[dict[str, dict], np.ndarray | None, np.ndarray]:
         """An owned example block's table rows, stored gradients (kept tensors; None when none are kept) and
@@ -228,7 +250,8 @@ class BracketWorker:
             ex = self.cache.rows(positions)
             out = bracket_kernel(self.fmodel, self.params, ex.inputs, ex.targets, torch.from_numpy(local),
                                  field=self.field, chunk_size=self.chunk_size,
-                                 example_fields=ExampleFields(ex.gradients, ex.losses, ex.fields))
+                                 example_fields=ExampleFields(ex.gradients, ex.losses, ex.fields),
+                                 groups=tile_groups(local, positions))
             brackets = out.brackets
             bad = first_nonfinite(brackets, self.full_spec)
             if bad is not None:

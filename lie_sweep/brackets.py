@@ -212,14 +212,17 @@ class HVPCall:
         return int(self.pair_index.numel())
 
 
-def plan_hvp_calls(pairs: torch.Tensor, chunk_size: int) -> list[HVPCall]:
+def plan_hvp_calls(pairs: torch.Tensor, chunk_size: int,
+                   groups: Sequence[Sequence[int]] | None = None) -> list[HVPCall]:
     """Cover the ordered HVPs that ``pairs`` need with vmapped calls of at most 2·``chunk_size`` HVPs.
 
-    Pair p = (i, j) needs +M[j, i] and −M[i, j]. Involved examples are cut into blocks of
+    Pair p = (i, j) needs +M[j, i] and −M[i, j]. Involved examples are cut into blocks of at most
     s = ⌊√(2·chunk_size)⌋; a block of examples × a block of tangents whose combinations are all
     needed becomes a ``"block"`` call, all pairs inside one block a ``"partners"`` call, and whatever
-    remains ``"flat"`` calls (blocks are balanced: as few as s allows, of equal size). Every needed
-    ordered HVP appears in exactly one call; no diagonal M[i, i].
+    remains ``"flat"`` calls (blocks are balanced: as few as s allows, of equal size). ``groups``
+    (e.g. a tile's two example blocks, or a tournament's groups) are cut separately, so that blocks
+    never straddle two of them; by default all involved examples, sorted, are one group. Every
+    needed ordered HVP appears in exactly one call; no diagonal M[i, i].
     """
     needed: dict[tuple[int, int], tuple[int, int]] = {}
     for p, (i, j) in enumerate(pairs.tolist()):
@@ -236,9 +239,15 @@ def plan_hvp_calls(pairs: torch.Tensor, chunk_size: int) -> list[HVPCall]:
     side = int((2 * chunk_size) ** 0.5)
     if side >= 2:
         examples = sorted({k for pair in pairs.tolist() for k in pair})
-        n_blocks = -(-len(examples) // side)
-        size = -(-len(examples) // max(n_blocks, 1))  # balanced: 12 examples, side 9 -> 6 + 6
-        blocks = [examples[k:k + size] for k in range(0, len(examples), size)]
+        involved = set(examples)
+        hinted = [[int(k) for k in g if int(k) in involved] for g in (groups or [])]
+        covered = {k for g in hinted for k in g}
+        blocks = []
+        for group in [g for g in hinted if g] + ([[k for k in examples if k not in covered]] if len(covered) <
+                                                 len(examples) else []):
+            n_blocks = -(-len(group) // side)
+            size = -(-len(group) // max(n_blocks, 1))  # balanced: 12 examples, side 9 -> 6 + 6
+            blocks += [group[k:k + size] for k in range(0, len(group), size)]
         for b, rows in enumerate(blocks):
             keys = [(e, t) for e in rows for t in rows if e != t]
             if len(rows) >= 2 and all(k in needed for k in keys):
@@ -257,7 +266,8 @@ def plan_hvp_calls(pairs: torch.Tensor, chunk_size: int) -> list[HVPCall]:
 
 def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor, targets: torch.Tensor,
                    pairs: Sequence[Sequence[int]] | torch.Tensor, *, field: UpdateField | None = None,
-                   chunk_size: int | None = None, example_fields: ExampleFields | None = None) -> KernelResult:
+                   chunk_size: int | None = None, example_fields: ExampleFields | None = None,
+                   groups: Sequence[Sequence[int]] | None = None) -> KernelResult:
     """[u_i, u_j](θ) for each (i, j) in ``pairs``, plus the gradient and loss of each involved example.
 
     ``params`` is θ as a dict (see :meth:`FunctionalModel.params`); ``inputs``/``targets`` hold the
@@ -265,7 +275,8 @@ def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor
     (at most 2·chunk_size ordered HVPs); it bounds memory and does not change the result beyond
     floating-point reassociation. The module runs in eval mode. See :func:`plan_hvp_calls`.
     ``example_fields`` (from :func:`compute_example_fields` on the same batch, θ and field) are
-    reused instead of recomputing the involved examples' gradients.
+    reused instead of recomputing the involved examples' gradients. ``groups`` (batch indices) say
+    which examples belong together (see :func:`plan_hvp_calls`).
     """
     field = (field if field is not None else SGDField()).bind(params)
     inputs, targets = _prepare(fmodel, inputs, targets, params)
@@ -305,7 +316,7 @@ def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor
                                                     chunk_size=2 * chunk_size)
         fields = example_fields.fields
         rows_of_examples = slot[examples].to(ref.device)
-        for call in plan_hvp_calls(pair_t, chunk_size):
+        for call in plan_hvp_calls(pair_t, chunk_size, groups):
             ex = call.examples.to(ref.device)
             tangents = spec.unflatten(fields[slot[call.tangents].to(ref.device)])
             if call.kind == "block":

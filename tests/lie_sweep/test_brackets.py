@@ -162,17 +162,21 @@ def test_cuda_equals_cpu():
     assert rel_err(got, cpu) <= 1e-10
 
 
+GROUPS = {"none": None, "two": [[0, 2, 4, 6, 8, 10], [1, 3, 5, 7, 9, 11]], "partial": [[3, 7, 5]]}
+
+
+@pytest.mark.parametrize("groups", list(GROUPS))
 @pytest.mark.parametrize("chunk", [1, 2, 5, 18, 64])
 @pytest.mark.parametrize("pairs", [
     [(i, j) for i in range(10) for j in range(i + 1, 10)],             # all pairs
     [(i, j) for i in range(12) for j in range(i + 1, 12)][7:40],       # a contiguous range of them
     [(5, 1), (2, 9), (9, 4), (0, 3), (3, 7), (7, 5)],                  # scattered, either order
 ], ids=["all", "range", "scattered"])
-def test_plan_computes_each_needed_ordered_hvp_exactly_once_and_never_the_diagonal(pairs, chunk):
+def test_plan_computes_each_needed_ordered_hvp_exactly_once_and_never_the_diagonal(pairs, chunk, groups):
     from lie_sweep.brackets import as_pair_tensor, plan_hvp_calls
 
     pair_t = as_pair_tensor(pairs, 12)
-    calls = plan_hvp_calls(pair_t, chunk)
+    calls = plan_hvp_calls(pair_t, chunk, GROUPS[groups])      # group hints change batching, never coverage
     seen = []
     for call in calls:
         assert call.n_hvps <= 2 * chunk
@@ -191,6 +195,17 @@ def test_plan_computes_each_needed_ordered_hvp_exactly_once_and_never_the_diagon
     assert len(seen) == len(set(seen)) == 2 * len(pairs)
     if chunk >= 18 and len(pairs) > 20:
         assert any(c.kind != "flat" for c in calls)  # blocks are used when they fit
+
+
+def test_group_hints_make_tournament_groups_dense_calls():
+    from jobs.grid import tournament_pairs
+    from lie_sweep.brackets import plan_hvp_calls
+
+    pos = torch.from_numpy(tournament_pairs(64, 1, 8, seed=3)[:56])              # two whole groups of 8
+    members = [sorted({k for p in pos[:28].tolist() for k in p}), sorted({k for p in pos[28:].tolist() for k in p})]
+    hinted = plan_hvp_calls(pos, 32, members)
+    assert all(c.kind != "flat" for c in hinted)                               # every HVP in a dense call
+    assert sum(c.n_hvps for c in plan_hvp_calls(pos, 32) if c.kind == "flat") > 0   # sorted positions mix groups
 
 
 def test_precomputed_example_fields_give_the_same_brackets():
