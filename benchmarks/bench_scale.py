@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 MLP = ["model=mlp", "model.hidden=[640]", "pairs=tournament", "pairs.rounds=2", "pairs.group=16",
-       "pairs.per_task=32", "pairs.block=16", "storage.keep=summary", "derived.eval_count=0", "checkpoints.steps=1",
+       "pairs.per_task=120", "pairs.block=16", "storage.keep=summary", "derived.eval_count=0", "checkpoints.steps=1",
        "checkpoints.save_every=1", "cluster.workers=1", "cluster.threads_per_worker=2", "cluster.cache_gib=1"]
 LEDGER = ["model.width=4", "data.length=448", "data.image_size=16", "examples.count=448", "pairs.per_task=1",
           "storage.keep=summary", "derived.eval_count=0", "checkpoints.steps=1", "checkpoints.save_every=1",
