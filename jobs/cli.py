@@ -127,9 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="what a sweep found: top pairs, per-checkpoint RMS and fits, moving logits",
                           description="A terminal summary of a store from its tables and logit deltas (never its "
                                       "parameter-sized arrays): the most order-sensitive pairs, per-checkpoint loss, "
-                                      "effective rank, bracket norms and fit constants, the tensors whose brackets "
-                                      "are largest relative to their gradients, the outputs whose logits move most, "
-                                      "and the examples most involved.")
+                                      "bracket norms and fit constants, the tensors whose brackets are largest "
+                                      "relative to their gradients, the outputs whose logits move most, and the "
+                                      "examples ranked by order sensitivity.")
     show.add_argument("store", help="the store's path or fsspec URL")
     show.add_argument("--top", type=int, default=10, help="rows per ranking (default: %(default)s)")
 

@@ -76,15 +76,16 @@ def tile_groups(local: np.ndarray, positions: list[int]) -> list[list[int]]:
     return [sorted(g, key=positions.__getitem__) for g in groups.values()]
 
 
-def pair_dots(rows: torch.Tensor, li: torch.Tensor, lj: torch.Tensor, chunk: int = 16) -> np.ndarray:
-    """g_i · g_j in float64 for each pair (li[p], lj[p]) of ``rows`` (n × D), ``chunk`` pairs at a time
-    (a float64 copy of every row would double the task's memory)."""
-    out = np.empty(len(li))
-    for k in range(0, len(li), chunk):
-        a = rows[li[k:k + chunk].to(rows.device)].double()
-        out[k:k + chunk] = (a * rows[lj[k:k + chunk].to(rows.device)].double()).sum(dim=1).cpu().numpy()
-        del a
-    return out
+def pair_dots(rows: torch.Tensor, li: torch.Tensor, lj: torch.Tensor, columns: int = 1 << 18) -> np.ndarray:
+    """g_i · g_j in float64 for each pair (li[p], lj[p]) of ``rows`` (n × D): the rows' Gram matrix,
+    accumulated in float64 over ``columns`` columns at a time (a float64 copy of every row would double
+    the task's memory; a product per pair would convert each row once per partner)."""
+    gram = torch.zeros(rows.shape[0], rows.shape[0], dtype=torch.float64, device=rows.device)
+    for start in range(0, rows.shape[1], columns):
+        block = rows[:, start:start + columns].double()
+        gram += block @ block.T
+        del block
+    return gram[li.to(rows.device), lj.to(rows.device)].cpu().numpy()
 
 
 def first_nonfinite(flat: torch.Tensor, spec: ParamSpec) -> tuple[int, str] | None:

@@ -99,7 +99,7 @@ def _zstd_crc(level: int, typesize: int | None = None) -> tuple[Any, ...]:
 
 def compressors_for(level: int = 1) -> list[Any]:
     """The lossless preset's bytes-to-bytes codecs, for the small arrays every store keeps exactly
-    (losses, logit deltas, Gram matrices)."""
+    (losses, logit deltas)."""
     return list(array_codecs("lossless", level).compressors)
 
 

@@ -5,7 +5,7 @@ hold what it returns. Three kinds of access:
 
 * named numpy arrays: :meth:`Sweep.bracket`, :meth:`Sweep.gradient`, :attr:`Sweep.losses`;
 * labelled lazy xarray views: :meth:`Sweep.brackets_xr`, :meth:`Sweep.gradients_xr`,
-  :meth:`Sweep.logit_deltas`, :meth:`Sweep.gram` (coordinates: ``step``, ``pair`` as (i, j),
+  :meth:`Sweep.logit_deltas`, :meth:`Sweep.gram` (schema ≤ 3) (coordinates: ``step``, ``pair`` as (i, j),
   ``example``, ``eval_example``, ``output`` by attribute name; one variable per parameter tensor);
 * the summary tables as pandas DataFrames: :meth:`Sweep.fits`, :meth:`Sweep.rms_table`,
   :meth:`Sweep.example_table`, :meth:`Sweep.checkpoint_table`, and what they rank:

@@ -52,6 +52,10 @@ def test_tiled_tournament_equals_compute_brackets(reference, tmp_path, precision
     layout = sweep.store.layout
     assert layout.n_blocks == 6 and sum(len(t.example_blocks) for t in layout.tasks()) == 6 * len(sweep.steps)
     assert len(sweep.pairs) > 100 and sweep.complete
+    owned = [p for t in layout.tasks() for p in sweep.store.files_of(t).values()]
+    assert len(owned) == len(set(owned))                                       # tasks' files are disjoint
+    written = {str(p) for p in (store / "arrays.zarr").rglob("c/*/*/*") if p.is_file()}
+    assert written <= set(owned)                                               # and nothing else was written
     for c in range(len(sweep.steps)):
         got = np.asarray(sweep.store.group["brackets"][c], dtype=np.float64)
         want = _expected_brackets(sweep, c, [tuple(p) for p in sweep.pairs.tolist()],
