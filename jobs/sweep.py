@@ -29,7 +29,7 @@ from lie_sweep.errors import (CheckpointError, CheckpointNotFoundError, ConfigEr
                               LieSweepError, first_line, require_indices)
 from lie_sweep.fields import eval_mode
 from storage.identity import identity_hash
-from storage.layout import StoreLayout, block_owners
+from storage.layout import StoreLayout
 from storage.meta import StoreMeta
 from storage.location import check_creatable
 
@@ -85,16 +85,15 @@ class SweepSpec:
         return full.subset(self.kept_names)
 
     def layout(self) -> StoreLayout:
-        """The store's layout for this sweep (shapes, shards, inner chunks, example blocks and their owners)."""
+        """The store's layout for this sweep (shapes, shards, inner chunks, example blocks)."""
         st, pc = self.config.storage, self.config.pairs
         block = min(pc.block, len(self.examples))
-        owners = block_owners(len(self.examples), block, len(self.pairs), pc.per_task)
         return StoreLayout(n_checkpoints=len(self.checkpoints), n_pairs=len(self.pairs),
                            n_examples=len(self.examples), n_params=self.stored_spec()[0].size,
                            pairs_per_task=pc.per_task, inner_chunk=st.inner_chunk,
                            n_eval=len(self.eval_examples),
                            n_outputs=len(self.output_names) if self.eval_examples else 0,
-                           example_block=block, block_owners=owners, keeps_gram=False)
+                           example_block=block, keeps_gram=False)
 
     def store_meta(self, n_tasks: int) -> dict[str, Any]:
         """The metadata written into the store (config without storage options, identity, provenance, specs)."""

@@ -20,8 +20,8 @@ B = 0 no ``logit_deltas``.
 Task t = (checkpoint c, pairs [start, stop)) with start a multiple of ``pairs_per_task`` (see
 :meth:`StoreLayout.tasks`) owns the one ``brackets`` shard and the one ``logit_deltas`` chunk at
 (c, start // pairs_per_task). Examples are cut into blocks of ``example_block`` positions; block
-k's ``gradients`` shard and ``losses`` chunk at checkpoint c belong to the task ``block_owners[k]``
-of that checkpoint (blocks spread evenly over the tasks: see :func:`block_owners`). No two tasks
+k's ``gradients`` shard and ``losses`` chunk at checkpoint c belong to one task of that checkpoint
+(blocks spread evenly over its tasks: see :func:`block_owners`). No two tasks
 write the same shard or chunk. Inner chunks are (1, 1, inner)
 along D, so reading one pair's tensor touches only its chunks.
 
@@ -76,7 +76,6 @@ class StoreLayout:
     n_eval: int = 0             # evaluation examples of the logit deltas (0: none)
     n_outputs: int = 0          # model outputs per evaluation example
     example_block: int = 0      # examples per block (0: one block of all E, as in schema <= 3)
-    block_owners: tuple[int, ...] = ()  # per block, the task (within a checkpoint) that writes it (empty: all 0)
     keeps_gram: bool = True     # schema <= 3 stores hold a (C, E, E) gram array; schema 4 does not
 
     def __post_init__(self) -> None:
@@ -86,11 +85,6 @@ class StoreLayout:
         for name in ("n_params", "n_eval", "n_outputs", "example_block"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, found {getattr(self, name)}")
-        object.__setattr__(self, "block_owners", tuple(int(k) for k in self.block_owners))
-        if self.block_owners and (len(self.block_owners) != self.n_blocks
-                                  or max(self.block_owners) >= self.n_tasks_per_checkpoint):
-            raise ValueError(f"block_owners must name one task below {self.n_tasks_per_checkpoint} for each of "
-                             f"{self.n_blocks} blocks, found {len(self.block_owners)}")
 
     @property
     def block(self) -> int:
@@ -169,8 +163,9 @@ class StoreLayout:
                 "dims": ("checkpoint", "example", "example_b")}
 
     def owned_blocks(self) -> list[tuple[int, ...]]:
-        """Per task of a checkpoint (by position), the example blocks it writes."""
-        owners = self.block_owners or (0,) * self.n_blocks
+        """Per task of a checkpoint (by position), the example blocks it writes (:func:`block_owners`; a
+        layout of schema ≤ 3 has one block, written by task 0)."""
+        owners = block_owners(self.n_examples, self.block, self.n_pairs, self.pairs_per_task)
         out: list[list[int]] = [[] for _ in range(self.n_tasks_per_checkpoint)]
         for block, task in enumerate(owners):
             out[task].append(block)
@@ -198,7 +193,7 @@ class StoreLayout:
         return {"n_checkpoints": self.n_checkpoints, "n_pairs": self.n_pairs, "n_examples": self.n_examples,
                 "n_params": self.n_params, "pairs_per_task": self.pairs_per_task, "inner_chunk": self.inner_chunk,
                 "n_eval": self.n_eval, "n_outputs": self.n_outputs, "example_block": self.example_block,
-                "block_owners": list(self.block_owners), "keeps_gram": self.keeps_gram}
+                "keeps_gram": self.keeps_gram}
 
 
 def block_owners(n_examples: int, block: int, n_pairs: int, pairs_per_task: int) -> tuple[int, ...]:

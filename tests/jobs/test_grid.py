@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 from jobs.grid import (all_pairs, cross_pairs, partner_counts, tile_order, top_pairs,  # noqa: E402
                        tournament_pairs)
-from storage.layout import StoreLayout, block_owners  # noqa: E402
+from storage.layout import StoreLayout  # noqa: E402
 
 
 def _unordered(pairs):
@@ -109,9 +109,8 @@ def test_tile_order_keeps_orientation():
 def test_tiled_tasks_cover_each_pair_once_and_own_each_block_once(mode):
     n, block, per_task = 64, 8, 24
     pos = all_pairs(n, block) if mode == "all" else tournament_pairs(n, 2, 16, seed=1)
-    owners = block_owners(n, block, len(pos), per_task)
     layout = StoreLayout(n_checkpoints=3, n_pairs=len(pos), n_examples=n, n_params=10, pairs_per_task=per_task,
-                         example_block=block, block_owners=owners, keeps_gram=False)
+                         example_block=block, keeps_gram=False)
     tasks = layout.tasks()
     assert tasks == layout.tasks()                                             # deterministic
     for c in range(3):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from storage.layout import StoreLayout, block_owners
+from storage.layout import StoreLayout
 from storage.store import SweepStore
 
 SPEC = [{"name": "w", "offset": 0, "shape": [3, 4]}, {"name": "b", "offset": 12, "shape": [3]}]
@@ -14,7 +14,7 @@ def make_store(path, *, n_ckpt=2, examples=(10, 11, 12, 13), per_task=2, inner=4
     pairs = np.array([(examples[a], examples[b]) for a, b in positions])
     layout = StoreLayout(n_checkpoints=n_ckpt, n_pairs=len(pairs), n_examples=len(examples), n_params=15,
                          pairs_per_task=per_task, inner_chunk=inner, example_block=block,
-                         block_owners=block_owners(len(examples), block, len(pairs), per_task), keeps_gram=False)
+                         keeps_gram=False)
     meta = {"param_spec": SPEC, "config": {"x": 1}, "identity": {"x": 1},
             "n_tasks": n_ckpt * layout.n_tasks_per_checkpoint}
     store = SweepStore.create(str(path), layout=layout, meta=meta, pairs=pairs, examples=list(examples),
