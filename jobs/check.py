@@ -46,9 +46,8 @@ def _task_problems(store: SweepStore, task: Task, mark: dict[str, Any]) -> tuple
         "gram": lambda: g["gram"][c]}
     for block in task.example_blocks:
         start, stop = store.layout.block_range(block)
-        suffix = "" if store.layout.n_blocks == 1 else f" {block}"
-        reads[f"gradients{suffix}"] = lambda s=slice(start, stop): g["gradients"][c, s]
-        reads[f"losses{suffix}"] = lambda s=slice(start, stop): g["losses"][c, s]
+        reads[store.layout.block_key("gradients", block)] = lambda s=slice(start, stop): g["gradients"][c, s]
+        reads[store.layout.block_key("losses", block)] = lambda s=slice(start, stop): g["losses"][c, s]
     files = store.files_of(task)
     problems, damaged = [], set()
     for what, path in files.items():

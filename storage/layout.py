@@ -96,6 +96,11 @@ class StoreLayout:
         """Example blocks: ceil(E / block)."""
         return math.ceil(self.n_examples / self.block)
 
+    def block_key(self, what: str, block: int) -> str:
+        """How a task's file list names an example block's ``gradients`` or ``losses`` file: ``what k``, or
+        ``what`` alone where there is one block (schema ≤ 3)."""
+        return what if self.n_blocks == 1 else f"{what} {block}"
+
     def block_range(self, block: int) -> tuple[int, int]:
         """Positions [start, stop) of the examples in ``block``."""
         return block * self.block, min((block + 1) * self.block, self.n_examples)

@@ -166,7 +166,7 @@ class SweepStore:
             files["logit_deltas"] = self._logit_file(c, task.start)
         for block in task.example_blocks:
             for what, path in self._example_files(c, block).items():
-                files[what if self.layout.n_blocks == 1 else f"{what} {block}"] = path
+                files[self.layout.block_key(what, block)] = path
         tables = ("pairs", "pair_rms")
         if task.writes_examples:
             tables += ("examples", "example_rms") + (("checkpoints",) if self.layout.keeps_gram else ())
