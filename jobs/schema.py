@@ -59,13 +59,10 @@ class ExamplesConfig:
 
 
 @dataclass
-class PoolConfig:
-    """cross: the second example set (the pool) each probe is paired with."""
+class PoolConfig(ExamplesConfig):
+    """cross: the second example set (the pool) each probe is paired with; chosen like the examples."""
 
-    mode: str = opt("first", "the first `count` from `start`, or `indices`", choices=("first", "list"))
     count: int = opt(64, "first: pool size", min=1)
-    start: int = opt(0, "first: the pool's first dataset index", min=0)
-    indices: list[int] = opt(help="list: the pool's dataset indices", factory=list)
 
 
 @dataclass
