@@ -224,7 +224,8 @@ def help_text() -> str:
         if field_.default is MISSING:
             default = "(from the group option)"
         elif field_.default is not dataclasses.MISSING:
-            default = {None: "null", True: "true", False: "false"}.get(field_.default, field_.default)
+            default = field_.default  # YAML spellings for None and booleans (0 == False: compare identities)
+            default = "null" if default is None else str(default).lower() if isinstance(default, bool) else default
         else:
             default = field_.default_factory()
         choices = field_.metadata.get("choices")
