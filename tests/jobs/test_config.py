@@ -74,6 +74,15 @@ def test_help_explains_groups_and_common_overrides(tmp_path):
     assert "run" in cli("--help", cwd=tmp_path).stdout
 
 
+def test_help_prints_each_default_as_yaml():
+    from jobs.schema import help_text
+
+    lines = help_text().splitlines()
+    for key, shown in (("examples.start", "0"), ("seed", "0"), ("storage.overwrite", "false"),
+                       ("derived.eval_start", "null"), ("pairs.per_task", "64")):
+        assert any(line.startswith(f"  {key} = {shown}:") for line in lines), key   # 0 is not "false"
+
+
 def test_configs_are_found_from_an_installed_wheel(tmp_path):
     src = tmp_path / "src"  # build from a copy: the build leaves files behind in its source tree
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv*", "build", "*.egg-info", "lie-sweep-out",
