@@ -23,9 +23,8 @@ from lie_sweep.brackets import default_chunk_size
 from lie_sweep.training import save_steps
 from storage.codecs import CODEC_PRESETS, encode_roundtrip
 
-from .memory import worker_memory
 from .progress import format_bytes
-from .sizing import fit_problem, grid_shape, worker_need
+from .sizing import worker_fit
 from .sweep import checkpoint_location, epsilon_of, resolve_grid, update_field
 from .worker import DTYPES, resolve_device
 
@@ -157,9 +156,8 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
             err = float(np.linalg.norm(back - values) / max(np.linalg.norm(values), 1e-300))
             codecs.append({"codec": preset, "bytes_per_pair": nbytes / len(values), "ratio": nbytes / values.nbytes,
                            "raw_bytes_per_pair": raw, "l2_rel_error": err})
-    shape = grid_shape(cfg, grid, n_ckpt, stored.size)
-    need = worker_need(cfg, grid, shape.local_examples, spec.size, device, dtype, chunk)
-    share = worker_memory(device, cfg.cluster)
+    fit = worker_fit(cfg, grid, spec.size, stored.size, device, dtype, n_checkpoints=n_ckpt)
+    shape, need = fit.shape, fit.need
     memory = {
         f"example cache (≤ cluster.cache_gib; {shape.local_examples} examples/task at most)": need.cache,
         f"task's example rows (2 × {shape.local_examples} × D)": need.task_rows,
@@ -179,7 +177,7 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
                                    "s_per_checkpoint": s_jacobian, "peak_bytes": peak},
                       codecs=codecs, codec=cfg.storage.codec, workers=cfg.cluster.workers, grid=str(cfg.pairs.mode),
                       n_files=shape.n_files, block=shape.block,
-                      worker_memory=share, fit=fit_problem(cfg, need, spec.size, item, share))
+                      worker_memory=fit.share, fit=fit.problem)
 
 
 def _involved_example_fields(fmodel: FunctionalModel, params, inputs, targets, cal_pairs, field_) -> Any:

@@ -14,13 +14,14 @@ import numpy as np
 import torch
 
 from lie_sweep.analysis import jacobian_fits
+from lie_sweep.brackets import default_chunk_size
 from lie_sweep.errors import ConfigError
 from storage.layout import block_owners
 
 from .memory import TaskMemory, cache_budget, task_memory, worker_memory
 from .progress import format_bytes
 
-__all__ = ["GridShape", "grid_shape", "fit_problem", "check_fit"]
+__all__ = ["GridShape", "grid_shape", "fit_problem", "WorkerFit", "worker_fit", "check_fit"]
 
 
 @dataclass
@@ -90,16 +91,31 @@ def fit_problem(cfg: Any, need: TaskMemory, n_params: int, item: int, share: int
     return f"{found}; set pairs.per_task={int(min(per_task, cfg.pairs.per_task))} chunk_size={int(chunk)}"
 
 
+@dataclass
+class WorkerFit:
+    """A grid's shape, a worker's peak by part, the memory it has, and why it does not fit (None: it fits)."""
+
+    shape: GridShape
+    need: TaskMemory
+    share: int
+    problem: str | None
+
+
+def worker_fit(cfg: Any, grid: Any, n_params: int, n_stored: int, device: torch.device, dtype: torch.dtype,
+               n_checkpoints: int = 1) -> WorkerFit:
+    """Whether a task of this grid fits a worker on ``device``: what ``plan`` prints and ``run`` checks."""
+    shape = grid_shape(cfg, grid, n_checkpoints, n_stored)
+    chunk = min(cfg.chunk_size or default_chunk_size(n_params, dtype, device), int(cfg.pairs.per_task))
+    need = worker_need(cfg, grid, shape.local_examples, n_params, device, dtype, chunk)
+    share = worker_memory(device, cfg.cluster)
+    item = torch.empty((), dtype=dtype).element_size()
+    return WorkerFit(shape, need, share, fit_problem(cfg, need, n_params, item, share))
+
+
 def check_fit(cfg: Any, grid: Any, n_params: int, n_stored: int, device: torch.device,
               dtype: torch.dtype) -> None:
     """Refuse (one :class:`ConfigError` line) a sweep whose task cannot fit a worker on ``device``."""
-    from lie_sweep.brackets import default_chunk_size
-
-    shape = grid_shape(cfg, grid, 1, n_stored)
-    chunk = min(cfg.chunk_size or default_chunk_size(n_params, dtype, device), int(cfg.pairs.per_task))
-    need = worker_need(cfg, grid, shape.local_examples, n_params, device, dtype, chunk)
-    item = torch.empty((), dtype=dtype).element_size()
-    problem = fit_problem(cfg, need, n_params, item, worker_memory(device, cfg.cluster))
+    problem = worker_fit(cfg, grid, n_params, n_stored, device, dtype).problem
     if problem is not None:
         found, fix = problem.split("; ", 1)
         raise ConfigError("a task does not fit a worker's memory", expected="a worker's peak within its memory "
