@@ -144,7 +144,6 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
 
     cluster = spec.config.cluster
     report = RunReport()
-    store.ledger.fold_marks(include_existing=True)  # a killed run's loose marks join a segment
     done = store.ledger.done_tasks() if done is None else done  # the caller's, when it just read them
     failed_before = set(store.ledger.failures())   # records to clear when these tasks complete
     todo = TaskQueue(t for t in tasks if t.task_id not in done)
