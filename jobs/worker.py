@@ -22,7 +22,8 @@ import torch
 
 from lie_sweep import (FunctionalModel, ParamSpec, apply_checkpoint, bracket_kernel, compute_example_fields,
                        load_checkpoint, stack_examples)
-from lie_sweep.analysis import jacobian_fits, logit_deltas, norms_from_rms, output_jacobian, pair_fits, tensor_rms
+from lie_sweep.analysis import (gram_matrix, jacobian_fits, logit_deltas, norms_from_rms, output_jacobian, pair_fits,
+                                tensor_rms)
 from lie_sweep.brackets import ExampleFields
 from lie_sweep.checkpoints import check_finite
 from lie_sweep.errors import NonFiniteError
@@ -76,16 +77,10 @@ def tile_groups(local: np.ndarray, positions: list[int]) -> list[list[int]]:
     return [sorted(g, key=positions.__getitem__) for g in groups.values()]
 
 
-def pair_dots(rows: torch.Tensor, li: torch.Tensor, lj: torch.Tensor, columns: int = 1 << 18) -> np.ndarray:
-    """g_i · g_j in float64 for each pair (li[p], lj[p]) of ``rows`` (n × D): the rows' Gram matrix,
-    accumulated in float64 over ``columns`` columns at a time (a float64 copy of every row would double
-    the task's memory; a product per pair would convert each row once per partner)."""
-    gram = torch.zeros(rows.shape[0], rows.shape[0], dtype=torch.float64, device=rows.device)
-    for start in range(0, rows.shape[1], columns):
-        block = rows[:, start:start + columns].double()
-        gram += block @ block.T
-        del block
-    return gram[li.to(rows.device), lj.to(rows.device)].cpu().numpy()
+def pair_dots(rows: torch.Tensor, li: torch.Tensor, lj: torch.Tensor) -> np.ndarray:
+    """g_i · g_j in float64 for each pair (li[p], lj[p]) of ``rows`` (n × D), read off the rows' Gram matrix
+    (a product per pair would convert each row to float64 once per partner)."""
+    return gram_matrix(rows)[li.to(rows.device), lj.to(rows.device)].cpu().numpy()
 
 
 def first_nonfinite(flat: torch.Tensor, spec: ParamSpec) -> tuple[int, str] | None:

@@ -146,10 +146,15 @@ def pair_fits(bracket_rms: torch.Tensor, grad_rms_i: torch.Tensor, grad_rms_j: t
     return slope_one_fit(log_y, log_x)
 
 
-def gram_matrix(gradients: torch.Tensor) -> torch.Tensor:
-    """G[a, b] = g_a · g_b for the rows of ``gradients`` (n × D), in float64."""
-    g = gradients.double()
-    return g @ g.T
+def gram_matrix(gradients: torch.Tensor, columns: int = 1 << 18) -> torch.Tensor:
+    """G[a, b] = g_a · g_b for the rows of ``gradients`` (n × D), in float64, accumulated over ``columns``
+    columns at a time (never a float64 copy of all rows: that would double a worker's task memory)."""
+    n = gradients.shape[0]
+    gram = torch.zeros(n, n, dtype=torch.float64, device=gradients.device)
+    for start in range(0, gradients.shape[1], columns):
+        block = gradients[:, start:start + columns].double()
+        gram += block @ block.T
+    return gram
 
 
 def effective_rank(gram: torch.Tensor) -> float:
