@@ -21,9 +21,9 @@ Task t = (checkpoint c, pairs [start, stop)) with start a multiple of ``pairs_pe
 :meth:`StoreLayout.tasks`) owns the one ``brackets`` shard and the one ``logit_deltas`` chunk at
 (c, start // pairs_per_task). Examples are cut into blocks of ``example_block`` positions; block
 k's ``gradients`` shard and ``losses`` chunk at checkpoint c belong to one task of that checkpoint
-(blocks spread evenly over its tasks: see :func:`block_owners`). No two tasks
-write the same shard or chunk. Inner chunks are (1, 1, inner)
-along D, so reading one pair's tensor touches only its chunks.
+(blocks spread evenly over its tasks: see :func:`block_owners`). No two tasks write the same shard
+or chunk. Inner chunks are (1, 1, inner) along D, so reading one pair's tensor touches only its
+chunks.
 
 Schema 4 made tasks tile-sized: before it, one block held all E examples (owned by a checkpoint's
 first task) and a (C, E, E) ``gram`` array existed; a layout read from an older store has
