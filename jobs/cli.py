@@ -133,6 +133,32 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("store", help="the store's path or fsspec URL")
     show.add_argument("--top", type=int, default=10, help="rows per ranking (default: %(default)s)")
 
+    report = sub.add_parser("report", help="write a self-contained results page (HTML, works offline)",
+                            description="Write one HTML file showing a sweep: the loss over checkpoints with a "
+                                        "checkpoint slider, the signed pair matrix (click a pair), the selected "
+                                        "pair's logit-delta heatmap and per-tensor RMS scatter with its slope-1 "
+                                        "fit, per-checkpoint statistics and rankings. Plotly is embedded: the file "
+                                        "opens from disk or any static host, with no network. Reads only what it "
+                                        "shows; on a store still being written, only completed tasks.",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="examples:\n  lie-sweep report lie-sweep-out/sweep\n"
+                                   "  lie-sweep report s3://bucket/exp1 -o exp1.html --top 24 --max-mb 10\n"
+                                   "  lie-sweep report out/sweep --examples 3,8,21,40")
+    report.add_argument("store", help="the store's path or fsspec URL")
+    report.add_argument("-o", "--output", default=None, metavar="PATH",
+                        help="the HTML file to write (default: STORE-report.html beside a local store)")
+    report.add_argument("--top", type=int, default=16, metavar="K",
+                        help="show the K most order-sensitive examples and the pairs among them (default: %(default)s)")
+    report.add_argument("--examples", default=None, metavar="I,J,...",
+                        help="show these examples (dataset indices) instead of the top K")
+    report.add_argument("--by", default="norm", choices=["norm", "rms", "c", "logit"],
+                        help="score ranking examples and pairs: mean bracket norm over partners (default), its RMS, "
+                             "the fit constant c, or logit-delta RMS")
+    report.add_argument("--max-mb", type=float, default=20.0, metavar="N",
+                        help="size budget in MiB: precision, then examples shown, are lowered to fit "
+                             "(default: %(default)s)")
+    report.add_argument("--no-images", action="store_true", help="leave the example thumbnails out")
+
     status = sub.add_parser("status", help="tasks done / failed / pending, failures, disk, throughput, ETA")
     status.add_argument("store", help="the store's path or fsspec URL")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -215,6 +241,25 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _examples_arg(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise LieSweepError("--examples takes dataset indices", expected="comma-separated integers, e.g. 3,8,21",
+                            found=repr(text), fix="--examples 3,8,21") from None
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    result = write_report(args.store, args.output, top=args.top, examples=_examples_arg(args.examples), by=args.by,
+                          max_mb=args.max_mb, images=not args.no_images)
+    print(result.summary())
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from .check import check_store
 
@@ -269,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         commands = {"run": _run, "resume": _resume, "status": _status, "check": _check, "submit": _submit, "job": _job,
-                    "plan": _plan, "show": _show}
+                    "plan": _plan, "show": _show, "report": _report}
         return commands[args.command](args)
     except LieSweepError as exc:
         print(f"lie-sweep: error: {exc}", file=sys.stderr)

@@ -20,6 +20,7 @@ from .config import (CHECKPOINT_LOCATION_KEYS, EXECUTION_KEYS, as_dict, config_f
                      storage_options_of, typed)
 from .driver import RunReport, execute
 from .progress import format_bytes
+from .report.write import default_report_path
 from .sweep import SweepSpec, checkpoint_location, prepare_sweep, relocate_checkpoints, verify_checkpoint
 
 __all__ = ["run_sweep", "run_config", "resume_sweep", "RunResult", "format_account", "verify_checkpoints"]
@@ -193,6 +194,8 @@ def format_account(result: RunResult, top: int = 8) -> str:
     if report.failures:
         lines.append(f"tracebacks: {store.tree.ledger}/failures/; finish with: lie-sweep resume {spec.store_path}")
     lines += ["", f"more: lie-sweep show {spec.store_path}",
+              f"page: lie-sweep report {spec.store_path}   (writes {default_report_path(spec.store_path)}, "
+              "one HTML file that opens offline)",
               f"read it: python -c \"import lie_sweep; s = lie_sweep.open_sweep('{spec.store_path}'); "
               "print(s.top_pairs(5))\""]
     return "\n".join(lines)

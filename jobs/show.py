@@ -6,7 +6,7 @@ parameter-sized arrays, so it is quick on any store, including ``storage.keep=su
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -15,28 +15,19 @@ from storage.reader import Sweep, open_sweep, rank_pairs
 
 from .progress import format_bytes
 
-if TYPE_CHECKING:
-    import pandas as pd
-
 __all__ = ["show_store", "format_show", "output_movement"]
 
 
-def output_movement(sweep: Sweep, fits: "pd.DataFrame") -> list[tuple[str, float]]:
-    """(output name, mean |logit delta|) over checkpoints, pairs and evaluation examples, largest first;
-    over the pairs of ``fits`` (``sweep.fits()``: those of completed tasks)."""
-    if "logit_deltas" not in sweep.store.group or not sweep.output_names:
+def output_movement(sweep: Sweep) -> list[tuple[str, float]]:
+    """(output name, mean |logit delta|) over checkpoints, completed pairs and evaluation examples, largest
+    first (from :meth:`Sweep.output_movement`, pooled over checkpoints weighted by their pairs)."""
+    per_step = sweep.output_movement()
+    if per_step.empty:
         return []
-    if fits.empty:
-        return []
-    arr = sweep.store.array("logit_deltas")
-    total = np.zeros(len(sweep.output_names))
-    count = 0
-    for step, group in fits.groupby("step"):  # one checkpoint at a time bounds memory
-        block = np.abs(np.asarray(arr[sweep.steps.index(int(step))], dtype=np.float64))[group["pair"].to_numpy()]
-        total += block.sum(axis=(0, 1))
-        count += block.shape[0] * block.shape[1]
-    mean = total / max(count, 1)
-    return sorted(zip(sweep.output_names, mean.tolist()), key=lambda t: -t[1])
+    per_step = per_step.assign(total=per_step["mean_abs"] * per_step["n_pairs"])
+    pooled = per_step.groupby("output", sort=False).agg(total=("total", "sum"), n=("n_pairs", "sum"))
+    mean = pooled["total"] / pooled["n"]
+    return sorted(zip(mean.index.tolist(), mean.tolist()), key=lambda t: -t[1])
 
 
 def _fmt(x: Any, spec: str = ".3e") -> str:
@@ -95,7 +86,7 @@ def format_show(sweep: Sweep, top: int = 10) -> str:
         ratio = ratio.sort_values(ascending=False).head(top)
         lines += ["", f"tensors with the largest bracket RMS / gradient RMS at step {last} (median over pairs)"]
         lines += [f"  {name:<40} {_fmt(v, '.3g'):>10}" for name, v in ratio.items()]
-    moved = output_movement(sweep, fits)
+    moved = output_movement(sweep)
     if moved:
         lines += ["", "outputs whose logits move most under a swap (mean |logit delta| over pairs and eval examples)"]
         lines += [f"  {name:<24} {_fmt(v, '.3e'):>10}" for name, v in moved[:min(top, 8)]]

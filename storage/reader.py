@@ -199,16 +199,28 @@ class Sweep:
                             name="gram")
 
     # -- summary tables (pandas) ------------------------------------------------------------------
-    def table(self, name: str, ckpt: int | None = None) -> "pd.DataFrame":
+    def tasks_of_pairs(self, pairs: Sequence[int], ckpt: int | None = None) -> list[int]:
+        """Ids of the tasks that compute the pairs at positions ``pairs`` (of ``sweep.pairs``), at checkpoint
+        step ``ckpt`` or every checkpoint: task (c, p) is c·T + p // pairs_per_task (see storage.layout)."""
+        layout = self.store.layout
+        per_ckpt = sorted({int(p) // layout.pairs_per_task for p in pairs})
+        checkpoints = range(len(self.steps)) if ckpt is None else [self._checkpoint(ckpt)]
+        return [c * layout.n_tasks_per_checkpoint + k for c in checkpoints for k in per_ckpt]
+
+    def table(self, name: str, ckpt: int | None = None, pairs: Sequence[int] | None = None) -> "pd.DataFrame":
         """Summary table ``name`` (see :mod:`storage.tables`) of completed tasks, at one checkpoint step
-        or all; reads only that checkpoint's folder."""
+        or all; reads only that checkpoint's folder. With ``pairs`` (positions in ``sweep.pairs``), a
+        pair table's rows of those pairs only, reading only the parts of the tasks that hold them."""
         import pandas as pd
 
         steps = None if ckpt is None else [self.steps[self._checkpoint(ckpt)]]
-        table = self.store.read_table(name, steps)
+        tasks = None if pairs is None else self.tasks_of_pairs(pairs, ckpt)
+        table = self.store.read_table(name, steps, tasks)
         if table is None:
             return pd.DataFrame()
         frame = table.to_pandas()
+        if pairs is not None and "pair" in frame.columns:
+            frame = frame[frame["pair"].isin([int(p) for p in pairs])]
         keys = [k for k in ("step", "pair", "example") if k in frame.columns]
         return frame.sort_values(keys, kind="stable").reset_index(drop=True) if keys else frame
 
@@ -218,10 +230,10 @@ class Sweep:
         and ``logit_rms`` (RMS of the logit deltas)."""
         return self.table("pairs", ckpt)
 
-    def rms_table(self, ckpt: int | None = None) -> "pd.DataFrame":
+    def rms_table(self, ckpt: int | None = None, pairs: Sequence[int] | None = None) -> "pd.DataFrame":
         """Per checkpoint × pair × tensor: RMS of the bracket, of each example's gradient, and of their
-        geometric mean ``rms_grad`` (the fit's x)."""
-        frame = self.table("pair_rms", ckpt)
+        geometric mean ``rms_grad`` (the fit's x); of the pairs at positions ``pairs`` only when given."""
+        frame = self.table("pair_rms", ckpt, pairs)
         if len(frame):
             frame["rms_grad"] = np.sqrt(frame["rms_grad_i"] * frame["rms_grad_j"])
         return frame
@@ -241,6 +253,36 @@ class Sweep:
         return frame.groupby("step", as_index=False).agg(mean_loss=("loss", "mean"),
                                                          mean_grad_norm=("grad_norm", "mean"),
                                                          n_examples=("example", "count"))
+
+    def output_movement(self, ckpt: int | None = None, max_pairs: int = 4096) -> "pd.DataFrame":
+        """Per checkpoint × output: ``mean_abs`` = mean |ε²·J_f[u_i,u_j]| and ``rms`` over the completed pairs
+        and the evaluation examples, with ``n_pairs``; at checkpoint step ``ckpt`` or every checkpoint.
+
+        Magnitudes: the same for (i, j) and (j, i). Reads the completed tasks' ``logit_deltas`` chunks,
+        at most ``max_pairs`` pairs at a time, so memory stays bounded on any grid."""
+        import pandas as pd
+
+        columns = ["step", "output", "mean_abs", "rms", "n_pairs"]
+        if not self.store.layout.keeps_logits:
+            return pd.DataFrame(columns=columns)
+        layout, arr = self.store.layout, self.store.array("logit_deltas")
+        done = set(self.store.ledger.done_tasks())
+        rows, tasks, per = [], layout.tasks(), layout.n_tasks_per_checkpoint
+        for c in (range(len(self.steps)) if ckpt is None else [self._checkpoint(ckpt)]):
+            spans = [(t.start, t.stop) for t in tasks[c * per:(c + 1) * per] if t.task_id in done]
+            abs_sum = np.zeros(layout.n_outputs)
+            sq_sum = np.zeros(layout.n_outputs)
+            n_pairs = 0
+            for start, stop in _merged(spans, max_pairs):
+                block = np.asarray(arr[c, start:stop], dtype=np.float64)
+                abs_sum += np.abs(block).sum(axis=(0, 1))
+                sq_sum += (block * block).sum(axis=(0, 1))
+                n_pairs += stop - start
+            if n_pairs:
+                count = n_pairs * layout.n_eval
+                rows += [(self.steps[c], name, abs_sum[o] / count, np.sqrt(sq_sum[o] / count), n_pairs)
+                         for o, name in enumerate(self.output_names)]
+        return pd.DataFrame(rows, columns=columns)
 
     def example_stats(self, ckpt: int | None = None) -> "pd.DataFrame":
         """Per checkpoint × example: partners, mean and RMS of ‖[u_e, u_j]‖ over partners, mean c, mean
@@ -266,6 +308,17 @@ class Sweep:
         """Each example's total order sensitivity at checkpoint step ``ckpt``, or summed over checkpoints
         when None (see :func:`score_examples`). Highest first: candidates to inspect or filter."""
         return score_examples(self.fits(ckpt), self.example_table(ckpt), by)
+
+
+def _merged(spans: Sequence[tuple[int, int]], longest: int) -> list[tuple[int, int]]:
+    """Consecutive [start, stop) spans joined while no longer than ``longest`` (sorted input)."""
+    out: list[tuple[int, int]] = []
+    for start, stop in spans:
+        if out and out[-1][1] == start and stop - out[-1][0] <= longest:
+            out[-1] = (out[-1][0], stop)
+        else:
+            out.append((start, stop))
+    return out
 
 
 def _score_column(by: str) -> str:

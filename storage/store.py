@@ -26,7 +26,7 @@ import json
 import math
 import posixpath
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import zarr
@@ -302,14 +302,17 @@ class SweepStore:
         steps = (step_of_folder(p) for p in self.fs.ls(where, detail=False))
         return sorted(s for s in steps if s is not None)
 
-    def read_table(self, table: str, steps: Sequence[int] | None = None):
-        """``table``'s rows (a pyarrow Table) at ``steps`` (all when None); reads only those folders.
+    def read_table(self, table: str, steps: Sequence[int] | None = None, tasks: Iterable[int] | None = None):
+        """``table``'s rows (a pyarrow Table) at ``steps`` (all when None); reads only those folders, and
+        of them only the parts of ``tasks`` when given (a task's part holds exactly its own rows).
 
         Only parts of completed tasks are read: a part left by a task that has no completion mark
         (killed before it) is ignored.
         """
         table_dir(self.tree.tables, table)  # an unknown table fails here, before any listing
         done = set(self.ledger.done_tasks())
+        if tasks is not None:
+            done &= set(tasks)
         paths = []
         for step in (self.table_steps(table) if steps is None else steps):
             where = self._step_folder(table, step)

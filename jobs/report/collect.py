@@ -1,0 +1,324 @@
+"""What a report page shows, read from a store through the lazy reader (numpy and pandas; no torch).
+
+``collect_report`` reads:
+
+* the ``pairs`` table (every completed pair: rankings, per-checkpoint statistics, the example ranking
+  that picks the shown examples) and the ``examples`` table (losses);
+* for the *shown* pairs only (every grid pair between two shown examples, plus the top pairs): their
+  ``logit_deltas`` chunks and their tasks' ``pair_rms`` table parts;
+* per checkpoint × output, the mean |logit delta| over all completed pairs
+  (:meth:`Sweep.output_movement`, streamed).
+
+Only completed tasks count (the reader filters tables by completion marks, and logit deltas are
+masked by them), so a store that is still being written reports what is finished.
+:func:`shrink` keeps the first k shown examples (by rank) without reading again, for the size budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from lie_sweep.errors import ConfigError
+from storage.ranking import RANK_BY, example_stats, rank_examples
+from storage.reader import Sweep, rank_pairs
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["ReportData", "collect_report", "shrink", "PAIR_SCORES", "effective_rank_of"]
+
+# per checkpoint × pair scores the page embeds, from the pairs table
+PAIR_SCORES = ("norm", "c", "r2", "logit_rms", "grad_dot")
+# a ranking key of examples -> the pair score that ranks top pairs the same way
+_PAIR_BY = {"norm": "norm", "rms": "norm", "c": "c", "logit": "logit"}
+
+
+@dataclass
+class ReportData:
+    """Everything a page shows, as numpy arrays and JSON-able values (see the module docstring).
+
+    ``ranked``: candidate examples, most order-sensitive first; ``shown``: the first ``k`` of them;
+    ``pairs`` (Ps, 2) dataset indices of the embedded pairs (i before j as stored), ``positions``
+    their positions in ``sweep.pairs``; per-pair arrays are (C, Ps, …) and NaN where a task is not
+    complete."""
+
+    info: dict[str, Any]
+    steps: list[int]
+    ranked: list[int]
+    k: int
+    top_pairs_set: list[int]
+    positions: np.ndarray
+    pairs: np.ndarray
+    done: np.ndarray
+    scores: dict[str, np.ndarray]
+    logits: np.ndarray | None
+    tensors: list[str]
+    rms_bracket: np.ndarray
+    rms_grad: np.ndarray
+    loss_mean: np.ndarray
+    loss_q10: np.ndarray
+    loss_q90: np.ndarray
+    losses: dict[int, np.ndarray]
+    ckpt_stats: dict[str, np.ndarray]
+    rank_scope: str
+    rankings: list[dict[str, Any]]
+    outputs: np.ndarray | None
+    outputs_pairs: list[int] = field(default_factory=list)
+
+    @property
+    def shown(self) -> list[int]:
+        """The shown examples (dataset indices), in dataset order."""
+        return sorted(self.ranked[:self.k])
+
+
+def _pick_examples(sweep: Sweep, fits: "pd.DataFrame", examples: Sequence[int] | None, by: str) -> list[int]:
+    """Candidate examples, most order-sensitive first: ``examples`` as given, else all ranked by ``by``."""
+    if examples is not None:
+        unknown = [e for e in examples if e not in set(sweep.examples)]
+        if unknown:
+            raise ConfigError("--examples names examples outside this sweep",
+                              expected=f"dataset indices among the sweep's {len(sweep.examples)} examples",
+                              found=", ".join(map(str, unknown[:5])), fix="list them with lie_sweep.open_sweep"
+                              "(STORE).examples, or leave --examples out to show the top ones")
+        if len(set(examples)) < 2:
+            raise ConfigError("--examples needs two examples or more", expected="I,J[,…]",
+                              found=",".join(map(str, examples)), fix="name at least two dataset indices")
+        return list(dict.fromkeys(int(e) for e in examples))
+    ranked = [int(e) for e in rank_examples(fits, by=by)["example"]]
+    return ranked + [e for e in sweep.examples if e not in set(ranked)]  # examples with no completed pair last
+
+
+def _embedded_pairs(sweep: Sweep, ranked: list[int], k: int, top: set[int]) -> np.ndarray:
+    """Positions (in ``sweep.pairs``) of the grid pairs between two of the first k ranked examples, and ``top``."""
+    shown = np.zeros(max(sweep.examples) + 1, dtype=bool)
+    shown[ranked[:k]] = True
+    both = shown[sweep.pairs[:, 0]] & shown[sweep.pairs[:, 1]]
+    both[list(top)] = True
+    return np.flatnonzero(both)
+
+
+def _done_mask(sweep: Sweep, positions: np.ndarray) -> np.ndarray:
+    """(C, Ps): whether the task computing pair ``positions[p]`` at checkpoint c has its completion mark."""
+    layout = sweep.store.layout
+    done = set(sweep.store.ledger.done_tasks())
+    ids = (np.arange(len(sweep.steps))[:, None] * layout.n_tasks_per_checkpoint
+           + positions[None, :] // layout.pairs_per_task)
+    return np.vectorize(lambda t: int(t) in done, otypes=[bool])(ids) if ids.size else np.zeros(ids.shape, bool)
+
+
+def _pair_scores(fits: "pd.DataFrame", steps: list[int], positions: np.ndarray) -> dict[str, np.ndarray]:
+    col = {int(p): k for k, p in enumerate(positions)}
+    row = {s: c for c, s in enumerate(steps)}
+    out = {name: np.full((len(steps), len(positions)), np.nan) for name in PAIR_SCORES}
+    sub = fits[fits["pair"].isin(col)]
+    cs = sub["step"].map(row).to_numpy()
+    ps = sub["pair"].map(col).to_numpy()
+    for name in PAIR_SCORES:
+        if name in sub.columns:
+            out[name][cs, ps] = sub[name].to_numpy(dtype=np.float64)
+    return out
+
+
+def _logits(sweep: Sweep, positions: np.ndarray, done: np.ndarray) -> np.ndarray | None:
+    """(C, Ps, B, O) logit deltas of the embedded pairs, NaN where not complete; reads only their chunks."""
+    if not sweep.store.layout.keeps_logits:
+        return None
+    layout = sweep.store.layout
+    arr = sweep.store.array("logit_deltas")
+    out = np.full((len(sweep.steps), len(positions), layout.n_eval, layout.n_outputs), np.nan, dtype=np.float32)
+    for c in range(len(sweep.steps)):
+        cols = np.flatnonzero(done[c])
+        if len(cols):
+            out[c, cols] = arr.get_orthogonal_selection((c, positions[cols], slice(None), slice(None)))
+    return out
+
+
+def _rms(sweep: Sweep, positions: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Tensor names and (C, Ps, T) bracket RMS and gradient RMS (geometric mean of the pair's) from ``pair_rms``."""
+    frame = sweep.rms_table(pairs=positions.tolist())
+    names = [e["name"] for e in sweep.param_spec]
+    shape = (len(sweep.steps), len(positions), len(names))
+    bracket, grad = np.full(shape, np.nan), np.full(shape, np.nan)
+    if not frame.empty:
+        col = {int(p): k for k, p in enumerate(positions)}
+        cs = frame["step"].map({s: c for c, s in enumerate(sweep.steps)}).to_numpy()
+        ps = frame["pair"].map(col).to_numpy()
+        ts = frame["tensor"].map({n: t for t, n in enumerate(names)}).to_numpy()
+        bracket[cs, ps, ts] = frame["rms_bracket"].to_numpy(np.float64)
+        grad[cs, ps, ts] = frame["rms_grad"].to_numpy(np.float64)
+    return names, bracket, grad
+
+
+def effective_rank_of(gram: np.ndarray) -> float:
+    """exp(entropy of the normalised singular values of g) from G = g gᵀ (as lie_sweep.analysis.effective_rank)."""
+    sigma = np.sqrt(np.clip(np.linalg.eigvalsh(gram), 0, None))
+    total = sigma.sum()
+    if total <= 0:
+        return 0.0
+    p = sigma[sigma > 0] / total
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def _gram_ranks(sweep: Sweep, fits: "pd.DataFrame", table: "pd.DataFrame",
+                members: list[int]) -> tuple[np.ndarray, str]:
+    """Per checkpoint, the effective rank of the Gram matrix g_a·g_b of ``members`` from the pairs table's
+    ``grad_dot`` and the examples table's ``grad_norm``; NaN where a pair among them is missing."""
+    ranks = np.full(len(sweep.steps), np.nan)
+    if "grad_dot" not in fits.columns or len(members) < 2:
+        return ranks, ""
+    index = {e: a for a, e in enumerate(members)}
+    for c, step in enumerate(sweep.steps):
+        sub = fits[(fits["step"] == step) & fits["i"].isin(index) & fits["j"].isin(index)]
+        norms = table[(table["step"] == step) & table["example"].isin(index)]
+        if len(sub) < len(members) * (len(members) - 1) // 2 or len(norms) < len(members):
+            continue
+        gram = np.empty((len(members), len(members)))
+        a, b = sub["i"].map(index).to_numpy(), sub["j"].map(index).to_numpy()
+        gram[a, b] = gram[b, a] = sub["grad_dot"].to_numpy(np.float64)
+        d = norms["example"].map(index).to_numpy()
+        gram[d, d] = norms["grad_norm"].to_numpy(np.float64) ** 2
+        ranks[c] = effective_rank_of(gram)
+    return ranks, f"over {len(members)} examples"
+
+
+def _checkpoint_stats(sweep: Sweep, fits: "pd.DataFrame", table: "pd.DataFrame",
+                      shown: list[int]) -> tuple[dict[str, np.ndarray], str]:
+    steps = sweep.steps
+    stats = {k: np.full(len(steps), np.nan) for k in ("mean_norm", "median_c", "median_r2", "n_pairs")}
+    for step, group in fits.groupby("step"):
+        c = steps.index(int(step))
+        stats["mean_norm"][c] = group["norm"].mean()
+        stats["median_c"][c] = group["c"].median()
+        stats["median_r2"][c] = group["r2"].median()
+        stats["n_pairs"][c] = len(group)
+    scope = ""
+    if sweep.store.layout.keeps_gram:  # schema <= 3 stored the whole Gram matrix's effective rank
+        ckpts = sweep.checkpoint_table()
+        ranks = np.full(len(steps), np.nan)
+        for r in ckpts.itertuples():
+            ranks[steps.index(int(r.step))] = r.effective_rank
+        scope = f"over all {len(sweep.examples)} examples"
+    else:
+        members = sweep.examples if len(sweep.examples) <= 512 else shown
+        ranks, scope = _gram_ranks(sweep, fits, table, members)
+        if np.isnan(ranks).all() and members is not shown:
+            ranks, scope = _gram_ranks(sweep, fits, table, shown)
+        if np.isnan(ranks).all():
+            scope = "not available: the grid (or the completed part of it) lacks some pairs among the examples"
+    stats["effective_rank"] = ranks
+    return stats, scope
+
+
+def _rankings(sweep: Sweep, fits: "pd.DataFrame", table: "pd.DataFrame", by: str, top: int) -> list[dict[str, Any]]:
+    """Per checkpoint: its top pairs (by the pair score matching ``by``) and top examples (by ``by``)."""
+    stats = example_stats(fits, by_step=True)
+    column = RANK_BY[by]
+    loss = {(int(r.step), int(r.example)): float(r.loss) for r in table.itertuples()} if not table.empty else {}
+    out = []
+    for step in sweep.steps:
+        pairs = rank_pairs(fits[fits["step"] == step], top, by=_PAIR_BY[by])
+        ex = stats[stats["step"] == step].sort_values(column, ascending=False, kind="stable").head(top)
+        se = column.replace("mean_", "se_") if column.startswith("mean_") else None
+        out.append({
+            "pairs": [{"pair": int(r.pair), "i": int(r.i), "j": int(r.j), "norm": _num(r.norm), "c": _num(r.c),
+                       "r2": _num(r.r2), "logit_rms": _num(r.logit_rms)} for r in pairs.itertuples()],
+            "examples": [{"example": int(r["example"]), "score": _num(r[column]),
+                          "se": _num(r[se]) if se else None, "partners": int(r["partners"]),
+                          "mean_c": _num(r["mean_c"]), "loss": _num(loss.get((step, int(r["example"]))))}
+                         for _, r in ex.iterrows()]})
+    return out
+
+
+def _num(x: Any) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def _losses(sweep: Sweep, table: "pd.DataFrame", ranked: list[int]) -> tuple[np.ndarray, ...]:
+    steps = sweep.steps
+    mean, q10, q90 = (np.full(len(steps), np.nan) for _ in range(3))
+    per: dict[int, np.ndarray] = {e: np.full(len(steps), np.nan) for e in ranked}
+    if not table.empty:
+        for step, group in table.groupby("step"):
+            c = steps.index(int(step))
+            values = group["loss"].to_numpy(np.float64)
+            mean[c] = values.mean()
+            q10[c], q90[c] = np.quantile(values, [0.1, 0.9])
+            for e, v in zip(group["example"].to_numpy(), values):
+                if int(e) in per:
+                    per[int(e)][c] = v
+    return mean, q10, q90, per
+
+
+def _info(sweep: Sweep, by: str) -> dict[str, Any]:
+    meta, cfg = sweep.meta, sweep.config
+    done, total = len(sweep.store.ledger.done_tasks()), meta.n_tasks
+    field_cfg = cfg.get("field", {})
+    field_name = field_cfg.get("name", "sgd")
+    return {
+        "store": sweep.store.path, "steps": sweep.steps, "n_examples": len(sweep.examples),
+        "n_pairs": len(sweep.pairs), "n_tasks": total, "tasks_done": done, "complete": done == total,
+        "epsilon": sweep.epsilon, "eval_examples": sweep.eval_examples, "outputs": sweep.output_names,
+        "codec": meta.codec, "keepbits": meta.keepbits if meta.codec == "bitround" else None, "dtype": meta.dtype,
+        "field": field_name, "field_text": ("u_x = −P∇L_x with Adam's frozen preconditioner P = 1/(√v̂ + eps) "
+                                            "from each checkpoint's optimizer state" if field_name == "adam"
+                                            else "u_x = −∇L_x (SGD)"),
+        "grid": cfg.get("pairs", {}).get("mode", "all"), "model": str(cfg.get("model", {}).get("_target_", "")),
+        "data": str(cfg.get("data", {}).get("_target_", "")), "by": by, "schema": meta.schema_version,
+        "n_params": int(sum(int(np.prod(e["shape"])) for e in sweep.param_spec)),
+        "package_version": meta.package_version,
+    }
+
+
+def collect_report(sweep: Sweep, *, top: int = 16, examples: Sequence[int] | None = None, by: str = "norm",
+                   top_pairs: int = 10) -> ReportData:
+    """Read what the page shows (see the module docstring): the first ``top`` examples by ``by`` (or
+    ``examples``), the grid pairs among them, and each checkpoint's ``top_pairs`` pairs."""
+    if by not in RANK_BY:
+        raise ConfigError("unknown --by", expected=" | ".join(RANK_BY), found=repr(by),
+                          fix="--by norm (mean bracket norm over partners), rms, c or logit")
+    if top < 2:
+        raise ConfigError("--top too small", expected="2 or more examples", found=str(top), fix="--top 16")
+    fits = sweep.fits()
+    if fits.empty:
+        raise ConfigError("no completed task in this store yet", expected="at least one completed task",
+                          found=f"0 of {sweep.meta.n_tasks} done",
+                          fix=f"wait for the sweep (lie-sweep status {sweep.store.path}) or resume it")
+    table = sweep.example_table()
+    ranked = _pick_examples(sweep, fits, examples, by)
+    k = min(top, len(ranked)) if examples is None else len(ranked)
+    top_set = {int(p) for step in sweep.steps
+               for p in rank_pairs(fits[fits["step"] == step], top_pairs, by=_PAIR_BY[by])["pair"]}
+    positions = _embedded_pairs(sweep, ranked, k, top_set)
+    done = _done_mask(sweep, positions)
+    tensors, rms_bracket, rms_grad = _rms(sweep, positions)
+    mean, q10, q90, per = _losses(sweep, table, ranked)
+    stats, scope = _checkpoint_stats(sweep, fits, table, sorted(ranked[:k]))
+    movement = sweep.output_movement()
+    outputs = None
+    if not movement.empty:
+        outputs = np.full((len(sweep.steps), len(sweep.output_names)), np.nan)
+        for r in movement.itertuples():
+            outputs[sweep.steps.index(int(r.step)), sweep.output_names.index(r.output)] = r.mean_abs
+    n_out_pairs = [int(movement[movement["step"] == s]["n_pairs"].max()) if (movement["step"] == s).any() else 0
+                   for s in sweep.steps] if not movement.empty else []
+    return ReportData(info=_info(sweep, by), steps=list(sweep.steps), ranked=ranked, k=k,
+                      top_pairs_set=sorted(top_set), positions=positions, pairs=sweep.pairs[positions],
+                      done=done, scores=_pair_scores(fits, sweep.steps, positions),
+                      logits=_logits(sweep, positions, done), tensors=tensors, rms_bracket=rms_bracket,
+                      rms_grad=rms_grad, loss_mean=mean, loss_q10=q10, loss_q90=q90, losses=per,
+                      ckpt_stats=stats, rank_scope=scope, rankings=_rankings(sweep, fits, table, by, top_pairs),
+                      outputs=outputs, outputs_pairs=n_out_pairs)
+
+
+def shrink(data: ReportData, k: int) -> ReportData:
+    """``data`` showing only the first ``k`` ranked examples (and the top pairs): its arrays sliced, nothing read."""
+    keep_examples = set(data.ranked[:k])
+    keep = np.array([(int(i) in keep_examples and int(j) in keep_examples) or int(p) in set(data.top_pairs_set)
+                     for p, (i, j) in zip(data.positions, data.pairs)], dtype=bool)
+    return replace(data, k=k, positions=data.positions[keep], pairs=data.pairs[keep], done=data.done[:, keep],
+                   scores={n: v[:, keep] for n, v in data.scores.items()},
+                   logits=None if data.logits is None else data.logits[:, keep],
+                   rms_bracket=data.rms_bracket[:, keep], rms_grad=data.rms_grad[:, keep])

@@ -1,0 +1,225 @@
+"""The report page in a real browser: headless Chromium (the system package) driven by Playwright.
+
+Skipped with a one-line reason where Chromium or Playwright is missing; `.ci/run` installs Chromium.
+Screenshots and load timings go to $LIE_SWEEP_ARTIFACTS (default: a pytest temporary folder).
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jobs.report import write_report
+from lie_sweep import open_sweep
+
+from .reports import logit_tolerance
+from .sweeps import SMALL
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = os.environ.get("LIE_SWEEP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+# as root, without a sandbox; no background connections (this machine has no network to give them)
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+PLOTS = ["loss-plot", "ckpt-plot", "matrix-plot", "heatmap-plot", "scatter-plot", "outputs-plot"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM:
+        pytest.skip("no Chromium here: apt-get install -y chromium (.ci/run installs it)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed: pip install -e '.[test]'")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    where = Path(os.environ.get("LIE_SWEEP_ARTIFACTS") or tmp_path_factory.mktemp("report-artifacts"))
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+class Opened:
+    """A report opened from disk: the page, its console errors and any request that left the file."""
+
+    def __init__(self, browser, path, width=1400):
+        self.page = browser.new_page(viewport={"width": width, "height": 1000})
+        self.errors, self.requests = [], []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", lambda r: None if r.url.startswith(("file:", "data:", "blob:")) else
+                     self.requests.append(r.url))
+        self.page.goto(Path(path).resolve().as_uri())
+        self.page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+
+    def js(self, expression, arg=None):
+        return self.page.evaluate(expression, arg)
+
+    def load_ms(self):
+        """Navigation start to the page's own 'all panels drawn' mark, by the browser's clock."""
+        return self.js("performance.getEntriesByName('lie-sweep-ready')[0].startTime")
+
+    def click_cell(self, row, col):
+        """A real mouse click at the centre of the pair matrix's cell (row, col) (positions among the shown)."""
+        self.js("document.getElementById('matrix-plot').scrollIntoView({block: 'center'})")
+        x, y = self.js("""([r, c]) => { const gd = document.getElementById('matrix-plot'), fl = gd._fullLayout;
+            const box = gd.getBoundingClientRect();
+            return [box.left + fl.xaxis._offset + fl.xaxis.l2p(c), box.top + fl.yaxis._offset + fl.yaxis.l2p(r)]; }""",
+                       [row, col])
+        self.page.mouse.click(x, y)
+
+    def close(self):
+        self.page.close()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, local_ray):
+    """The README's demo (`lie-sweep run`, then `lie-sweep report lie-sweep-out/sweep`) in a fresh folder (the
+    run's paths absolute: the session's Ray workers do not share this folder as their working directory)."""
+    from jobs.cli import main
+
+    root = tmp_path_factory.mktemp("demo")
+    out = root / "lie-sweep-out"
+    assert main(["run", f"storage.path={out / 'sweep'}", f"checkpoints.dir={out / 'checkpoints'}"]) == 0
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(["report", "lie-sweep-out/sweep"]) == 0
+    finally:
+        os.chdir(here)
+    return root / "lie-sweep-out" / "sweep", root / "lie-sweep-out" / "sweep-report.html"
+
+
+def test_demo_report_opens_offline_with_every_panel_drawn(browser, demo, artifacts):
+    store, page_path = demo
+    opened = Opened(browser, page_path)
+    try:
+        assert opened.errors == [] and opened.requests == []
+        traces = opened.js(f"{json.dumps(PLOTS)}.map(id => (document.getElementById(id).data || []).length)")
+        assert all(n > 0 for n in traces), dict(zip(PLOTS, traces))
+        assert opened.js(f"{json.dumps(PLOTS)}.every(id => document.querySelector('#' + id + ' .main-svg'))")
+        assert opened.js("document.querySelectorAll('#top-pairs tr').length") == 11
+        assert opened.js("document.querySelectorAll('#top-examples tr').length") == 9
+        assert opened.js("document.querySelectorAll('#conventions li').length") >= 8
+        assert "ε²[u" in opened.js("document.getElementById('conventions').textContent")
+        assert opened.js("document.getElementById('progress-banner').hidden")
+        # thumbnails: one per shown example in each header, one per evaluation example
+        assert len(opened.js("document.getElementById('matrix-plot').layout.images")) == 2 * 8
+        assert len(opened.js("document.getElementById('heatmap-plot').layout.images")) == 16
+        # the signed colour scale is centred at 0
+        z = opened.js("document.getElementById('heatmap-plot').data[0]")
+        assert z["zmid"] == 0 and z["zmin"] == -z["zmax"]
+        opened.page.screenshot(path=str(artifacts / "report-demo.png"), full_page=True)
+        print(f"demo report: {page_path.stat().st_size / 2**20:.2f} MiB, drawn {opened.load_ms():.0f} ms after "
+              f"navigation; screenshot {artifacts / 'report-demo.png'}")
+    finally:
+        opened.close()
+
+
+def test_slider_and_a_clicked_cell_show_the_stores_values(browser, demo):
+    store, page_path = demo
+    sweep = open_sweep(str(store))
+    opened = Opened(browser, page_path)
+    try:
+        assert opened.js("window.lieSweep.state.c") == len(sweep.steps) - 1
+        slider = opened.page.locator("#ckpt-slider")
+        slider.focus()
+        for _ in range(3):
+            slider.press("ArrowLeft")  # the keyboard moves a range input and fires its input events
+        c = len(sweep.steps) - 4
+        assert opened.js("window.lieSweep.state.c") == c
+        step = sweep.steps[c]
+        assert f"checkpoint step {step}" in opened.page.inner_text("#ckpt-label")
+        shown = opened.js("window.lieSweep.data.shown")
+        i, j = 3, 6  # stored as (3, 6): click row 6, column 3, the swapped order
+        opened.click_cell(shown.index(j), shown.index(i))
+        opened.page.wait_for_function("() => document.getElementById('pair-title').textContent.includes('#6 → #3')")
+        heat = np.array(opened.js("document.getElementById('heatmap-plot').data[0].z"), dtype=np.float64)
+        want = -sweep.logit_deltas().sel(step=step, i=i, j=j).values.astype(np.float64)
+        assert heat.shape == want.shape
+        assert np.all(np.abs(heat - want) <= logit_tolerance(want))
+        # the scatter's points are the pair_rms table's rows of that pair and checkpoint
+        scatter = opened.js("(() => { const d = document.getElementById('scatter-plot').data[0];"
+                            " return {x: d.x, y: d.y, text: d.text}; })()")
+        rms = sweep.rms_table(step)
+        rms = rms[(rms.i == i) & (rms.j == j)].set_index("tensor")
+        assert sorted(scatter["text"]) == sorted(rms.index)
+        for name, x, y in zip(scatter["text"], scatter["x"], scatter["y"]):
+            assert x == pytest.approx(float(np.float32(rms.loc[name, "rms_grad"])), rel=1e-7)
+            assert y == pytest.approx(float(np.float32(rms.loc[name, "rms_bracket"])), rel=1e-7)
+        fit = sweep.fits(step)
+        fit = fit[(fit.i == i) & (fit.j == j)].iloc[0]
+        line = opened.js("document.getElementById('scatter-plot').data[1]")
+        assert line["y"][0] / line["x"][0] == pytest.approx(fit.c, rel=1e-6)
+        assert opened.errors == []
+    finally:
+        opened.close()
+
+
+def test_signed_matrix_is_antisymmetric_and_magnitudes_say_so(browser, demo):
+    _, page_path = demo
+    opened = Opened(browser, page_path)
+    try:
+        z = np.array(opened.js("document.getElementById('matrix-plot').data[0].z"), dtype=np.float64)
+        assert np.isfinite(z).all() and np.abs(z).max() > 0
+        assert np.array_equal(z, -z.T)
+        assert "negative of cell (i, j)" in opened.page.inner_text("#matrix-caption")
+        opened.page.select_option("#score-select", "mag:norm")
+        z = np.array(opened.js("document.getElementById('matrix-plot').data[0].z"), dtype=np.float64)
+        assert np.array_equal(z, z.T) and (z >= 0).all()
+        assert "symmetric" in opened.page.inner_text("#matrix-caption")
+        assert "magnitude" in opened.page.inner_text("#score-select option:checked")
+    finally:
+        opened.close()
+
+
+def test_store_still_being_written_says_so(browser, reference, tmp_path):
+    partial = tmp_path / "partial.zarr"
+    shutil.copytree(reference / "s.zarr", partial)
+    ledger = open_sweep(str(partial)).store.ledger
+    for task in (0, 1, 2, 17):
+        ledger.clear_mark(task)
+    out = tmp_path / "partial.html"
+    write_report(str(partial), str(out))
+    opened = Opened(browser, out)
+    try:
+        banner = opened.page.inner_text("#progress-banner")
+        assert opened.js("!document.getElementById('progress-banner').hidden")
+        assert "still being written" in banner and "26 of 30 tasks" in banner and "completed tasks only" in banner
+        # the pending pairs' cells are blank (null), not values
+        z = opened.js("document.getElementById('matrix-plot').data[0].z")
+        assert sum(v is None for row in z for v in row) == 2  # at the last checkpoint, task 17's pair: (i, j), (j, i)
+        assert opened.errors == []
+    finally:
+        opened.close()
+
+
+def test_a_64_example_sweep_page_fits_its_budget_and_loads(browser, tmp_path_factory, local_ray, artifacts):
+    from jobs.run import run_sweep
+
+    root = tmp_path_factory.mktemp("s64")
+    run_sweep([*SMALL, "examples.count=64", "data.length=128", "pairs.per_task=64",
+               f"checkpoints.dir={root / 'ck'}", f"storage.path={root / 's64'}"], log=lambda m: None)
+    out = root / "s64.html"
+    result = write_report(str(root / "s64"), str(out))
+    assert result.n_bytes <= 20 * 2**20 and result.shown == 16 and result.of == 64
+    opened = Opened(browser, out)
+    try:
+        assert opened.errors == [] and opened.requests == []
+        assert "left out: 48 examples" in opened.page.inner_text("#selection-note")
+        ms = opened.load_ms()
+        opened.page.screenshot(path=str(artifacts / "report-64.png"), full_page=True)
+    finally:
+        opened.close()
+    line = f"64-example sweep (2,016 pairs × 2 checkpoints): page {result.n_bytes / 2**20:.2f} MiB, drawn {ms:.0f} ms"
+    (artifacts / "report-64.txt").write_text(line + "\n")
+    print(line)
