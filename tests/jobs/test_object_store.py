@@ -7,7 +7,10 @@ import pytest
 
 from lie_sweep import open_sweep
 
+from jobs.report.encode import decode
+
 from .faults import kill_session, start_cli
+from .reports import logit_tolerance, page_data
 from .servers import start_s3
 from .sweeps import glob_overrides, reference_arrays
 
@@ -50,6 +53,11 @@ def test_a_sweep_on_s3_is_killed_resumed_and_equals_a_local_store(s3, reference,
     kill_session(proc)
     killed_at = marks()
     assert 3 <= killed_at < 30
+    # a report of the killed run's store: its completed tasks only (checked against the finished store below)
+    report = start_cli("report", url, "-o", str(tmp_path / "partial.html"), cwd=tmp_path)
+    out, err = report.communicate(timeout=120)
+    assert report.returncode == 0, err
+    assert f"store in progress: {killed_at} of 30 tasks" in out
     status = start_cli("status", url, cwd=tmp_path)
     out, err = status.communicate(timeout=120)
     assert status.returncode == 0, err
@@ -64,3 +72,10 @@ def test_a_sweep_on_s3_is_killed_resumed_and_equals_a_local_store(s3, reference,
     for got, ref in zip((g["brackets"][:], g["gradients"][:], g["losses"][:]), want):
         assert np.array_equal(np.asarray(got), ref)
     assert not fs.exists("sweeps/exp.zarr/ledger/lock.json")
+    page = page_data(tmp_path / "partial.html")
+    assert page["info"]["tasks_done"] == killed_at and not page["info"]["complete"]
+    done, logits = decode(page["done"]).astype(bool), decode(page["logits"])
+    final = np.asarray(g["logit_deltas"][:], dtype=np.float64)[:, decode(page["positions"]).astype(int)]
+    assert done.sum() == page["info"]["tasks_done"]  # one pair per task, every pair shown
+    assert np.isnan(logits[~done]).all()
+    assert np.all(np.abs(logits[done] - final[done]) <= logit_tolerance(final[done]))
