@@ -77,7 +77,8 @@ class ReportData:
 def _pick_examples(sweep: Sweep, fits: "pd.DataFrame", examples: Sequence[int] | None, by: str) -> list[int]:
     """Candidate examples, most order-sensitive first: ``examples`` as given, else all ranked by ``by``."""
     if examples is not None:
-        unknown = [e for e in examples if e not in set(sweep.examples)]
+        known = set(sweep.examples)
+        unknown = [e for e in examples if e not in known]
         if unknown:
             raise ConfigError("--examples names examples outside this sweep",
                               expected=f"dataset indices among the sweep's {len(sweep.examples)} examples",
@@ -88,7 +89,8 @@ def _pick_examples(sweep: Sweep, fits: "pd.DataFrame", examples: Sequence[int] |
                               found=",".join(map(str, examples)), fix="name at least two dataset indices")
         return list(dict.fromkeys(int(e) for e in examples))
     ranked = [int(e) for e in rank_examples(fits, by=by)["example"]]
-    return ranked + [e for e in sweep.examples if e not in set(ranked)]  # examples with no completed pair last
+    seen = set(ranked)
+    return ranked + [e for e in sweep.examples if e not in seen]  # examples with no completed pair last
 
 
 def _embedded_pairs(sweep: Sweep, ranked: list[int], k: int, top: set[int]) -> np.ndarray:
@@ -315,8 +317,8 @@ def collect_report(sweep: Sweep, *, top: int = 16, examples: Sequence[int] | Non
 
 def shrink(data: ReportData, k: int) -> ReportData:
     """``data`` showing only the first ``k`` ranked examples (and the top pairs): its arrays sliced, nothing read."""
-    keep_examples = set(data.ranked[:k])
-    keep = np.array([(int(i) in keep_examples and int(j) in keep_examples) or int(p) in set(data.top_pairs_set)
+    keep_examples, top = set(data.ranked[:k]), set(data.top_pairs_set)
+    keep = np.array([(int(i) in keep_examples and int(j) in keep_examples) or int(p) in top
                      for p, (i, j) in zip(data.positions, data.pairs)], dtype=bool)
     return replace(data, k=k, positions=data.positions[keep], pairs=data.pairs[keep], done=data.done[:, keep],
                    scores={n: v[:, keep] for n, v in data.scores.items()},

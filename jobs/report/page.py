@@ -50,9 +50,10 @@ def _selection(data: ReportData, explicit: bool) -> dict[str, Any]:
     elif data.k >= n_examples:
         text = f"showing all {n_examples} examples"
     else:
-        text = (f"showing the top {data.k} of {n_examples} examples by {by} (pooled over checkpoints); "
-                f"left out: {n_examples - data.k} examples and {n_pairs - grid_pairs} of {n_pairs} pairs, "
-                f"whose values are in the store (lie-sweep show, or --examples / --top to pick others)")
+        text = (f"showing the top {data.k} of {n_examples} examples by {by} (pooled over checkpoints), the "
+                f"{grid_pairs} grid pairs among them and each checkpoint's top pairs; left out: "
+                f"{n_examples - data.k} examples and {n_pairs - len(data.pairs)} of {n_pairs} pairs, whose values "
+                f"are in the store (lie-sweep show, or --examples / --top to pick others)")
     return {"k": data.k, "of": n_examples, "explicit": explicit, "grid_pairs": grid_pairs, "text": text}
 
 

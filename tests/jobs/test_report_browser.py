@@ -223,3 +223,28 @@ def test_a_64_example_sweep_page_fits_its_budget_and_loads(browser, tmp_path_fac
     line = f"64-example sweep (2,016 pairs × 2 checkpoints): page {result.n_bytes / 2**20:.2f} MiB, drawn {ms:.0f} ms"
     (artifacts / "report-64.txt").write_text(line + "\n")
     print(line)
+
+
+def test_a_store_without_logit_deltas_or_arrays_renders_what_it_has(browser, reference, tmp_path, local_ray):
+    from jobs.run import run_sweep
+
+    from .sweeps import glob_overrides
+
+    store = tmp_path / "summary.zarr"
+    run_sweep(glob_overrides(reference, store, "derived.eval_count=0", "storage.keep=summary", "field=adam"),
+              log=lambda m: None)
+    out = tmp_path / "summary.html"
+    result = write_report(str(store), str(out))
+    assert result.logit_encoding is None
+    opened = Opened(browser, out)
+    try:
+        assert opened.errors == []
+        assert "no logit deltas" in opened.page.inner_text("#heatmap-caption")
+        options = opened.js("Array.from(document.querySelectorAll('#score-select option'), o => o.value)")
+        assert options == ["mag:norm", "mag:c"]
+        assert opened.js("document.getElementById('scatter-plot').data[0].x.length") > 0
+        assert "Adam" in opened.page.inner_text("#conventions")
+        z = np.array(opened.js("document.getElementById('matrix-plot').data[0].z"), dtype=np.float64)
+        assert np.array_equal(z, z.T)
+    finally:
+        opened.close()
