@@ -159,6 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s)")
     report.add_argument("--no-images", action="store_true", help="leave the example thumbnails out")
 
+    verify = sub.add_parser("verify", help="measure the stored prediction against real two-step swaps",
+                            description="For K sampled completed pairs per checkpoint, take the real swap (two steps "
+                                        "along the sweep's field, both orders) at epsilon = lr x {1, 1/4, 1/16, 1/64, "
+                                        "1/256} and compare theta_ij - theta_ji and f(theta_ij) - f(theta_ji) with the "
+                                        "stored leading order; writes the store's verify table and prints, per "
+                                        "checkpoint, the error at lr and the largest epsilon within 10%.")
+    verify.add_argument("store", help="the store's path or fsspec URL")
+    verify.add_argument("--pairs", type=int, default=8, metavar="K", help="pairs per checkpoint (default: %(default)s)")
+    verify.add_argument("--seed", type=int, default=0, help="seed of the pair sample (default: %(default)s)")
+
     status = sub.add_parser("status", help="tasks done / failed / pending, failures, disk, throughput, ETA")
     status.add_argument("store", help="the store's path or fsspec URL")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -260,6 +270,15 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from .verify import format_verify_summary, verify_store
+
+    sweep = verify_store(args.store, pairs=args.pairs, seed=args.seed, log=lambda m: print(m, flush=True))
+    print("\n".join(["", "the leading order against real swaps (relative error of theta_ij - theta_ji)",
+                      *format_verify_summary(sweep), f"rows: {sweep.store.verify_path} (sweep.verify_table())"]))
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from .check import check_store
 
@@ -314,7 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         commands = {"run": _run, "resume": _resume, "status": _status, "check": _check, "submit": _submit, "job": _job,
-                    "plan": _plan, "show": _show, "report": _report}
+                    "plan": _plan, "show": _show, "report": _report,
+                    "verify": _verify}
         return commands[args.command](args)
     except LieSweepError as exc:
         print(f"lie-sweep: error: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ from storage.ranking import rank_examples
 from storage.reader import Sweep, open_sweep, rank_pairs
 
 from .progress import format_bytes
+from .verify import format_verify_summary
 
 __all__ = ["show_store", "format_show", "output_movement"]
 
@@ -99,6 +100,10 @@ def format_show(sweep: Sweep, top: int = 10) -> str:
         loss = _fmt(losses.get(row.example) if losses is not None else None, ".4f")
         lines.append(f"{row.example:>8} {_fmt(row.mean_norm):>17} {_fmt(row.se_norm, '.2e'):>10} "
                      f"{row.partners:>8} {_fmt(row.mean_c, '.3g'):>9} {loss:>10}")
+    verified = format_verify_summary(sweep)
+    if verified:
+        lines += ["", "the leading order against real swaps (lie-sweep verify; relative error of theta_ij - theta_ji)"]
+        lines += ["  " + line for line in verified]
     return "\n".join(lines)
 
 

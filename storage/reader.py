@@ -284,6 +284,35 @@ class Sweep:
                          for o, name in enumerate(self.output_names)]
         return pd.DataFrame(rows, columns=columns)
 
+    def verify_table(self) -> "pd.DataFrame":
+        """``lie-sweep verify``'s rows: per checkpoint × sampled pair × ε, the relative errors of the leading
+        order against a real swap (``rel_theta``, ``rel_logits``), both norms and ``relu_switch``
+        (see lie_sweep.verify); empty when verify has not run."""
+        import pandas as pd
+
+        table = self.store.read_verify()
+        return pd.DataFrame() if table is None else table.to_pandas()
+
+    def verify_summary(self) -> "pd.DataFrame":
+        """Per checkpoint: ``at_lr`` = median rel_theta over the sampled pairs at the largest ε (the
+        training learning rate), ``max_rel_at_lr`` its worst pair, ``within_10pct`` = the largest ε whose
+        median rel_theta ≤ 0.1 (NaN: none), ``relu_switch_at_lr``, ``pairs``."""
+        import pandas as pd
+
+        rows = self.verify_table()
+        columns = ["step", "lr", "at_lr", "max_rel_at_lr", "within_10pct", "relu_switch_at_lr", "pairs"]
+        if rows.empty:
+            return pd.DataFrame(columns=columns)
+        out = []
+        for step, g in rows.groupby("step"):
+            med = g.groupby("epsilon")["rel_theta"].median()
+            top = g[g["epsilon"] == g["epsilon"].max()]
+            good = med[med <= 0.1]
+            out.append((int(step), float(med.index.max()), float(med.iloc[-1]), float(top["rel_theta"].max()),
+                        float(good.index.max()) if len(good) else np.nan, float(top["relu_switch"].median()),
+                        int(top["pair"].nunique())))
+        return pd.DataFrame(out, columns=columns)
+
     def example_stats(self, ckpt: int | None = None) -> "pd.DataFrame":
         """Per checkpoint × example: partners, mean and RMS of ‖[u_e, u_j]‖ over partners, mean c, mean
         logit RMS, each mean with its standard error (see :mod:`storage.ranking`)."""

@@ -321,6 +321,21 @@ class SweepStore:
             paths += [p for p in sorted(self.fs.ls(where, detail=False)) if task_of_part(p) in done]
         return read_parts(self.fs, paths)
 
+    # -- the verify table: written whole by `lie-sweep verify`, not by tasks --------------------------
+    @property
+    def verify_path(self) -> str:
+        """``tables/verify/verify.parquet``: the last verify run's rows (see jobs.verify)."""
+        return posixpath.join(self.tree.tables, "verify", "verify.parquet")
+
+    def write_verify(self, columns: Mapping[str, Any], metadata: Mapping[str, Any]) -> None:
+        """Replace the verify table (atomically)."""
+        write_part(self.fs, self.verify_path, columns, self.tree.tmp, metadata=metadata)
+
+    def read_verify(self):
+        """The verify table (pyarrow), or None when ``verify`` has not run on this store."""
+        self._fresh(posixpath.dirname(self.verify_path))
+        return read_parts(self.fs, [self.verify_path]) if self.fs.exists(self.verify_path) else None
+
     def _step_folder(self, table: str, step: int) -> str | None:
         """The folder of ``table`` at ``step`` that exists (``step-S``, or ``step=S`` in older stores)."""
         where = table_dir(self.tree.tables, table, step)

@@ -67,6 +67,7 @@ class ReportData:
     rankings: list[dict[str, Any]]
     outputs: np.ndarray | None
     outputs_pairs: list[int] = field(default_factory=list)
+    verify: dict[str, Any] | None = None
 
     @property
     def shown(self) -> list[int]:
@@ -254,6 +255,21 @@ def _losses(sweep: Sweep, table: "pd.DataFrame", ranked: list[int]) -> tuple[np.
     return mean, q10, q90, per
 
 
+def _verify(sweep: Sweep) -> dict[str, Any] | None:
+    """``lie-sweep verify``'s results for the page: per verified checkpoint, the median relative errors at
+    each ε and the summary (None when verify has not run)."""
+    rows = sweep.verify_table()
+    if rows.empty:
+        return None
+    eps = sorted(float(e) for e in rows["epsilon"].unique())
+    steps = sorted(int(s) for s in rows["step"].unique())
+    med = rows.groupby(["step", "epsilon"])[["rel_theta", "rel_logits"]].median()
+    grid = {k: [[_num(med[k].get((s, e), np.nan)) for e in eps] for s in steps] for k in ("rel_theta", "rel_logits")}
+    summary = [{k: (int(v) if k in ("step", "pairs") else _num(float(v))) for k, v in r._asdict().items()
+                if k != "Index"} for r in sweep.verify_summary().itertuples()]
+    return {"steps": steps, "epsilons": eps, **grid, "summary": summary}
+
+
 def _info(sweep: Sweep, by: str) -> dict[str, Any]:
     meta, cfg = sweep.meta, sweep.config
     done, total = len(sweep.store.ledger.done_tasks()), meta.n_tasks
@@ -312,7 +328,7 @@ def collect_report(sweep: Sweep, *, top: int = 16, examples: Sequence[int] | Non
                       logits=_logits(sweep, positions, done), tensors=tensors, rms_bracket=rms_bracket,
                       rms_grad=rms_grad, loss_mean=mean, loss_q10=q10, loss_q90=q90, losses=per,
                       ckpt_stats=stats, rank_scope=scope, rankings=_rankings(sweep, fits, table, by, top_pairs),
-                      outputs=outputs, outputs_pairs=n_out_pairs)
+                      outputs=outputs, outputs_pairs=n_out_pairs, verify=_verify(sweep))
 
 
 def shrink(data: ReportData, k: int) -> ReportData:

@@ -42,3 +42,24 @@ def reference(tmp_path_factory, local_ray, small_factory):
     result = run_sweep(small_factory(root)(*GRID), log=lambda m: None)
     assert not result.report.failures
     return root
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory, local_ray):
+    """The README's demo (`lie-sweep run`, then `lie-sweep report lie-sweep-out/sweep`) in a fresh folder (the
+    run's paths absolute: the session's Ray workers do not share this folder as their working directory);
+    (store, report page)."""
+    import os
+
+    from jobs.cli import main
+
+    root = tmp_path_factory.mktemp("demo")
+    out = root / "lie-sweep-out"
+    assert main(["run", f"storage.path={out / 'sweep'}", f"checkpoints.dir={out / 'checkpoints'}"]) == 0
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(["report", "lie-sweep-out/sweep"]) == 0
+    finally:
+        os.chdir(here)
+    return out / "sweep", out / "sweep-report.html"

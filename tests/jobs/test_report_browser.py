@@ -81,24 +81,6 @@ class Opened:
         self.page.close()
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory, local_ray):
-    """The README's demo (`lie-sweep run`, then `lie-sweep report lie-sweep-out/sweep`) in a fresh folder (the
-    run's paths absolute: the session's Ray workers do not share this folder as their working directory)."""
-    from jobs.cli import main
-
-    root = tmp_path_factory.mktemp("demo")
-    out = root / "lie-sweep-out"
-    assert main(["run", f"storage.path={out / 'sweep'}", f"checkpoints.dir={out / 'checkpoints'}"]) == 0
-    here = os.getcwd()
-    os.chdir(root)
-    try:
-        assert main(["report", "lie-sweep-out/sweep"]) == 0
-    finally:
-        os.chdir(here)
-    return root / "lie-sweep-out" / "sweep", root / "lie-sweep-out" / "sweep-report.html"
-
-
 def test_demo_report_opens_offline_with_every_panel_drawn(browser, demo, artifacts):
     store, page_path = demo
     opened = Opened(browser, page_path)

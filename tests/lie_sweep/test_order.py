@@ -157,3 +157,45 @@ def test_adam_orders_differ_at_first_order():
     net, optimizers, examples = trained("adam")
     d1, d2, lr = expansion(net, optimizers, examples)
     assert float(d1.norm()) > 0 and float(d2.norm()) > 0
+
+
+# ---- verify: real swaps along a field against the leading order ---------------------------------------------
+
+
+def test_real_swap_is_torch_sgd_and_its_error_falls_linearly_with_eps():
+    from lie_sweep import SGDField
+    from lie_sweep.verify import LADDER, real_swap, swap_errors
+
+    net, optimizers, examples = trained("sgd")
+    fm = FunctionalModel(net, mse)
+    params = fm.params()
+    a, _ = real_swap(fm, SGDField(), params, examples[0], examples[1], 0.05)
+    net_a = copy.deepcopy(net)
+    opt = torch.optim.SGD(net_a.parameters(), lr=0.05)
+    for x, y in examples:  # i then j with torch.optim.SGD
+        opt.zero_grad()
+        mse(net_a(x[None]), y[None]).sum().backward()
+        opt.step()
+    for n, p in net_a.named_parameters():
+        assert torch.allclose(a[n], p.detach(), rtol=0, atol=1e-14)
+    x = torch.stack([e[0] for e in examples])
+    y = torch.stack([e[1] for e in examples])
+    bracket = {n: t[0] for n, t in compute_brackets(net, x, y, [(0, 1)], loss_fn=mse).items()}
+    rows = swap_errors(fm, SGDField(), params, examples[0], examples[1], bracket, x, None, [0.05 * f for f in LADDER])
+    errors = [r["rel_theta"] for r in rows]
+    assert all(0.15 < errors[k + 1] / errors[k] < 0.35 for k in range(len(errors) - 1)), errors  # ∝ ε: 1/4 per rung
+    assert all(r["relu_switch"] != r["relu_switch"] for r in rows)  # NaN: a tanh model has no ReLU
+
+
+def test_relu_switch_counts_sign_changes():
+    from lie_sweep.verify import relu_switch_fraction
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)).double()
+    fm = FunctionalModel(net, mse)
+    p = fm.params()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    flipped = {**p, "0.weight": -p["0.weight"], "0.bias": -p["0.bias"]}
+    pre = x @ p["0.weight"].T + p["0.bias"]
+    assert relu_switch_fraction(fm, p, p, x) == 0.0
+    assert relu_switch_fraction(fm, p, flipped, x) == float(((pre > 0) != (-pre > 0)).double().mean())

@@ -56,7 +56,7 @@
     const lo = Math.min.apply(null, v), hi = Math.max.apply(null, v), ticks = [];
     for (let k = Math.ceil(Math.log10(lo)); k <= Math.floor(Math.log10(hi)); k++) ticks.push(Math.pow(10, k));
     if (ticks.length < 2) { ticks.push(Number(lo.toPrecision(2)), Number(hi.toPrecision(2))); ticks.sort((a, b) => a - b); }
-    return { tickmode: "array", tickvals: ticks, ticktext: ticks.map((t) => fmt(t, 1)) };
+    return { tickmode: "array", tickvals: ticks, ticktext: ticks.map((t) => fmt(t, Number.isInteger(Math.log10(t)) ? 0 : 1)) };
   }
 
   // ---- data ---------------------------------------------------------------------------------------------
@@ -374,6 +374,32 @@
     caption.textContent = `Mean |ε²·J_f[u_i,u_j]| over the ${D.outputs_pairs[state.c] || 0} completed pairs of the whole sweep and ${B} evaluation examples at step ${steps[state.c]}; a magnitude.`;
     return Plotly.react("outputs-plot", [trace], layout, CONFIG);
   }
+  function drawVerify() {
+    const V = D.verify, caption = document.getElementById("verify-caption");
+    if (!V) {
+      caption.textContent = "Not measured yet: `lie-sweep verify " + info.store + "` takes real two-step swaps at ε = lr × " +
+        "{1, 1/4, 1/16, 1/64, 1/256} and measures how far the stored leading order holds; make the page again after it.";
+      document.getElementById("verify-plot").style.display = "none";
+      return Promise.resolve();
+    }
+    const traces = V.steps.map((s, k) => ({ x: V.epsilons, y: V.rel_theta[k], mode: "lines+markers", name: "step " + s,
+      line: { width: s === steps[state.c] ? 3.5 : 1.2 }, opacity: s === steps[state.c] ? 1 : 0.55,
+      hovertemplate: "step " + s + ", ε %{x:.3g}: median relative error %{y:.3g}<extra></extra>" }));
+    const all = [].concat.apply([], V.rel_theta).filter((v) => v > 0);
+    const layout = { font: FONT, height: 340, margin: { l: 70, r: 12, t: 8, b: 48 }, hovermode: "closest",
+      xaxis: Object.assign({ type: "log", title: { text: "step size ε" } }, logTicks(V.epsilons)),
+      yaxis: Object.assign({ type: "log", title: { text: "median ‖Δ_real − ε²[u_i,u_j]‖ / ‖Δ_real‖" } }, logTicks(all)),
+      shapes: [{ type: "line", xref: "paper", yref: "y", x0: 0, x1: 1, y0: 0.1, y1: 0.1, line: { color: "#c0392b", dash: "dash" } }],
+      annotations: [{ text: "10%", xref: "paper", yref: "y", x: 0.01, y: Math.log10(0.1), showarrow: false, yshift: 8, font: { color: "#c0392b" } }] };
+    const row = V.summary.find((r) => r.step === steps[state.c]);
+    caption.textContent = row
+      ? `At step ${row.step}: at ε = ${fmt(row.lr)} (the training learning rate) the leading order is off by ${fmt(100 * row.at_lr)}% ` +
+        `(median of ${row.pairs} pairs, worst ${fmt(100 * row.max_rel_at_lr)}%); ` +
+        (row.within_10pct === null ? "not within 10% at any ε tried" : `within 10% at ε ≤ ${fmt(row.within_10pct)}`) +
+        (row.relu_switch_at_lr === null ? "" : `; ${fmt(100 * row.relu_switch_at_lr)}% of ReLU inputs switch sign within one step at lr`) + "."
+      : `Checkpoint step ${steps[state.c]} was not verified.`;
+    return Plotly.react("verify-plot", traces, layout, CONFIG);
+  }
   function thumb(e) { const s = images[String(e)]; return s ? `<img src="${s}" alt="example ${e}">` : ""; }
   function drawTables() {
     const r = D.rankings[state.c];
@@ -414,7 +440,7 @@
     document.getElementById("ckpt-slider").value = String(c);
     checkpointLabel();
     drawTables();
-    return Promise.all([drawLoss(), drawCheckpointStats(), drawMatrix(), drawHeatmap(), drawScatter(), drawOutputs()]);
+    return Promise.all([drawLoss(), drawCheckpointStats(), drawMatrix(), drawHeatmap(), drawScatter(), drawOutputs(), drawVerify()]);
   }
   function defaultPair() {
     for (const row of D.rankings[state.c].pairs) if (pairIndex.has(row.i + "," + row.j)) return [row.i, row.j];
@@ -427,7 +453,7 @@
   if (first) state.sel = { p: pairIndex.get(first[0] + "," + first[1]), flip: false };
   checkpointLabel();
   drawTables();
-  const ready = Promise.all([drawLoss(), drawCheckpointStats(), drawMatrix(), drawHeatmap(), drawScatter(), drawOutputs()]).then(() => {
+  const ready = Promise.all([drawLoss(), drawCheckpointStats(), drawMatrix(), drawHeatmap(), drawScatter(), drawOutputs(), drawVerify()]).then(() => {
     document.getElementById("matrix-plot").on("plotly_click", (ev) => {
       const pt = ev.points[0];
       select(shown[Math.round(pt.y)], shown[Math.round(pt.x)]);
