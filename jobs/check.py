@@ -43,6 +43,7 @@ def _task_problems(store: SweepStore, task: Task, mark: dict[str, Any]) -> tuple
     g, c, rows = store.group, task.checkpoint, slice(task.start, task.stop)
     reads: dict[str, Callable[[], Any]] = {
         "brackets": lambda: g["brackets"][c, rows, :], "logit_deltas": lambda: g["logit_deltas"][c, rows],
+        "order1": lambda: g["order1"][c, rows, :], "order2": lambda: g["order2"][c, rows, :],
         "gram": lambda: g["gram"][c]}
     for block in task.example_blocks:
         start, stop = store.layout.block_range(block)

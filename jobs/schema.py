@@ -95,9 +95,11 @@ class PairsConfig:
 class FieldConfig:
     """The update field u_x whose brackets are computed."""
 
-    name: str = opt("sgd", "sgd: u = -grad L; adam: u = -P grad L with Adam's frozen P from each checkpoint",
-                    choices=("sgd", "adam"))
+    name: str = opt("sgd", "sgd: u = -grad L; adam: u = -P grad L with Adam's frozen P from each checkpoint; "
+                           "optimizer: also the exact order expansion (order1, order2) of each checkpoint's own "
+                           "saved optimizer (SGD, Adam, AdamW, Muon)", choices=("sgd", "adam", "optimizer"))
     eps: Optional[float] = opt(None, "adam: eps of P = 1/(sqrt(v_hat)+eps) (null: the optimizer's own)", gt=0)
+    follow_steps: int = opt(0, "optimizer: zero-gradient steps after the two, so momentum drains into theta", min=0)
 
 
 @dataclass

@@ -39,7 +39,7 @@ from .grid import canonical_pairs, example_indices, top_pairs
 
 __all__ = ["SweepSpec", "Grid", "resolve_grid", "epsilon_of", "prepare_sweep", "build_model", "build_dataset",
            "verify_checkpoint", "relocate_checkpoints", "checkpoint_location", "kept_tensors", "eval_indices",
-           "update_field", "grid_pairs"]
+           "update_field", "optimizer_of", "grid_pairs"]
 
 
 @dataclass
@@ -93,7 +93,8 @@ class SweepSpec:
                            pairs_per_task=pc.per_task, inner_chunk=st.inner_chunk,
                            n_eval=len(self.eval_examples),
                            n_outputs=len(self.output_names) if self.eval_examples else 0,
-                           example_block=block, keeps_gram=False)
+                           example_block=block, keeps_gram=False,
+                           keeps_order=self.config.field.name == "optimizer")
 
     def store_meta(self, n_tasks: int) -> dict[str, Any]:
         """The metadata written into the store (config without storage options, identity, provenance, specs)."""
@@ -148,6 +149,21 @@ def update_field(field_cfg: Any, optimizer_state: Any, param_names: list[str], w
         raise ConfigError("field=adam needs optimizer state", expected=f"Adam state in {where}",
                           found="a checkpoint without optimizer state", fix="use field=sgd or checkpoints with state")
     return PreconditionedField.from_adam_state(optimizer_state, param_names, eps=field_cfg.eps)
+
+
+def optimizer_of(field_cfg: Any, optimizer_state: Any, param_names: list[str], where: str) -> tuple[Any, Any] | None:
+    """field=optimizer: the checkpoint's saved optimizer as a step function and its state
+    (:func:`lie_sweep.optim.from_state_dict`); None for other fields; one error line for a checkpoint
+    without optimizer state or with one that does not fit the model."""
+    if field_cfg.name != "optimizer":
+        return None
+    if optimizer_state is None:
+        raise ConfigError("field=optimizer needs the optimizer's state", expected=f"optimizer state in {where}",
+                          found="a checkpoint without optimizer state",
+                          fix="save optimizer.state_dict() with each checkpoint, or use field=sgd")
+    from lie_sweep.optim import from_state_dict
+
+    return from_state_dict(optimizer_state, param_names)
 
 
 def checkpoint_location(checkpoints: Any) -> str | list[str]:
@@ -340,6 +356,7 @@ def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepS
         check_finite(ckpt)
         apply_checkpoint(model, ckpt)  # fails early, with one line, if it does not fit
         update_field(cfg.field, ckpt.optimizer_state, list(grid.params), str(path))  # refuses a misfit early
+        optimizer_of(cfg.field, ckpt.optimizer_state, list(grid.params), str(path))
         checkpoints.append(ckpt.provenance(base))
     checkpoints.sort(key=lambda c: (c["step"], c["path"]))
     steps = [c["step"] for c in checkpoints]

@@ -19,12 +19,15 @@ import torch
 
 from lie_sweep import FunctionalModel, apply_checkpoint, bracket_kernel, load_checkpoint, stack_examples
 from lie_sweep.errors import ConfigError
-from lie_sweep.verify import LADDER, swap_errors
+from lie_sweep.fields import eval_mode
+from lie_sweep.optim import cast_state
+from lie_sweep.order import order_expansion, swap_parameters
+from lie_sweep.verify import LADDER, field_swap_errors, swap_errors
 from storage.reader import Sweep, open_sweep
 from storage.store import SweepStore
 
 from .config import config_from_stored
-from .sweep import build_dataset, build_model, update_field, verify_checkpoint
+from .sweep import build_dataset, build_model, optimizer_of, update_field, verify_checkpoint
 
 __all__ = ["verify_store", "format_verify_summary"]
 
@@ -79,24 +82,61 @@ def _verify(sweep: Sweep, path: str, pairs: int, seed: int, log: Callable[[str],
         fm = FunctionalModel(model)
         params = fm.params()
         field = update_field(cfg.field, ck.optimizer_state, fm.param_names, prov["path"]).bind(params)
+        optimizer = optimizer_of(cfg.field, ck.optimizer_state, fm.param_names, prov["path"])
+        if optimizer is not None:
+            optimizer = (optimizer[0], cast_state(optimizer[1], torch.float64))
         picked = done.iloc[np.sort(rng.choice(len(done), size=min(pairs, len(done)), replace=False))]
         for r in picked.itertuples():
             xs, ys = stack_examples(data, [int(r.i), int(r.j)])
             xs, ys = xs.to(torch.float64), ys.to(torch.float64)
-            b = {n: t.reshape(params[n].shape) for n, t in _bracket(sweep, fm, params, field, step, int(r.i),
-                                                                     int(r.j), xs, ys).items()}
-            logit_b = None
-            if deltas is not None:
-                stored = np.asarray(deltas.sel(step=step, i=int(r.i), j=int(r.j)).values, dtype=np.float64)
-                logit_b = torch.from_numpy(stored / sweep.epsilon**2)
-            for e in swap_errors(fm, field, params, (xs[0], ys[0]), (xs[1], ys[1]), b, eval_inputs, logit_b,
-                                 epsilons):
+            ex_i, ex_j = (xs[0], ys[0]), (xs[1], ys[1])
+            if optimizer is not None:
+                errors = _optimizer_errors(sweep, fm, params, optimizer, int(cfg.field.follow_steps), step,
+                                           int(r.i), int(r.j), ex_i, ex_j, eval_inputs, epsilons)
+            else:
+                b = {n: t.reshape(params[n].shape) for n, t in _bracket(sweep, fm, params, field, step, int(r.i),
+                                                                         int(r.j), xs, ys).items()}
+                logit_b = None
+                if deltas is not None:
+                    stored = np.asarray(deltas.sel(step=step, i=int(r.i), j=int(r.j)).values, dtype=np.float64)
+                    logit_b = torch.from_numpy(stored / sweep.epsilon**2)
+                errors = field_swap_errors(fm, field, params, ex_i, ex_j, b, eval_inputs, logit_b, epsilons)
+            for e in errors:
                 for key, value in (("step", step), ("pair", int(r.pair)), ("i", int(r.i)), ("j", int(r.j)), *e.items()):
                     rows[key].append(value)
         log(f"step {step}: {len(picked)} pairs verified ({time.perf_counter() - start:.1f} s so far)")
     sweep.store.write_verify(rows, metadata={"pairs_per_checkpoint": pairs, "seed": seed, "ladder": list(LADDER),
                                              "epsilon": sweep.epsilon, "field": str(cfg.field.name),
                                              "seconds": round(time.perf_counter() - start, 2)})
+
+
+def _optimizer_errors(sweep: Sweep, fm: FunctionalModel, params, optimizer, follow: int, step: int, i: int, j: int,
+                      ex_i, ex_j, eval_inputs, epsilons) -> list[dict[str, float]]:
+    """field=optimizer: real swaps with the checkpoint's optimizer (its functional steps, equal to torch.optim)
+    against εΔ₁ + ε²Δ₂ (stored, or recomputed when the store keeps only some tensors) and J_f of it."""
+    opt_step, state = optimizer
+    if sweep.store.layout.keeps_params and len(sweep.stored_names) == len(sweep.param_names):
+        d1, d2 = ({n: torch.from_numpy(np.asarray(v, dtype=np.float64)) for n, v in d.items()}
+                  for d in sweep.order_terms(step, i, j))
+    else:
+        d1, d2 = order_expansion(fm, opt_step, params, state, ex_i, ex_j, follow_steps=follow)
+    flat1, flat2 = (torch.cat([d[n].reshape(-1) for n in params]) for d in (d1, d2))
+    jf1 = jf2 = None
+    if eval_inputs is not None:
+        with eval_mode(fm.module):
+            jf1, jf2 = (torch.func.jvp(lambda p: fm.outputs(p, eval_inputs), (params,),
+                                       ({n: d[n].reshape(params[n].shape) for n in params},))[1] for d in (d1, d2))
+
+    def one_step(eps: float, k: int):
+        x, y = (ex_i, ex_j)[k]
+        with eval_mode(fm.module):
+            return opt_step.step(params, state, torch.func.grad(fm.example_loss)(params, x, y), lr=eps)[0]
+
+    def predict(eps: float):
+        return eps * flat1 + eps * eps * flat2, None if jf1 is None else eps * jf1 + eps * eps * jf2
+
+    return swap_errors(fm, params, lambda eps: swap_parameters(fm, opt_step, params, state, ex_i, ex_j, eps, follow),
+                       one_step, predict, eval_inputs, epsilons)
 
 
 def format_verify_summary(sweep: Sweep) -> list[str]:

@@ -27,13 +27,15 @@ from lie_sweep.analysis import (gram_matrix, jacobian_fits, logit_deltas, norms_
 from lie_sweep.brackets import ExampleFields
 from lie_sweep.checkpoints import check_finite
 from lie_sweep.errors import NonFiniteError
+from lie_sweep.optim import cast_state
+from lie_sweep.order import order_expansion
 from storage.layout import Task
 from storage.store import SweepStore
 
 from . import rows
 from .field_cache import ExampleRows, FieldCache
 from .memory import cache_budget
-from .sweep import SweepSpec, build_dataset, build_model, update_field, verify_checkpoint
+from .sweep import SweepSpec, build_dataset, build_model, optimizer_of, update_field, verify_checkpoint
 
 __all__ = ["BracketWorker", "resolve_device", "first_nonfinite", "pair_dots", "tile_groups", "DTYPES"]
 
@@ -121,6 +123,7 @@ class BracketWorker:
         self.layout = self.store.layout
         self.cache = FieldCache(cache_budget(self.device, cfg.cluster), self._example_rows)
         self.loaded: int | None = None
+        self.optimizer = None  # field=optimizer: (step function, state) of the loaded checkpoint's optimizer
         self.loads = 0
         self._compute = threading.Lock()  # one computation at a time; writes overlap it
         self.node_id = _ray_node_id()
@@ -137,6 +140,9 @@ class BracketWorker:
         names = [n for n, _ in self.model.named_parameters()]
         field = update_field(self.spec.config.field, ckpt.optimizer_state, names, prov["path"])
         self.field = field.bind(self.params)
+        self.optimizer = optimizer_of(self.spec.config.field, ckpt.optimizer_state, names, prov["path"])
+        if self.optimizer is not None:
+            self.optimizer = (self.optimizer[0], cast_state(self.optimizer[1], self.dtype, self.device))
         self.jacobian = None  # J_f on the evaluation batch, when it fits: logit deltas become a matmul
         if self.eval_inputs is not None and jacobian_fits(len(self.spec.eval_examples), len(self.spec.output_names),
                                                           self.full_spec.size, self.dtype, self.device):
@@ -228,6 +234,29 @@ class BracketWorker:
         }
         return tables
 
+    def _order_terms(self, ex: ExampleRows, local: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Δ₁, Δ₂) of the loaded checkpoint's optimizer for each of the task's pairs, (P × D) each, one
+        pair at a time (:func:`lie_sweep.order.order_expansion`)."""
+        step, state = self.optimizer
+        follow = self.spec.config.field.follow_steps
+        d1, d2 = [], []
+        for i, j in local.tolist():
+            a, b = order_expansion(self.fmodel, step, self.params, state, (ex.inputs[i], ex.targets[i]),
+                                   (ex.inputs[j], ex.targets[j]), follow_steps=follow)
+            d1.append(self.full_spec.flatten(a))
+            d2.append(self.full_spec.flatten(b))
+        return torch.stack(d1), torch.stack(d2)
+
+    def _check_finite_rows(self, task: Task, values: torch.Tensor, what: str) -> None:
+        bad = first_nonfinite(values, self.full_spec)
+        if bad is not None:
+            i, j = self.spec.pairs[task.start + bad[0]]
+            prov = self.spec.checkpoints[task.checkpoint]
+            raise NonFiniteError(f"non-finite {what} at step {prov['step']} ({os.path.basename(prov['path'])})",
+                                 expected=f"finite {what} from finite gradients",
+                                 found=f"NaN/Inf for pair ({i}, {j}), tensor {bad[1]}",
+                                 fix="the derivatives overflow at these weights: try precision=float64")
+
     def run(self, task: Task) -> dict[str, Any]:
         """Compute and store ``task``: brackets (kept tensors), logit deltas, summary tables, and for
         the example blocks it owns their gradients and losses.
@@ -258,11 +287,27 @@ class BracketWorker:
                                      found=f"NaN/Inf in [u_{i}, u_{j}] for tensor {bad[1]}",
                                      fix="the Hessian-vector products overflow at these weights: try "
                                          "precision=float64")
+            order = None
+            if self.optimizer is not None:
+                order = self._order_terms(ex, local)
+                self._check_finite_rows(task, order[0], "order-1 term")
+                self._check_finite_rows(task, order[1], "order-2 term")
             logits = None
             if self.eval_inputs is not None:
-                logits = logit_deltas(self.fmodel, self.params, self.eval_inputs, brackets, epsilon=self.spec.epsilon,
+                # field=optimizer: J_f(εΔ₁ + ε²Δ₂) = ε² J_f(Δ₁/ε + Δ₂); otherwise ε² J_f[u_i, u_j]
+                moved = brackets if order is None else order[0] / self.spec.epsilon + order[1]
+                logits = logit_deltas(self.fmodel, self.params, self.eval_inputs, moved, epsilon=self.spec.epsilon,
                                       chunk_size=self.chunk_size or 16, jacobian=self.jacobian).cpu()
             tables = self._derive(task, local, ex, brackets, logits)
+            order_values = {}
+            if order is not None:
+                eps = self.spec.epsilon
+                n1, n2 = (o.double().norm(dim=1).cpu().numpy() for o in order)
+                tables["pairs"].update(order1_norm=n1, order2_norm=n2,
+                                       dominant=np.where(eps * n1 >= eps * eps * n2, "first", "second"))
+                if self.keeps_params:
+                    order_values = {"order1": self._stored(order[0]), "order2": self._stored(order[1])}
+                del order
             norms = tables["pairs"]["norm"].tolist()
             values = self._stored(brackets) if self.keeps_params else None
             del ex, out
@@ -280,6 +325,8 @@ class BracketWorker:
             t1 = time.perf_counter()
         if values is not None:
             self.store.write_brackets(task.checkpoint, task.start, values)
+        for name, array in order_values.items():
+            self.store.write_brackets(task.checkpoint, task.start, array, name)
         if logits is not None:
             self.store.write_logit_deltas(task.checkpoint, task.start, logits)
         for name, columns in tables.items():

@@ -136,7 +136,7 @@ class OptimizerStep:
         mu = h["momentum"]
         if mu:
             buf = s.get("momentum_buffer")
-            buf = d if buf is None else mu * buf + (1 - h["dampening"]) * d
+            buf = d if buf is None else mu * buf.to(d.dtype) + (1 - h["dampening"]) * d
             s["momentum_buffer"] = buf
             d = d + mu * buf if h["nesterov"] else buf
         return p - lr * d
@@ -150,20 +150,20 @@ class OptimizerStep:
         elif wd:
             g = g + wd * p
         t = float(s.get("step", 0.0)) + 1.0
-        m = s.get("exp_avg", torch.zeros_like(g))
-        v = s.get("exp_avg_sq", torch.zeros_like(g))
+        m = s.get("exp_avg", torch.zeros_like(g)).to(g.dtype)  # a saved state's dtype may be narrower
+        v = s.get("exp_avg_sq", torch.zeros_like(g)).to(g.dtype)
         m = m + (1 - beta1) * (g - m)
         v = beta2 * v + (1 - beta2) * g * g
         s.update(step=torch.tensor(t, dtype=torch.float32), exp_avg=m, exp_avg_sq=v)
         if h.get("amsgrad", False):
-            v = torch.maximum(s.get("max_exp_avg_sq", torch.zeros_like(v)), v)
+            v = torch.maximum(s.get("max_exp_avg_sq", torch.zeros_like(v)).to(v.dtype), v)
             s["max_exp_avg_sq"] = v
         denom = v.sqrt() / math.sqrt(1 - beta2 ** t) + h["eps"]
         return p - (lr / (1 - beta1 ** t)) * m / denom
 
     def _muon(self, p: torch.Tensor, g: torch.Tensor, s: dict, lr: Any, h: Mapping) -> torch.Tensor:
         mu = h["momentum"]
-        buf = s.get("momentum_buffer", torch.zeros_like(g))
+        buf = s.get("momentum_buffer", torch.zeros_like(g)).to(g.dtype)
         buf = buf + (1 - mu) * (g - buf)
         s["momentum_buffer"] = buf
         update = g + mu * (buf - g) if h["nesterov"] else buf

@@ -41,7 +41,7 @@ from torch.func import grad, jvp
 from .fields import FunctionalModel, Params, eval_mode
 from .optim import OptimizerStep, State
 
-__all__ = ["order_expansion", "swap_difference"]
+__all__ = ["order_expansion", "swap_difference", "swap_parameters"]
 
 
 def _orders(fmodel: FunctionalModel, step: OptimizerStep, params: Mapping[str, torch.Tensor], state: State,
@@ -57,13 +57,20 @@ def _orders(fmodel: FunctionalModel, step: OptimizerStep, params: Mapping[str, t
     return p
 
 
+def swap_parameters(fmodel: FunctionalModel, step: OptimizerStep, params: Mapping[str, torch.Tensor], state: State,
+                    example_i: tuple[torch.Tensor, torch.Tensor], example_j: tuple[torch.Tensor, torch.Tensor],
+                    lr: float | torch.Tensor, follow_steps: int = 0) -> tuple[Params, Params]:
+    """(θ after i then j, θ after j then i) through the functional steps at ``lr`` (BatchNorm in eval mode)."""
+    with eval_mode(fmodel.module):
+        return (_orders(fmodel, step, params, state, example_i, example_j, lr, follow_steps),
+                _orders(fmodel, step, params, state, example_j, example_i, lr, follow_steps))
+
+
 def swap_difference(fmodel: FunctionalModel, step: OptimizerStep, params: Mapping[str, torch.Tensor], state: State,
                     example_i: tuple[torch.Tensor, torch.Tensor], example_j: tuple[torch.Tensor, torch.Tensor],
                     lr: float | torch.Tensor, follow_steps: int = 0) -> Params:
     """Δ(lr): θ after i then j minus θ after j then i, through the functional steps (BatchNorm in eval mode)."""
-    with eval_mode(fmodel.module):
-        a = _orders(fmodel, step, params, state, example_i, example_j, lr, follow_steps)
-        b = _orders(fmodel, step, params, state, example_j, example_i, lr, follow_steps)
+    a, b = swap_parameters(fmodel, step, params, state, example_i, example_j, lr, follow_steps)
     return {n: a[n] - b[n] for n in a}
 
 

@@ -18,13 +18,13 @@ step and no Taylor expansion can hold. NaN for models without ``nn.ReLU`` module
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
 from .fields import FunctionalModel, Params, UpdateField, eval_mode
 
-__all__ = ["LADDER", "real_swap", "relu_switch_fraction", "swap_errors"]
+__all__ = ["LADDER", "real_swap", "relu_switch_fraction", "swap_errors", "field_swap_errors"]
 
 LADDER = (1.0, 1 / 4, 1 / 16, 1 / 64, 1 / 256)  # ε as fractions of the training learning rate
 
@@ -72,32 +72,50 @@ def relu_switch_fraction(fmodel: FunctionalModel, before: Mapping[str, torch.Ten
     return switched / total
 
 
-def swap_errors(fmodel: FunctionalModel, field: UpdateField, params: Mapping[str, torch.Tensor],
-                example_i: tuple[torch.Tensor, torch.Tensor], example_j: tuple[torch.Tensor, torch.Tensor],
-                bracket: Mapping[str, torch.Tensor], eval_inputs: torch.Tensor | None,
-                logit_bracket: torch.Tensor | None, epsilons: Sequence[float]) -> list[dict[str, float]]:
-    """For each ε: rel_theta, rel_logits (NaN without an evaluation batch), the norms of the real and
-    predicted parameter swaps, and relu_switch (see the module docstring). ``bracket`` is b = [u_i, u_j]
-    by name, ``logit_bracket`` = J_f b on ``eval_inputs`` (B × O)."""
-    b = _flat(bracket).to(torch.float64)
+def swap_errors(fmodel: FunctionalModel, params: Mapping[str, torch.Tensor],
+                swap: Callable[[float], tuple[Params, Params]], one_step: Callable[[float, int], Params],
+                predict: Callable[[float], tuple[torch.Tensor, torch.Tensor | None]],
+                eval_inputs: torch.Tensor | None, epsilons: Sequence[float]) -> list[dict[str, float]]:
+    """For each ε: rel_theta, rel_logits (NaN without an evaluation batch or a logit prediction), the norms
+    of the real and predicted parameter swaps, and relu_switch (see the module docstring).
+
+    ``swap(ε)`` gives (θ_ij, θ_ji), ``one_step(ε, k)`` θ after one step on example k (0: i, 1: j), and
+    ``predict(ε)`` the predicted θ_ij − θ_ji (flat) and f(θ_ij) − f(θ_ji) on ``eval_inputs`` (or None)."""
     rows = []
     for eps in epsilons:
-        a, c = real_swap(fmodel, field, params, example_i, example_j, eps)
+        a, c = swap(eps)
         delta = (_flat(a) - _flat(c)).to(torch.float64)
-        pred = eps * eps * b
+        pred, pred_f = predict(eps)
+        pred = pred.to(torch.float64)
         row = {"epsilon": float(eps), "norm_real": float(delta.norm()), "norm_pred": float(pred.norm()),
                "rel_theta": float((delta - pred).norm() / delta.norm()), "rel_logits": float("nan"),
                "relu_switch": float("nan")}
         if eval_inputs is not None:
             with eval_mode(fmodel.module), torch.no_grad():
                 real = (fmodel.outputs(a, eval_inputs) - fmodel.outputs(c, eval_inputs)).to(torch.float64)
-            if logit_bracket is not None:
-                pred_f = eps * eps * logit_bracket.to(torch.float64)
-                row["rel_logits"] = float((real - pred_f).norm() / real.norm())
-            with eval_mode(fmodel.module), torch.no_grad():
-                one_i = _steps(fmodel, field, dict(params), (example_i,), eps)
-                one_j = _steps(fmodel, field, dict(params), (example_j,), eps)
-            row["relu_switch"] = 0.5 * (relu_switch_fraction(fmodel, params, one_i, eval_inputs)
-                                        + relu_switch_fraction(fmodel, params, one_j, eval_inputs))
+            if pred_f is not None:
+                row["rel_logits"] = float((real - pred_f.to(torch.float64)).norm() / real.norm())
+            row["relu_switch"] = 0.5 * (relu_switch_fraction(fmodel, params, one_step(eps, 0), eval_inputs)
+                                        + relu_switch_fraction(fmodel, params, one_step(eps, 1), eval_inputs))
         rows.append(row)
     return rows
+
+
+def field_swap_errors(fmodel: FunctionalModel, field: UpdateField, params: Mapping[str, torch.Tensor],
+                      example_i: tuple[torch.Tensor, torch.Tensor], example_j: tuple[torch.Tensor, torch.Tensor],
+                      bracket: Mapping[str, torch.Tensor], eval_inputs: torch.Tensor | None,
+                      logit_bracket: torch.Tensor | None, epsilons: Sequence[float]) -> list[dict[str, float]]:
+    """:func:`swap_errors` of steps along ``field`` against ε² b (b = [u_i, u_j] by name) and ε² J_f b
+    (``logit_bracket`` = J_f b on ``eval_inputs``, or None)."""
+    b = _flat(bracket).to(torch.float64)
+    examples = (example_i, example_j)
+
+    def one_step(eps: float, k: int) -> Params:
+        with eval_mode(fmodel.module), torch.no_grad():
+            return _steps(fmodel, field, dict(params), (examples[k],), eps)
+
+    def predict(eps: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return eps * eps * b, None if logit_bracket is None else eps * eps * logit_bracket
+
+    return swap_errors(fmodel, params, lambda eps: real_swap(fmodel, field, params, example_i, example_j, eps),
+                       one_step, predict, eval_inputs, epsilons)

@@ -8,6 +8,9 @@ model outputs:
     gradients     (C, E, D)     ∇L_x per checkpoint and example           shard (1, example_block, D')
     losses        (C, E)        L_x per checkpoint and example            chunk (1, example_block)
     logit_deltas  (C, P, B, O)  ε²·J_f[u_i, u_j] on the evaluation batch  chunk (1, pairs_per_task, B, O)
+                                (field=optimizer: J_f(εΔ₁ + ε²Δ₂))
+    order1        (C, P, D)     field=optimizer only: Δ₁, Δ₂ of the          shard (1, pairs_per_task, D')
+    order2        (C, P, D)     optimizer's swap (lie_sweep.order), like brackets
     gram          (C, E, E)     g_a · g_b per checkpoint (float64)        schema ≤ 3 only: chunk (1, E, E)
     pairs         (P, 2)        dataset indices (i, j), i before j in the canonical order
     examples      (E,)          dataset indices of the examples
@@ -77,6 +80,7 @@ class StoreLayout:
     n_outputs: int = 0          # model outputs per evaluation example
     example_block: int = 0      # examples per block (0: one block of all E, as in schema <= 3)
     keeps_gram: bool = True     # schema <= 3 stores hold a (C, E, E) gram array; schema 4 does not
+    keeps_order: bool = False   # field=optimizer: order1, order2 (C, P, D) beside brackets, sharded alike
 
     def __post_init__(self) -> None:
         for name in ("n_checkpoints", "n_pairs", "n_examples", "pairs_per_task", "inner_chunk"):
@@ -133,6 +137,8 @@ class StoreLayout:
     def float_arrays(self) -> dict[str, dict]:
         """{name: shape, chunks, shards, dims} of every float array this store holds, in creation order."""
         arrays = {"brackets": self.brackets(), "gradients": self.gradients()} if self.keeps_params else {}
+        if self.keeps_params and self.keeps_order:
+            arrays.update(order1=self.brackets(), order2=self.brackets())
         arrays["losses"] = self.losses()
         if self.keeps_gram:
             arrays["gram"] = self.gram()
@@ -198,7 +204,7 @@ class StoreLayout:
         return {"n_checkpoints": self.n_checkpoints, "n_pairs": self.n_pairs, "n_examples": self.n_examples,
                 "n_params": self.n_params, "pairs_per_task": self.pairs_per_task, "inner_chunk": self.inner_chunk,
                 "n_eval": self.n_eval, "n_outputs": self.n_outputs, "example_block": self.example_block,
-                "keeps_gram": self.keeps_gram}
+                "keeps_gram": self.keeps_gram, "keeps_order": self.keeps_order}
 
 
 def block_owners(n_examples: int, block: int, n_pairs: int, pairs_per_task: int) -> tuple[int, ...]:

@@ -119,6 +119,25 @@ class Sweep:
         raise StoreKeyError("pair not in this sweep", expected="a pair from sweep.pairs", found=f"({i}, {j})",
                             fix="list them with sweep.pairs")
 
+    def order_terms(self, ckpt: int, i: int, j: int,
+                    names: Sequence[str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(Δ₁, Δ₂) of a ``field=optimizer`` store at checkpoint step ``ckpt`` for dataset indices i, j: the
+        ε and ε² coefficients of θ after i then j minus θ after j then i under the checkpoint's optimizer
+        (lie_sweep.order). Swapping i and j negates both."""
+        c = self._checkpoint(ckpt)
+        self._example(i), self._example(j)
+        for name in ("order1", "order2"):
+            self.store.array(name)  # one error line for a store without them
+        if (i, j) in self._pair_index:
+            p, sign = self._pair_index[(i, j)], 1.0
+        elif (j, i) in self._pair_index:
+            p, sign = self._pair_index[(j, i)], -1.0
+        else:
+            raise StoreKeyError("pair not in this sweep", expected="a pair from sweep.pairs", found=f"({i}, {j})",
+                                fix="list them with sweep.pairs")
+        d1, d2 = (self._read_flat(name, (c, p), names) for name in ("order1", "order2"))
+        return {k: sign * v for k, v in d1.items()}, {k: sign * v for k, v in d2.items()}
+
     def gradient(self, ckpt: int, i: int, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """∇θ L_i at checkpoint step ``ckpt`` for dataset index i, as named arrays."""
         return self._read_flat("gradients", (self._checkpoint(ckpt), self._example(i)), names)

@@ -140,8 +140,15 @@ class SweepStore:
     def _chunk_path(self, array: str, index: Sequence[int]) -> str:
         return posixpath.join(self.tree.arrays, array, "c", *(str(i) for i in index))
 
-    def _bracket_file(self, checkpoint: int, start: int) -> str:
-        return self._chunk_path("brackets", self.layout.bracket_shard_of(checkpoint, start))
+    def _bracket_file(self, checkpoint: int, start: int, array: str = "brackets") -> str:
+        return self._chunk_path(array, self.layout.bracket_shard_of(checkpoint, start))
+
+    @property
+    def pair_arrays(self) -> tuple[str, ...]:
+        """The parameter-sized per-pair arrays this store keeps: brackets (and order1, order2)."""
+        if not self.layout.keeps_params:
+            return ()
+        return ("brackets", "order1", "order2") if self.layout.keeps_order else ("brackets",)
 
     def _logit_file(self, checkpoint: int, start: int) -> str:
         return self._chunk_path("logit_deltas", (*self.layout.bracket_shard_of(checkpoint, start)[:2], 0, 0))
@@ -161,7 +168,7 @@ class SweepStore:
         for block k; schema ≤ 3: one block and a ``gram``); and ``table NAME``, its part of each table it
         writes."""
         c = task.checkpoint
-        files = {"brackets": self._bracket_file(c, task.start)} if self.layout.keeps_params else {}
+        files = {name: self._bracket_file(c, task.start, name) for name in self.pair_arrays}
         if self.layout.keeps_logits:
             files["logit_deltas"] = self._logit_file(c, task.start)
         for block in task.example_blocks:
@@ -216,6 +223,10 @@ class SweepStore:
         """The Zarr array ``name``; one error line when this store does not keep it."""
         if name in self.group:
             return self.group[name]
+        if name in ("order1", "order2"):
+            raise StoreKeyError(f"this store has no {name}", expected="a store run with field=optimizer",
+                                found=f"field={self.meta.config.get('field', {}).get('name', 'sgd')}",
+                                fix="run the sweep with field=optimizer")
         if name in ("brackets", "gradients"):
             raise StoreKeyError(f"this store keeps no {name}", expected="a store run with storage.keep=all or globs",
                                 found="storage.keep=summary", fix="use the tables (sweep.fits(), sweep.rms_table())")
@@ -242,20 +253,23 @@ class SweepStore:
             self._discard(path)
 
     # -- data written by workers ------------------------------------------------------------
-    def write_brackets(self, checkpoint: int, start: int, values: np.ndarray) -> None:
-        """Store brackets of pairs [start, start + len(values)) of ``checkpoint``: one task's shard."""
+    def write_brackets(self, checkpoint: int, start: int, values: np.ndarray, array: str = "brackets") -> None:
+        """Store brackets (or ``array`` order1 / order2) of pairs [start, start + len(values)) of
+        ``checkpoint``: one task's shard."""
         self.layout.bracket_shard_of(checkpoint, start)
-        if not self.layout.keeps_params:
-            raise StoreError("this store keeps no brackets", expected="a store with storage.keep=all or globs",
-                             found="storage.keep=summary", fix="write summaries only")
-        check_encodable(self.meta.codec, values, "brackets")
-        self._discard(self._bracket_file(checkpoint, start))
+        if array not in self.pair_arrays:
+            raise StoreError(f"this store keeps no {array}", expected="a store with storage.keep=all or globs"
+                             + (" and field=optimizer" if array != "brackets" else ""),
+                             found=f"storage.keep={self.meta.config.get('storage', {}).get('keep', 'all')}",
+                             fix="write only what the store keeps")
+        check_encodable(self.meta.codec, values, array)
+        self._discard(self._bracket_file(checkpoint, start, array))
         stop = start + values.shape[0]
         if stop > self.layout.n_pairs or values.shape[1] != self.layout.n_params:
             raise StoreError("bracket block does not fit the store",
                              expected=f"at most {self.layout.n_pairs - start} × {self.layout.n_params}",
                              found=f"{values.shape}", fix="re-plan the sweep from the store's config")
-        self.group["brackets"][checkpoint, start:stop, :] = values
+        self.group[array][checkpoint, start:stop, :] = values
 
     def write_examples(self, checkpoint: int, block: int, gradients: np.ndarray | None, losses: np.ndarray) -> None:
         """Store example block ``block``'s gradients (block × D, kept tensors; None when none are kept) and

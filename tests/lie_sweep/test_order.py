@@ -164,7 +164,7 @@ def test_adam_orders_differ_at_first_order():
 
 def test_real_swap_is_torch_sgd_and_its_error_falls_linearly_with_eps():
     from lie_sweep import SGDField
-    from lie_sweep.verify import LADDER, real_swap, swap_errors
+    from lie_sweep.verify import LADDER, field_swap_errors, real_swap
 
     net, optimizers, examples = trained("sgd")
     fm = FunctionalModel(net, mse)
@@ -181,7 +181,8 @@ def test_real_swap_is_torch_sgd_and_its_error_falls_linearly_with_eps():
     x = torch.stack([e[0] for e in examples])
     y = torch.stack([e[1] for e in examples])
     bracket = {n: t[0] for n, t in compute_brackets(net, x, y, [(0, 1)], loss_fn=mse).items()}
-    rows = swap_errors(fm, SGDField(), params, examples[0], examples[1], bracket, x, None, [0.05 * f for f in LADDER])
+    rows = field_swap_errors(fm, SGDField(), params, examples[0], examples[1], bracket, x, None,
+                             [0.05 * f for f in LADDER])
     errors = [r["rel_theta"] for r in rows]
     assert all(0.15 < errors[k + 1] / errors[k] < 0.35 for k in range(len(errors) - 1)), errors  # ∝ ε: 1/4 per rung
     assert all(r["relu_switch"] != r["relu_switch"] for r in rows)  # NaN: a tanh model has no ReLU
