@@ -59,6 +59,7 @@ class PlanReport:
     block: int = 0
     worker_memory: int = 0
     fit: str | None = None     # why a task would not fit a worker's memory, with a fix; None when it fits
+    field: str = "sgd"
 
     @property
     def hvps(self) -> int:
@@ -162,7 +163,8 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
         f"example cache (≤ cluster.cache_gib; {shape.local_examples} examples/task at most)": need.cache,
         f"task's example rows (2 × {shape.local_examples} × D)": need.task_rows,
         f"kernel call ({chunk} pairs × 2 HVPs)": need.kernel_call,
-        "brackets and their stored copy (2 × pairs/task × D)": need.brackets,
+        ("brackets, order1, order2 and their stored copies (6 × pairs/task × D)" if cfg.field.name == "optimizer"
+         else "brackets and their stored copy (2 × pairs/task × D)"): need.brackets,
         "output Jacobian on the evaluation batch (B × O × D)": need.jacobian,
         "parameters": spec.size * item,
     }
@@ -176,7 +178,7 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
                                    "s_per_example": s_example, "s_per_logit_pair": s_logit,
                                    "s_per_checkpoint": s_jacobian, "peak_bytes": peak},
                       codecs=codecs, codec=cfg.storage.codec, workers=cfg.cluster.workers, grid=str(cfg.pairs.mode),
-                      n_files=shape.n_files, block=shape.block,
+                      n_files=shape.n_files, block=shape.block, field=str(cfg.field.name),
                       worker_memory=fit.share, fit=fit.problem)
 
 
@@ -236,6 +238,9 @@ def format_plan(r: PlanReport) -> str:
     if workers > 1:
         time_line += f", ~{_duration(r.seconds(workers))} with cluster.workers={workers}"
     lines.append(time_line + " (excluding start-up; GPU workers are faster)")
+    if r.field == "optimizer":
+        lines.append("             field=optimizer: the order expansion (Δ₁, Δ₂) is not in this estimate; it costs "
+                     "about 5-20x a bracket per pair (benchmarks/bench_order.py)")
     raw_nxn = r.n_checkpoints * r.n_examples ** 2 * r.n_params * (4 if r.dtype == "float32" else 8)
     if r.codecs:
         lines += ["disk         brackets on disk, estimated from the calibration pairs (raw n×n: the full "

@@ -56,7 +56,8 @@ def grid_shape(cfg: Any, grid: Any, n_checkpoints: int, n_stored: int) -> GridSh
     owned = np.bincount(np.asarray(owners), minlength=per_ckpt)
     local = _examples_per_task(positions, per_task) + block * (owned > 0)  # owned blocks: one at a time
     logits = bool(grid.eval_examples) and cfg.derived.eval_count > 0
-    per_task_files = 1 + 2 + (1 if n_stored else 0) + (1 if logits else 0)   # mark, 2 table parts, shard, chunk
+    shards = (3 if cfg.field.name == "optimizer" else 1) if n_stored else 0  # brackets (order1, order2)
+    per_task_files = 1 + 2 + shards + (1 if logits else 0)                   # mark, 2 table parts, shards, chunk
     per_block_files = (1 if n_stored else 0) + 1                            # gradients shard, losses chunk
     writers = int((owned > 0).sum())                                         # tasks with example table parts
     files = n_checkpoints * (per_ckpt * per_task_files + len(owners) * per_block_files + 2 * writers)
@@ -72,7 +73,8 @@ def worker_need(cfg: Any, grid: Any, local_examples: int, n_params: int, device:
     jac = n_eval * n_out * n_params * item if n_eval and jacobian_fits(n_eval, n_out, n_params, dtype, device) else 0
     return task_memory(n_params=n_params, n_examples=len(grid.examples), local_examples=local_examples,
                        pairs_per_task=int(cfg.pairs.per_task), chunk_size=chunk, dtype=dtype, device=device,
-                       cache_bytes=cache_budget(device, cfg.cluster), jacobian_bytes=jac)
+                       cache_bytes=cache_budget(device, cfg.cluster), jacobian_bytes=jac,
+                       pair_arrays=3 if cfg.field.name == "optimizer" else 1)
 
 
 def fit_problem(cfg: Any, need: TaskMemory, n_params: int, item: int, share: int) -> str | None:

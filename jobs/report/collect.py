@@ -280,9 +280,12 @@ def _info(sweep: Sweep, by: str) -> dict[str, Any]:
         "n_pairs": len(sweep.pairs), "n_tasks": total, "tasks_done": done, "complete": done == total,
         "epsilon": sweep.epsilon, "eval_examples": sweep.eval_examples, "outputs": sweep.output_names,
         "codec": meta.codec, "keepbits": meta.keepbits if meta.codec == "bitround" else None, "dtype": meta.dtype,
-        "field": field_name, "field_text": ("u_x = −P∇L_x with Adam's frozen preconditioner P = 1/(√v̂ + eps) "
-                                            "from each checkpoint's optimizer state" if field_name == "adam"
-                                            else "u_x = −∇L_x (SGD)"),
+        "field": field_name, "field_text": {
+            "adam": "u_x = −P∇L_x with Adam's frozen preconditioner P = 1/(√v̂ + eps) from each checkpoint's "
+                    "optimizer state",
+            "optimizer": "u_x = −∇L_x (SGD) for the bracket; the logit deltas are J_f(εΔ₁ + ε²Δ₂), the exact "
+                         "expansion of each checkpoint's own saved optimizer's swap (arrays order1, order2)",
+        }.get(field_name, "u_x = −∇L_x (SGD)"),
         "grid": cfg.get("pairs", {}).get("mode", "all"), "model": str(cfg.get("model", {}).get("_target_", "")),
         "data": str(cfg.get("data", {}).get("_target_", "")), "by": by, "schema": meta.schema_version,
         "n_params": int(sum(int(np.prod(e["shape"])) for e in sweep.param_spec)),

@@ -134,7 +134,7 @@
 
   // ---- header, slider, conventions ----------------------------------------------------------------------
   function header() {
-    const field = info.field === "adam" ? "Adam-preconditioned field" : "SGD field";
+    const field = { adam: "Adam-preconditioned field", optimizer: "SGD bracket + the saved optimizer's expansion" }[info.field] || "SGD field";
     document.getElementById("subtitle").textContent =
       `${info.store} · ${C} checkpoints (steps ${steps[0]}–${steps[C - 1]}) × ${info.n_pairs} pairs of ` +
       `${info.n_examples} examples (${info.grid} grid) · ${field} · ${info.n_params.toLocaleString()} parameters · made ${D.made}`;
