@@ -200,3 +200,16 @@ def test_relu_switch_counts_sign_changes():
     pre = x @ p["0.weight"].T + p["0.bias"]
     assert relu_switch_fraction(fm, p, p, x) == 0.0
     assert relu_switch_fraction(fm, p, flipped, x) == float(((pre > 0) != (-pre > 0)).double().mean())
+
+
+def test_draining_removes_momentums_first_order_term_but_not_adams():
+    net, optimizers, examples = trained("momentum")
+    d1, _, _ = expansion(net, optimizers, examples, follow_steps=400)
+    assert float(d1.norm()) < 1e-10
+    net, optimizers, examples = trained("adam")
+    undrained, _, _ = expansion(net, optimizers, examples)
+    a, d2a, _ = expansion(net, optimizers, examples, follow_steps=60)
+    b, d2b, _ = expansion(net, optimizers, examples, follow_steps=120)
+    assert float((a - b).norm()) < 1e-3 * float(a.norm())           # converged ...
+    assert 0.1 * float(undrained.norm()) < float(a.norm()) < float(undrained.norm())   # ... to a non-zero limit
+    assert float(d2a.norm()) > float(expansion(net, optimizers, examples)[1].norm())
