@@ -100,6 +100,16 @@ def format_show(sweep: Sweep, top: int = 10) -> str:
         loss = _fmt(losses.get(row.example) if losses is not None else None, ".4f")
         lines.append(f"{row.example:>8} {_fmt(row.mean_norm):>17} {_fmt(row.se_norm, '.2e'):>10} "
                      f"{row.partners:>8} {_fmt(row.mean_c, '.3g'):>9} {loss:>10}")
+    if "order1_norm" in fits.columns:  # field=optimizer: the saved optimizer's own expansion
+        eps = sweep.epsilon
+        lines += ["", f"the optimizer's order terms at epsilon = {eps:g} (theta_ij - theta_ji = eps D1 + eps^2 D2 + "
+                      "O(eps^3); medians over pairs)",
+                  f"{'step':>8} {'eps |D1|':>11} {'eps^2 |D2|':>11} {'eps^2 |[u,u]|':>14} {'first-order dominant':>21}"]
+        for step, group in fits.groupby("step"):
+            first = float((group["dominant"] == "first").mean())
+            lines.append(f"{int(step):>8} {_fmt(eps * group['order1_norm'].median()):>11} "
+                         f"{_fmt(eps * eps * group['order2_norm'].median()):>11} "
+                         f"{_fmt(eps * eps * group['norm'].median()):>14} {100 * first:>20.0f}%")
     verified = format_verify_summary(sweep)
     if verified:
         lines += ["", "the leading order against real swaps (lie-sweep verify; relative error of theta_ij - theta_ji)"]

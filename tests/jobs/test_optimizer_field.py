@@ -68,6 +68,9 @@ def test_stored_order_terms_equal_an_independent_expansion(optimizer_store):
 def test_check_reads_the_order_arrays_and_verify_uses_the_optimizer(optimizer_store, capsys):
     assert main(["check", str(optimizer_store)]) == 0
     assert "all intact" in capsys.readouterr().out
+    assert main(["show", str(optimizer_store)]) == 0
+    shown = capsys.readouterr().out
+    assert "the optimizer's order terms" in shown and "first-order dominant" in shown
     assert main(["verify", str(optimizer_store), "--pairs", "2"]) == 0
     rows = open_sweep(str(optimizer_store)).verify_table()
     assert len(rows) == 2 * 2 * 5 and rows["rel_theta"].notna().all()
