@@ -34,9 +34,14 @@ __all__ = ["verify_store", "format_verify_summary"]
 COLUMNS = ("step", "pair", "i", "j", "epsilon", "rel_theta", "rel_logits", "norm_real", "norm_pred", "relu_switch")
 
 
+def _keeps_every_tensor(sweep: Sweep) -> bool:
+    """Whether the store holds every tensor's per-pair values (else verify recomputes them, float64)."""
+    return sweep.store.layout.keeps_params and len(sweep.stored_names) == len(sweep.param_names)
+
+
 def _bracket(sweep: Sweep, fm: FunctionalModel, params, field, step: int, i: int, j: int, xs, ys) -> dict:
     """[u_i, u_j] by name, float64: stored (every tensor kept) or recomputed."""
-    if sweep.store.layout.keeps_params and len(sweep.stored_names) == len(sweep.param_names):
+    if _keeps_every_tensor(sweep):
         return {n: torch.from_numpy(np.asarray(v, dtype=np.float64)) for n, v in sweep.bracket(step, i, j).items()}
     return bracket_kernel(fm, params, xs, ys, [(0, 1)], field=field).named_brackets()  # (1, *shape) each
 
@@ -115,7 +120,7 @@ def _optimizer_errors(sweep: Sweep, fm: FunctionalModel, params, optimizer, foll
     """field=optimizer: real swaps with the checkpoint's optimizer (its functional steps, equal to torch.optim)
     against εΔ₁ + ε²Δ₂ (stored, or recomputed when the store keeps only some tensors) and J_f of it."""
     opt_step, state = optimizer
-    if sweep.store.layout.keeps_params and len(sweep.stored_names) == len(sweep.param_names):
+    if _keeps_every_tensor(sweep):
         d1, d2 = ({n: torch.from_numpy(np.asarray(v, dtype=np.float64)) for n, v in d.items()}
                   for d in sweep.order_terms(step, i, j))
     else:

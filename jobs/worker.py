@@ -247,15 +247,17 @@ class BracketWorker:
             d2.append(self.full_spec.flatten(b))
         return torch.stack(d1), torch.stack(d2)
 
-    def _check_finite_rows(self, task: Task, values: torch.Tensor, what: str) -> None:
-        bad = first_nonfinite(values, self.full_spec)
+    def _require_finite(self, task: Task, rows: torch.Tensor, what: str, term: str, source: str) -> None:
+        """One :class:`NonFiniteError` line naming the checkpoint, the pair (``term`` formatted with its
+        dataset indices i, j) and the tensor where the task's per-pair ``rows`` first hold NaN/Inf."""
+        bad = first_nonfinite(rows, self.full_spec)
         if bad is not None:
             i, j = self.spec.pairs[task.start + bad[0]]
             prov = self.spec.checkpoints[task.checkpoint]
             raise NonFiniteError(f"non-finite {what} at step {prov['step']} ({os.path.basename(prov['path'])})",
-                                 expected=f"finite {what} from finite gradients",
-                                 found=f"NaN/Inf for pair ({i}, {j}), tensor {bad[1]}",
-                                 fix="the derivatives overflow at these weights: try precision=float64")
+                                 expected=f"finite {what}s from finite gradients",
+                                 found=f"NaN/Inf in {term.format(i=i, j=j)} for tensor {bad[1]}",
+                                 fix=f"{source} overflow at these weights: try precision=float64")
 
     def run(self, task: Task) -> dict[str, Any]:
         """Compute and store ``task``: brackets (kept tensors), logit deltas, summary tables, and for
@@ -278,20 +280,12 @@ class BracketWorker:
                                  example_fields=ExampleFields(ex.gradients, ex.losses, ex.fields),
                                  groups=tile_groups(local, positions))
             brackets = out.brackets
-            bad = first_nonfinite(brackets, self.full_spec)
-            if bad is not None:
-                i, j = self.spec.pairs[task.start + bad[0]]
-                prov = self.spec.checkpoints[task.checkpoint]
-                raise NonFiniteError(f"non-finite bracket at step {prov['step']} ({os.path.basename(prov['path'])})",
-                                     expected="finite brackets from finite gradients",
-                                     found=f"NaN/Inf in [u_{i}, u_{j}] for tensor {bad[1]}",
-                                     fix="the Hessian-vector products overflow at these weights: try "
-                                         "precision=float64")
+            self._require_finite(task, brackets, "bracket", "[u_{i}, u_{j}]", "the Hessian-vector products")
             order = None
             if self.optimizer is not None:
                 order = self._order_terms(ex, local)
-                self._check_finite_rows(task, order[0], "order-1 term")
-                self._check_finite_rows(task, order[1], "order-2 term")
+                for k, terms in enumerate(order, start=1):
+                    self._require_finite(task, terms, f"order-{k} term", f"Δ{k} of ({{i}}, {{j}})", "the derivatives")
             logits = None
             if self.eval_inputs is not None:
                 # field=optimizer: J_f(εΔ₁ + ε²Δ₂) = ε² J_f(Δ₁/ε + Δ₂); otherwise ε² J_f[u_i, u_j]

@@ -193,6 +193,11 @@ class StoreLayout:
                 for c in range(self.n_checkpoints)
                 for k, start in enumerate(range(0, self.n_pairs, self.pairs_per_task))]
 
+    def task_of(self, checkpoint, pair):
+        """The id of the task computing pair position ``pair`` at checkpoint position ``checkpoint``:
+        c·T + p // pairs_per_task, as :meth:`tasks` numbers them (elementwise on numpy arrays too)."""
+        return checkpoint * self.n_tasks_per_checkpoint + pair // self.pairs_per_task
+
     def bracket_shard_of(self, checkpoint: int, start: int) -> tuple[int, int, int]:
         """The shard grid index that pairs [start, ...) of ``checkpoint`` live in."""
         if start % self.pairs_per_task:

@@ -112,10 +112,17 @@ class Sweep:
         self._example(i), self._example(j)
         if i == j:
             return {e["name"]: np.zeros(e["shape"], dtype=self.meta.dtype) for e in self._slices(names)}
+        p, sign = self._oriented_pair(i, j)
+        values = self._read_flat("brackets", (c, p), names)
+        return values if sign > 0 else {k: -v for k, v in values.items()}
+
+    def _oriented_pair(self, i: int, j: int) -> tuple[int, float]:
+        """(position in ``pairs``, +1 or −1): where the pair {i, j} is stored, and the sign that turns its
+        stored orientation into (i, j) (every per-pair quantity here is antisymmetric)."""
         if (i, j) in self._pair_index:
-            return self._read_flat("brackets", (c, self._pair_index[(i, j)]), names)
+            return self._pair_index[(i, j)], 1.0
         if (j, i) in self._pair_index:
-            return {k: -v for k, v in self._read_flat("brackets", (c, self._pair_index[(j, i)]), names).items()}
+            return self._pair_index[(j, i)], -1.0
         raise StoreKeyError("pair not in this sweep", expected="a pair from sweep.pairs", found=f"({i}, {j})",
                             fix="list them with sweep.pairs")
 
@@ -128,13 +135,7 @@ class Sweep:
         self._example(i), self._example(j)
         for name in ("order1", "order2"):
             self.store.array(name)  # one error line for a store without them
-        if (i, j) in self._pair_index:
-            p, sign = self._pair_index[(i, j)], 1.0
-        elif (j, i) in self._pair_index:
-            p, sign = self._pair_index[(j, i)], -1.0
-        else:
-            raise StoreKeyError("pair not in this sweep", expected="a pair from sweep.pairs", found=f"({i}, {j})",
-                                fix="list them with sweep.pairs")
+        p, sign = self._oriented_pair(i, j)
         d1, d2 = (self._read_flat(name, (c, p), names) for name in ("order1", "order2"))
         return {k: sign * v for k, v in d1.items()}, {k: sign * v for k, v in d2.items()}
 
@@ -220,11 +221,10 @@ class Sweep:
     # -- summary tables (pandas) ------------------------------------------------------------------
     def tasks_of_pairs(self, pairs: Sequence[int], ckpt: int | None = None) -> list[int]:
         """Ids of the tasks that compute the pairs at positions ``pairs`` (of ``sweep.pairs``), at checkpoint
-        step ``ckpt`` or every checkpoint: task (c, p) is c·T + p // pairs_per_task (see storage.layout)."""
+        step ``ckpt`` or every checkpoint (:meth:`StoreLayout.task_of`)."""
         layout = self.store.layout
-        per_ckpt = sorted({int(p) // layout.pairs_per_task for p in pairs})
         checkpoints = range(len(self.steps)) if ckpt is None else [self._checkpoint(ckpt)]
-        return [c * layout.n_tasks_per_checkpoint + k for c in checkpoints for k in per_ckpt]
+        return sorted({layout.task_of(c, int(p)) for c in checkpoints for p in pairs})
 
     def table(self, name: str, ckpt: int | None = None, pairs: Sequence[int] | None = None) -> "pd.DataFrame":
         """Summary table ``name`` (see :mod:`storage.tables`) of completed tasks, at one checkpoint step

@@ -1,4 +1,5 @@
-"""What a report page shows, read from a store through the lazy reader (numpy and pandas; no torch).
+"""What a report page shows, read from a store through the lazy reader (numpy and pandas; torch only for the
+effective rank, :func:`lie_sweep.analysis.effective_rank`).
 
 ``collect_report`` reads:
 
@@ -20,7 +21,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+import torch
 
+from lie_sweep.analysis import effective_rank
 from lie_sweep.errors import ConfigError
 from storage.ranking import RANK_BY, example_stats, rank_examples
 from storage.reader import Sweep, rank_pairs
@@ -28,7 +31,7 @@ from storage.reader import Sweep, rank_pairs
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ReportData", "collect_report", "shrink", "PAIR_SCORES", "effective_rank_of"]
+__all__ = ["ReportData", "collect_report", "shrink", "PAIR_SCORES"]
 
 # per checkpoint × pair scores the page embeds, from the pairs table
 PAIR_SCORES = ("norm", "c", "r2", "logit_rms", "grad_dot")
@@ -105,10 +108,8 @@ def _embedded_pairs(sweep: Sweep, ranked: list[int], k: int, top: set[int]) -> n
 
 def _done_mask(sweep: Sweep, positions: np.ndarray) -> np.ndarray:
     """(C, Ps): whether the task computing pair ``positions[p]`` at checkpoint c has its completion mark."""
-    layout = sweep.store.layout
     done = set(sweep.store.ledger.done_tasks())
-    ids = (np.arange(len(sweep.steps))[:, None] * layout.n_tasks_per_checkpoint
-           + positions[None, :] // layout.pairs_per_task)
+    ids = sweep.store.layout.task_of(np.arange(len(sweep.steps))[:, None], positions[None, :])
     return np.vectorize(lambda t: int(t) in done, otypes=[bool])(ids) if ids.size else np.zeros(ids.shape, bool)
 
 
@@ -155,16 +156,6 @@ def _rms(sweep: Sweep, positions: np.ndarray) -> tuple[list[str], np.ndarray, np
     return names, bracket, grad
 
 
-def effective_rank_of(gram: np.ndarray) -> float:
-    """exp(entropy of the normalised singular values of g) from G = g gᵀ (as lie_sweep.analysis.effective_rank)."""
-    sigma = np.sqrt(np.clip(np.linalg.eigvalsh(gram), 0, None))
-    total = sigma.sum()
-    if total <= 0:
-        return 0.0
-    p = sigma[sigma > 0] / total
-    return float(np.exp(-(p * np.log(p)).sum()))
-
-
 def _gram_ranks(sweep: Sweep, fits: "pd.DataFrame", table: "pd.DataFrame",
                 members: list[int]) -> tuple[np.ndarray, str]:
     """Per checkpoint, the effective rank of the Gram matrix g_a·g_b of ``members`` from the pairs table's
@@ -183,7 +174,7 @@ def _gram_ranks(sweep: Sweep, fits: "pd.DataFrame", table: "pd.DataFrame",
         gram[a, b] = gram[b, a] = sub["grad_dot"].to_numpy(np.float64)
         d = norms["example"].map(index).to_numpy()
         gram[d, d] = norms["grad_norm"].to_numpy(np.float64) ** 2
-        ranks[c] = effective_rank_of(gram)
+        ranks[c] = effective_rank(torch.from_numpy(gram))
     return ranks, f"over {len(members)} examples"
 
 
