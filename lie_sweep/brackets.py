@@ -4,19 +4,20 @@ For examples i, j with update fields u_i, u_j:
 
     [u_i, u_j](θ) = J_{u_j}(θ) u_i(θ) − J_{u_i}(θ) u_j(θ)        (SGD: H_j g_i − H_i g_j)
 
-Each term is one forward-over-reverse ``torch.func.jvp`` of a field: an "ordered HVP"
-(b along a) = J_{u_b} u_a. A pair (i, j) needs exactly two, (j along i) and (i along j); the
-kernel builds the list of ordered HVPs that the requested pairs need, never the diagonal and never
-one twice, and :func:`plan_hvp_calls` groups them into few large vmapped calls: "block" calls (a
-block of examples × a block of other examples' tangents, tangents shared by every example), "partners"
-calls (the pairs inside a block, one vmap over each example's partners) and "flat" calls over the
-(example, tangent) combinations left, each at most ``chunk_size`` pairs' worth.
+Each term is one Hessian-vector product of a field (an "ordered HVP" (b along a) = J_{u_b} u_a,
+evaluated by one of the modes of :mod:`lie_sweep.hvp`: forward-over-reverse ``jvp``, reverse-over-reverse
+``vjp``, or compiled). A pair (i, j) needs exactly two, (j along i) and (i along j); the kernel builds the
+list of ordered HVPs that the requested pairs need, never one twice, and :func:`plan_hvp_calls` groups
+them into few large vmapped calls: "block" calls (a block of examples × a block of tangents, tangents
+shared by every example; inside one block the diagonal M[e, e] is evaluated too and discarded, since a
+shared-tangent square is faster than each example's own partners) and "flat" calls over the (example,
+tangent) combinations left, each at most ``chunk_size`` pairs' worth.
 
 Swapping the order of two SGD steps of size ε moves the end point by
 θ_ij − θ_ji = ε² [u_i, u_j] + O(ε³).
 
 The module is over 300 lines on purpose: the call planner, the vmapped calls and the public
-wrappers share one batch layout (blocks, partners, flat combinations) and change together.
+wrappers share one batch layout (blocks, flat combinations) and change together.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch.func import jvp, vmap
 
 from .errors import ConfigError, ExampleIndexError, PairError
 from .fields import FunctionalModel, LossFn, Params, SGDField, UpdateField, eval_mode, like_params
+from .hvp import HVPBatches, hvp_batches
 from .params import ParamSpec
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "call_buffer_bytes",
     "memory_budget",
     "as_pair_tensor",
+    "kernel_workspace",
 ]
 
 # Parameter-sized buffers held per ordered HVP in one vmapped call: the gathered tangent, the
@@ -192,12 +195,11 @@ class HVPCall:
     * ``"block"``: outer vmap over ``examples`` (E,), inner vmap over ``tangents`` (T,) shared by all
       examples: E·T results. Each example's forward/backward is evaluated once and the tangents are
       unbatched at the outer level, which keeps convolutions ungrouped.
-    * ``"partners"``: outer vmap over ``examples`` (E,), inner over each example's own partners
-      ``tangents`` (E, K): E·K results (pairs inside one example block).
     * ``"flat"``: one vmap over combinations ``examples[c]`` along ``tangents[c]``.
 
     Result row r (row-major over the call's combinations) is added to bracket ``pair_index[r]``
-    with sign ``sign[r]``.
+    with sign ``sign[r]``; ``pair_index[r] = -1`` marks a row evaluated only to keep the block
+    square (the diagonal M[e, e] of a block of pairs among its own examples), which is discarded.
     """
 
     kind: str
@@ -208,7 +210,7 @@ class HVPCall:
 
     @property
     def n_hvps(self) -> int:
-        """Ordered HVPs this call evaluates."""
+        """Ordered HVPs this call evaluates (discarded diagonal rows included)."""
         return int(self.pair_index.numel())
 
 
@@ -218,11 +220,12 @@ def plan_hvp_calls(pairs: torch.Tensor, chunk_size: int,
 
     Pair p = (i, j) needs +M[j, i] and −M[i, j]. Involved examples are cut into blocks of at most
     s = ⌊√(2·chunk_size)⌋; a block of examples × a block of tangents whose combinations are all
-    needed becomes a ``"block"`` call, all pairs inside one block a ``"partners"`` call, and whatever
-    remains ``"flat"`` calls (blocks are balanced: as few as s allows, of equal size). ``groups``
-    (e.g. a tile's two example blocks, or a tournament's groups) are cut separately, so that blocks
-    never straddle two of them; by default all involved examples, sorted, are one group. Every
-    needed ordered HVP appears in exactly one call; no diagonal M[i, i].
+    needed becomes a ``"block"`` call, all pairs inside one block a square ``"block"`` of the block with
+    itself (its diagonal rows discarded: ``pair_index`` −1), and whatever remains ``"flat"`` calls
+    (blocks are balanced: as few as s allows, of equal size). ``groups`` (e.g. a tile's two example
+    blocks, or a tournament's groups) are cut separately, so that blocks never straddle two of them;
+    by default all involved examples, sorted, are one group. Every needed ordered HVP appears in
+    exactly one call; a diagonal M[i, i] only as a discarded row of a square block.
     """
     needed: dict[tuple[int, int], tuple[int, int]] = {}
     for p, (i, j) in enumerate(pairs.tolist()):
@@ -231,7 +234,7 @@ def plan_hvp_calls(pairs: torch.Tensor, chunk_size: int,
     calls: list[HVPCall] = []
 
     def emit(kind: str, examples, tangents, keys: list[tuple[int, int]]) -> None:
-        targets = [needed.pop(k) for k in keys]
+        targets = [needed.pop(k) if k[0] != k[1] else (-1, 0) for k in keys]
         calls.append(HVPCall(kind, torch.tensor(examples, dtype=torch.long), torch.tensor(tangents, dtype=torch.long),
                              torch.tensor([t[0] for t in targets], dtype=torch.long),
                              torch.tensor([t[1] for t in targets], dtype=torch.long)))
@@ -251,7 +254,7 @@ def plan_hvp_calls(pairs: torch.Tensor, chunk_size: int,
         for b, rows in enumerate(blocks):
             keys = [(e, t) for e in rows for t in rows if e != t]
             if len(rows) >= 2 and all(k in needed for k in keys):
-                emit("partners", rows, [[t for t in rows if t != e] for e in rows], keys)
+                emit("block", rows, rows, [(e, t) for e in rows for t in rows])
             for cols in blocks[b + 1:]:
                 for ex, tan in ((rows, cols), (cols, rows)):
                     full = [e for e in ex if all((e, t) in needed for t in tan)]
@@ -267,7 +270,8 @@ def plan_hvp_calls(pairs: torch.Tensor, chunk_size: int,
 def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor, targets: torch.Tensor,
                    pairs: Sequence[Sequence[int]] | torch.Tensor, *, field: UpdateField | None = None,
                    chunk_size: int | None = None, example_fields: ExampleFields | None = None,
-                   groups: Sequence[Sequence[int]] | None = None) -> KernelResult:
+                   groups: Sequence[Sequence[int]] | None = None, hvp: str | HVPBatches = "forward",
+                   workspace: torch.Tensor | None = None) -> KernelResult:
     """[u_i, u_j](θ) for each (i, j) in ``pairs``, plus the gradient and loss of each involved example.
 
     ``params`` is θ as a dict (see :meth:`FunctionalModel.params`); ``inputs``/``targets`` hold the
@@ -276,7 +280,10 @@ def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor
     floating-point reassociation. The module runs in eval mode. See :func:`plan_hvp_calls`.
     ``example_fields`` (from :func:`compute_example_fields` on the same batch, θ and field) are
     reused instead of recomputing the involved examples' gradients. ``groups`` (batch indices) say
-    which examples belong together (see :func:`plan_hvp_calls`).
+    which examples belong together (see :func:`plan_hvp_calls`). ``hvp`` is the HVP mode
+    (:data:`lie_sweep.hvp.HVP_MODES`, or batches from :func:`lie_sweep.hvp.hvp_batches` for this θ and
+    field). ``workspace`` (from :func:`kernel_workspace`: (P + 1) · D values of the parameters' dtype and
+    device) holds the accumulators instead of a new allocation per call.
     """
     field = (field if field is not None else SGDField()).bind(params)
     inputs, targets = _prepare(fmodel, inputs, targets, params)
@@ -299,15 +306,9 @@ def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor
         slot[examples] = torch.arange(examples.numel())
     else:
         slot = torch.arange(inputs.shape[0])
-    brackets = torch.zeros(pair_t.shape[0], spec.size, dtype=ref.dtype, device=ref.device)
-
-    def ordered_hvp(x: torch.Tensor, y: torch.Tensor, tangent: Params) -> Params:
-        # J_{u_x}(θ) · tangent, forward-over-reverse
-        return jvp(lambda p: field.value(fmodel, p, x, y), (params,), (tangent,))[1]
-
-    along_each = vmap(ordered_hvp, in_dims=(None, None, 0))  # one example, a batch of tangents
-    flat_calls = vmap(ordered_hvp)
-    partner_calls = vmap(along_each)
+    n_pairs = pair_t.shape[0]
+    sums = _bracket_sums(workspace, n_pairs + 1, spec, ref)  # row P collects discarded diagonal rows
+    batches = hvp if isinstance(hvp, HVPBatches) else hvp_batches(fmodel, params, field, hvp)
 
     with eval_mode(fmodel.module), torch.no_grad():
         if example_fields is None:
@@ -319,20 +320,40 @@ def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor
         for call in plan_hvp_calls(pair_t, chunk_size, groups):
             ex = call.examples.to(ref.device)
             tangents = spec.unflatten(fields[slot[call.tangents].to(ref.device)])
-            if call.kind == "block":
-                out = vmap(lambda x, y, t=tangents: along_each(x, y, t))(inputs[ex], targets[ex])
-            elif call.kind == "partners":
-                out = partner_calls(inputs[ex], targets[ex], tangents)
-            else:
-                out = flat_calls(inputs[ex], targets[ex], tangents)
-            rows = spec.flatten(out, batch_dims=out[spec.entries[0].name].ndim - len(spec.entries[0].shape))
-            rows = rows.reshape(-1, spec.size)
-            rows.mul_(call.sign.to(device=ref.device, dtype=ref.dtype).unsqueeze(1))
-            brackets.index_add_(0, call.pair_index.to(ref.device), rows)
-            del out, rows, tangents
+            run = batches.block if call.kind == "block" else batches.flat
+            out = run(inputs[ex], targets[ex], tangents)
+            target = torch.where(call.pair_index < 0, n_pairs, call.pair_index).to(ref.device)
+            sign = call.sign.to(device=ref.device, dtype=ref.dtype).unsqueeze(1)
+            for name, acc in sums.items():  # each tensor's rows into its own contiguous accumulator
+                acc.index_add_(0, target, out[name].reshape(-1, acc.shape[1]).mul_(sign))
+            del out, tangents
+        brackets = torch.cat([acc[:n_pairs] for acc in sums.values()], dim=1)
     return KernelResult(spec=spec, pairs=pair_t, examples=examples, brackets=brackets,
                         gradients=example_fields.gradients[rows_of_examples],
                         losses=example_fields.losses[rows_of_examples])
+
+
+def _bracket_sums(workspace: torch.Tensor | None, rows: int, spec: ParamSpec,
+                  ref: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Zeroed per-tensor accumulators ``{name: (rows × numel)}``, each contiguous (adding a call's rows
+    tensor by tensor is then a contiguous ``index_add_``, and no call's rows are concatenated), carved
+    from ``workspace`` when one is given (checked), else new."""
+    n = rows * spec.size
+    if workspace is None:
+        flat = torch.zeros(n, dtype=ref.dtype, device=ref.device)
+    elif (workspace.ndim != 1 or workspace.numel() < n or workspace.dtype != ref.dtype
+            or workspace.device != ref.device or not workspace.is_contiguous()):
+        raise ConfigError("the kernel's workspace does not fit", expected=f"a contiguous 1-d tensor of ≥ {n} "
+                          f"{ref.dtype} on {ref.device}", found=f"{tuple(workspace.shape)} {workspace.dtype} on "
+                          f"{workspace.device}", fix="allocate it with kernel_workspace(max_pairs, spec.size, ...)")
+    else:
+        flat = workspace[:n].zero_()
+    return {e.name: flat[rows * e.offset:rows * e.stop].view(rows, e.numel) for e in spec.entries}
+
+
+def kernel_workspace(max_pairs: int, n_params: int, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """A reusable ``workspace`` for :func:`bracket_kernel` calls of up to ``max_pairs`` pairs ((P + 1) · D values)."""
+    return torch.empty((max_pairs + 1) * n_params, dtype=dtype, device=device)
 
 
 def compute_brackets(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,

@@ -108,6 +108,9 @@ class UpdateField(ABC):
     """
 
     name: str = "field"
+    # direction(θ, g) is linear in g and does not depend on θ: J_u v = direction(θ, H v), which lets
+    # reverse-over-reverse HVPs (lie_sweep.hvp) differentiate the field
+    linear: bool = False
 
     @abstractmethod
     def direction(self, params: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor]) -> Params:
@@ -127,6 +130,7 @@ class SGDField(UpdateField):
     """u_x(θ) = −∇θ L_x(θ). Its bracket is [u_i, u_j] = H_j g_i − H_i g_j."""
 
     name = "sgd"
+    linear = True
 
     def direction(self, params: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor]) -> Params:
         """u = −g."""
@@ -140,6 +144,7 @@ class PreconditionedField(UpdateField):
     """
 
     name = "preconditioned"
+    linear = True
 
     def __init__(self, diagonal: Mapping[str, torch.Tensor]) -> None:
         self.diagonal = {n: t.detach() for n, t in diagonal.items()}

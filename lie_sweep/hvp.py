@@ -1,0 +1,86 @@
+"""Ordered Hessian-vector products of update fields, batched two ways, by one of several modes.
+
+An ordered HVP is M[e, t] = J_{u_e}(θ) v_t: example e's field differentiated along tangent v_t (the
+kernel uses v_t = u_t). :func:`hvp_batches` returns the two vmapped evaluations the kernel's call
+plan needs (see :class:`lie_sweep.brackets.HVPCall`):
+
+* ``block(x, y, V)``: examples (E,) × shared tangents (T,) → (E, T, …);
+* ``flat(x, y, V)``: combinations c of example x[c] along V[c] → (C, …).
+
+Modes (same values up to floating-point reassociation):
+
+* ``forward``: forward-over-reverse, ``jvp`` of u_e(θ) = direction(θ, ∇L_e(θ)); works for any field.
+* ``reverse``: reverse-over-reverse, ``vjp`` of ∇L_e at θ (one forward and backward per example,
+  shared by its tangents), pulled back along each tangent: H_e v, since the Hessian is symmetric;
+  then J_{u_e} v = direction(θ, H_e v). Needs a field whose direction is linear in the gradient and
+  independent of θ (:attr:`UpdateField.linear`: SGD, a fixed preconditioner).
+* ``compile``: ``reverse``'s batches through ``torch.compile`` (same field requirement). The forward
+  mode is not compiled: with torch 2.13, dynamo fails to trace ``jvp`` of ``grad`` (an internal assert
+  on ``_fw_primal``). Each new batch shape compiles once (tens of seconds on a CPU), so the mode pays
+  off on long sweeps only, and it is never chosen by ``hvp=auto``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch.func import grad, jvp, vjp, vmap
+
+from .errors import ConfigError
+from .fields import FunctionalModel, Params, UpdateField
+
+__all__ = ["HVP_MODES", "HVPBatches", "hvp_batches", "check_hvp_mode"]
+
+HVP_MODES = ("forward", "reverse", "compile")
+
+Batched = Callable[[torch.Tensor, torch.Tensor, Params], Params]
+
+
+@dataclass(frozen=True)
+class HVPBatches:
+    """The kernel's two batched evaluations of ordered HVPs (see the module's docstring)."""
+
+    mode: str
+    block: Batched
+    flat: Batched
+
+
+def check_hvp_mode(mode: str, field: UpdateField) -> None:
+    """One error line when ``mode`` is unknown or cannot differentiate ``field``."""
+    if mode not in HVP_MODES:
+        raise ConfigError("unknown HVP mode", expected=" or ".join(HVP_MODES), found=repr(mode),
+                          fix="set hvp=forward (any field), reverse or compile, or hvp=auto to let calibration choose")
+    if mode in ("reverse", "compile") and not field.linear:
+        raise ConfigError(f"hvp={mode} needs a field linear in the gradient",
+                          expected="a field whose direction(θ, g) is linear in g and independent of θ (sgd, adam)",
+                          found=f"field {field.name!r}", fix="use hvp=forward")
+
+
+def hvp_batches(fmodel: FunctionalModel, params: Params, field: UpdateField, mode: str = "forward") -> HVPBatches:
+    """The block and flat evaluations of J_{u_e}(θ) v at ``params`` by ``mode`` (module docstring).
+
+    Inputs ``x``/``y`` carry one example per row; tangents are dicts shaped like ``params`` with the
+    batch dimensions described above. Call under ``torch.no_grad()`` and the module's eval mode.
+    """
+    check_hvp_mode(mode, field)
+    if mode in ("reverse", "compile"):
+        def along(x: torch.Tensor, y: torch.Tensor) -> Callable[[Params], Params]:
+            # one forward + backward of example x; its pullback H_x v for any v
+            _, pull = vjp(lambda p: grad(fmodel.example_loss)(p, x, y), params)
+            return lambda v: field.direction(params, pull(v)[0])
+
+        def one(x: torch.Tensor, y: torch.Tensor, tangents: Params) -> Params:
+            return vmap(along(x, y))(tangents)
+
+        block, flat = vmap(one, in_dims=(0, 0, None)), vmap(lambda x, y, v: along(x, y)(v))
+        if mode == "compile":
+            block, flat = torch.compile(block), torch.compile(flat)
+        return HVPBatches(mode, block=block, flat=flat)
+
+    def ordered(x: torch.Tensor, y: torch.Tensor, tangent: Params) -> Params:
+        return jvp(lambda p: field.value(fmodel, p, x, y), (params,), (tangent,))[1]
+
+    return HVPBatches(mode, block=vmap(vmap(ordered, in_dims=(None, None, 0)), in_dims=(0, 0, None)),
+                      flat=vmap(ordered))
