@@ -4,6 +4,10 @@ Error bounds, for a stored value x̂ of a computed value x (float32 arrays; floa
 
 * ``lossless``: Blosc with zstd and byte shuffle (floats' exponent bytes compress together).
   Bit-exact: x̂ = x.
+* ``lossless-fast``: Blosc with lz4 and byte shuffle. Bit-exact. Compresses about twice as fast as
+  zstd and decompresses three times as fast, for about a third more bytes (measured on the narrow
+  MXResNet's brackets: 0.50 vs 0.37 of raw, 1.0 vs 0.5 GB/s a core): for sweeps whose workers'
+  CPUs are the bottleneck (README: throughput).
 * ``bitround``: round-to-nearest to ``keepbits`` = k mantissa bits (numcodecs BitRound), then Blosc
   zstd with byte shuffle, which gathers the zeroed low mantissa bytes into runs zstd removes. (Byte
   shuffle, not bit shuffle: on real brackets it stored 18% fewer bytes at k = 10, measured by
@@ -43,6 +47,7 @@ warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr 
 
 CODEC_PRESETS: dict[str, str] = {
     "lossless": "zstd (Blosc, byte shuffle) + crc32c; exact",
+    "lossless-fast": "lz4 (Blosc, byte shuffle) + crc32c; exact; ~2x faster to write than lossless, ~1/3 larger",
     "bitround": "keep k mantissa bits, zstd (Blosc, byte shuffle) + crc32c; |error| <= 2^-(k+1)|x|",
     "float16": "IEEE half precision, zstd (Blosc, byte shuffle) + crc32c; |error| <= 2^-11|x| (|x| >= 2^-14)",
 }
@@ -68,7 +73,7 @@ def _check_preset(preset: str) -> None:
 def _check(preset: str, level: int, keepbits: int, dtype: str) -> None:
     _check_preset(preset)
     if not 1 <= level <= 9:
-        raise StoreError("compression level out of range", expected="1..9 (Blosc's zstd levels)", found=str(level),
+        raise StoreError("compression level out of range", expected="1..9 (Blosc's levels)", found=str(level),
                          fix="set storage.level between 1 and 9")
     if dtype not in MANTISSA_BITS:
         raise StoreError("unsupported dtype for parameter-sized arrays", expected="float32 or float64",
@@ -83,6 +88,8 @@ def array_codecs(preset: str, level: int = 1, keepbits: int = DEFAULT_KEEPBITS, 
     _check(preset, level, keepbits, dtype)
     if preset == "lossless":
         return ArrayCodecs((), _zstd_crc(level))
+    if preset == "lossless-fast":
+        return ArrayCodecs((), (BloscCodec(cname="lz4", clevel=level, shuffle=BloscShuffle.shuffle), Crc32cCodec()))
     from zarr.codecs.numcodecs import AsType, BitRound
 
     if preset == "bitround":
@@ -105,7 +112,7 @@ def compressors_for(level: int = 1) -> list[Any]:
 
 def error_bound(preset: str, keepbits: int = DEFAULT_KEEPBITS) -> dict[str, float]:
     """The preset's elementwise bound |x̂ − x| ≤ max(rel·|x|, abs) (valid for |x| ≤ ``max``)."""
-    if preset == "lossless":
+    if preset in ("lossless", "lossless-fast"):
         return {"rel": 0.0, "abs": 0.0, "max": float("inf")}
     if preset == "bitround":
         return {"rel": 2.0 ** -(keepbits + 1), "abs": 0.0, "max": float("inf")}
