@@ -36,7 +36,7 @@ __all__ = ["SweepConfig", "config_dir", "keep_globs", "load_config", "config_fro
 # location may change too (a moved directory): the files are found there by their relative paths
 # and accepted only when every one's sha256 matches the store's provenance.
 CHECKPOINT_LOCATION_KEYS = ("checkpoints.dir", "checkpoints.glob", "checkpoints.paths")
-EXECUTION_KEYS = ("cluster", "chunk_size", "storage.options", *CHECKPOINT_LOCATION_KEYS)
+EXECUTION_KEYS = ("cluster", "chunk_size", "hvp", "storage.options", *CHECKPOINT_LOCATION_KEYS)
 
 # What defines a sweep's results (its identity); everything else is an execution setting.
 IDENTITY_KEYS = ("model", "data", "checkpoints", "examples", "pairs", "field", "precision", "seed",

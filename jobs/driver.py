@@ -163,7 +163,8 @@ def execute(spec: SweepSpec, store: SweepStore, tasks: list[Task], *, log: Calla
         log(f"warning: the store {spec.store_path} is a local path but the cluster spans {len(hosts)} hosts: every "
             f"node must see it at that path (a shared filesystem), or use an fsspec URL such as s3://bucket/sweep")
     n_workers, resources, threads = worker_resources(cluster)
-    pool = WorkerPool(spec, min(n_workers, len(todo)), resources, threads, float(cluster.replace_timeout), log)
+    pool = WorkerPool(spec, min(n_workers, len(todo)), resources, threads, float(cluster.replace_timeout), log,
+                      malloc=cluster.malloc)
     pool.wait_ready()
     report.startup_s = time.perf_counter() - start
     progress.start = time.perf_counter()  # rates and ETA from here: start-up is not throughput

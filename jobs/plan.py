@@ -20,6 +20,7 @@ from lie_sweep import FunctionalModel, ParamSpec, SGDField, apply_checkpoint, br
 from lie_sweep import compute_example_fields, load_checkpoint, stack_examples
 from lie_sweep.analysis import jacobian_fits, logit_deltas, output_jacobian
 from lie_sweep.brackets import default_chunk_size
+from lie_sweep.hvp_calibration import fastest_agreeing, time_hvp_modes
 from lie_sweep.training import save_steps
 from storage.codecs import CODEC_PRESETS, encode_roundtrip
 
@@ -59,7 +60,10 @@ class PlanReport:
     block: int = 0
     worker_memory: int = 0
     fit: str | None = None     # why a task would not fit a worker's memory, with a fix; None when it fits
-    field: str = "sgd"
+    hvp_modes: list[dict[str, Any]] = field(default_factory=list)  # per mode: ms/HVP, ÷ gradient, deviation
+    hvp: str = "forward"       # the configured mode (config.hvp)
+    hvp_choice: str = "forward"  # the fastest mode that agrees with forward on the calibration pairs
+    field: str = "sgd"         # (last: the name shadows dataclasses.field in this class body)
 
     @property
     def hvps(self) -> int:
@@ -122,8 +126,13 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
+    timings, s_grad = time_hvp_modes(fmodel, params, inputs, targets, cal_pairs, field=field_.bind(params),
+                                     chunk_size=chunk)
+    choice = fastest_agreeing(timings)
+    mode = choice if cfg.hvp == "auto" else str(cfg.hvp)
+
     def kernel():
-        return bracket_kernel(fmodel, params, inputs, targets, cal_pairs, field=field_, chunk_size=chunk)
+        return bracket_kernel(fmodel, params, inputs, targets, cal_pairs, field=field_, chunk_size=chunk, hvp=mode)
 
     kernel()  # warm-up: first calls pay one-off dispatch and allocation costs
     seconds, out = _time(kernel, sync)
@@ -179,7 +188,10 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
                                    "s_per_checkpoint": s_jacobian, "peak_bytes": peak},
                       codecs=codecs, codec=cfg.storage.codec, workers=cfg.cluster.workers, grid=str(cfg.pairs.mode),
                       n_files=shape.n_files, block=shape.block, field=str(cfg.field.name),
-                      worker_memory=fit.share, fit=fit.problem)
+                      worker_memory=fit.share, fit=fit.problem, hvp=str(cfg.hvp), hvp_choice=choice,
+                      hvp_modes=[{"mode": t.mode, "s_per_hvp": t.s_per_hvp, "per_gradient": t.s_per_hvp / s_grad
+                                  if s_grad > 0 else float("nan"), "deviation": t.deviation, "agrees": t.agrees,
+                                  "error": t.error} for t in timings])
 
 
 def _involved_example_fields(fmodel: FunctionalModel, params, inputs, targets, cal_pairs, field_) -> Any:
@@ -233,6 +245,16 @@ def format_plan(r: PlanReport) -> str:
         f"{cal['s_per_example'] * 1e3:.1f} ms/example (gradients)"
         + (f", {cal['s_per_checkpoint']:.2f} s/checkpoint (output Jacobian)" if cal["s_per_checkpoint"] else ""),
     ]
+    if r.hvp_modes:
+        lines.append(f"hvp modes    on the calibration pairs (hvp={r.hvp}; the fastest agreeing with forward: "
+                     f"{r.hvp_choice}, which hvp=auto would take):")
+        for m in r.hvp_modes:
+            if m["error"]:
+                lines.append(f"               {m['mode']:<8} not available: {m['error']}")
+                continue
+            lines.append(f"               {m['mode']:<8} {m['s_per_hvp'] * 1e3:8.2f} ms/HVP  "
+                         f"{m['per_gradient']:5.2f}× a gradient  max deviation from forward {m['deviation']:.1e}"
+                         + ("" if m["agrees"] else " (does not agree: never chosen)"))
     workers = r.workers or 1
     time_line = f"time         ~{_duration(r.seconds(1))} with one worker like this machine's {r.device}"
     if workers > 1:

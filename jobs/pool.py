@@ -17,6 +17,7 @@ from storage.layout import Task
 
 from .sweep import SweepSpec
 from .worker import BracketWorker
+from .worker_env import worker_env
 
 __all__ = ["WorkerSlot", "WorkerPool", "task_error"]
 
@@ -50,10 +51,12 @@ class WorkerPool:
     """Start, ping, replace, drop and kill the sweep's workers."""
 
     def __init__(self, spec: SweepSpec, n_workers: int, resources: dict[str, float], threads: int,
-                 replace_timeout: float, log: Callable[[str], None] = print) -> None:
+                 replace_timeout: float, log: Callable[[str], None] = print, malloc: str = "retain") -> None:
         import ray
 
-        self._actor = ray.remote(BracketWorker).options(**resources, max_concurrency=2)
+        env = worker_env(threads, malloc)  # thread pools and allocator of the worker's process (jobs.worker_env)
+        self._actor = ray.remote(BracketWorker).options(**resources, max_concurrency=2,
+                                                        runtime_env={"env_vars": env})
         self.spec, self.threads, self.replace_timeout, self.log = spec, threads, replace_timeout, log
         self.slots = [self._new_slot() for _ in range(n_workers)]
         self.replaced = 0

@@ -19,6 +19,7 @@ from storage.store import SweepStore
 from .config import (CHECKPOINT_LOCATION_KEYS, EXECUTION_KEYS, as_dict, config_from_stored, identity_of, load_config,
                      storage_options_of, typed)
 from .driver import RunReport, execute
+from .hvp_choice import choose_hvp_mode
 from .progress import format_bytes
 from .report.write import default_report_path
 from .sweep import SweepSpec, checkpoint_location, prepare_sweep, relocate_checkpoints, verify_checkpoint
@@ -47,6 +48,7 @@ def _execute_holding_lock(spec: SweepSpec, store: SweepStore, tasks: list[Task],
 def run_config(cfg: DictConfig, *, log: Callable[[str], None] = print, progress_stream=None) -> RunResult:
     """Run a new sweep from a validated config (the store must be new unless storage.overwrite)."""
     spec = prepare_sweep(cfg, log=log)
+    spec.hvp_mode = choose_hvp_mode(spec, log)
     layout = spec.layout()
     tasks = layout.tasks()
     store = SweepStore.create(spec.store_path, layout=layout, meta=spec.store_meta(len(tasks)),

@@ -109,7 +109,7 @@ class StorageConfig:
     path: str = opt("lie-sweep-out/sweep", "the store: a local path or an fsspec URL")
     codec: str = opt("lossless", "codec of brackets and gradients (error bounds: README, Codecs)",
                      choices=tuple(CODEC_PRESETS))
-    level: int = opt(1, "zstd level (1: ~500 MiB/s a core, no worse a ratio than 3 on brackets)", min=1, max=9)
+    level: int = opt(1, "Blosc level (zstd 1: ~500 MiB/s a core, no worse a ratio than 3 on brackets)", min=1, max=9)
     keepbits: int = opt(DEFAULT_KEEPBITS, "bitround: mantissa bits kept, |error| <= 2^-(keepbits+1)|x|", min=1)
     keep: Any = opt("all", "all | summary | tensor-name globs, e.g. '[fc.*,layer4.*]'")
     inner_chunk: int = opt(1 << 18, "flat-axis elements per inner chunk (lazy-read granularity)", min=1)
@@ -142,6 +142,11 @@ class ClusterConfig:
     replace_timeout: float = opt(60.0, "seconds a replacement worker may take to be placed before it is dropped",
                                  gt=0)
     device: str = opt("auto", "auto: CUDA where visible, else CPU", choices=("auto", "cpu", "cuda"))
+    overlap_writes: str = opt("auto", "whether a task's compression and writes overlap the next task's "
+                                      "computation (auto: on GPU workers only; README: throughput)",
+                              choices=("auto", "always", "never"))
+    malloc: str = opt("retain", "retain: workers keep freed memory for the next call (glibc settings, README: "
+                                "throughput); system: the allocator's defaults", choices=("retain", "system"))
     cache_gib: Optional[float] = opt(None, "GiB of cached example gradients/fields per worker (null: a quarter "
                                            "of its memory)", gt=0)
 
@@ -161,6 +166,9 @@ class SweepConfig:
     cluster: ClusterConfig = opt(factory=ClusterConfig)
     precision: str = opt("float32", "dtype brackets are computed and stored in", choices=("float32", "float64"))
     chunk_size: Optional[int] = opt(None, "pairs per vmapped call (null: memory-based)", min=1)
+    hvp: str = opt("forward", "how HVPs are computed: forward, reverse, compile, or auto (the fastest that agrees "
+                              "with forward, timed when the store is created and recorded in it; README: throughput)",
+                   choices=("auto", "forward", "reverse", "compile"))
     seed: int = opt(0, "seed of the model's initialisation and of training")
 
 

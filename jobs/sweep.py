@@ -60,6 +60,7 @@ class SweepSpec:
     output_names: list[str] = field(default_factory=list)   # one per model output
     epsilon: float = 0.0                     # ε of the logit deltas ε²·J_f[u_i,u_j]
     checkpoint_base: str = ""                # the configured checkpoint location's directory
+    hvp_mode: str = "forward"                # the HVP mode of the tasks (config.hvp, or what auto chose)
 
     @property
     def identity_hash(self) -> str:
@@ -106,18 +107,21 @@ class SweepSpec:
                 "checkpoints": self.checkpoints, "checkpoint_base": self.checkpoint_base,
                 "attribute_names": self.attribute_names,
                 "output_names": self.output_names, "eval_examples": self.eval_examples, "epsilon": self.epsilon,
-                "n_tasks": n_tasks, "python": sys.version.split()[0], "torch": torch.__version__}
+                "n_tasks": n_tasks, "python": sys.version.split()[0], "torch": torch.__version__,
+                "hvp_mode": self.hvp_mode}
 
     @classmethod
     def from_store_meta(cls, meta: StoreMeta, config: SweepConfig, examples: list[int],
                         pairs: list[tuple[int, int]], store_path: str) -> "SweepSpec":
-        """The spec of an existing store (for resume), with ``config``'s execution settings."""
+        """The spec of an existing store (for resume), with ``config``'s execution settings (``hvp=auto``
+        keeps the mode the store recorded)."""
         return cls(config=config, identity=meta.identity, examples=examples, pairs=pairs,
                    checkpoints=list(meta.checkpoints), param_spec=list(meta.param_spec),
                    attribute_names=list(meta.attribute_names), store_path=store_path,
                    storage_options=dict(config.storage.options), kept_names=meta.kept_names,
                    eval_examples=list(meta.eval_examples), output_names=list(meta.output_names),
-                   epsilon=float(meta.epsilon), checkpoint_base=meta.checkpoint_base)
+                   epsilon=float(meta.epsilon), checkpoint_base=meta.checkpoint_base,
+                   hvp_mode=meta.hvp_mode if config.hvp == "auto" else config.hvp)
 
 
 def verify_checkpoint(prov: dict[str, Any], sha256: str | None = None) -> None:

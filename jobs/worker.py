@@ -4,8 +4,10 @@ brackets and writes the task's own shard, and for the example blocks the task ow
 and losses. It never holds all E examples: peak memory depends on the tile and D, not on E.
 
 ``BracketWorker`` is a plain class; the driver runs it as a Ray actor (``ray.remote(BracketWorker)``)
-with two concurrent calls: computation is serialised by a lock, and a task's compression and
-write run outside it, overlapping the next task's computation.
+with two concurrent calls: computation is serialised by a lock; a GPU worker's compression and
+writes run outside it, overlapping the next task's computation, a CPU worker's inside it
+(``cluster.overlap_writes``: its compute threads already fill its CPUs, and a write thread beside
+them would only contend for the cores and the GIL). Each call reports where its time went.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from lie_sweep import (FunctionalModel, ParamSpec, apply_checkpoint, bracket_ker
                        load_checkpoint, stack_examples)
 from lie_sweep.analysis import (gram_matrix, jacobian_fits, logit_deltas, norms_from_rms, output_jacobian, pair_fits,
                                 tensor_rms)
-from lie_sweep.brackets import ExampleFields
+from lie_sweep.brackets import ExampleFields, kernel_workspace
+from lie_sweep.hvp import hvp_batches
 from lie_sweep.checkpoints import check_finite
 from lie_sweep.errors import NonFiniteError
 from lie_sweep.optim import cast_state
@@ -36,6 +39,7 @@ from . import rows
 from .field_cache import ExampleRows, FieldCache
 from .memory import cache_budget
 from .sweep import SweepSpec, build_dataset, build_model, optimizer_of, update_field, verify_checkpoint
+from .worker_env import WORKER_VARIABLES
 
 __all__ = ["BracketWorker", "resolve_device", "first_nonfinite", "pair_dots", "tile_groups", "DTYPES"]
 
@@ -96,6 +100,33 @@ def first_nonfinite(flat: torch.Tensor, spec: ParamSpec) -> tuple[int, str] | No
     return row, next(e.name for e in spec.entries if e.offset <= col < e.stop)
 
 
+class PhaseClock:
+    """Wall seconds per phase of one call (:meth:`lap` closes a phase), and this thread's CPU and OS seconds
+    and page faults over the call (``getrusage(RUSAGE_THREAD)``; process-wide where there is no such call)."""
+
+    _WHO = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
+
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+        self._last = time.perf_counter()
+        self._usage = resource.getrusage(self._WHO)
+
+    def lap(self, name: str) -> None:
+        """Add the seconds since the previous lap to phase ``name``."""
+        now = time.perf_counter()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self._last
+        self._last = now
+        if name == "digests_s":  # the call's last phase: its CPU account
+            usage = resource.getrusage(self._WHO)
+            self.phases.update(user_s=usage.ru_utime - self._usage.ru_utime, os_s=usage.ru_stime - self._usage.ru_stime,
+                               page_faults=float(usage.ru_minflt - self._usage.ru_minflt))
+
+    def total(self, exclude: tuple[str, ...] = ()) -> float:
+        """Seconds of the timed phases so far, without ``exclude``."""
+        return sum(v for k, v in self.phases.items() if k.endswith("_s") and k not in exclude
+                   and k not in ("user_s", "os_s"))
+
+
 class BracketWorker:
     """Computes and stores tasks of one sweep; loads each checkpoint once for all its tasks."""
 
@@ -126,6 +157,11 @@ class BracketWorker:
         self.optimizer = None  # field=optimizer: (step function, state) of the loaded checkpoint's optimizer
         self.loads = 0
         self._compute = threading.Lock()  # one computation at a time; writes overlap it
+        self._workspace: torch.Tensor | None = None  # the kernel's accumulators, reused task after task
+        # a task's compression and writes overlap the next task's computation on a GPU (the CPU is idle
+        # meanwhile); a CPU worker's threads already fill its CPUs, so there they run after it, in turn
+        overlap = cfg.cluster.overlap_writes
+        self.overlap_writes = self.device.type == "cuda" if overlap == "auto" else overlap == "always"
         self.node_id = _ray_node_id()
 
     def _load(self, checkpoint: int) -> None:
@@ -140,6 +176,7 @@ class BracketWorker:
         names = [n for n, _ in self.model.named_parameters()]
         field = update_field(self.spec.config.field, ckpt.optimizer_state, names, prov["path"])
         self.field = field.bind(self.params)
+        self.hvp = hvp_batches(self.fmodel, self.params, self.field, self.spec.hvp_mode)
         self.optimizer = optimizer_of(self.spec.config.field, ckpt.optimizer_state, names, prov["path"])
         if self.optimizer is not None:
             self.optimizer = (self.optimizer[0], cast_state(self.optimizer[1], self.dtype, self.device))
@@ -268,30 +305,38 @@ class BracketWorker:
         follow. A non-finite loss, gradient or bracket raises :class:`NonFiniteError` naming the
         checkpoint, the example or pair, and the tensor.
         """
+        clock = PhaseClock()
         with self._compute:
-            t0 = time.perf_counter()
+            clock.lap("wait_s")
             if self.loaded != task.checkpoint:
                 self._load(task.checkpoint)
+            clock.lap("load_s")
             step = self.spec.checkpoints[task.checkpoint]["step"]
             positions, local = self._task_positions(task)
             ex = self.cache.rows(positions)
+            clock.lap("fields_s")
             out = bracket_kernel(self.fmodel, self.params, ex.inputs, ex.targets, torch.from_numpy(local),
                                  field=self.field, chunk_size=self.chunk_size,
                                  example_fields=ExampleFields(ex.gradients, ex.losses, ex.fields),
-                                 groups=tile_groups(local, positions))
+                                 groups=tile_groups(local, positions), hvp=self.hvp,
+                                 workspace=self._kernel_workspace())
             brackets = out.brackets
+            self._sync()
+            clock.lap("kernel_s")
             self._require_finite(task, brackets, "bracket", "[u_{i}, u_{j}]", "the Hessian-vector products")
             order = None
             if self.optimizer is not None:
                 order = self._order_terms(ex, local)
                 for k, terms in enumerate(order, start=1):
                     self._require_finite(task, terms, f"order-{k} term", f"Δ{k} of ({{i}}, {{j}})", "the derivatives")
+                clock.lap("order_s")
             logits = None
             if self.eval_inputs is not None:
                 # field=optimizer: J_f(εΔ₁ + ε²Δ₂) = ε² J_f(Δ₁/ε + Δ₂); otherwise ε² J_f[u_i, u_j]
                 moved = brackets if order is None else order[0] / self.spec.epsilon + order[1]
                 logits = logit_deltas(self.fmodel, self.params, self.eval_inputs, moved, epsilon=self.spec.epsilon,
                                       chunk_size=self.chunk_size or 16, jacobian=self.jacobian).cpu()
+                clock.lap("logits_s")
             tables = self._derive(task, local, ex, brackets, logits)
             order_values = {}
             if order is not None:
@@ -316,22 +361,45 @@ class BracketWorker:
             self._sync()
             loads = self.loads
             del brackets
-            t1 = time.perf_counter()
+            clock.lap("tables_s")
+            compute = clock.total(exclude=("wait_s",))
+            if not self.overlap_writes:
+                files = self._write(task, values, order_values, logits, tables, clock)
+        if self.overlap_writes:
+            files = self._write(task, values, order_values, logits, tables, clock)
+        return {"task_id": task.task_id, "checkpoint": task.checkpoint, "start": task.start, "stop": task.stop,
+                "compute_s": compute, "write_s": clock.total(exclude=("wait_s",)) - compute,
+                "phases": clock.phases, "norms": norms, "files": files,
+                "host": socket.gethostname(), "pid": os.getpid(), "node": self.node_id, "loads": loads,
+                "examples": len(positions), "cache_hits": self.cache.hits, "cache_misses": self.cache.misses,
+                "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "hvp": self.hvp.mode,
+                "finished": time.time(), "env": {k: os.environ.get(k) for k in WORKER_VARIABLES},
+                "threads": torch.get_num_threads()}
+
+    def _write(self, task: Task, values: np.ndarray | None, order_values: dict[str, np.ndarray],
+               logits: np.ndarray | None, tables: dict[str, dict], clock: "PhaseClock") -> dict[str, str]:
+        """Write a task's arrays and table parts; the SHA-256 of every file written."""
         if values is not None:
             self.store.write_brackets(task.checkpoint, task.start, values)
         for name, array in order_values.items():
             self.store.write_brackets(task.checkpoint, task.start, array, name)
+        clock.lap("write_arrays_s")
         if logits is not None:
             self.store.write_logit_deltas(task.checkpoint, task.start, logits)
         for name, columns in tables.items():
             self.store.write_table_part(name, task.checkpoint, task.task_id, columns)
+        clock.lap("write_tables_s")
         files = self.store.digests(list(self.store.files_of(task).values()))
-        t2 = time.perf_counter()
-        return {"task_id": task.task_id, "checkpoint": task.checkpoint, "start": task.start, "stop": task.stop,
-                "compute_s": t1 - t0, "write_s": t2 - t1, "norms": norms, "files": files,
-                "host": socket.gethostname(), "pid": os.getpid(), "node": self.node_id, "loads": loads,
-                "examples": len(positions), "cache_hits": self.cache.hits, "cache_misses": self.cache.misses,
-                "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+        clock.lap("digests_s")
+        return files
+
+    def _kernel_workspace(self) -> torch.Tensor:
+        """The kernel's accumulators for a task of up to ``pairs.per_task`` pairs, allocated once (computation
+        holds the lock, so one is enough)."""
+        if self._workspace is None:
+            self._workspace = kernel_workspace(self.layout.pairs_per_task, self.full_spec.size, self.dtype,
+                                               self.device)
+        return self._workspace
 
     def ping(self) -> int:
         """The worker's process id, once it is up (the driver's readiness probe)."""

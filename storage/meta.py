@@ -39,6 +39,7 @@ class StoreMeta:
     output_names: list[str] = field(default_factory=list)
     eval_examples: list[int] = field(default_factory=list)
     epsilon: float = 0.0                        # ε of the logit deltas ε²·J_f[u_i,u_j]
+    hvp_mode: str = "forward"                   # how the tasks computed HVPs (lie_sweep.hvp; older stores: forward)
     package_version: str = ""
     python: str = ""
     torch: str = ""

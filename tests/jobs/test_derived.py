@@ -212,10 +212,11 @@ def test_plan_prints_the_work_and_writes_nothing(tmp_path, small, capsys):
     assert set(tmp_path.iterdir()) == before  # no checkpoints trained, no store
     assert "2 checkpoints (trained by run: steps 2..4) × 10 pairs of 5 examples" in out
     assert "6 tasks of ≤ 4 consecutive pairs" in out and "20 brackets = 40 Hessian-vector products" in out
-    for preset in ("lossless*", "bitround", "float16"):
+    for preset in ("lossless*", "lossless-fast", "bitround", "float16"):
         assert preset in out
     assert "cluster.workers=2" in out and "per worker of parameter-sized buffers" in out and "fits" in out
     assert "files" in out and "pairs=all" in out
+    assert "hvp modes" in out and "forward" in out and "reverse" in out and "a gradient" in out
 
 
 def test_show_and_check_cover_tables(sweeps, capsys):
