@@ -331,6 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command in ("run", "resume", "plan", "verify"):  # commands that compute here (jobs.worker_env)
+        from .worker_env import retain_freed_memory_here
+
+        retain_freed_memory_here()
     try:
         commands = {"run": _run, "resume": _resume, "status": _status, "check": _check, "submit": _submit, "job": _job,
                     "plan": _plan, "show": _show, "report": _report,

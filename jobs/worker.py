@@ -37,6 +37,7 @@ from storage.store import SweepStore
 
 from . import rows
 from .field_cache import ExampleRows, FieldCache
+from .phase_clock import PhaseClock
 from .memory import cache_budget
 from .sweep import SweepSpec, build_dataset, build_model, optimizer_of, update_field, verify_checkpoint
 from .worker_env import WORKER_VARIABLES
@@ -98,33 +99,6 @@ def first_nonfinite(flat: torch.Tensor, spec: ParamSpec) -> tuple[int, str] | No
     row = int(bad_rows[0, 0])
     col = int(bad[row].nonzero()[0, 0])
     return row, next(e.name for e in spec.entries if e.offset <= col < e.stop)
-
-
-class PhaseClock:
-    """Wall seconds per phase of one call (:meth:`lap` closes a phase), and this thread's CPU and OS seconds
-    and page faults over the call (``getrusage(RUSAGE_THREAD)``; process-wide where there is no such call)."""
-
-    _WHO = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
-
-    def __init__(self) -> None:
-        self.phases: dict[str, float] = {}
-        self._last = time.perf_counter()
-        self._usage = resource.getrusage(self._WHO)
-
-    def lap(self, name: str) -> None:
-        """Add the seconds since the previous lap to phase ``name``."""
-        now = time.perf_counter()
-        self.phases[name] = self.phases.get(name, 0.0) + now - self._last
-        self._last = now
-        if name == "digests_s":  # the call's last phase: its CPU account
-            usage = resource.getrusage(self._WHO)
-            self.phases.update(user_s=usage.ru_utime - self._usage.ru_utime, os_s=usage.ru_stime - self._usage.ru_stime,
-                               page_faults=float(usage.ru_minflt - self._usage.ru_minflt))
-
-    def total(self, exclude: tuple[str, ...] = ()) -> float:
-        """Seconds of the timed phases so far, without ``exclude``."""
-        return sum(v for k, v in self.phases.items() if k.endswith("_s") and k not in exclude
-                   and k not in ("user_s", "os_s"))
 
 
 class BracketWorker:
@@ -319,7 +293,7 @@ class BracketWorker:
                                  field=self.field, chunk_size=self.chunk_size,
                                  example_fields=ExampleFields(ex.gradients, ex.losses, ex.fields),
                                  groups=tile_groups(local, positions), hvp=self.hvp,
-                                 workspace=self._kernel_workspace())
+                                 workspace=self._kernel_workspace())  # brackets: a view of it (see below)
             brackets = out.brackets
             self._sync()
             clock.lap("kernel_s")
@@ -393,9 +367,14 @@ class BracketWorker:
         clock.lap("digests_s")
         return files
 
-    def _kernel_workspace(self) -> torch.Tensor:
-        """The kernel's accumulators for a task of up to ``pairs.per_task`` pairs, allocated once (computation
-        holds the lock, so one is enough)."""
+    def _kernel_workspace(self) -> torch.Tensor | None:
+        """The kernel's accumulator for a task of up to ``pairs.per_task`` pairs, allocated once and reused.
+
+        The task's brackets are a view of it until they are written: a CPU worker whose writes overlap the
+        next task's computation (``cluster.overlap_writes=always``) would overwrite them, so it gets none
+        (on a GPU the stored copy is taken off the device before the next task starts)."""
+        if self.overlap_writes and self.device.type == "cpu":
+            return None
         if self._workspace is None:
             self._workspace = kernel_workspace(self.layout.pairs_per_task, self.full_spec.size, self.dtype,
                                                self.device)

@@ -18,7 +18,10 @@ at its defaults.
 
 from __future__ import annotations
 
-__all__ = ["RETAIN_FREED_MEMORY", "THREAD_VARIABLES", "WORKER_VARIABLES", "worker_env"]
+import ctypes
+import ctypes.util
+
+__all__ = ["RETAIN_FREED_MEMORY", "THREAD_VARIABLES", "WORKER_VARIABLES", "worker_env", "retain_freed_memory_here"]
 
 RETAIN_FREED_MEMORY: dict[str, str] = {
     "MALLOC_ARENA_MAX": "1",
@@ -40,3 +43,17 @@ def worker_env(threads: int, malloc: str = "retain") -> dict[str, str]:
     if malloc == "retain":
         env.update(RETAIN_FREED_MEMORY)
     return env
+
+
+def retain_freed_memory_here() -> bool:
+    """Keep freed memory in this process from now on (glibc ``mallopt``: no ``mmap``, no trimming), for what
+    the command line computes itself (``plan``'s calibration, ``hvp=auto``'s timing, training), so that
+    it measures what the workers will see. The arena count cannot change once threads exist, so this
+    covers the main thread, where that work runs. Returns whether the allocator took the settings
+    (False where it is not glibc)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4  # malloc.h
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False

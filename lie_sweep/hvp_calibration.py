@@ -60,14 +60,15 @@ def time_hvp_modes(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor
                    groups: Sequence[Sequence[int]] | None = None, modes: Sequence[str] = AUTO_MODES,
                    repeats: int = 2) -> tuple[list[ModeTiming], float]:
     """Time the kernel on ``pairs`` with each of ``modes`` (``forward`` first, as the reference); returns
-    the timings and seconds per example gradient (the examples' fields are computed once, outside the
-    timed calls, so a call's time is its HVPs and accumulation)."""
+    the timings and seconds per example gradient (all examples' gradients in one vmapped call). The
+    examples' fields are computed once, outside the timed calls, so a call's time is its HVPs and
+    their accumulation."""
     device = next(iter(params.values())).device
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     n_grad = inputs.shape[0]
+    # the examples' gradients batched like the HVPs (one vmapped call), so that the ratio compares like with like
     s_grads, fields = _best_seconds(lambda: compute_example_fields(fmodel, params, inputs, targets, field=field,
-                                                                   chunk_size=1), 1, sync)
-    fields = compute_example_fields(fmodel, params, inputs, targets, field=field, chunk_size=max(chunk_size or 64, 1))
+                                                                   chunk_size=max(n_grad, 1)), 1, sync)
     example_fields = ExampleFields(fields.gradients, fields.losses, fields.fields)
     pair_t = torch.as_tensor(pairs, dtype=torch.long)
     n_hvps = 2 * pair_t.shape[0]

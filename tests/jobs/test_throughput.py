@@ -19,6 +19,16 @@ def test_worker_env_sizes_every_thread_pool_and_retains_freed_memory_unless_told
     assert not set(RETAIN_FREED_MEMORY) & set(worker_env(1, "system"))
 
 
+def test_this_process_can_keep_its_freed_memory_too():
+    import ctypes.util
+    import platform
+
+    from jobs.worker_env import retain_freed_memory_here
+
+    glibc = platform.libc_ver()[0] == "glibc" and ctypes.util.find_library("c") is not None
+    assert retain_freed_memory_here() is glibc
+
+
 def _run(reference, store, *extra):
     return run_sweep(glob_overrides(reference, store, "pairs.per_task=4", *extra), log=lambda m: None)
 

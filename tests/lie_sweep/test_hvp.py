@@ -98,3 +98,18 @@ def test_calibration_times_each_mode_and_chooses_the_fastest_that_agrees():
     assert fastest_agreeing(timings) == min(timings, key=lambda t: t.seconds).mode
     slow_but_wrong = [ModeTiming("forward", 2.0, 1.0, 0.0, True), ModeTiming("reverse", 1.0, 0.5, 1e-3, False)]
     assert fastest_agreeing(slow_but_wrong) == "forward"
+
+
+@pytest.mark.slow
+def test_compiled_mode_agrees_with_forward():
+    """torch.compile of the reverse mode (compiles once per batch shape: a few seconds for this MLP)."""
+    model = tiny_mlp(torch.float32)
+    x, y = batch(4, (6,), 3, dtype=torch.float32)
+    fm = FunctionalModel(model)
+    params = fm.params()
+    pairs = [(0, 1), (0, 2), (1, 2), (2, 3)]
+    fwd = bracket_kernel(fm, params, x, y, pairs, chunk_size=64).brackets
+    compiled = hvp_batches(fm, params, SGDField(), "compile")
+    for _ in range(2):  # the second call runs the compiled code without compiling again
+        got = bracket_kernel(fm, params, x, y, pairs, chunk_size=64, hvp=compiled).brackets
+        assert float((got - fwd).abs().max() / fwd.abs().max()) <= 1e-5
