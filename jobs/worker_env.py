@@ -3,7 +3,8 @@
 Why the allocator: a kernel call allocates and frees parameter-sized batches (121 HVPs × D floats of a
 narrow ResNet are 340 MB). glibc's default serves such blocks with ``mmap`` and returns them with
 ``munmap`` when freed, so every call faults all of that memory in again, page by page: measured on a
-2-core VM, 37–58% of a kernel call's CPU time went to the OS (5 million page faults per n = 32 call).
+2-core VM, 44–65% of a kernel call's CPU time went to the OS (4–7 million page faults per n = 32 call;
+``benchmarks/bench_kernel.py``).
 Ray runs an actor's calls in threads, whose allocations come from per-thread arenas that grow by
 ``mmap`` whatever ``M_MMAP_MAX`` says; one arena (``MALLOC_ARENA_MAX=1``) keeps them on the heap.
 
