@@ -20,7 +20,7 @@ from lie_sweep.hvp_calibration import ModeTiming, fastest_agreeing, time_hvp_mod
 from .sweep import SweepSpec, build_dataset, build_model, update_field
 from .worker import DTYPES, resolve_device, tile_groups
 
-__all__ = ["CALIBRATION_PAIRS", "calibrate_modes", "choose_hvp_mode", "format_timings"]
+__all__ = ["CALIBRATION_PAIRS", "calibrate_modes", "choose_hvp_mode"]
 
 CALIBRATION_PAIRS = 256
 
@@ -53,19 +53,6 @@ def calibrate_modes(spec: SweepSpec, modes: tuple[str, ...] = ("forward", "rever
                               groups=tile_groups(local.numpy(), positions), modes=modes)
     finally:
         torch.set_num_threads(threads)
-
-
-def format_timings(timings: list[ModeTiming], s_per_gradient: float) -> str:
-    """One line per mode: ms per HVP, HVP ÷ gradient cost, deviation from forward (or why it could not run)."""
-    lines = []
-    for t in timings:
-        if t.error:
-            lines.append(f"{t.mode:<8} not available: {t.error}")
-            continue
-        ratio = t.s_per_hvp / s_per_gradient if s_per_gradient > 0 else float("nan")
-        lines.append(f"{t.mode:<8} {t.s_per_hvp * 1e3:8.2f} ms/HVP  {ratio:5.2f}× a gradient  "
-                     f"deviation from forward {t.deviation:.1e}{'' if t.agrees else ' (does not agree)'}")
-    return "\n".join(lines)
 
 
 def choose_hvp_mode(spec: SweepSpec, log: Callable[[str], None] = print) -> str:

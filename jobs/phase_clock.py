@@ -29,10 +29,13 @@ class PhaseClock:
         now = time.perf_counter()
         self.phases[name] = self.phases.get(name, 0.0) + now - self._last
         self._last = now
-        if name == "digests_s":  # the call's last phase: its CPU account
-            usage = resource.getrusage(self._WHO)
-            self.phases.update(user_s=usage.ru_utime - self._usage.ru_utime, os_s=usage.ru_stime - self._usage.ru_stime,
-                               page_faults=float(usage.ru_minflt - self._usage.ru_minflt))
+
+    def finish(self) -> dict[str, float]:
+        """The phases, with the thread's CPU (``user_s``), OS time (``os_s``) and ``page_faults`` since the start."""
+        usage = resource.getrusage(self._WHO)
+        self.phases.update(user_s=usage.ru_utime - self._usage.ru_utime, os_s=usage.ru_stime - self._usage.ru_stime,
+                           page_faults=float(usage.ru_minflt - self._usage.ru_minflt))
+        return self.phases
 
     def total(self, exclude: tuple[str, ...] = ()) -> float:
         """Seconds of the timed phases so far, without ``exclude``."""

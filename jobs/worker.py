@@ -343,7 +343,7 @@ class BracketWorker:
             files = self._write(task, values, order_values, logits, tables, clock)
         return {"task_id": task.task_id, "checkpoint": task.checkpoint, "start": task.start, "stop": task.stop,
                 "compute_s": compute, "write_s": clock.total(exclude=("wait_s",)) - compute,
-                "phases": clock.phases, "norms": norms, "files": files,
+                "phases": clock.finish(), "norms": norms, "files": files,
                 "host": socket.gethostname(), "pid": os.getpid(), "node": self.node_id, "loads": loads,
                 "examples": len(positions), "cache_hits": self.cache.hits, "cache_misses": self.cache.misses,
                 "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "hvp": self.hvp.mode,
