@@ -267,15 +267,15 @@ def format_plan(r: PlanReport) -> str:
     if r.codecs:
         lines += ["disk         brackets on disk, estimated from the calibration pairs (raw n×n: the full "
                   f"n×n matrix of every checkpoint, {format_bytes(raw_nxn)}):",
-                  f"               {'codec':<10} {'bytes/pair':>11} {'sweep total':>12} {'vs raw n×n':>11} "
+                  f"               {'codec':<14} {'bytes/pair':>11} {'sweep total':>12} {'vs raw n×n':>11} "
                   f"{'L2 rel. err':>12}"]
         for c in r.codecs:
             mark = "*" if c["codec"] == r.codec else " "
             if "error_text" in c:
-                lines.append(f"               {c['codec'] + mark:<10} cannot store these values: {c['error_text']}")
+                lines.append(f"               {c['codec'] + mark:<14} cannot store these values: {c['error_text']}")
                 continue
             total = c["bytes_per_pair"] * r.n_checkpoints * r.n_pairs
-            lines.append(f"               {c['codec'] + mark:<10} {format_bytes(c['bytes_per_pair']):>11} "
+            lines.append(f"               {c['codec'] + mark:<14} {format_bytes(c['bytes_per_pair']):>11} "
                          f"{format_bytes(total):>12} {total / raw_nxn:>10.3f}x {c['l2_rel_error']:>12.1e}")
         lines.append("               (* storage.codec; gradients add about E/P of this, tables a few KiB per task)")
     else:
