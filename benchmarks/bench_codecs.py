@@ -35,7 +35,7 @@ PRESETS = ("lossless", "bitround", "float16")
 
 
 def run_case(name: str, overrides: list[str], out: Path, keepbits: int) -> list[dict]:
-    from jobs.run import run_sweep
+    from jobs.execution.runs import run_sweep
     from storage.codecs import error_bound
     from storage.reader import open_sweep
 

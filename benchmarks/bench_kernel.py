@@ -9,7 +9,7 @@ Every measurement runs in a fresh process (its peak RSS is its own), methods int
 method: median [min–max] over processes of seconds per call, pairs/s, the OS share of the call's CPU
 time and its page faults (``getrusage``), peak memory, and the largest deviation from the first method
 (brackets projected on a fixed random vector). ``--malloc`` runs each method with glibc's default
-allocator (``system``) and with the workers' settings (``retain``, :mod:`jobs.worker_env`). For an n
+allocator (``system``) and with the workers' settings (``retain``, :mod:`jobs.execution.worker_env`). For an n
 whose published method would not fit in memory (4× its n/2 peak, or more than this machine has), it is
 skipped with the reason.
 
@@ -127,7 +127,7 @@ def main() -> None:
         name, n, method = args.single
         print(json.dumps(measure(name, int(n), method, args.calls, args.threads)))
         return
-    # the workers' allocator settings (jobs.worker_env.RETAIN_FREED_MEMORY), spelled out so that this script
+    # the workers' allocator settings (jobs.execution.worker_env.RETAIN_FREED_MEMORY), spelled out so that this script
     # also measures an earlier checkout (PYTHONPATH=that checkout) that does not have them
     RETAIN_FREED_MEMORY = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 

@@ -38,7 +38,7 @@ def timed(fn, repeats: int) -> float:
 
 def run(case: str, repeats: int) -> None:
     import lie_sweep as ls
-    from lie_sweep.brackets import bracket_kernel
+    from lie_sweep.kernel import bracket_kernel
     from lie_sweep.fields import FunctionalModel
     from lie_sweep.optim import from_state_dict
     from lie_sweep.order import order_expansion

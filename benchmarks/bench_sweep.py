@@ -16,7 +16,7 @@ imports and the checkpoint's first load, on cores that Ray's own start-up also u
 when its first task is done. Later checkpoints' loads count in both. Also printed: the sweep from
 "all workers ready" (``ready``), which includes that warm-up.
 
-Both run with the workers' allocator settings (``jobs.worker_env``; ``--malloc system`` for glibc's
+Both run with the workers' allocator settings (``jobs.execution.worker_env``; ``--malloc system`` for glibc's
 defaults). Prints per run pairs/s, OS-time share and page faults, then median [min–max] of
 sweep ÷ kernel, and where a worker's time went (phases summed over tasks, from each task's result).
 
@@ -65,7 +65,7 @@ def _usage() -> dict[str, float]:
 def run_sweep_once(case: str, root: Path, logits: str, workers: int | None, malloc: str,
                    extra: list[str] = ()) -> dict:
     """One sweep in this process; its steady throughput and the workers' phases summed over tasks."""
-    from jobs.run import run_sweep
+    from jobs.execution.runs import run_sweep
 
     overrides = [*_overrides(case, root, logits, "glob"), f"storage.path={root / case / f's-{os.getpid()}.zarr'}",
                  f"cluster.malloc={malloc}", *extra]
@@ -98,16 +98,16 @@ def run_kernel_once(case: str, root: Path, logits: str, threads: int, hvp: str) 
     import torch
 
     import lie_sweep as ls
-    from jobs.config import load_config
-    from jobs.sweep import prepare_sweep
-    from jobs.worker import tile_groups
+    from jobs.planning.config import load_config
+    from jobs.planning.spec import prepare_sweep
+    from lie_sweep.kernel import tile_groups
     from lie_sweep.analysis import jacobian_fits, logit_deltas, output_jacobian
-    from lie_sweep.brackets import ExampleFields
+    from lie_sweep.kernel import ExampleFields
 
     torch.set_num_threads(threads)
     cfg = load_config([*_overrides(case, root, logits, "glob"), f"storage.path={root / case / 'unused.zarr'}"])
     spec = prepare_sweep(cfg, log=lambda m: None)
-    from jobs.sweep import build_dataset, build_model
+    from jobs.planning.build import build_dataset, build_model
 
     model = build_model(cfg.model)
     data = build_dataset(cfg.data)
@@ -181,9 +181,9 @@ def main() -> None:
         print(json.dumps(out))
         return
 
-    from jobs.config import load_config
-    from jobs.sweep import prepare_sweep
-    from jobs.worker_env import RETAIN_FREED_MEMORY
+    from jobs.planning.config import load_config
+    from jobs.planning.spec import prepare_sweep
+    from jobs.execution.worker_env import RETAIN_FREED_MEMORY
 
     root = args.out or Path(tempfile.mkdtemp(prefix="lie-sweep-bench-"))
     env = {**os.environ, **(RETAIN_FREED_MEMORY if args.malloc == "retain" else {})}

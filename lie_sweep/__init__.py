@@ -9,7 +9,7 @@ from ._origin import require_own_package
 
 require_own_package("storage")  # a same-named package of another distribution is one error line, not a puzzle
 
-from .brackets import (KernelResult, ExampleFields, batch_bracket, bracket_kernel, compute_brackets,
+from .kernel import (KernelResult, ExampleFields, batch_bracket, bracket_kernel, compute_brackets,
                        compute_example_fields, example_gradients)
 from .checkpoints import (Checkpoint, apply_checkpoint, find_checkpoints, load_checkpoint, load_checkpoints,
                           save_checkpoint)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import jacrev, jvp, vmap
 
-from .brackets import memory_budget
+from .budget import memory_budget
 from .fields import FunctionalModel, Params, eval_mode, like_params
 from .params import ParamSpec
 

@@ -2,7 +2,7 @@
 
 An ordered HVP is M[e, t] = J_{u_e}(θ) v_t: example e's field differentiated along tangent v_t (the
 kernel uses v_t = u_t). :func:`hvp_batches` returns the two vmapped evaluations the kernel's call
-plan needs (see :class:`lie_sweep.brackets.HVPCall`):
+plan needs (see :class:`lie_sweep.kernel.HVPCall`):
 
 * ``block(x, y, V)``: examples (E,) × shared tangents (T,) → (E, T, …);
 * ``flat(x, y, V)``: combinations c of example x[c] along V[c] → (C, …).
@@ -28,12 +28,12 @@ from typing import Callable
 import torch
 from torch.func import grad, jvp, vjp, vmap
 
+from storage.registry import Registry
+
 from .errors import ConfigError
 from .fields import FunctionalModel, Params, UpdateField
 
-__all__ = ["HVP_MODES", "HVPBatches", "hvp_batches", "check_hvp_mode"]
-
-HVP_MODES = ("forward", "reverse", "compile")
+__all__ = ["HVPMode", "HVP_MODES", "HVP_CHOICES", "HVPBatches", "hvp_batches", "check_hvp_mode"]
 
 Batched = Callable[[torch.Tensor, torch.Tensor, Params], Params]
 
@@ -47,15 +47,59 @@ class HVPBatches:
     flat: Batched
 
 
+@dataclass(frozen=True)
+class HVPMode:
+    """An HVP mode (``hvp=``): ``batches(fmodel, params, field)`` builds its :class:`HVPBatches`; ``linear_only``
+    when it differentiates only fields linear in the gradient (:attr:`UpdateField.linear`)."""
+
+    name: str
+    help: str
+    batches: Callable[[FunctionalModel, Params, UpdateField], HVPBatches]
+    linear_only: bool = False
+
+
 def check_hvp_mode(mode: str, field: UpdateField) -> None:
     """One error line when ``mode`` is unknown or cannot differentiate ``field``."""
-    if mode not in HVP_MODES:
-        raise ConfigError("unknown HVP mode", expected=" or ".join(HVP_MODES), found=repr(mode),
-                          fix="set hvp=forward (any field), reverse or compile, or hvp=auto to let calibration choose")
-    if mode in ("reverse", "compile") and not field.linear:
+    if HVP_MODES[mode].linear_only and not field.linear:
         raise ConfigError(f"hvp={mode} needs a field linear in the gradient",
                           expected="a field whose direction(θ, g) is linear in g and independent of θ (sgd, adam)",
                           found=f"field {field.name!r}", fix="use hvp=forward")
+
+
+def _forward(fmodel: FunctionalModel, params: Params, field: UpdateField) -> HVPBatches:
+    def ordered(x: torch.Tensor, y: torch.Tensor, tangent: Params) -> Params:
+        return jvp(lambda p: field.value(fmodel, p, x, y), (params,), (tangent,))[1]
+
+    return HVPBatches("forward", block=vmap(vmap(ordered, in_dims=(None, None, 0)), in_dims=(0, 0, None)),
+                      flat=vmap(ordered))
+
+
+def _reverse(fmodel: FunctionalModel, params: Params, field: UpdateField, mode: str = "reverse") -> HVPBatches:
+    def along(x: torch.Tensor, y: torch.Tensor) -> Callable[[Params], Params]:
+        # one forward + backward of example x; its pullback H_x v for any v
+        _, pull = vjp(lambda p: grad(fmodel.example_loss)(p, x, y), params)
+        return lambda v: field.direction(params, pull(v)[0])
+
+    def one(x: torch.Tensor, y: torch.Tensor, tangents: Params) -> Params:
+        return vmap(along(x, y))(tangents)
+
+    return HVPBatches(mode, block=vmap(one, in_dims=(0, 0, None)), flat=vmap(lambda x, y, v: along(x, y)(v)))
+
+
+def _compiled(fmodel: FunctionalModel, params: Params, field: UpdateField) -> HVPBatches:
+    rev = _reverse(fmodel, params, field, "compile")
+    return HVPBatches("compile", block=torch.compile(rev.block), flat=torch.compile(rev.flat))
+
+
+HVP_MODES: Registry[HVPMode] = Registry("hvp", (
+    HVPMode("forward", "forward-over-reverse: jvp of the field u_e(θ) (any field)", _forward),
+    HVPMode("reverse", "reverse-over-reverse: one vjp of the gradient per example, shared by its tangents "
+                       "(fields linear in the gradient)", _reverse, linear_only=True),
+    HVPMode("compile", "reverse through torch.compile (compiles once per batch shape)", _compiled, linear_only=True),
+), what="HVP mode", error=ConfigError)
+
+# what ``hvp=`` accepts: a mode, or ``auto`` (the fastest that agrees with forward, timed when a store is created)
+HVP_CHOICES = ("auto", *HVP_MODES)
 
 
 def hvp_batches(fmodel: FunctionalModel, params: Params, field: UpdateField, mode: str = "forward") -> HVPBatches:
@@ -65,22 +109,4 @@ def hvp_batches(fmodel: FunctionalModel, params: Params, field: UpdateField, mod
     batch dimensions described above. Call under ``torch.no_grad()`` and the module's eval mode.
     """
     check_hvp_mode(mode, field)
-    if mode in ("reverse", "compile"):
-        def along(x: torch.Tensor, y: torch.Tensor) -> Callable[[Params], Params]:
-            # one forward + backward of example x; its pullback H_x v for any v
-            _, pull = vjp(lambda p: grad(fmodel.example_loss)(p, x, y), params)
-            return lambda v: field.direction(params, pull(v)[0])
-
-        def one(x: torch.Tensor, y: torch.Tensor, tangents: Params) -> Params:
-            return vmap(along(x, y))(tangents)
-
-        block, flat = vmap(one, in_dims=(0, 0, None)), vmap(lambda x, y, v: along(x, y)(v))
-        if mode == "compile":
-            block, flat = torch.compile(block), torch.compile(flat)
-        return HVPBatches(mode, block=block, flat=flat)
-
-    def ordered(x: torch.Tensor, y: torch.Tensor, tangent: Params) -> Params:
-        return jvp(lambda p: field.value(fmodel, p, x, y), (params,), (tangent,))[1]
-
-    return HVPBatches(mode, block=vmap(vmap(ordered, in_dims=(None, None, 0)), in_dims=(0, 0, None)),
-                      flat=vmap(ordered))
+    return HVP_MODES[mode].batches(fmodel, params, field)

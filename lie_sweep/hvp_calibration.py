@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .brackets import ExampleFields, bracket_kernel, compute_example_fields
+from .kernel import ExampleFields, bracket_kernel, compute_example_fields
 from .fields import FunctionalModel, Params, UpdateField
 from .hvp import HVP_MODES
 

@@ -7,7 +7,7 @@ Error bounds, for a stored value x̂ of a computed value x (float32 arrays; floa
 * ``lossless-fast``: Blosc with lz4 and byte shuffle. Bit-exact. Compresses about twice as fast as
   zstd and decompresses three times as fast, for about a third more bytes (measured on the narrow
   MXResNet's brackets: 0.50 vs 0.37 of raw, 1.0 vs 0.5 GB/s a core): for sweeps whose workers'
-  CPUs are the bottleneck (README: throughput).
+  CPUs are the bottleneck (jobs/README.md: writes and the CPU).
 * ``bitround``: round-to-nearest to ``keepbits`` = k mantissa bits (numcodecs BitRound), then Blosc
   zstd with byte shuffle, which gathers the zeroed low mantissa bytes into runs zstd removes. (Byte
   shuffle, not bit shuffle: on real brackets it stored 18% fewer bytes at k = 10, measured by
@@ -28,15 +28,17 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 from zarr.errors import ZarrUserWarning
 
 from .errors import StoreError
+from .registry import Registry
 
-__all__ = ["CODEC_PRESETS", "DEFAULT_KEEPBITS", "FLOAT16_MAX", "MANTISSA_BITS", "ArrayCodecs", "array_codecs",
+__all__ = ["CODEC_PRESETS", "CodecPreset", "DEFAULT_KEEPBITS", "FLOAT16_MAX", "MANTISSA_BITS", "ArrayCodecs",
+           "array_codecs",
            "compressors_for",
            "error_bound", "check_encodable"]
 
@@ -45,12 +47,6 @@ __all__ = ["CODEC_PRESETS", "DEFAULT_KEEPBITS", "FLOAT16_MAX", "MANTISSA_BITS", 
 warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3 specification",
                         category=ZarrUserWarning)
 
-CODEC_PRESETS: dict[str, str] = {
-    "lossless": "zstd (Blosc, byte shuffle) + crc32c; exact",
-    "lossless-fast": "lz4 (Blosc, byte shuffle) + crc32c; exact; ~2x faster to write than lossless, ~1/3 larger",
-    "bitround": "keep k mantissa bits, zstd (Blosc, byte shuffle) + crc32c; |error| <= 2^-(k+1)|x|",
-    "float16": "IEEE half precision, zstd (Blosc, byte shuffle) + crc32c; |error| <= 2^-11|x| (|x| >= 2^-14)",
-}
 DEFAULT_KEEPBITS = 10
 FLOAT16_MAX = 65504.0
 MANTISSA_BITS = {"float32": 23, "float64": 52}  # stored mantissa bits: bitround keeps 1..these
@@ -65,9 +61,7 @@ class ArrayCodecs:
 
 
 def _check_preset(preset: str) -> None:
-    if preset not in CODEC_PRESETS:
-        raise StoreError("unknown codec preset", expected=" or ".join(CODEC_PRESETS), found=repr(preset),
-                         fix="set storage.codec to one of those")
+    CODEC_PRESETS[preset]  # an unknown preset is one error line naming the known ones
 
 
 def _check(preset: str, level: int, keepbits: int, dtype: str) -> None:
@@ -83,25 +77,64 @@ def _check(preset: str, level: int, keepbits: int, dtype: str) -> None:
                          found=str(keepbits), fix=f"set storage.keepbits={DEFAULT_KEEPBITS}")
 
 
-def array_codecs(preset: str, level: int = 1, keepbits: int = DEFAULT_KEEPBITS, dtype: str = "float32") -> ArrayCodecs:
-    """The Zarr v3 codecs of ``preset`` for a parameter-sized array of ``dtype`` (checksum last)."""
-    _check(preset, level, keepbits, dtype)
-    if preset == "lossless":
-        return ArrayCodecs((), _zstd_crc(level))
-    if preset == "lossless-fast":
-        return ArrayCodecs((), (BloscCodec(cname="lz4", clevel=level, shuffle=BloscShuffle.shuffle), Crc32cCodec()))
-    from zarr.codecs.numcodecs import AsType, BitRound
-
-    if preset == "bitround":
-        return ArrayCodecs((BitRound(keepbits=keepbits),), _zstd_crc(level))
-    return ArrayCodecs((AsType(encode_dtype="float16", decode_dtype=dtype),), _zstd_crc(level, typesize=2))
-
-
 def _zstd_crc(level: int, typesize: int | None = None) -> tuple[Any, ...]:
     """Blosc zstd with byte shuffle (over ``typesize``-byte items: the array's, unless a filter changed it),
     then CRC32C: the bytes-to-bytes codecs every preset ends with."""
     extra = {} if typesize is None else {"typesize": typesize}
     return (BloscCodec(cname="zstd", clevel=level, shuffle=BloscShuffle.shuffle, **extra), Crc32cCodec())
+
+
+def _lossless(level: int, keepbits: int, dtype: str) -> ArrayCodecs:
+    return ArrayCodecs((), _zstd_crc(level))
+
+
+def _lossless_fast(level: int, keepbits: int, dtype: str) -> ArrayCodecs:
+    return ArrayCodecs((), (BloscCodec(cname="lz4", clevel=level, shuffle=BloscShuffle.shuffle), Crc32cCodec()))
+
+
+def _bitround(level: int, keepbits: int, dtype: str) -> ArrayCodecs:
+    from zarr.codecs.numcodecs import BitRound
+
+    return ArrayCodecs((BitRound(keepbits=keepbits),), _zstd_crc(level))
+
+
+def _float16(level: int, keepbits: int, dtype: str) -> ArrayCodecs:
+    from zarr.codecs.numcodecs import AsType
+
+    return ArrayCodecs((AsType(encode_dtype="float16", decode_dtype=dtype),), _zstd_crc(level, typesize=2))
+
+
+def _exact(keepbits: int) -> dict[str, float]:
+    return {"rel": 0.0, "abs": 0.0, "max": float("inf")}
+
+
+@dataclass(frozen=True)
+class CodecPreset:
+    """A codec preset (``storage.codec``): ``codecs(level, keepbits, dtype)`` gives its Zarr v3 codecs (checksum
+    last), ``bound(keepbits)`` its elementwise error bound |x̂ − x| ≤ max(rel·|x|, abs), valid for |x| ≤ max."""
+
+    name: str
+    help: str
+    codecs: Callable[[int, int, str], ArrayCodecs]
+    bound: Callable[[int], dict[str, float]] = _exact
+
+
+CODEC_PRESETS: Registry[CodecPreset] = Registry("storage.codec", (
+    CodecPreset("lossless", "zstd (Blosc, byte shuffle) + crc32c; exact", _lossless),
+    CodecPreset("lossless-fast", "lz4 (Blosc, byte shuffle) + crc32c; exact; ~2x faster to write than lossless, "
+                                 "~1/3 larger", _lossless_fast),
+    CodecPreset("bitround", "keep k mantissa bits, zstd (Blosc, byte shuffle) + crc32c; |error| <= 2^-(k+1)|x|",
+                _bitround, lambda keepbits: {"rel": 2.0 ** -(keepbits + 1), "abs": 0.0, "max": float("inf")}),
+    CodecPreset("float16", "IEEE half precision, zstd (Blosc, byte shuffle) + crc32c; |error| <= 2^-11|x| "
+                           "(|x| >= 2^-14)", _float16,
+                lambda keepbits: {"rel": 2.0 ** -11, "abs": 2.0 ** -25, "max": FLOAT16_MAX}),
+), what="codec preset", error=StoreError)
+
+
+def array_codecs(preset: str, level: int = 1, keepbits: int = DEFAULT_KEEPBITS, dtype: str = "float32") -> ArrayCodecs:
+    """The Zarr v3 codecs of ``preset`` for a parameter-sized array of ``dtype`` (checksum last)."""
+    _check(preset, level, keepbits, dtype)
+    return CODEC_PRESETS[preset].codecs(level, keepbits, dtype)
 
 
 def compressors_for(level: int = 1) -> list[Any]:
@@ -112,12 +145,7 @@ def compressors_for(level: int = 1) -> list[Any]:
 
 def error_bound(preset: str, keepbits: int = DEFAULT_KEEPBITS) -> dict[str, float]:
     """The preset's elementwise bound |x̂ − x| ≤ max(rel·|x|, abs) (valid for |x| ≤ ``max``)."""
-    if preset in ("lossless", "lossless-fast"):
-        return {"rel": 0.0, "abs": 0.0, "max": float("inf")}
-    if preset == "bitround":
-        return {"rel": 2.0 ** -(keepbits + 1), "abs": 0.0, "max": float("inf")}
-    _check_preset(preset)
-    return {"rel": 2.0 ** -11, "abs": 2.0 ** -25, "max": FLOAT16_MAX}  # float16
+    return CODEC_PRESETS[preset].bound(keepbits)
 
 
 def check_encodable(preset: str, values: np.ndarray, what: str) -> None:

@@ -20,15 +20,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import StoreKeyError
+from .scores import SCORES
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["example_stats", "rank_examples", "RANK_BY"]
-
-# ranking keys -> the column they sort by
-RANK_BY = {"norm": "mean_norm", "rms": "rms_norm", "c": "mean_c", "logit": "mean_logit_rms"}
+__all__ = ["example_stats", "rank_examples"]
 _COLUMNS = ["example", "partners", "mean_norm", "se_norm", "rms_norm", "mean_c", "se_c", "mean_logit_rms",
             "se_logit_rms"]
 
@@ -59,14 +56,11 @@ def example_stats(fits: "pd.DataFrame", by_step: bool = True) -> "pd.DataFrame":
 
 def rank_examples(fits: "pd.DataFrame", by: str = "norm", top: int | None = None,
                   by_step: bool = False) -> "pd.DataFrame":
-    """Examples by decreasing ``by`` (norm: mean ‖[u_e,u_j]‖, rms, c, logit), with ``score`` and ``se`` (its
-    standard error; none for rms); the first ``top`` when given."""
-    if by not in RANK_BY:
-        raise StoreKeyError("unknown ranking", expected=" | ".join(RANK_BY), found=repr(by),
-                            fix="by='norm' (mean bracket norm over partners), 'rms', 'c' or 'logit'")
+    """Examples by decreasing score ``by`` (:data:`storage.scores.SCORES`; norm: mean ‖[u_e,u_j]‖ over
+    partners), with ``score`` and ``se`` (its standard error; NaN for rms); the first ``top`` when given."""
+    score = SCORES[by]
     stats = example_stats(fits, by_step=by_step)
-    column = RANK_BY[by]
-    stats["score"] = stats[column]
-    stats["se"] = stats[column.replace("mean_", "se_")] if column.startswith("mean_") else np.nan
+    stats["score"] = stats[score.example_column]
+    stats["se"] = stats[score.example_se] if score.example_se else np.nan
     stats = stats.sort_values("score", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
     return stats if top is None else stats.head(top).reset_index(drop=True)

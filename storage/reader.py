@@ -20,13 +20,12 @@ import numpy as np
 
 from .errors import StoreKeyError, brief
 from .ranking import example_stats, rank_examples
+from .scores import SCORES
 from .store import SweepStore
 
 if TYPE_CHECKING:  # xarray and pandas are imported on first use: opening a store stays cheap
     import pandas as pd
     import xarray as xr
-
-SCORES = {"norm": "norm", "c": "c", "logit": "logit_rms"}
 
 __all__ = ["Sweep", "open_sweep", "rank_pairs", "score_examples"]
 
@@ -340,15 +339,17 @@ class Sweep:
     def example_ranking(self, ckpt: int | None = None, by: str = "norm", top: int | None = None) -> "pd.DataFrame":
         """Examples by decreasing order sensitivity at checkpoint step ``ckpt`` (None: every checkpoint's
         pairs pooled): ``example`` (dataset indices), ``score`` (``by``: norm = mean ‖[u_e,u_j]‖ over
-        partners, rms, c, logit), ``se``, ``partners`` and the other statistics; the first ``top``.
+        partners, or another name of :data:`storage.scores.SCORES`), ``se``, ``partners`` and the other
+        statistics; the first ``top``.
 
         To keep the least order-sensitive examples:
         ``keep = set(sweep.example_ranking().example[k:])``, then filter a dataset's indices by it."""
         return rank_examples(self.fits(ckpt), by=by, top=top)
 
     def top_pairs(self, k: int = 10, ckpt: int | None = None, by: str = "norm") -> "pd.DataFrame":
-        """The k most order-sensitive pairs, by ``by`` ("norm": ‖[u_i,u_j]‖, "c": the fit constant,
-        "logit": RMS of the logit deltas), at checkpoint step ``ckpt`` or averaged over checkpoints
+        """The k most order-sensitive pairs, by ``by`` (a score of :data:`storage.scores.SCORES`: "norm"
+        ‖[u_i,u_j]‖, "rms", "c" the fit constant, "logit_rms" RMS of the logit deltas), at checkpoint step
+        ``ckpt`` or averaged over checkpoints
         (see :func:`rank_pairs`)."""
         return rank_pairs(self.fits(ckpt), k, by, over_checkpoints=ckpt is None)
 
@@ -369,26 +370,19 @@ def _merged(spans: Sequence[tuple[int, int]], longest: int) -> list[tuple[int, i
     return out
 
 
-def _score_column(by: str) -> str:
-    if by not in SCORES:
-        raise StoreKeyError("unknown score", expected=" | ".join(SCORES), found=repr(by),
-                            fix="by='norm' (‖[u_i,u_j]‖), 'c' (fit constant) or 'logit' (logit-delta RMS)")
-    return SCORES[by]
-
-
 def rank_pairs(fits: "pd.DataFrame", k: int, by: str = "norm", *, over_checkpoints: bool = False) -> "pd.DataFrame":
     """The k rows of a ``pairs`` table (:meth:`Sweep.fits`) with the largest ``by`` value; with
     ``over_checkpoints``, per pair first: mean of norm, r2 and logit_rms, geometric mean of c
     (mean of log_c), and ``n_checkpoints`` says over how many."""
-    col = _score_column(by)
+    col = SCORES[by].pair_column
     if fits.empty:
         return fits
     if over_checkpoints:
         fits = fits.groupby(["pair", "i", "j"], as_index=False).agg(
-            norm=("norm", "mean"), log_c=("log_c", "mean"), r2=("r2", "mean"), logit_rms=("logit_rms", "mean"),
-            n_checkpoints=("step", "count"))
+            norm=("norm", "mean"), rms=("rms", "mean"), log_c=("log_c", "mean"), r2=("r2", "mean"),
+            logit_rms=("logit_rms", "mean"), n_checkpoints=("step", "count"))
         fits["c"] = np.exp(fits["log_c"])
-        fits = fits[["pair", "i", "j", "norm", "c", "r2", "logit_rms", "n_checkpoints"]]
+        fits = fits[["pair", "i", "j", "norm", "rms", "c", "r2", "logit_rms", "n_checkpoints"]]
     return fits.sort_values(col, ascending=False, kind="stable").head(k).reset_index(drop=True)
 
 
@@ -397,7 +391,7 @@ def score_examples(fits: "pd.DataFrame", examples: "pd.DataFrame", by: str = "no
     :func:`rank_pairs`), with ``n_pairs`` and the mean ``loss`` from an ``examples`` table; highest first."""
     import pandas as pd
 
-    col = _score_column(by)
+    col = SCORES[by].pair_column
     if fits.empty:
         return pd.DataFrame(columns=["example", "score", "n_pairs", "loss"])
     both = pd.concat([fits[["i", col]].rename(columns={"i": "example"}),

@@ -295,7 +295,7 @@ class SweepStore:
     def write_table_part(self, table: str, checkpoint: int, task_id: int, columns: Mapping[str, Any]) -> None:
         """Write task ``task_id``'s rows of ``table`` at ``checkpoint`` (replacing an earlier attempt's).
 
-        The part's metadata says what its quantities are computed over (all parameters, see README)."""
+        The part's metadata says what its quantities are computed over (all parameters, see storage/README.md)."""
         write_part(self.fs, part_path(self.tree.tables, table, self.steps[checkpoint], task_id), columns,
                    self.tree.tmp, metadata=self.table_metadata)
 
@@ -338,7 +338,7 @@ class SweepStore:
     # -- the verify table: written whole by `lie-sweep verify`, not by tasks --------------------------
     @property
     def verify_path(self) -> str:
-        """``tables/verify/verify.parquet``: the last verify run's rows (see jobs.verify)."""
+        """``tables/verify/verify.parquet``: the last verify run's rows (see jobs.results.verify)."""
         return posixpath.join(self.tree.tables, "verify", "verify.parquet")
 
     def write_verify(self, columns: Mapping[str, Any], metadata: Mapping[str, Any]) -> None:

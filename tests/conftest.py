@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from jobs.driver import apply_ray_defaults
+from jobs.cluster.session import apply_ray_defaults
 
 # Tests start Ray themselves (and in subprocesses, which inherit this environment): the same loopback-only,
 # no-auth, no-usage-reporting settings as lie-sweep's own embedded Ray, from their one definition.

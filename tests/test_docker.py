@@ -10,7 +10,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from jobs.cli import build_parser
-from jobs.config import load_config
+from jobs.planning.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"

@@ -21,12 +21,13 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
 
-from lie_sweep.analysis import effective_rank
 from lie_sweep.errors import ConfigError
-from storage.ranking import RANK_BY, example_stats, rank_examples
+from storage.ranking import rank_examples
+from storage.scores import SCORES
 from storage.reader import Sweep, rank_pairs
+
+from .checkpoint_stats import checkpoint_stats, rankings, verify_curves
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,8 +36,6 @@ __all__ = ["ReportData", "collect_report", "shrink", "PAIR_SCORES"]
 
 # per checkpoint × pair scores the page embeds, from the pairs table
 PAIR_SCORES = ("norm", "c", "r2", "logit_rms", "grad_dot")
-# a ranking key of examples -> the pair score that ranks top pairs the same way
-_PAIR_BY = {"norm": "norm", "rms": "norm", "c": "c", "logit": "logit"}
 
 
 @dataclass
@@ -156,80 +155,6 @@ def _rms(sweep: Sweep, positions: np.ndarray) -> tuple[list[str], np.ndarray, np
     return names, bracket, grad
 
 
-def _gram_ranks(sweep: Sweep, fits: "pd.DataFrame", table: "pd.DataFrame",
-                members: list[int]) -> tuple[np.ndarray, str]:
-    """Per checkpoint, the effective rank of the Gram matrix g_a·g_b of ``members`` from the pairs table's
-    ``grad_dot`` and the examples table's ``grad_norm``; NaN where a pair among them is missing."""
-    ranks = np.full(len(sweep.steps), np.nan)
-    if "grad_dot" not in fits.columns or len(members) < 2:
-        return ranks, ""
-    index = {e: a for a, e in enumerate(members)}
-    for c, step in enumerate(sweep.steps):
-        sub = fits[(fits["step"] == step) & fits["i"].isin(index) & fits["j"].isin(index)]
-        norms = table[(table["step"] == step) & table["example"].isin(index)]
-        if len(sub) < len(members) * (len(members) - 1) // 2 or len(norms) < len(members):
-            continue
-        gram = np.empty((len(members), len(members)))
-        a, b = sub["i"].map(index).to_numpy(), sub["j"].map(index).to_numpy()
-        gram[a, b] = gram[b, a] = sub["grad_dot"].to_numpy(np.float64)
-        d = norms["example"].map(index).to_numpy()
-        gram[d, d] = norms["grad_norm"].to_numpy(np.float64) ** 2
-        ranks[c] = effective_rank(torch.from_numpy(gram))
-    return ranks, f"over {len(members)} examples"
-
-
-def _checkpoint_stats(sweep: Sweep, fits: "pd.DataFrame", table: "pd.DataFrame",
-                      shown: list[int]) -> tuple[dict[str, np.ndarray], str]:
-    steps = sweep.steps
-    stats = {k: np.full(len(steps), np.nan) for k in ("mean_norm", "median_c", "median_r2", "n_pairs")}
-    for step, group in fits.groupby("step"):
-        c = steps.index(int(step))
-        stats["mean_norm"][c] = group["norm"].mean()
-        stats["median_c"][c] = group["c"].median()
-        stats["median_r2"][c] = group["r2"].median()
-        stats["n_pairs"][c] = len(group)
-    scope = ""
-    if sweep.store.layout.keeps_gram:  # schema <= 3 stored the whole Gram matrix's effective rank
-        ckpts = sweep.checkpoint_table()
-        ranks = np.full(len(steps), np.nan)
-        for r in ckpts.itertuples():
-            ranks[steps.index(int(r.step))] = r.effective_rank
-        scope = f"over all {len(sweep.examples)} examples"
-    else:
-        members = sweep.examples if len(sweep.examples) <= 512 else shown
-        ranks, scope = _gram_ranks(sweep, fits, table, members)
-        if np.isnan(ranks).all() and members is not shown:
-            ranks, scope = _gram_ranks(sweep, fits, table, shown)
-        if np.isnan(ranks).all():
-            scope = "not available: the grid (or the completed part of it) lacks some pairs among the examples"
-    stats["effective_rank"] = ranks
-    return stats, scope
-
-
-def _rankings(sweep: Sweep, fits: "pd.DataFrame", table: "pd.DataFrame", by: str, top: int) -> list[dict[str, Any]]:
-    """Per checkpoint: its top pairs (by the pair score matching ``by``) and top examples (by ``by``)."""
-    stats = example_stats(fits, by_step=True)
-    column = RANK_BY[by]
-    loss = {(int(r.step), int(r.example)): float(r.loss) for r in table.itertuples()} if not table.empty else {}
-    out = []
-    for step in sweep.steps:
-        pairs = rank_pairs(fits[fits["step"] == step], top, by=_PAIR_BY[by])
-        ex = stats[stats["step"] == step].sort_values(column, ascending=False, kind="stable").head(top)
-        se = column.replace("mean_", "se_") if column.startswith("mean_") else None
-        out.append({
-            "pairs": [{"pair": int(r.pair), "i": int(r.i), "j": int(r.j), "norm": _num(r.norm), "c": _num(r.c),
-                       "r2": _num(r.r2), "logit_rms": _num(r.logit_rms)} for r in pairs.itertuples()],
-            "examples": [{"example": int(r["example"]), "score": _num(r[column]),
-                          "se": _num(r[se]) if se else None, "partners": int(r["partners"]),
-                          "mean_c": _num(r["mean_c"]), "loss": _num(loss.get((step, int(r["example"]))))}
-                         for _, r in ex.iterrows()]})
-    return out
-
-
-def _num(x: Any) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)
-
-
 def _losses(sweep: Sweep, table: "pd.DataFrame", ranked: list[int]) -> tuple[np.ndarray, ...]:
     steps = sweep.steps
     mean, q10, q90 = (np.full(len(steps), np.nan) for _ in range(3))
@@ -244,21 +169,6 @@ def _losses(sweep: Sweep, table: "pd.DataFrame", ranked: list[int]) -> tuple[np.
                 if int(e) in per:
                     per[int(e)][c] = v
     return mean, q10, q90, per
-
-
-def _verify(sweep: Sweep) -> dict[str, Any] | None:
-    """``lie-sweep verify``'s results for the page: per verified checkpoint, the median relative errors at
-    each ε and the summary (None when verify has not run)."""
-    rows = sweep.verify_table()
-    if rows.empty:
-        return None
-    eps = sorted(float(e) for e in rows["epsilon"].unique())
-    steps = sorted(int(s) for s in rows["step"].unique())
-    med = rows.groupby(["step", "epsilon"])[["rel_theta", "rel_logits"]].median()
-    grid = {k: [[_num(med[k].get((s, e), np.nan)) for e in eps] for s in steps] for k in ("rel_theta", "rel_logits")}
-    summary = [{k: (int(v) if k in ("step", "pairs") else _num(float(v))) for k, v in r._asdict().items()
-                if k != "Index"} for r in sweep.verify_summary().itertuples()]
-    return {"steps": steps, "epsilons": eps, **grid, "summary": summary}
 
 
 def _info(sweep: Sweep, by: str) -> dict[str, Any]:
@@ -288,9 +198,7 @@ def collect_report(sweep: Sweep, *, top: int = 16, examples: Sequence[int] | Non
                    top_pairs: int = 10) -> ReportData:
     """Read what the page shows (see the module docstring): the first ``top`` examples by ``by`` (or
     ``examples``), the grid pairs among them, and each checkpoint's ``top_pairs`` pairs."""
-    if by not in RANK_BY:
-        raise ConfigError("unknown --by", expected=" | ".join(RANK_BY), found=repr(by),
-                          fix="--by norm (mean bracket norm over partners), rms, c or logit")
+    SCORES[by]  # an unknown score is one error line naming the known ones
     if top < 2:
         raise ConfigError("--top too small", expected="2 or more examples", found=str(top), fix="--top 16")
     fits = sweep.fits()
@@ -302,12 +210,12 @@ def collect_report(sweep: Sweep, *, top: int = 16, examples: Sequence[int] | Non
     ranked = _pick_examples(sweep, fits, examples, by)
     k = min(top, len(ranked)) if examples is None else len(ranked)
     top_set = {int(p) for step in sweep.steps
-               for p in rank_pairs(fits[fits["step"] == step], top_pairs, by=_PAIR_BY[by])["pair"]}
+               for p in rank_pairs(fits[fits["step"] == step], top_pairs, by=by)["pair"]}
     positions = _embedded_pairs(sweep, ranked, k, top_set)
     done = _done_mask(sweep, positions)
     tensors, rms_bracket, rms_grad = _rms(sweep, positions)
     mean, q10, q90, per = _losses(sweep, table, ranked)
-    stats, scope = _checkpoint_stats(sweep, fits, table, sorted(ranked[:k]))
+    stats, scope = checkpoint_stats(sweep, fits, table, sorted(ranked[:k]))
     movement = sweep.output_movement()
     outputs = None
     if not movement.empty:
@@ -321,8 +229,8 @@ def collect_report(sweep: Sweep, *, top: int = 16, examples: Sequence[int] | Non
                       done=done, scores=_pair_scores(fits, sweep.steps, positions),
                       logits=_logits(sweep, positions, done), tensors=tensors, rms_bracket=rms_bracket,
                       rms_grad=rms_grad, loss_mean=mean, loss_q10=q10, loss_q90=q90, losses=per,
-                      ckpt_stats=stats, rank_scope=scope, rankings=_rankings(sweep, fits, table, by, top_pairs),
-                      outputs=outputs, outputs_pairs=n_out_pairs, verify=_verify(sweep))
+                      ckpt_stats=stats, rank_scope=scope, rankings=rankings(sweep, fits, table, by, top_pairs),
+                      outputs=outputs, outputs_pairs=n_out_pairs, verify=verify_curves(sweep))
 
 
 def shrink(data: ReportData, k: int) -> ReportData:

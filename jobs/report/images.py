@@ -75,7 +75,7 @@ def example_thumbnails(data_cfg: Mapping[str, Any], indices: Iterable[int], size
     """PNG data URIs of dataset items ``indices`` from the dataset that ``data_cfg`` builds."""
     from lie_sweep.errors import first_line
 
-    from ..sweep import build_dataset
+    from jobs.planning.build import build_dataset
 
     indices = sorted({int(i) for i in indices})
     try:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from storage.scores import SCORES
+
 from .collect import ReportData
 from .encode import PRECISION, encode
 from .images import Thumbnails
@@ -43,8 +45,7 @@ def _selection(data: ReportData, explicit: bool) -> dict[str, Any]:
     n_examples, n_pairs = data.info["n_examples"], data.info["n_pairs"]
     shown = set(data.shown)
     grid_pairs = int(sum(int(i) in shown and int(j) in shown for i, j in data.pairs))
-    by = {"norm": "mean ‖[u_e,u_j]‖ over partners", "rms": "RMS of ‖[u_e,u_j]‖ over partners",
-          "c": "mean fit constant c over partners", "logit": "mean logit-delta RMS over partners"}[data.info["by"]]
+    by = SCORES[data.info["by"]].help
     if explicit:
         text = f"showing the {data.k} examples given with --examples, of {n_examples}"
     elif data.k >= n_examples:

@@ -36,7 +36,7 @@ def small_factory():
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory, local_ray, small_factory):
     """Checkpoints trained once (by an uninterrupted sweep) that the fault tests sweep again."""
-    from jobs.run import run_sweep
+    from jobs.execution.runs import run_sweep
 
     root = tmp_path_factory.mktemp("reference")
     result = run_sweep(small_factory(root)(*GRID), log=lambda m: None)

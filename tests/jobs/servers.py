@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from jobs.driver import RAY_LOCAL_DEFAULTS
+from jobs.cluster.session import RAY_LOCAL_DEFAULTS
 
 from .faults import kill_session
 

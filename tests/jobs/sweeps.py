@@ -3,7 +3,7 @@
 
 import numpy as np
 
-from jobs.run import run_sweep
+from jobs.execution.runs import run_sweep
 from lie_sweep import open_sweep
 
 # a sweep small enough for a 2-core CI machine: 2 checkpoints x 10 pairs of a tiny convnet, examples in blocks of 2

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.run import run_sweep
+from jobs.execution.runs import run_sweep
 from lie_sweep import open_sweep
 
 from .sweeps import marks_of

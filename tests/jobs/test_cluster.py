@@ -26,7 +26,7 @@ cluster.wait_for_nodes()
 ray.init(address=cluster.address, log_to_driver=False)
 removed = []
 try:
-    from jobs.run import run_sweep
+    from jobs.execution.runs import run_sweep
 
     def remove_the_other_node():
         deadline = time.monotonic() + 120

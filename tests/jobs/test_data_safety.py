@@ -19,7 +19,7 @@ import pytest
 import torch
 import zarr
 
-from jobs.run import resume_sweep, run_sweep
+from jobs.execution.runs import resume_sweep, run_sweep
 from lie_sweep import save_checkpoint
 from lie_sweep.models import SmallConvNet
 from storage.reader import open_sweep

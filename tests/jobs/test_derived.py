@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import zarr
 
-from jobs.check import check_store
+from jobs.results.check import check_store
 from jobs.cli import main
-from jobs.run import resume_sweep, run_sweep
+from jobs.execution.runs import resume_sweep, run_sweep
 from lie_sweep import (FunctionalModel, SmallConvNet, SyntheticShapes, apply_checkpoint, bracket_kernel,
                        load_checkpoint, stack_examples)
 from lie_sweep.analysis import logit_deltas
@@ -238,8 +238,8 @@ def test_show_and_check_cover_tables(sweeps, capsys):
 
 
 def test_bad_codec_keep_and_eval_settings_are_one_line_errors(small):
-    from jobs.config import load_config
-    from jobs.sweep import resolve_grid
+    from jobs.planning.config import load_config
+    from jobs.planning.build import resolve_grid
     from lie_sweep.errors import ConfigError, ExampleIndexError
 
     with pytest.raises(ConfigError, match="storage.codec"):

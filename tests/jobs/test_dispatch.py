@@ -1,8 +1,8 @@
-"""Task hand-out by checkpoint affinity (jobs.dispatch), without Ray: a simulated pool of workers."""
+"""Task hand-out by checkpoint affinity (jobs.execution.dispatch), without Ray: a simulated pool of workers."""
 
 import random
 
-from jobs.dispatch import Queued, TaskQueue, choose_task, next_assignment
+from jobs.execution.dispatch import Queued, TaskQueue, choose_task, next_assignment
 from storage.layout import StoreLayout
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from jobs.grid import canonical_pairs, example_indices
+from jobs.planning.grids import canonical_pairs, example_indices
 from lie_sweep.errors import ConfigError, ExampleIndexError
 
 
@@ -31,7 +31,7 @@ import itertools  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from jobs.grid import (all_pairs, cross_pairs, partner_counts, tile_order, top_pairs,  # noqa: E402
+from jobs.planning.grids import (all_pairs, cross_pairs, partner_counts, tile_order, top_pairs,  # noqa: E402
                        tournament_pairs)
 from storage.layout import StoreLayout  # noqa: E402
 

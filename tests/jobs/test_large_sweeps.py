@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from jobs.grid import partner_counts
-from jobs.run import run_sweep
+from jobs.planning.grids import partner_counts
+from jobs.execution.runs import run_sweep
 from lie_sweep import FunctionalModel, apply_checkpoint, compute_brackets, load_checkpoint, open_sweep
 from lie_sweep.data import stack_examples
 from lie_sweep.params import ParamSpec
@@ -20,8 +20,8 @@ QUIET = {"log": lambda m: None}
 
 
 def _model_and_data(sweep):
-    from jobs.config import config_from_stored
-    from jobs.sweep import build_dataset, build_model
+    from jobs.planning.config import config_from_stored
+    from jobs.planning.build import build_dataset, build_model
 
     cfg = config_from_stored(sweep.config)
     torch.manual_seed(cfg.seed)
@@ -123,7 +123,8 @@ def test_example_ranking_of_a_tournament(reference, tmp_path):
     assert ranking["score"].iloc[0] == stats["mean_norm"].max()
     keep = set(sweep.example_ranking(step).example[5:].tolist())             # what a data loader filters by
     assert len(keep) == 27 and not keep & set(ranking.example.tolist())
-    assert "examples ranked by order sensitivity" in __import__("jobs.show", fromlist=["x"]).show_store(str(store))
+    from jobs.results.show import show_store
+    assert "examples ranked by order sensitivity" in show_store(str(store))
     assert "effective_rank" not in sweep.checkpoint_table().columns
     assert (sweep.checkpoint_table()["n_examples"] == 32).all()
 

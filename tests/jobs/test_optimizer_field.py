@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from jobs.cli import main
-from jobs.run import run_sweep
+from jobs.execution.runs import run_sweep
 from lie_sweep import FunctionalModel, apply_checkpoint, compute_brackets, load_checkpoint, open_sweep, stack_examples
 from lie_sweep.models import SmallConvNet
 from lie_sweep.optim import from_state_dict

@@ -186,7 +186,7 @@ def test_store_still_being_written_says_so(browser, reference, tmp_path):
 
 
 def test_a_64_example_sweep_page_fits_its_budget_and_loads(browser, tmp_path_factory, local_ray, artifacts):
-    from jobs.run import run_sweep
+    from jobs.execution.runs import run_sweep
 
     root = tmp_path_factory.mktemp("s64")
     run_sweep([*SMALL, "examples.count=64", "data.length=128", "pairs.per_task=64",
@@ -208,7 +208,7 @@ def test_a_64_example_sweep_page_fits_its_budget_and_loads(browser, tmp_path_fac
 
 
 def test_a_store_without_logit_deltas_or_arrays_renders_what_it_has(browser, reference, tmp_path, local_ray):
-    from jobs.run import run_sweep
+    from jobs.execution.runs import run_sweep
 
     from .sweeps import glob_overrides
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from jobs.run import resume_sweep, run_sweep
+from jobs.execution.runs import resume_sweep, run_sweep
 
 from .faults import kill_session, kill_when, start_cli
 from .sweeps import assert_bitwise_equal, brackets_of, glob_overrides, marks_of, reference_arrays

@@ -44,7 +44,7 @@ def test_submit_wait_completes_and_equals_a_local_run(ray_head, reference, tmp_p
 
 
 def test_job_stop_then_resume_on_the_cluster(ray_head, reference, tmp_path):
-    from jobs.submit import job_status, job_stop
+    from jobs.cluster.submit import job_status, job_stop
 
     bigger = ("examples.count=12",)  # 132 one-pair tasks: long enough to be stopped midway
     want = reference_arrays(reference, tmp_path, *bigger)

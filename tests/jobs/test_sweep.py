@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from jobs.run import format_account, run_sweep
+from jobs.execution.account import format_account
+from jobs.execution.runs import run_sweep
 from lie_sweep import open_sweep
 
 from .sweeps import marks_of

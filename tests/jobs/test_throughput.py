@@ -4,8 +4,8 @@ the workers' environment (thread pools, allocator), the HVP mode, the reusable k
 import numpy as np
 import pytest
 
-from jobs.run import run_sweep
-from jobs.worker_env import RETAIN_FREED_MEMORY, THREAD_VARIABLES, worker_env
+from jobs.execution.runs import run_sweep
+from jobs.execution.worker_env import RETAIN_FREED_MEMORY, THREAD_VARIABLES, worker_env
 from lie_sweep import open_sweep
 
 from .sweeps import brackets_of, glob_overrides
@@ -23,7 +23,7 @@ def test_this_process_can_keep_its_freed_memory_too():
     import ctypes.util
     import platform
 
-    from jobs.worker_env import retain_freed_memory_here
+    from jobs.execution.worker_env import retain_freed_memory_here
 
     glibc = platform.libc_ver()[0] == "glibc" and ctypes.util.find_library("c") is not None
     assert retain_freed_memory_here() is glibc
@@ -71,8 +71,8 @@ def test_a_sweep_in_another_hvp_mode_stores_the_same_brackets_and_records_its_mo
 
 
 def test_resume_keeps_the_recorded_mode_unless_one_is_set():
-    from jobs.config import load_config, typed
-    from jobs.sweep import SweepSpec
+    from jobs.planning.config import load_config, typed
+    from jobs.planning.spec import SweepSpec
     from storage.meta import StoreMeta
 
     meta = StoreMeta(schema_version=1, layout={}, hvp_mode="reverse")

@@ -173,7 +173,7 @@ GROUPS = {"none": None, "two": [[0, 2, 4, 6, 8, 10], [1, 3, 5, 7, 9, 11]], "part
     [(5, 1), (2, 9), (9, 4), (0, 3), (3, 7), (7, 5)],                  # scattered, either order
 ], ids=["all", "range", "scattered"])
 def test_plan_computes_each_needed_ordered_hvp_exactly_once_and_discards_the_diagonal(pairs, chunk, groups):
-    from lie_sweep.brackets import as_pair_tensor, plan_hvp_calls
+    from lie_sweep.kernel import as_pair_tensor, plan_hvp_calls
 
     pair_t = as_pair_tensor(pairs, 12)
     calls = plan_hvp_calls(pair_t, chunk, GROUPS[groups])      # group hints change batching, never coverage
@@ -199,8 +199,8 @@ def test_plan_computes_each_needed_ordered_hvp_exactly_once_and_discards_the_dia
 
 
 def test_group_hints_make_tournament_groups_dense_calls():
-    from jobs.grid import tournament_pairs
-    from lie_sweep.brackets import plan_hvp_calls
+    from jobs.planning.grids import tournament_pairs
+    from lie_sweep.kernel import plan_hvp_calls
 
     pos = torch.from_numpy(tournament_pairs(64, 1, 8, seed=3)[:56])              # two whole groups of 8
     members = [sorted({k for p in pos[:28].tolist() for k in p}), sorted({k for p in pos[28:].tolist() for k in p})]

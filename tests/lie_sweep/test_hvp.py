@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from lie_sweep import FunctionalModel, MXResNet, PreconditionedField, SGDField, bracket_kernel
-from lie_sweep.brackets import kernel_workspace
+from lie_sweep.kernel import kernel_workspace
 from lie_sweep.errors import ConfigError
 from lie_sweep.fields import eval_mode
 from lie_sweep.hvp import hvp_batches
@@ -81,7 +81,11 @@ def test_a_reused_workspace_gives_the_same_brackets_and_a_misfit_is_refused():
     ws.fill_(float("nan"))  # whatever a previous task left there must not leak into the result
     for pairs in (PAIRS, PAIRS[:4], PAIRS):
         got = bracket_kernel(fm, params, x, y, pairs, chunk_size=3, workspace=ws).brackets
-        assert torch.equal(got, fresh[:len(pairs)])
+        if len(pairs) == len(PAIRS):  # the same call on the same batches: the same bits
+            assert torch.equal(got, fresh)
+        else:  # 4 pairs alone are batched differently than inside the 15: equal to float64 round-off
+            scale = fresh[:len(pairs)].abs().max()
+            assert (got - fresh[:len(pairs)]).abs().max() <= 64 * torch.finfo(torch.float64).eps * scale
     with pytest.raises(ConfigError, match="workspace does not fit"):
         bracket_kernel(fm, params, x, y, PAIRS, workspace=kernel_workspace(3, fresh.shape[1], torch.float64, "cpu"))
 

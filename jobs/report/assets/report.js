@@ -415,7 +415,7 @@
       if (embedded) tr.addEventListener("click", () => select(row.i, row.j));
       tp.appendChild(tr);
     }
-    document.getElementById("top-pairs-caption").textContent = `Over all completed pairs of the sweep at step ${steps[state.c]}, by ${info.by === "c" ? "c" : info.by === "logit" ? "logit RMS" : "‖[u_i,u_j]‖"}; magnitudes. Click a row to select it.`;
+    document.getElementById("top-pairs-caption").textContent = `Over all completed pairs of the sweep at step ${steps[state.c]}, by ${info.by === "c" ? "c" : info.by === "logit_rms" ? "logit RMS" : info.by === "rms" ? "bracket RMS" : "‖[u_i,u_j]‖"}; magnitudes. Click a row to select it.`;
     const te = document.getElementById("top-examples");
     te.innerHTML = "<tr><th>example</th><th>score</th><th>± s.e.</th><th>partners</th><th>mean c</th><th>loss</th></tr>";
     for (const row of r.examples) {

@@ -1,0 +1,82 @@
+"""The ``lie-sweep`` command line: one module per verb, the parser built from :data:`COMMANDS`.
+
+Each verb module holds its arguments, help texts and handler, and imports what it computes with only
+when it runs, so ``--help`` and the reading commands start without loading torch or Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+try:
+    from lie_sweep.errors import LieSweepError
+    _CLASH: str | None = None
+except ImportError as exc:  # lie_sweep._origin.PackageClashError: another distribution's `storage` came first
+    if type(exc).__name__ != "PackageClashError":
+        raise
+    _CLASH = str(exc)
+
+__all__ = ["COMMANDS", "build_parser", "main", "COMPUTING"]
+
+# verbs that compute in this process (they keep freed memory, as the workers do: jobs.execution.worker_env)
+COMPUTING = ("run", "resume", "plan", "verify")
+
+
+def _commands() -> list:
+    from . import check, plan, report, resume, run, show, status, submit, verify
+
+    return [run.COMMAND, resume.COMMAND, submit.SUBMIT, submit.JOB, plan.COMMAND, show.COMMAND, report.COMMAND,
+            verify.COMMAND, status.COMMAND, check.COMMAND]
+
+
+def __getattr__(name: str):
+    if name == "COMMANDS":  # the table, built on first use (the verb modules import lie_sweep's errors)
+        return _commands()
+    raise AttributeError(f"module 'jobs.cli' has no attribute {name!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``lie-sweep`` command, from the command table."""
+    from lie_sweep import __version__
+
+    from .table import add_command
+    from .texts import DESCRIPTION
+
+    parser = argparse.ArgumentParser(prog="lie-sweep", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="`lie-sweep run --help` lists the config groups and common overrides.")
+    parser.add_argument("--version", action="version", version=f"lie-sweep {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in _commands():
+        add_command(sub, command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``lie-sweep`` command line; returns the exit status (2 for a user's error, printed as one line)."""
+    if _CLASH is not None:
+        print(f"lie-sweep: error: {_CLASH}", file=sys.stderr)
+        return 2
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command in COMPUTING:
+        from jobs.execution.worker_env import retain_freed_memory_here
+
+        retain_freed_memory_here()
+    try:
+        return args.handler(args)
+    except LieSweepError as exc:
+        print(f"lie-sweep: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lie-sweep: interrupted; completed tasks are kept in the store", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

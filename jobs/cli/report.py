@@ -1,0 +1,59 @@
+"""``lie-sweep report``: one self-contained HTML page of a sweep."""
+
+from __future__ import annotations
+
+import argparse
+
+from lie_sweep.errors import LieSweepError
+from storage.scores import SCORES
+
+from .table import STORE, Arg, Command
+
+__all__ = ["COMMAND"]
+
+DESCRIPTION = ("Write one HTML file showing a sweep: the loss over checkpoints with a checkpoint slider, the signed "
+               "pair matrix (click a pair), the selected pair's logit-delta heatmap and per-tensor RMS scatter with "
+               "its slope-1 fit, per-checkpoint statistics and rankings. Plotly is embedded: the file opens from disk "
+               "or any static host, with no network. Reads only what it shows; on a store still being written, only "
+               "completed tasks.")
+EPILOG = ("examples:\n  lie-sweep report lie-sweep-out/sweep\n"
+          "  lie-sweep report s3://bucket/exp1 -o exp1.html --top 24 --max-mb 10\n"
+          "  lie-sweep report out/sweep --examples 3,8,21,40")
+
+
+def _examples_arg(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise LieSweepError("--examples takes dataset indices", expected="comma-separated integers, e.g. 3,8,21",
+                            found=repr(text), fix="--examples 3,8,21") from None
+
+
+def _report(args: argparse.Namespace) -> int:
+    from jobs.report import write_report
+
+    result = write_report(args.store, args.output, top=args.top, examples=_examples_arg(args.examples), by=args.by,
+                          max_mb=args.max_mb, images=not args.no_images)
+    print(result.summary())
+    return 0
+
+
+COMMAND = Command(
+    "report", "write a self-contained results page (HTML, works offline)", _report, description=DESCRIPTION,
+    epilog=EPILOG,
+    arguments=(STORE,
+               Arg(("-o", "--output"), dict(default=None, metavar="PATH",
+                                            help="the HTML file to write (default: STORE-report.html beside a local "
+                                                 "store)")),
+               Arg(("--top",), dict(type=int, default=16, metavar="K", help="show the K most order-sensitive examples "
+                                                                            "and the pairs among them (default: "
+                                                                            "%(default)s)")),
+               Arg(("--examples",), dict(default=None, metavar="I,J,...", help="show these examples (dataset indices) "
+                                                                               "instead of the top K")),
+               Arg(("--by",), dict(default="norm", choices=list(SCORES), help="score ranking examples and pairs: "
+                                   + "; ".join(f"{s.name}: {s.help}" for s in SCORES.values()) + " (default: norm)")),
+               Arg(("--max-mb",), dict(type=float, default=20.0, metavar="N", help="size budget in MiB: precision, "
+                                       "then examples shown, are lowered to fit (default: %(default)s)")),
+               Arg(("--no-images",), dict(action="store_true", help="leave the example thumbnails out"))))

@@ -1,0 +1,62 @@
+"""The command table's vocabulary: a verb is a :class:`Command` (name, help texts, arguments, handler).
+
+``jobs.cli.build_parser`` builds argparse from the table in :mod:`jobs.cli`; arguments several verbs
+share (the store, overrides, ``--top``, ``--address``) are defined once here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+__all__ = ["Arg", "Command", "STORE", "OVERRIDES", "DASHBOARD", "top_arg", "add_command"]
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One ``add_argument`` call: its flags (or positional name) and keyword arguments."""
+
+    flags: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _arg(*flags: str, **options: Any) -> Arg:
+    return Arg(flags, options)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A verb of ``lie-sweep``: ``handler(args)`` returns the exit status; texts may be callables (built
+    only when the parser is, e.g. the config groups' list)."""
+
+    name: str
+    help: str
+    handler: Callable[[argparse.Namespace], int]
+    arguments: tuple[Arg, ...] = ()
+    description: str | Callable[[], str] | None = None
+    epilog: str | Callable[[], str] | None = None
+
+
+STORE = _arg("store", help="the store's path or fsspec URL")
+OVERRIDES = _arg("overrides", nargs="*", metavar="OVERRIDE", help="key=value or group=option")
+DASHBOARD = _arg("--address", required=True, help="the Ray dashboard's address, e.g. http://HEAD:8265")
+
+
+def top_arg(default: int, what: str = "pairs to list in the summary") -> Arg:
+    """``--top K`` with its default in the help."""
+    return _arg("--top", type=int, default=default, help=f"{what} (default: %(default)s)")
+
+
+def _text(value: str | Callable[[], str] | None) -> str | None:
+    return value() if callable(value) else value
+
+
+def add_command(sub: "argparse._SubParsersAction", command: Command) -> argparse.ArgumentParser:
+    """Add ``command``'s parser to ``sub``, its handler as the ``handler`` default."""
+    parser = sub.add_parser(command.name, help=command.help, description=_text(command.description),
+                            epilog=_text(command.epilog), formatter_class=argparse.RawDescriptionHelpFormatter)
+    for arg in command.arguments:
+        parser.add_argument(*arg.flags, **arg.options)
+    parser.set_defaults(handler=command.handler)
+    return parser

@@ -1,0 +1,62 @@
+"""The account a run or resume ends with: tasks, pairs and rate, bytes on disk, the per-checkpoint table
+and the most order-sensitive pairs, and where to look next."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jobs.report.write import default_report_path
+from jobs.units import format_bytes
+
+from .runs import RunResult
+
+__all__ = ["format_account"]
+
+
+def format_account(result: RunResult, top: int = 8) -> str:
+    """The run's account and a results table (per checkpoint, then the most order-sensitive pairs)."""
+    spec, store, report = result.spec, result.store, result.report
+    on_disk, raw = store.bytes_on_disk(), store.raw_bytes()
+    rate = report.pairs_computed / report.seconds if report.seconds > 0 else float("nan")
+    lines = [
+        "",
+        f"store        {spec.store_path}",
+        f"tasks        {len(report.completed)} computed now, {report.skipped} already done, "
+        f"{len(report.failures)} failed, of {result.n_tasks}",
+        f"pairs        {report.pairs_computed} computed in {report.seconds:.1f} s ({rate:.1f} pairs/s, "
+        f"{report.workers} worker(s))",
+        (f"disk         {format_bytes(on_disk)} on disk for {format_bytes(raw)} of raw brackets and gradients "
+         f"(compression ratio {raw / max(on_disk, 1):.2f}x)" if raw else
+         f"disk         {format_bytes(on_disk)} on disk "
+         "(storage.keep=summary: tables, logit deltas, losses)"),
+    ]
+    if report.completed:
+        steps = [c["step"] for c in spec.checkpoints]
+        losses = np.asarray(store.array("losses")[:], dtype=np.float64)
+        by_ckpt: dict[int, list[float]] = {}
+        for r in report.completed:
+            by_ckpt.setdefault(r["checkpoint"], []).extend(r["norms"])
+        lines += ["", "per checkpoint, pairs computed in this run (BatchNorm in eval mode)",
+                  f"{'step':>8} {'mean loss':>10} {'mean |[u_i,u_j]|':>17} {'max |[u_i,u_j]|':>16}"]
+        for c in sorted(by_ckpt):
+            norms = np.asarray(by_ckpt[c])
+            lines.append(f"{steps[c]:>8} {losses[c].mean():>10.4f} {norms.mean():>17.4e} {norms.max():>16.4e}")
+        last = max(by_ckpt)
+        rows = sorted(((n, p) for r in report.completed if r["checkpoint"] == last
+                       for p, n in zip(range(r["start"], r["stop"]), r["norms"])), reverse=True)[:top]
+        lines += ["", f"most order-sensitive pairs at step {steps[last]} "
+                      f"(theta_ij - theta_ji ~ lr^2 [u_i,u_j])", f"{'i':>6} {'j':>6} {'|[u_i,u_j]|':>12}"]
+        for n, p in rows:
+            i, j = spec.pairs[p]
+            lines.append(f"{i:>6} {j:>6} {n:>12.4e}")
+    for f in report.failures:
+        lines.append(f"FAILED task {f['task_id']} (checkpoint {f['checkpoint']}, pairs {f['start']}-{f['stop']}, "
+                     f"{f['attempts']} attempt(s)): {f['error']}")
+    if report.failures:
+        lines.append(f"tracebacks: {store.tree.ledger}/failures/; finish with: lie-sweep resume {spec.store_path}")
+    lines += ["", f"more: lie-sweep show {spec.store_path}",
+              f"page: lie-sweep report {spec.store_path}   (writes {default_report_path(spec.store_path)}, "
+              "one HTML file that opens offline)",
+              f"read it: python -c \"import lie_sweep; s = lie_sweep.open_sweep('{spec.store_path}'); "
+              "print(s.top_pairs(5))\""]
+    return "\n".join(lines)

@@ -1,0 +1,109 @@
+"""What a worker derives from a task's brackets while they are in memory: table rows (norms, the slope-1
+fits, per-tensor RMS, gradient dot products; :mod:`lie_sweep.analysis`), the optimizer's order terms, and
+the checks that name where a value first became NaN/Inf. Torch and numpy; no Ray, no store.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from lie_sweep import ParamSpec
+from lie_sweep.analysis import gram_matrix, norms_from_rms, pair_fits, tensor_rms
+from lie_sweep.errors import NonFiniteError
+from lie_sweep.kernel import ExampleFields
+from lie_sweep.order import order_expansion
+
+from . import rows
+from .field_cache import ExampleRows
+
+__all__ = ["first_nonfinite", "pair_dots", "nonfinite_example_values", "require_finite", "pair_tables",
+           "order_terms", "order_columns"]
+
+
+def first_nonfinite(flat: torch.Tensor, spec: ParamSpec) -> tuple[int, str] | None:
+    """(row, tensor name) of the first NaN/Inf in ``flat`` (rows × D on ``spec``'s axis), or None."""
+    bad = ~torch.isfinite(flat)
+    bad_rows = bad.any(dim=1).nonzero()
+    if not bad_rows.numel():
+        return None
+    row = int(bad_rows[0, 0])
+    col = int(bad[row].nonzero()[0, 0])
+    return row, next(e.name for e in spec.entries if e.offset <= col < e.stop)
+
+
+def pair_dots(rows_: torch.Tensor, li: torch.Tensor, lj: torch.Tensor) -> np.ndarray:
+    """g_i · g_j in float64 for each pair (li[p], lj[p]) of ``rows_`` (n × D), read off the rows' Gram matrix
+    (a product per pair would convert each row to float64 once per partner)."""
+    return gram_matrix(rows_)[li.to(rows_.device), lj.to(rows_.device)].cpu().numpy()
+
+
+def nonfinite_example_values(fields: ExampleFields, examples: Sequence[int], spec: ParamSpec) -> str | None:
+    """Where some examples' (dataset indices ``examples``, one per row) losses, gradients or fields first hold
+    NaN/Inf, or None."""
+    bad_losses = (~torch.isfinite(fields.losses)).nonzero()
+    if bad_losses.numel():
+        return f"a NaN/Inf loss for example {examples[int(bad_losses[0, 0])]}"
+    for what, values in (("gradient", fields.gradients), ("update field", fields.fields)):
+        bad = first_nonfinite(values, spec)
+        if bad is not None:
+            return f"NaN/Inf in the {what} of example {examples[bad[0]]}, tensor {bad[1]}"
+    return None
+
+
+def require_finite(values: torch.Tensor, spec: ParamSpec, prov: dict[str, Any], pair: tuple[int, int] | None,
+                   what: str, term: str, source: str) -> None:
+    """One :class:`NonFiniteError` line naming the checkpoint ``prov``, the pair (``term`` formatted with the
+    dataset indices i, j of the row's pair; ``pair(row)``) and the tensor where per-pair ``values`` first
+    hold NaN/Inf."""
+    bad = first_nonfinite(values, spec)
+    if bad is None:
+        return
+    i, j = pair(bad[0])
+    raise NonFiniteError(f"non-finite {what} at step {prov['step']} ({os.path.basename(prov['path'])})",
+                         expected=f"finite {what}s from finite gradients",
+                         found=f"NaN/Inf in {term.format(i=i, j=j)} for tensor {bad[1]}",
+                         fix=f"{source} overflow at these weights: try precision=float64")
+
+
+def pair_tables(step: int, ids: np.ndarray, pairs: np.ndarray, local: np.ndarray, ex: ExampleRows,
+                brackets: torch.Tensor, logits: torch.Tensor | None, spec: ParamSpec) -> dict[str, dict]:
+    """A task's ``pairs`` and ``pair_rms`` rows (pair ids ``ids``, dataset-index pairs ``pairs``, pairs as rows
+    ``local`` of the task's examples ``ex``)."""
+    li, lj = torch.from_numpy(local[:, 0]), torch.from_numpy(local[:, 1])
+    grad_rms = ex.grad_rms.cpu()
+    rms_b = tensor_rms(brackets, spec).cpu()
+    rms_gi, rms_gj = grad_rms[li], grad_rms[lj]
+    fits = pair_fits(rms_b, rms_gi, rms_gj)
+    norms = norms_from_rms(rms_b, spec)
+    logit_rms = None if logits is None else logits.double().pow(2).mean(dim=(1, 2)).sqrt().numpy()
+    return {
+        "pairs": rows.pair_rows(step, ids, pairs, norms.numpy(), (norms / spec.size ** 0.5).numpy(),
+                                fits.log_c.numpy(), fits.r2.numpy(), fits.n_tensors.numpy(), logit_rms,
+                                pair_dots(ex.gradients, li, lj)),
+        "pair_rms": rows.pair_rms_rows(step, ids, pairs, spec.names, rms_b.numpy(), rms_gi.numpy(), rms_gj.numpy()),
+    }
+
+
+def order_terms(fmodel: Any, optimizer: tuple[Any, Any], params: dict[str, torch.Tensor], ex: ExampleRows,
+                local: np.ndarray, follow_steps: int, spec: ParamSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Δ₁, Δ₂) of the optimizer ``(step, state)`` for each pair (rows ``local`` of ``ex``), (P × D) each, one
+    pair at a time (:func:`lie_sweep.order.order_expansion`)."""
+    step, state = optimizer
+    d1, d2 = [], []
+    for i, j in local.tolist():
+        a, b = order_expansion(fmodel, step, params, state, (ex.inputs[i], ex.targets[i]),
+                               (ex.inputs[j], ex.targets[j]), follow_steps=follow_steps)
+        d1.append(spec.flatten(a))
+        d2.append(spec.flatten(b))
+    return torch.stack(d1), torch.stack(d2)
+
+
+def order_columns(order: tuple[torch.Tensor, torch.Tensor], epsilon: float) -> dict[str, np.ndarray]:
+    """The ``pairs`` table's order columns: ‖Δ₁‖, ‖Δ₂‖ and which of εΔ₁, ε²Δ₂ dominates."""
+    n1, n2 = (o.double().norm(dim=1).cpu().numpy() for o in order)
+    return {"order1_norm": n1, "order2_norm": n2,
+            "dominant": np.where(epsilon * n1 >= epsilon * epsilon * n2, "first", "second")}

@@ -1,0 +1,295 @@
+"""The worker: one per GPU (or CPU slot). Keeps the model, the current checkpoint's parameters and
+a bounded cache of the examples its tasks touch (:mod:`jobs.execution.field_cache`), computes a task's
+brackets and writes the task's own shard, and for the example blocks the task owns, their gradients
+and losses. It never holds all E examples: peak memory depends on the tile and D, not on E.
+
+``BracketWorker`` is a plain class; the driver runs it as a Ray actor (``ray.remote(BracketWorker)``)
+with two concurrent calls: computation is serialised by a lock; a GPU worker's compression and
+writes run outside it, overlapping the next task's computation, a CPU worker's inside it
+(``cluster.overlap_writes``: its compute threads already fill its CPUs, and a write thread beside
+them would only contend for the cores and the GIL). Each call reports where its time went.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from lie_sweep import ParamSpec, bracket_kernel, compute_example_fields, stack_examples
+from lie_sweep.analysis import jacobian_fits, logit_deltas, norms_from_rms, output_jacobian, tensor_rms
+from lie_sweep.devices import DTYPES, resolve_device
+from lie_sweep.errors import NonFiniteError
+from lie_sweep.hvp import hvp_batches
+from lie_sweep.kernel import ExampleFields, kernel_workspace, tile_groups
+from storage.layout import Task
+from storage.store import SweepStore
+
+from jobs.planning.build import build_dataset, build_model
+from jobs.planning.loader import load_into
+from jobs.planning.memory import cache_budget
+from jobs.planning.spec import SweepSpec
+
+from . import rows
+from .derive import nonfinite_example_values, order_columns, order_terms, pair_tables, require_finite
+from .field_cache import ExampleRows, FieldCache
+from .phase_clock import PhaseClock
+from .worker_env import WORKER_VARIABLES, ray_node_id
+
+__all__ = ["BracketWorker"]
+
+
+@dataclass
+class _Computed:
+    """A task's results, computed and ready to write (numpy; parameter-sized arrays on the kept tensors)."""
+
+    values: np.ndarray | None
+    order_values: dict[str, np.ndarray]
+    logits: np.ndarray | None
+    tables: dict[str, dict]
+    norms: list[float]
+    examples: int
+    loads: int
+
+
+class BracketWorker:
+    """Computes and stores tasks of one sweep; loads each checkpoint once for all its tasks."""
+
+    def __init__(self, spec: SweepSpec, threads: int | None = None) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        self.spec = spec
+        cfg = spec.config
+        self.device = resolve_device(cfg.cluster.device)
+        self.dtype = DTYPES[cfg.precision]
+        self.chunk_size = cfg.chunk_size
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.model).to(device=self.device, dtype=self.dtype)
+        self.data = build_dataset(cfg.data)
+        self.eval_inputs = (stack_examples(self.data, spec.eval_examples)[0].to(self.device, self.dtype)
+                            if spec.eval_examples else None)
+        self.pairs = np.asarray(spec.pair_positions, dtype=np.int64).reshape(-1, 2)
+        self.pair_table = np.asarray(spec.pairs, dtype=np.int64).reshape(-1, 2)
+        self.full_spec = ParamSpec.from_records(spec.param_spec)
+        stored, index = spec.stored_spec()
+        self.keeps_params = stored.size > 0
+        self.kept_index = None if index is None else index.to(self.device)
+        self.store = SweepStore.open(spec.store_path, mode="r+", storage_options=spec.storage_options)
+        self.layout = self.store.layout
+        self.cache = FieldCache(cache_budget(self.device, cfg.cluster), self._example_rows)
+        self.loaded: int | None = None
+        self.state = None  # the loaded checkpoint (jobs.planning.loader.LoadedCheckpoint)
+        self.loads = 0
+        self._compute = threading.Lock()  # one computation at a time; writes overlap it
+        self._workspace: torch.Tensor | None = None  # the kernel's accumulators, reused task after task
+        # a task's compression and writes overlap the next task's computation on a GPU (the CPU is idle
+        # meanwhile); a CPU worker's threads already fill its CPUs, so there they run after it, in turn
+        overlap = cfg.cluster.overlap_writes
+        self.overlap_writes = self.device.type == "cuda" if overlap == "auto" else overlap == "always"
+        self.node_id = ray_node_id()
+
+    def _load(self, checkpoint: int) -> None:
+        self.loaded = None  # until this load completes: a failed load leaves nothing half-loaded in use
+        self.cache.clear()
+        self.state = load_into(self.model, self.spec.checkpoints[checkpoint], self.spec.config.field,
+                               kind=self.spec.field_kind)
+        self.hvp = hvp_batches(self.state.fmodel, self.state.params, self.state.field, self.spec.hvp_mode)
+        self.jacobian = None  # J_f on the evaluation batch, when it fits: logit deltas become a matmul
+        if self.eval_inputs is not None and jacobian_fits(len(self.spec.eval_examples), len(self.spec.output_names),
+                                                          self.full_spec.size, self.dtype, self.device):
+            self.jacobian = output_jacobian(self.state.fmodel, self.state.params, self.eval_inputs)
+        self.loaded = checkpoint
+        self.loads += 1
+
+    def _example_rows(self, positions: list[int]) -> ExampleRows:
+        """Inputs, targets, losses, gradients, fields and gradient RMS of examples at ``positions`` (the
+        cache's misses), at the loaded checkpoint; NaN/Inf anywhere is one error naming the example."""
+        examples = [self.spec.examples[p] for p in positions]
+        inputs, targets = stack_examples(self.data, examples)
+        inputs, targets = inputs.to(self.device, self.dtype), targets.to(self.device, self.dtype)
+        # one example per call: batched, a row's last bits depend on the batch it was computed in, and which
+        # examples a worker's cache misses together depends on its task history; so a resumed or
+        # differently scheduled sweep would not reproduce a store bit for bit
+        fields = compute_example_fields(self.state.fmodel, self.state.params, inputs, targets, field=self.state.field,
+                                        chunk_size=1)
+        found = nonfinite_example_values(fields, examples, self.full_spec)
+        if found is not None:
+            prov = self.spec.checkpoints[self.loaded if self.loaded is not None else 0]
+            raise NonFiniteError(f"non-finite results at step {prov['step']} ({os.path.basename(prov['path'])})",
+                                 expected="finite losses and gradients from a finite checkpoint", found=found,
+                                 fix="the model overflows at these weights (try precision=float64), or this "
+                                     "example's input or target is not finite")
+        return ExampleRows(positions, inputs, targets, fields.losses, fields.gradients, fields.fields,
+                           tensor_rms(fields.gradients, self.full_spec))
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _stored(self, flat: torch.Tensor) -> np.ndarray:
+        """Rows on the store's flat axis (the kept tensors)."""
+        return (flat if self.kept_index is None else flat[:, self.kept_index]).cpu().numpy()
+
+    def _task_positions(self, task: Task) -> tuple[list[int], np.ndarray]:
+        """The example positions a task's pairs touch, in order of first appearance, and its pairs as rows
+        of that list."""
+        pos = self.pairs[task.start:task.stop]
+        positions = list(dict.fromkeys(pos.reshape(-1).tolist()))
+        row = {p: k for k, p in enumerate(positions)}
+        local = np.asarray([[row[i], row[j]] for i, j in pos.tolist()], dtype=np.int64).reshape(-1, 2)
+        return positions, local
+
+    def _owned_block(self, step: int, block: int) -> tuple[dict[str, dict], np.ndarray | None, np.ndarray]:
+        """An owned example block's table rows, stored gradients (kept tensors; None when none are kept) and
+        losses, from its rows in the cache (one block at a time, so owning many costs no memory)."""
+        positions = list(range(*self.layout.block_range(block)))
+        ex = self.cache.rows(positions)
+        grad_rms = ex.grad_rms.cpu()
+        losses = ex.losses.double().cpu().numpy()
+        examples = [self.spec.examples[p] for p in positions]
+        tables = {"examples": rows.example_rows(step, examples, losses,
+                                                norms_from_rms(grad_rms, self.full_spec).numpy()),
+                  "example_rms": rows.example_rms_rows(step, examples, self.full_spec.names, grad_rms.numpy())}
+        grads = self._stored(ex.gradients) if self.keeps_params else None
+        return tables, grads, ex.losses.cpu().numpy()
+
+    def _require_finite(self, task: Task, values: torch.Tensor, what: str, term: str, source: str) -> None:
+        require_finite(values, self.full_spec, self.spec.checkpoints[task.checkpoint],
+                       lambda row: self.spec.pairs[task.start + row], what, term, source)
+
+    def _brackets(self, ex: ExampleRows, local: np.ndarray, positions: list[int]) -> torch.Tensor:
+        """The task's brackets (P × D; a view of the reused workspace, see :meth:`_kernel_workspace`)."""
+        st = self.state
+        out = bracket_kernel(st.fmodel, st.params, ex.inputs, ex.targets, torch.from_numpy(local), field=st.field,
+                             chunk_size=self.chunk_size, groups=tile_groups(local, positions), hvp=self.hvp,
+                             example_fields=ExampleFields(ex.gradients, ex.losses, ex.fields),
+                             workspace=self._kernel_workspace())
+        return out.brackets
+
+    def _compute_task(self, task: Task, clock: PhaseClock) -> _Computed:
+        """Everything a task stores, computed at its checkpoint (brackets, order terms, logit deltas, tables,
+        its owned example blocks, written here one by one so that a task owning many holds one at a time)."""
+        if self.loaded != task.checkpoint:
+            self._load(task.checkpoint)
+        clock.lap("load_s")
+        step = self.spec.checkpoints[task.checkpoint]["step"]
+        positions, local = self._task_positions(task)
+        ex = self.cache.rows(positions)
+        clock.lap("fields_s")
+        brackets = self._brackets(ex, local, positions)
+        self._sync()
+        clock.lap("kernel_s")
+        self._require_finite(task, brackets, "bracket", "[u_{i}, u_{j}]", "the Hessian-vector products")
+        order = None
+        if self.state.optimizer is not None:
+            order = order_terms(self.state.fmodel, self.state.optimizer, self.state.params, ex, local,
+                                self.spec.config.field.follow_steps, self.full_spec)
+            for k, terms in enumerate(order, start=1):
+                self._require_finite(task, terms, f"order-{k} term", f"Δ{k} of ({{i}}, {{j}})", "the derivatives")
+            clock.lap("order_s")
+        logits = self._logit_deltas(brackets, order)
+        if logits is not None:
+            clock.lap("logits_s")
+        tables = pair_tables(step, np.arange(task.start, task.stop), self.pair_table[task.start:task.stop], local, ex,
+                             brackets, logits, self.full_spec)
+        order_values = {}
+        if order is not None:
+            tables["pairs"].update(order_columns(order, self.spec.epsilon))
+            if self.keeps_params:
+                order_values = {"order1": self._stored(order[0]), "order2": self._stored(order[1])}
+        computed = _Computed(self._stored(brackets) if self.keeps_params else None, order_values,
+                             None if logits is None else logits.numpy(), tables, tables["pairs"]["norm"].tolist(),
+                             len(positions), 0)
+        del ex, brackets, order
+        self._write_owned_blocks(task, step, computed.tables)
+        self._sync()
+        computed.loads = self.loads
+        clock.lap("tables_s")
+        return computed
+
+    def _logit_deltas(self, brackets: torch.Tensor,
+                      order: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor | None:
+        """ε² J_f[u_i, u_j] on the evaluation batch; with ``order`` (field=optimizer), J_f(εΔ₁ + ε²Δ₂)
+        = ε² J_f(Δ₁/ε + Δ₂). None without an evaluation batch."""
+        if self.eval_inputs is None:
+            return None
+        moved = brackets if order is None else order[0] / self.spec.epsilon + order[1]
+        return logit_deltas(self.state.fmodel, self.state.params, self.eval_inputs, moved, epsilon=self.spec.epsilon,
+                            chunk_size=self.chunk_size or 16, jacobian=self.jacobian).cpu()
+
+    def _write_owned_blocks(self, task: Task, step: int, tables: dict[str, dict]) -> None:
+        """Store the gradients and losses of the example blocks ``task`` owns, and add their table rows."""
+        for b in task.example_blocks:
+            block_tables, grads, losses = self._owned_block(step, b)
+            self.store.write_examples(task.checkpoint, b, grads, losses)
+            del grads
+            for name, columns in block_tables.items():
+                tables[name] = columns if name not in tables else {
+                    k: np.concatenate([tables[name][k], v]) for k, v in columns.items()}
+
+    def run(self, task: Task) -> dict[str, Any]:
+        """Compute and store ``task``: brackets (kept tensors), logit deltas, summary tables, and for
+        the example blocks it owns their gradients and losses.
+
+        Returns a small summary (timings, bracket norms, the SHA-256 of every file written, the cache's
+        hit counts, the process's peak RSS) only after everything is written, so a completion mark may
+        follow. A non-finite loss, gradient or bracket raises :class:`NonFiniteError` naming the
+        checkpoint, the example or pair, and the tensor.
+        """
+        clock = PhaseClock()
+        with self._compute:
+            clock.lap("wait_s")
+            out = self._compute_task(task, clock)
+            compute = clock.total(exclude=("wait_s",))
+            if not self.overlap_writes:
+                files = self._write(task, out, clock)
+        if self.overlap_writes:
+            files = self._write(task, out, clock)
+        return {"task_id": task.task_id, "checkpoint": task.checkpoint, "start": task.start, "stop": task.stop,
+                "compute_s": compute, "write_s": clock.total(exclude=("wait_s",)) - compute,
+                "phases": clock.finish(), "norms": out.norms, "files": files,
+                "host": socket.gethostname(), "pid": os.getpid(), "node": self.node_id, "loads": out.loads,
+                "examples": out.examples, "cache_hits": self.cache.hits, "cache_misses": self.cache.misses,
+                "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "hvp": self.hvp.mode,
+                "finished": time.time(), "env": {k: os.environ.get(k) for k in WORKER_VARIABLES},
+                "threads": torch.get_num_threads()}
+
+    def _write(self, task: Task, out: _Computed, clock: PhaseClock) -> dict[str, str]:
+        """Write a task's arrays and table parts; the SHA-256 of every file written."""
+        if out.values is not None:
+            self.store.write_brackets(task.checkpoint, task.start, out.values)
+        for name, array in out.order_values.items():
+            self.store.write_brackets(task.checkpoint, task.start, array, name)
+        clock.lap("write_arrays_s")
+        if out.logits is not None:
+            self.store.write_logit_deltas(task.checkpoint, task.start, out.logits)
+        for name, columns in out.tables.items():
+            self.store.write_table_part(name, task.checkpoint, task.task_id, columns)
+        clock.lap("write_tables_s")
+        files = self.store.digests(list(self.store.files_of(task).values()))
+        clock.lap("digests_s")
+        return files
+
+    def _kernel_workspace(self) -> torch.Tensor | None:
+        """The kernel's accumulator for a task of up to ``pairs.per_task`` pairs, allocated once and reused.
+
+        The task's brackets are a view of it until they are written: a CPU worker whose writes overlap the
+        next task's computation (``cluster.overlap_writes=always``) would overwrite them, so it gets none
+        (on a GPU the stored copy is taken off the device before the next task starts)."""
+        if self.overlap_writes and self.device.type == "cpu":
+            return None
+        if self._workspace is None:
+            self._workspace = kernel_workspace(self.layout.pairs_per_task, self.full_spec.size, self.dtype,
+                                               self.device)
+        return self._workspace
+
+    def ping(self) -> int:
+        """The worker's process id, once it is up (the driver's readiness probe)."""
+        return os.getpid()

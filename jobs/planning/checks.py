@@ -1,0 +1,103 @@
+"""The checks of a composed config that its schema's field metadata cannot express: a model's or dataset's
+keys against its ``_target_``'s signature, and the checks that relate several keys (the grids' own from
+:data:`jobs.planning.grids.GRIDS`). Each problem is one :class:`~lie_sweep.errors.ConfigError` line.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from lie_sweep.errors import ConfigError, first_line
+from storage.codecs import MANTISSA_BITS
+
+from .grids import GRIDS
+from .schema import check_fields
+
+__all__ = ["check_target", "validate", "keep_globs"]
+
+
+def _one_line(exc: BaseException) -> str:
+    return first_line(exc, 300)
+
+
+def _get(cfg: DictConfig, dotted: str) -> Any:
+    return OmegaConf.select(cfg, dotted, throw_on_missing=False)
+
+
+def check_target(cfg: DictConfig, node: str) -> None:
+    """The node's ``_target_`` is importable and every other key is one of its keyword arguments."""
+    from hydra.utils import get_object
+
+    sub = cfg[node]
+    if not isinstance(sub, DictConfig) or "_target_" not in sub:
+        raise ConfigError(f"{node} needs a _target_", expected=f"{node}._target_: a class path", found=str(sub),
+                          fix=f"pick a {node} config group option, e.g. {node}=...")
+    try:
+        target = get_object(sub["_target_"])
+    except Exception as exc:
+        raise ConfigError(f"{node}._target_ cannot be imported", expected="an importable class or function",
+                          found=repr(sub["_target_"]), fix=_one_line(exc)) from None
+    params = inspect.signature(target).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    for key in sub:
+        if key != "_target_" and key not in params:
+            raise ConfigError(f"unknown key {node}.{key}",
+                              expected=f"one of {sorted(k for k in params if k != 'self')}",
+                              found=repr(key), fix="remove it or check the spelling")
+    for key in sub:
+        if OmegaConf.is_missing(sub, key):
+            raise ConfigError(f"missing value for {node}.{key}", expected="a value", found="??? (required)",
+                              fix=f"add {node}.{key}=... to the command")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Each key's own check (from the schema's field metadata), then the checks that relate keys."""
+    check_fields(cfg)
+    mantissa = MANTISSA_BITS[cfg.precision]
+    if cfg.storage.keepbits > mantissa:
+        raise ConfigError("bad value for storage.keepbits", expected=f"an integer in 1..{mantissa} (mantissa bits of "
+                          f"{cfg.precision})", found=repr(cfg.storage.keepbits), fix="set storage.keepbits accordingly")
+    betas = list(cfg.checkpoints.betas)
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise ConfigError("bad value for checkpoints.betas", expected="two numbers in [0, 1)", found=repr(betas),
+                          fix="e.g. checkpoints.betas=[0.8,0.999]")
+    keep_globs(cfg.storage.keep)
+    required = {"glob": "checkpoints.glob", "list": "checkpoints.paths"}
+    src = cfg.checkpoints.source
+    if src in required and not _get(cfg, required[src]):
+        raise ConfigError(f"missing value for {required[src]}", expected=f"a value with checkpoints={src}",
+                          found="none", fix=f"add {required[src]}=... to the command")
+    if cfg.examples.mode == "list":
+        idx = list(cfg.examples.indices)
+        if len(idx) < 2 or len(set(idx)) != len(idx) or min(idx) < 0:
+            raise ConfigError("bad value for examples.indices", expected="two or more distinct indices >= 0",
+                              found=str(idx), fix="e.g. examples.indices=[0,5,9]")
+    elif cfg.examples.count < 2:
+        raise ConfigError("bad value for examples.count", expected="2 or more", found=str(cfg.examples.count),
+                          fix="set examples.count=8")
+    GRIDS[cfg.pairs.mode].check(cfg.pairs)  # the grid's own checks of keys that only make sense together
+
+
+def keep_globs(keep: Any) -> list[str] | None:
+    """``storage.keep`` as tensor-name globs: None for ``all``, [] for ``summary``, else the globs."""
+    if OmegaConf.is_list(keep) or isinstance(keep, (list, tuple)):
+        globs = [str(g).strip() for g in keep]
+    elif isinstance(keep, str):
+        if keep == "all":
+            return None
+        if keep == "summary":
+            return []
+        globs = [g.strip() for g in keep.split(",")]
+    else:
+        globs = [""]
+    if not globs or any(not g for g in globs):
+        raise ConfigError("bad value for storage.keep", expected="all | summary | tensor-name globs",
+                          found=repr(keep if not OmegaConf.is_list(keep) else list(keep)),
+                          fix="e.g. storage.keep=summary or storage.keep='[fc.*,layer4.*]'")
+    return globs
+
+

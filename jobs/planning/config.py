@@ -1,0 +1,228 @@
+"""Sweep configuration: Hydra composition of ``conf/`` validated against a structured schema.
+
+``load_config(overrides)`` composes ``config.yaml`` with command-line overrides (``key=value``,
+``group=option``), merges it into :class:`SweepConfig` (types checked, unknown keys refused) and
+checks ranges. Every problem is one :class:`~lie_sweep.errors.ConfigError` line naming the key.
+``+key=value`` additions are refused: the schema is fixed. Model and dataset nodes are free-form
+keyword arguments of their ``_target_`` (so users plug in their own), checked against its signature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from lie_sweep.errors import ConfigError, first_line
+from lie_sweep.field_kinds import FIELDS
+
+from .checks import check_target, validate
+from .grids import GRIDS
+from .schema import GROUP_CLASSES, SweepConfig
+
+__all__ = ["SweepConfig", "config_dir", "load_config", "config_from_stored", "finalize", "identity_of",
+           "storage_options_of", "group_options", "REGISTRY_GROUPS", "IDENTITY_KEYS", "EXECUTION_KEYS",
+           "CHECKPOINT_LOCATION_KEYS", "typed", "as_dict"]
+
+
+# What may change when a store is resumed: how the work runs, not what it computes. The checkpoints'
+# location may change too (a moved directory): the files are found there by their relative paths
+# and accepted only when every one's sha256 matches the store's provenance.
+CHECKPOINT_LOCATION_KEYS = ("checkpoints.dir", "checkpoints.glob", "checkpoints.paths")
+EXECUTION_KEYS = ("cluster", "chunk_size", "hvp", "storage.options", *CHECKPOINT_LOCATION_KEYS)
+
+# What defines a sweep's results (its identity); everything else is an execution setting.
+IDENTITY_KEYS = ("model", "data", "checkpoints", "examples", "pairs", "field", "precision", "seed",
+                 "storage.codec", "storage.level", "storage.keepbits", "storage.keep", "storage.inner_chunk", "derived")
+
+def config_dir() -> Path:
+    """The ``conf/`` directory: packaged as ``jobs.conf`` in a wheel, or beside ``jobs/`` in a checkout."""
+    try:
+        packaged = importlib.resources.files("jobs.conf")
+        if packaged.joinpath("config.yaml").is_file():
+            return Path(str(packaged))
+    except ModuleNotFoundError:
+        pass
+    checkout = Path(__file__).resolve().parents[2] / "conf"
+    if (checkout / "config.yaml").is_file():
+        return checkout
+    raise ConfigError("lie-sweep's configs are missing", expected="conf/config.yaml beside the package",
+                      found="none", fix="reinstall lie-sweep")
+
+
+def _one_line(exc: BaseException) -> str:
+    return first_line(exc, 300)
+
+
+def _check_overrides(overrides: Sequence[str]) -> None:
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as exc:
+        raise ConfigError("cannot parse override", expected="key=value or group=option", found=_one_line(exc),
+                          fix="see `lie-sweep run --help`") from None
+    for o in parsed:
+        if o.is_add() or o.is_force_add():
+            raise ConfigError(f"unknown key {o.key_or_group!r} (additions are refused)",
+                              expected="an existing key, set with key=value", found=o.input_line,
+                              fix="drop the '+'; see `lie-sweep run --help` for the keys")
+        if o.is_delete():
+            raise ConfigError(f"cannot delete key {o.key_or_group!r}", expected="key=value", found=o.input_line,
+                              fix="set the key to a value instead")
+
+
+# config groups whose options are a registry's names (no YAML file each): group -> (registry, key it sets)
+REGISTRY_GROUPS = {"pairs": (GRIDS, "mode"), "field": (FIELDS, "name")}
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group: a registry's names, or the group's YAML files in ``conf/``."""
+    if group in REGISTRY_GROUPS:
+        return list(REGISTRY_GROUPS[group][0])
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def _registry_option(group: str, option: Any) -> dict[str, Any] | None:
+    """The node a registry group's option stands for (``pairs=tournament`` is ``pairs.mode=tournament``)."""
+    if group not in REGISTRY_GROUPS or not isinstance(option, str):
+        return None
+    registry, key = REGISTRY_GROUPS[group]
+    return {key: option} if option in registry else None
+
+
+def _compose(overrides: Sequence[str]) -> DictConfig:
+    store = ConfigStore.instance()
+    store.store(name="lie_sweep_schema", node=SweepConfig)  # the base every option merges into
+    for group, (registry, key) in REGISTRY_GROUPS.items():  # registered choices are group options too
+        for name in registry:
+            store.store(group=group, name=name, node={key: name})
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="lie-sweep"):
+            return compose(config_name="config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as exc:
+        line = _one_line(exc)
+        if "Key '" in line and "is not in struct" in line or "Could not override" in line:
+            key = line.split("'")[1] if "'" in line else line
+            raise ConfigError(f"unknown key {key!r}", expected="a key of lie-sweep's config", found=line,
+                              fix="see `lie-sweep run --help` for the groups and keys") from None
+        if line.startswith("Error merging override "):  # a value the schema's type refuses (checked at compose)
+            key = line[len("Error merging override "):].split("=", 1)[0]
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            raise ConfigError(f"bad value for {key}", expected="a value of the schema's type", found=_one_line(cause),
+                              fix=f"check {key} in `lie-sweep run --help`") from None
+        raise ConfigError("cannot compose the config", expected="existing groups and options", found=line,
+                          fix="see `lie-sweep run --help`") from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def finalize(composed: DictConfig | dict) -> DictConfig:
+    """Merge into the schema (types, unknown keys), check targets and ranges; read-only result."""
+    schema = OmegaConf.structured(SweepConfig)
+    try:
+        cfg = OmegaConf.merge(schema, composed)
+        OmegaConf.set_struct(cfg, True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        raise ConfigError(f"bad value for {key}" if "Key" not in type(exc).__name__ else f"unknown key {key}",
+                          expected="a value of the schema's type", found=_one_line(exc),
+                          fix=f"check {key} in `lie-sweep run --help`") from None
+    for node in ("model", "data"):
+        check_target(cfg, node)
+    missing = OmegaConf.missing_keys(cfg)
+    if missing:
+        key = sorted(missing)[0]
+        raise ConfigError(f"missing value for {key}", expected="a value", found="??? (required)",
+                          fix=f"add {key}=... to the command")
+    validate(cfg)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+_OPTIONS = "storage.options."
+
+
+def storage_options_of(overrides: Sequence[str]) -> dict[str, Any]:
+    """``storage.options.KEY=VALUE`` overrides as a dict (fsspec options: free-form keys)."""
+    picked = [o for o in overrides if o.startswith(_OPTIONS)]
+    return {o.key_or_group[len(_OPTIONS):]: o.value() for o in OverridesParser.create().parse_overrides(picked)}
+
+
+def load_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose ``conf/`` with overrides, merge into the schema and validate (see the module docstring)."""
+    _check_overrides(overrides)
+    composed = _compose([o for o in overrides if not o.startswith(_OPTIONS)])
+    with open_dict(composed):
+        for key, value in storage_options_of(overrides).items():
+            composed.storage.options[key] = value
+    return finalize(composed)
+
+
+def config_from_stored(stored: dict, overrides: Sequence[str] = ()) -> DictConfig:
+    """A store's resolved config with ``key=value`` (or ``group=option``) overrides applied, validated."""
+    _check_overrides(overrides)
+    cfg = OmegaConf.merge(OmegaConf.structured(SweepConfig), stored)
+    OmegaConf.set_struct(cfg, True)
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    for o in parsed:
+        key, value = o.key_or_group, o.value()
+        group_file = config_dir() / key / f"{value}.yaml"
+        registered = _registry_option(key, value)
+        try:
+            if "." not in key and (registered is not None or isinstance(value, str) and group_file.is_file()):
+                node = OmegaConf.create(registered) if registered is not None else (
+                    OmegaConf.load(group_file) or OmegaConf.create({}))
+                if "defaults" in node:
+                    raise ConfigError(f"cannot apply {o.input_line} to a stored sweep",
+                                      expected="a plain config group option", found=f"{key}/{value} with defaults",
+                                      fix="set its keys one by one") from None
+                if key in GROUP_CLASSES:  # option files hold only what differs from the schema's defaults
+                    node = OmegaConf.merge(OmegaConf.structured(GROUP_CLASSES[key]), node)
+                with open_dict(cfg):
+                    cfg[key] = node
+            elif key.startswith(_OPTIONS):
+                with open_dict(cfg):
+                    cfg.storage.options[key[len(_OPTIONS):]] = value
+            else:
+                OmegaConf.update(cfg, key, value, merge=False)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"unknown key {key!r}" if "Key" in type(exc).__name__ else f"bad value for {key}",
+                              expected="a key of lie-sweep's config", found=_one_line(exc),
+                              fix="see `lie-sweep run --help` for the groups and keys") from None
+    return finalize(cfg)
+
+
+def typed(cfg: DictConfig) -> SweepConfig:
+    """A validated config as the schema's dataclass instance (what a sweep's spec and workers hold)."""
+    return OmegaConf.to_object(cfg)
+
+
+def as_dict(config: SweepConfig) -> dict[str, Any]:
+    """A typed config as plain JSON-ready data (what a store records)."""
+    return dataclasses.asdict(config)
+
+
+def identity_of(cfg: DictConfig) -> dict[str, Any]:
+    """The parts of the resolved config that define a sweep's results (see :data:`IDENTITY_KEYS`)."""
+    out: dict[str, Any] = {}
+    for key in IDENTITY_KEYS:
+        value = OmegaConf.select(cfg, key)
+        out[key] = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) or \
+            OmegaConf.is_list(value) else value
+    ck = dict(out["checkpoints"])
+    for key in CHECKPOINT_LOCATION_KEYS:  # where checkpoints are does not define results: their sha256 does
+        ck.pop(key.split(".", 1)[1], None)
+    if ck.get("source") != "train":  # training settings don't define results of given checkpoints
+        for k in ("steps", "save_every", "lr", "betas", "batch_size"):
+            ck.pop(k, None)
+    out["checkpoints"] = ck
+    return out

@@ -1,0 +1,107 @@
+"""``lie-sweep plan``'s account for the terminal, from a :class:`jobs.planning.dry_run.PlanReport`."""
+
+from __future__ import annotations
+
+from lie_sweep.field_kinds import FIELDS
+
+from jobs.units import format_bytes
+
+from .dry_run import PlanReport
+
+__all__ = ["format_plan"]
+
+
+def _duration(s: float) -> str:
+    if s < 10:
+        return f"{s:.1f} s"
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def format_plan(r: PlanReport) -> str:
+    """The dry run's account, for the terminal."""
+    cal = r.calibration
+    per_ckpt = -(-r.n_pairs // r.pairs_per_task)
+    stored = ("summaries only (storage.keep=summary)" if r.n_stored == 0 else
+              f"{r.n_stored:,} of {r.n_params:,} ({'all' if r.keep == 'all' else r.keep})")
+    lines = [
+        "plan (dry run: nothing trained, nothing written)",
+        f"grid         pairs={r.grid}: {r.n_checkpoints} checkpoints ({r.checkpoints_note}) × {r.n_pairs:,} pairs of "
+        f"{r.n_examples:,} examples",
+        f"tasks        {r.n_tasks:,} tasks of ≤ {r.pairs_per_task} consecutive pairs of the grid's order "
+        f"({per_ckpt:,} per checkpoint); blocks of {r.block} examples' gradients and losses are spread over them",
+        f"files        {r.n_files:,} (shards, chunks, table parts and completion marks)",
+        f"work         {r.n_checkpoints * r.n_pairs:,} brackets = {r.hvps:,} Hessian-vector products, "
+        f"{r.n_checkpoints * r.n_examples:,} example gradients"
+        + ((f", logit deltas from the output Jacobian ({r.n_eval} × {r.n_outputs} reverse passes per checkpoint, "
+            "then one matrix product per task)" if r.calibration["s_per_checkpoint"] else
+            f", {r.n_checkpoints * r.n_pairs:,} × {r.n_eval} output jvps (logit deltas; the {r.n_eval} × "
+            f"{r.n_outputs} output Jacobian exceeds the memory budget)")
+           if r.n_eval else ", no logit deltas (derived.eval_count=0)"),
+        f"parameters   D = {r.n_params:,} in {r.n_tensors} tensors ({r.dtype}); stored: {stored}",
+        f"memory       ~{format_bytes(sum(r.memory.values()))} per worker of parameter-sized buffers on {r.device} "
+        f"(activations extra), of {format_bytes(r.worker_memory)} a worker has: "
+        + (f"DOES NOT FIT: {r.fit}" if r.fit else "fits"),
+    ]
+    lines += [f"               {format_bytes(v):>10}  {k}" for k, v in r.memory.items()]
+    if cal["peak_bytes"]:
+        lines.append(f"               {format_bytes(cal['peak_bytes']):>10}  measured peak of the calibration "
+                     f"on {r.device}")
+    lines += [
+        f"calibration  {cal['pairs']} pairs at the {cal['where']} on {r.device}: {cal['s_per_pair'] * 1e3:.1f} ms/pair "
+        f"(brackets), {cal['s_per_logit_pair'] * 1e3:.1f} ms/pair (logit deltas), "
+        f"{cal['s_per_example'] * 1e3:.1f} ms/example (gradients)"
+        + (f", {cal['s_per_checkpoint']:.2f} s/checkpoint (output Jacobian)" if cal["s_per_checkpoint"] else ""),
+    ]
+    lines += _mode_lines(r)
+    workers = r.workers or 1
+    time_line = f"time         ~{_duration(r.seconds(1))} with one worker like this machine's {r.device}"
+    if workers > 1:
+        time_line += f", ~{_duration(r.seconds(workers))} with cluster.workers={workers}"
+    lines.append(time_line + " (excluding start-up; GPU workers are faster)")
+    if FIELDS[r.field].steps_optimizer:
+        lines.append("             field=optimizer: the order expansion (Δ₁, Δ₂) is not in this estimate; it costs "
+                     "about 5-20x a bracket per pair (benchmarks/bench_order.py)")
+    return "\n".join(lines + _disk_lines(r))
+
+
+def _mode_lines(r: PlanReport) -> list[str]:
+    """Each HVP mode's ms per HVP, cost in gradients and deviation from forward."""
+    if not r.hvp_modes:
+        return []
+    lines = [f"hvp modes    on the calibration pairs (hvp={r.hvp}; the fastest agreeing with forward: "
+             f"{r.hvp_choice}, which hvp=auto would take):"]
+    for m in r.hvp_modes:
+        if m["error"]:
+            lines.append(f"               {m['mode']:<8} not available: {m['error']}")
+            continue
+        lines.append(f"               {m['mode']:<8} {m['s_per_hvp'] * 1e3:8.2f} ms/HVP  "
+                     f"{m['per_gradient']:5.2f}× a gradient  max deviation from forward {m['deviation']:.1e}"
+                     + ("" if m["agrees"] else " (does not agree: never chosen)"))
+    return lines
+
+
+def _disk_lines(r: PlanReport) -> list[str]:
+    """Bytes on disk per codec preset, from the calibration brackets."""
+    lines: list[str] = []
+    raw_nxn = r.n_checkpoints * r.n_examples ** 2 * r.n_params * (4 if r.dtype == "float32" else 8)
+    if r.codecs:
+        lines += ["disk         brackets on disk, estimated from the calibration pairs (raw n×n: the full "
+                  f"n×n matrix of every checkpoint, {format_bytes(raw_nxn)}):",
+                  f"               {'codec':<14} {'bytes/pair':>11} {'sweep total':>12} {'vs raw n×n':>11} "
+                  f"{'L2 rel. err':>12}"]
+        for c in r.codecs:
+            mark = "*" if c["codec"] == r.codec else " "
+            if "error_text" in c:
+                lines.append(f"               {c['codec'] + mark:<14} cannot store these values: {c['error_text']}")
+                continue
+            total = c["bytes_per_pair"] * r.n_checkpoints * r.n_pairs
+            lines.append(f"               {c['codec'] + mark:<14} {format_bytes(c['bytes_per_pair']):>11} "
+                         f"{format_bytes(total):>12} {total / raw_nxn:>10.3f}x {c['l2_rel_error']:>12.1e}")
+        lines.append("               (* storage.codec; gradients add about E/P of this, tables a few KiB per task)")
+    else:
+        lines.append("disk         no parameter-sized arrays (storage.keep=summary): tables and logit deltas only")
+    return lines

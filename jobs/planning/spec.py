@@ -1,0 +1,213 @@
+"""From a validated config to the immutable description of a sweep's work, :class:`SweepSpec`.
+
+``prepare_sweep`` runs on the driver: it builds the grid (:mod:`jobs.planning.build`), trains or finds the
+checkpoints (each loaded once through :mod:`jobs.planning.loader`, so one that does not fit the model, its
+field or its optimizer is refused before any store exists), decides the HVP mode, and returns the spec that
+every worker rebuilds its state from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from omegaconf import DictConfig
+
+import lie_sweep
+from lie_sweep import ParamSpec, find_checkpoints, train
+from lie_sweep.checkpoints import checkpoint_base
+from lie_sweep.devices import DTYPES, resolve_device
+from lie_sweep.errors import ConfigError
+from lie_sweep.field_kinds import FIELDS, FieldKind
+from storage.identity import identity_hash
+from storage.layout import StoreLayout
+from storage.location import check_creatable
+from storage.meta import StoreMeta
+
+from .build import ResolvedGrid, epsilon_of, resolve_grid
+from .config import as_dict, identity_of, typed
+from .loader import load_into, verify_checkpoint
+from .schema import SweepConfig
+
+__all__ = ["SweepSpec", "prepare_sweep", "relocate_checkpoints", "checkpoint_location"]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """Everything that defines a sweep's work, in plain Python types (sent to every worker). Immutable: every
+    choice is resolved when it is built (:func:`prepare_sweep`, or :meth:`from_store_meta` on resume), the
+    HVP mode included, so ``config.hvp`` may say ``auto`` while ``hvp_mode`` holds what was chosen."""
+
+    config: SweepConfig                       # the validated config, typed (model and data: plain dicts)
+    identity: dict[str, Any]
+    examples: list[int]
+    pairs: list[tuple[int, int]]
+    checkpoints: list[dict[str, Any]]        # provenance: path, relpath (to checkpoint_base), step, size, sha256
+    param_spec: list[dict[str, Any]]
+    attribute_names: list[str]
+    store_path: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    kept_names: list[str] | None = None      # tensors in the parameter-sized arrays (None: all)
+    eval_examples: list[int] = field(default_factory=list)  # dataset indices of the logit deltas' batch
+    output_names: list[str] = field(default_factory=list)   # one per model output
+    epsilon: float = 0.0                     # ε of the logit deltas ε²·J_f[u_i,u_j]
+    checkpoint_base: str = ""                # the configured checkpoint location's directory
+    hvp_mode: str = "forward"                # the HVP mode of the tasks (config.hvp, or what auto chose)
+    # the update field's registry entry, resolved on the driver and sent along: a worker builds the field from
+    # it even where the registering module was never imported (a plug-in or a test's own field)
+    field_kind: FieldKind | None = None
+
+    def __post_init__(self) -> None:
+        if self.field_kind is None:
+            object.__setattr__(self, "field_kind", FIELDS[self.config.field.name])
+
+    @property
+    def identity_hash(self) -> str:
+        """SHA-256 of the identity (what defines the results)."""
+        return identity_hash(self.identity)
+
+    @property
+    def pair_positions(self) -> list[tuple[int, int]]:
+        """Pairs as positions into ``examples`` (what the kernel indexes)."""
+        pos = {e: k for k, e in enumerate(self.examples)}
+        return [(pos[i], pos[j]) for i, j in self.pairs]
+
+    @property
+    def n_params(self) -> int:
+        """D: parameters of the model on the full flat axis."""
+        return ParamSpec.from_records(self.param_spec).size
+
+    def stored_spec(self) -> tuple[ParamSpec, torch.Tensor | None]:
+        """(spec of the stored flat axis, its positions on the full axis; None when all are kept)."""
+        full = ParamSpec.from_records(self.param_spec)
+        if self.kept_names is None:
+            return full, None
+        return full.subset(self.kept_names)
+
+    def layout(self) -> StoreLayout:
+        """The store's layout for this sweep (shapes, shards, inner chunks, example blocks)."""
+        st, pc = self.config.storage, self.config.pairs
+        block = min(pc.block, len(self.examples))
+        return StoreLayout(n_checkpoints=len(self.checkpoints), n_pairs=len(self.pairs),
+                           n_examples=len(self.examples), n_params=self.stored_spec()[0].size,
+                           pairs_per_task=pc.per_task, inner_chunk=st.inner_chunk,
+                           n_eval=len(self.eval_examples),
+                           n_outputs=len(self.output_names) if self.eval_examples else 0,
+                           example_block=block, keeps_gram=False,
+                           keeps_order=self.field_kind.steps_optimizer)
+
+    def store_meta(self, n_tasks: int) -> dict[str, Any]:
+        """The metadata written into the store (config without storage options, identity, provenance, specs)."""
+        config = as_dict(self.config)
+        config["storage"]["options"] = {}  # may hold credentials: never stored
+        return {"package_version": lie_sweep.__version__, "config": config, "identity": self.identity,
+                "identity_hash": self.identity_hash, "param_spec": self.param_spec,
+                "stored_spec": self.stored_spec()[0].to_records(), "kept_names": self.kept_names,
+                "checkpoints": self.checkpoints, "checkpoint_base": self.checkpoint_base,
+                "attribute_names": self.attribute_names,
+                "output_names": self.output_names, "eval_examples": self.eval_examples, "epsilon": self.epsilon,
+                "n_tasks": n_tasks, "python": sys.version.split()[0], "torch": torch.__version__,
+                "hvp_mode": self.hvp_mode}
+
+    @classmethod
+    def from_store_meta(cls, meta: StoreMeta, config: SweepConfig, examples: list[int],
+                        pairs: list[tuple[int, int]], store_path: str) -> "SweepSpec":
+        """The spec of an existing store (for resume), with ``config``'s execution settings (``hvp=auto``
+        keeps the mode the store recorded)."""
+        return cls(config=config, identity=meta.identity, examples=examples, pairs=pairs,
+                   checkpoints=list(meta.checkpoints), param_spec=list(meta.param_spec),
+                   attribute_names=list(meta.attribute_names), store_path=store_path,
+                   storage_options=dict(config.storage.options), kept_names=meta.kept_names,
+                   eval_examples=list(meta.eval_examples), output_names=list(meta.output_names),
+                   epsilon=float(meta.epsilon), checkpoint_base=meta.checkpoint_base,
+                   hvp_mode=meta.hvp_mode if config.hvp == "auto" else config.hvp)
+
+
+def checkpoint_location(checkpoints: Any) -> str | list[str]:
+    """Where a config's checkpoints are: ``dir`` (train), ``glob`` (a glob or directory) or ``paths`` (list)."""
+    if checkpoints.source == "train":
+        return str(checkpoints.dir)
+    return str(checkpoints.glob) if checkpoints.source == "glob" else [str(p) for p in checkpoints.paths]
+
+
+def relocate_checkpoints(provenance: list[dict[str, Any]], location: str | list[str]) -> list[dict[str, Any]]:
+    """The sweep's checkpoints found at a new ``location`` by their paths relative to the old one, each
+    verified by size and sha256 (one error line for a missing or different file)."""
+    base = checkpoint_base(location)
+    moved = []
+    for prov in provenance:
+        relpath = prov.get("relpath") or os.path.basename(prov["path"])
+        record = {**prov, "path": str((base / relpath).resolve())}
+        verify_checkpoint(record)
+        moved.append(record)
+    return moved
+
+
+def _train_checkpoints(cfg: DictConfig, model: torch.nn.Module, data: Any, log: Callable[[str], None]) -> list[Path]:
+    ck = cfg.checkpoints
+    out = Path(ck.dir)
+    log(f"training {type(model).__name__} for {ck.steps} steps (Adam lr={ck.lr}), "
+        f"a checkpoint every {ck.save_every} -> {out}/")
+    torch.manual_seed(cfg.seed)
+    # exactly the files this training wrote: other files in the directory are not swept
+    return train(model, data, steps=ck.steps, save_every=ck.save_every, out_dir=out, lr=ck.lr,
+                 betas=tuple(ck.betas), batch_size=ck.batch_size, seed=cfg.seed)
+
+
+def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepSpec:
+    """Resolve a validated config into a :class:`SweepSpec` (trains the model if checkpoints=train).
+
+    Refuses a store path the store would refuse (:func:`storage.location.check_creatable`: unsafe,
+    holding the checkpoints, not a store, an existing store without overwrite) before anything is
+    trained, and a checkpoint that does not fit the model, its field or its optimizer, or holds NaN/Inf,
+    before any store is created. ``hvp=auto`` is decided here (:mod:`jobs.planning.hvp_choice`).
+    """
+    ck = cfg.checkpoints
+    location = checkpoint_location(ck)
+    found = None if ck.source == "train" else find_checkpoints(location)
+    check_creatable(cfg.storage.path, overwrite=cfg.storage.overwrite, protect=[ck.dir] if found is None else found,
+                    storage_options=dict(cfg.storage.options))
+    grid = resolve_grid(cfg)
+    if cfg.cluster.address is None:  # a local worker's memory is known here; a cluster's workers are not
+        _check_local_fit(cfg, grid)
+    model = grid.model
+    paths = found if found is not None else _train_checkpoints(cfg, model, grid.data, log)
+    base = checkpoint_base(location)
+    checkpoints = []
+    for k, path in enumerate(paths):  # each loaded as a worker will: a misfit fails here, in one line
+        checkpoints.append(load_into(model, path, cfg.field, position=k).checkpoint.provenance(base))
+    checkpoints.sort(key=lambda c: (c["step"], c["path"]))
+    steps = [c["step"] for c in checkpoints]
+    if len(set(steps)) != len(steps):
+        dup = next(s for s in steps if steps.count(s) > 1)
+        raise ConfigError("two checkpoints share a step", expected="one checkpoint per training step",
+                          found=f"step {dup} twice", fix="name files by step or store a 'step' in each")
+    config = typed(cfg)
+    spec = SweepSpec(config=config, identity=identity_of(cfg), examples=grid.examples, pairs=grid.pairs,
+                     checkpoints=checkpoints, param_spec=ParamSpec.from_tensors(grid.params).to_records(),
+                     attribute_names=grid.attribute_names, store_path=str(cfg.storage.path),
+                     storage_options=dict(config.storage.options), kept_names=grid.kept_names,
+                     eval_examples=grid.eval_examples, output_names=grid.output_names,
+                     epsilon=epsilon_of(cfg), checkpoint_base=str(base), hvp_mode=str(config.hvp))
+    if config.hvp == "auto":
+        from .hvp_choice import choose_hvp_mode
+
+        chosen = choose_hvp_mode(config, checkpoints[0]["path"], spec.examples, spec.pair_positions, log)
+        spec = dataclasses.replace(spec, hvp_mode=chosen)
+    return spec
+
+
+def _check_local_fit(cfg: DictConfig, grid: ResolvedGrid) -> None:
+    """Refuse, before anything is trained, a sweep whose task cannot fit a local worker (see ``sizing``)."""
+    from .sizing import check_fit
+
+    spec = ParamSpec.from_tensors(grid.params)
+    stored = spec.size if grid.kept_names is None else spec.subset(grid.kept_names)[0].size
+    check_fit(cfg, grid, spec.size, stored, resolve_device(cfg.cluster.device), DTYPES[cfg.precision])
+
+

@@ -1,0 +1,1 @@
+"""Reading and checking a finished (or running) store: ``show``, ``status``, ``check`` and ``verify``."""

@@ -1,0 +1,150 @@
+"""``lie-sweep show STORE``: what a sweep found, for the terminal, from its tables and logit deltas.
+
+Reads only the summary tables and the logit deltas (one checkpoint at a time), never the
+parameter-sized arrays, so it is quick on any store, including ``storage.keep=summary`` ones.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from storage.ranking import rank_examples
+from storage.reader import Sweep, open_sweep, rank_pairs
+
+from jobs.units import format_bytes
+from .verify import format_verify_summary
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["show_store", "format_show", "output_movement"]
+
+
+def output_movement(sweep: Sweep) -> list[tuple[str, float]]:
+    """(output name, mean |logit delta|) over checkpoints, completed pairs and evaluation examples, largest
+    first (from :meth:`Sweep.output_movement`, pooled over checkpoints weighted by their pairs)."""
+    per_step = sweep.output_movement()
+    if per_step.empty:
+        return []
+    per_step = per_step.assign(total=per_step["mean_abs"] * per_step["n_pairs"])
+    pooled = per_step.groupby("output", sort=False).agg(total=("total", "sum"), n=("n_pairs", "sum"))
+    mean = pooled["total"] / pooled["n"]
+    return sorted(zip(mean.index.tolist(), mean.tolist()), key=lambda t: -t[1])
+
+
+def _fmt(x: Any, spec: str = ".3e") -> str:
+    try:
+        return "nan" if x is None or not np.isfinite(x) else format(x, spec)
+    except TypeError:
+        return str(x)
+
+
+def _header(sweep: Sweep) -> list[str]:
+    meta, layout = sweep.meta, sweep.store.layout
+    done, n_tasks = len(sweep.store.ledger.done_tasks()), meta.n_tasks
+    kept = ("summaries only" if not layout.keeps_params else
+            "all tensors" if len(sweep.stored_names) == len(sweep.param_names) else
+            f"{len(sweep.stored_names)} of {len(sweep.param_names)} tensors")
+    return [
+        f"store        {sweep.store.path}",
+        f"grid         {len(sweep.steps)} checkpoints (steps {sweep.steps[0]}..{sweep.steps[-1]}) × "
+        f"{len(sweep.pairs)} pairs of {len(sweep.examples)} examples; {done} of {n_tasks} tasks done",
+        f"stored       {kept}, codec {meta.codec}"
+        + (f" (keepbits {meta.keepbits})" if meta.codec == "bitround" else "")
+        + f", {format_bytes(sweep.store.bytes_on_disk())} on disk",
+        "convention   theta_ij - theta_ji = lr^2 [u_i,u_j] + O(lr^3); BatchNorm in eval mode"
+        + (f"; logit deltas at epsilon = {sweep.epsilon:g}" if sweep.eval_examples else ""),
+    ]
+
+
+def _top_pairs(pairs: "pd.DataFrame") -> list[str]:
+    lines = ["", "most order-sensitive pairs (mean over checkpoints; c: fit constant, log RMS[u_i,u_j] = log c + "
+                 "log RMS g)",
+             f"{'i':>6} {'j':>6} {'|[u_i,u_j]|':>12} {'c':>10} {'R^2':>7} {'logit RMS':>10}"]
+    for row in pairs.itertuples():
+        lines.append(f"{row.i:>6} {row.j:>6} {_fmt(row.norm):>12} {_fmt(row.c, '.3g'):>10} {_fmt(row.r2, '.2f'):>7} "
+                     f"{_fmt(row.logit_rms, '.2e'):>10}")
+    return lines
+
+
+def _per_checkpoint(sweep: Sweep, fits: "pd.DataFrame") -> list[str]:
+    ckpts = sweep.checkpoint_table()
+    rank = "effective_rank" in ckpts.columns
+    lines = ["", "per checkpoint",
+             f"{'step':>8} {'pairs':>6} {'mean loss':>10}" + (f" {'eff. rank':>9}" if rank else "")
+             + f" {'mean |[u,u]|':>13} {'median c':>9} {'median R^2':>10}"]
+    info: Mapping[int, Any] = {int(r.step): r for r in ckpts.itertuples()} if not ckpts.empty else {}
+    for step, group in fits.groupby("step"):
+        r = info.get(int(step))
+        lines.append(f"{int(step):>8} {len(group):>6} {_fmt(r.mean_loss if r else None, '.4f'):>10}"
+                     + (f" {_fmt(r.effective_rank if r else None, '.2f'):>9}" if rank else "")
+                     + f" {_fmt(group['norm'].mean()):>13} "
+                     f"{_fmt(group['c'].median(), '.3g'):>9} {_fmt(group['r2'].median(), '.2f'):>10}")
+    return lines
+
+
+def _tensors_and_outputs(sweep: Sweep, fits: "pd.DataFrame", top: int) -> list[str]:
+    lines: list[str] = []
+    last = int(fits["step"].max())
+    rms = sweep.rms_table(last)
+    if not rms.empty:
+        ratio = rms.assign(ratio=rms["rms_bracket"] / rms["rms_grad"]).groupby("tensor", sort=False)["ratio"].median()
+        ratio = ratio.sort_values(ascending=False).head(top)
+        lines += ["", f"tensors with the largest bracket RMS / gradient RMS at step {last} (median over pairs)"]
+        lines += [f"  {name:<40} {_fmt(v, '.3g'):>10}" for name, v in ratio.items()]
+    moved = output_movement(sweep)
+    if moved:
+        lines += ["", "outputs whose logits move most under a swap (mean |logit delta| over pairs and eval examples)"]
+        lines += [f"  {name:<24} {_fmt(v, '.3e'):>10}" for name, v in moved[:min(top, 8)]]
+    return lines
+
+
+def _examples(sweep: Sweep, fits: "pd.DataFrame", top: int) -> list[str]:
+    ranking = rank_examples(fits, by="norm", top=min(top, 8))
+    losses = sweep.example_table().groupby("example")["loss"].mean() if len(ranking) else None
+    lines = ["", "examples ranked by order sensitivity (mean |[u_e,u_j]| over partners and checkpoints, ± s.e.; "
+                 "sweep.example_ranking())",
+             f"{'example':>8} {'mean |[u_e,u_j]|':>17} {'± s.e.':>10} {'partners':>8} {'mean c':>9} {'mean loss':>10}"]
+    for row in ranking.itertuples():
+        loss = _fmt(losses.get(row.example) if losses is not None else None, ".4f")
+        lines.append(f"{row.example:>8} {_fmt(row.mean_norm):>17} {_fmt(row.se_norm, '.2e'):>10} "
+                     f"{row.partners:>8} {_fmt(row.mean_c, '.3g'):>9} {loss:>10}")
+    return lines
+
+
+def _order_terms(sweep: Sweep, fits: "pd.DataFrame") -> list[str]:
+    if "order1_norm" not in fits.columns:  # field=optimizer: the saved optimizer's own expansion
+        return []
+    eps = sweep.epsilon
+    lines = ["", f"the optimizer's order terms at epsilon = {eps:g} (theta_ij - theta_ji = eps D1 + eps^2 D2 + "
+                 "O(eps^3); medians over pairs)",
+             f"{'step':>8} {'eps |D1|':>11} {'eps^2 |D2|':>11} {'eps^2 |[u,u]|':>14} {'first-order dominant':>21}"]
+    for step, group in fits.groupby("step"):
+        first = float((group["dominant"] == "first").mean())
+        lines.append(f"{int(step):>8} {_fmt(eps * group['order1_norm'].median()):>11} "
+                     f"{_fmt(eps * eps * group['order2_norm'].median()):>11} "
+                     f"{_fmt(eps * eps * group['norm'].median()):>14} {100 * first:>20.0f}%")
+    return lines
+
+
+def format_show(sweep: Sweep, top: int = 10) -> str:
+    """The terminal summary of a sweep (what ``lie-sweep show`` prints), from its tables and logit deltas."""
+    lines = _header(sweep)
+    fits = sweep.fits()  # the pairs table, read once for every ranking below
+    pairs = rank_pairs(fits, top, over_checkpoints=True)
+    if pairs.empty:
+        return "\n".join(lines + ["", "no completed task yet: nothing to show"])
+    lines += _top_pairs(pairs) + _per_checkpoint(sweep, fits) + _tensors_and_outputs(sweep, fits, top)
+    lines += _examples(sweep, fits, top) + _order_terms(sweep, fits)
+    verified = format_verify_summary(sweep)
+    if verified:
+        lines += ["", "the leading order against real swaps (lie-sweep verify; relative error of theta_ij - theta_ji)"]
+        lines += ["  " + line for line in verified]
+    return "\n".join(lines)
+
+
+def show_store(path: str, top: int = 10, storage_options: Mapping[str, Any] | None = None) -> str:
+    """The terminal summary of the store at ``path`` (see :func:`format_show`)."""
+    return format_show(open_sweep(path, storage_options=storage_options), top=top)
