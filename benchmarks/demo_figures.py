@@ -23,7 +23,9 @@ START, END = "<!-- demo-figures:start -->", "<!-- demo-figures:end -->"
 
 
 def _lie_sweep(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "jobs.cli", *args], check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"lie-sweep {args[0]} failed: {proc.stderr.strip()[-2000:]}")
 
 
 def figures(store: str) -> str:

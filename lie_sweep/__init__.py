@@ -9,28 +9,40 @@ from ._origin import require_own_package
 
 require_own_package("storage")  # a same-named package of another distribution is one error line, not a puzzle
 
-from .kernel import (KernelResult, ExampleFields, batch_bracket, bracket_kernel, compute_brackets,
-                       compute_example_fields, example_gradients)
-from .checkpoints import (Checkpoint, apply_checkpoint, find_checkpoints, load_checkpoint, load_checkpoints,
-                          save_checkpoint)
-from .data import SHAPE_ATTRIBUTES, SyntheticShapes, stack_examples
 from .errors import (CheckpointError, CheckpointMismatchError, CheckpointNotFoundError, ConfigError,
                      ExampleIndexError, LieSweepError, PairError)
-from .fields import FunctionalModel, PreconditionedField, SGDField, UpdateField, bce_per_example
-from .models import MLP, MXResNet, SmallConvNet
-from .params import ParamEntry, ParamSpec
-from .training import train
 
 __version__ = "0.1.0"
 
+# the public names by the module that defines them: imported on first use (PEP 562), so that importing
+# lie_sweep, or its errors, does not load torch (the command line's reading commands start without it)
+_EXPORTS = {
+    "kernel": ("KernelResult", "ExampleFields", "batch_bracket", "bracket_kernel", "compute_brackets",
+               "compute_example_fields", "example_gradients"),
+    "checkpoints": ("Checkpoint", "apply_checkpoint", "find_checkpoints", "load_checkpoint", "load_checkpoints",
+                    "save_checkpoint"),
+    "data": ("SHAPE_ATTRIBUTES", "SyntheticShapes", "stack_examples"),
+    "fields": ("FunctionalModel", "PreconditionedField", "SGDField", "UpdateField", "bce_per_example"),
+    "models": ("MLP", "MXResNet", "SmallConvNet"),
+    "params": ("ParamEntry", "ParamSpec"),
+    "training": ("train",),
+    "reader": ("open_sweep", "Sweep"),  # the store's lazy reader (zarr only when used)
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
 
 def __getattr__(name: str):
-    # the store's lazy reader is re-exported on first use, so importing lie_sweep does not load zarr
-    if name in ("open_sweep", "Sweep"):
-        from . import reader
+    if name in _WHERE:
+        import importlib
 
-        return getattr(reader, name)
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value  # once imported, an ordinary attribute
+        return value
     raise AttributeError(f"module 'lie_sweep' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
 
 
 __all__ = [

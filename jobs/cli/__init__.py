@@ -1,4 +1,5 @@
-"""The ``lie-sweep`` command line: one module per verb, the parser built from :data:`COMMANDS`.
+"""The ``lie-sweep`` command line: one module per verb, the parser built from the table
+:func:`commands` returns.
 
 Each verb module holds its arguments, help texts and handler, and imports what it computes with only
 when it runs, so ``--help`` and the reading commands start without loading torch or Ray.
@@ -18,38 +19,33 @@ except ImportError as exc:  # lie_sweep._origin.PackageClashError: another distr
         raise
     _CLASH = str(exc)
 
-__all__ = ["COMMANDS", "build_parser", "main", "COMPUTING"]
+__all__ = ["commands", "build_parser", "main", "COMPUTING"]
 
 # verbs that compute in this process (they keep freed memory, as the workers do: jobs.execution.worker_env)
 COMPUTING = ("run", "resume", "plan", "verify")
 
 
-def _commands() -> list:
+def commands() -> list:
+    """The command table: every verb's :class:`~jobs.cli.table.Command`, in ``--help`` order."""
     from . import check, plan, report, resume, run, show, status, submit, verify
 
     return [run.COMMAND, resume.COMMAND, submit.SUBMIT, submit.JOB, plan.COMMAND, show.COMMAND, report.COMMAND,
             verify.COMMAND, status.COMMAND, check.COMMAND]
 
 
-def __getattr__(name: str):
-    if name == "COMMANDS":  # the table, built on first use (the verb modules import lie_sweep's errors)
-        return _commands()
-    raise AttributeError(f"module 'jobs.cli' has no attribute {name!r}")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``lie-sweep`` command, from the command table."""
     from lie_sweep import __version__
 
-    from .table import add_command
+    from .table import LazyHelpParser, add_command
     from .texts import DESCRIPTION
 
     parser = argparse.ArgumentParser(prog="lie-sweep", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="`lie-sweep run --help` lists the config groups and common overrides.")
     parser.add_argument("--version", action="version", version=f"lie-sweep {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in _commands():
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=LazyHelpParser)
+    for command in commands():
         add_command(sub, command)
     return parser
 

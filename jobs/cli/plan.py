@@ -16,7 +16,8 @@ DESCRIPTION = ("Print what `lie-sweep run` with the same overrides would do: tas
 
 def _plan(args: argparse.Namespace) -> int:
     from jobs.planning.config import load_config
-    from jobs.planning.dry_run import format_plan, plan_sweep
+    from jobs.planning.dry_run import plan_sweep
+    from jobs.planning.plan_text import format_plan
 
     print(format_plan(plan_sweep(load_config(args.overrides), calibration_pairs=args.calibration_pairs)))
     return 0

@@ -8,11 +8,6 @@ from .table import STORE, Command, top_arg
 
 __all__ = ["COMMAND"]
 
-DESCRIPTION = ("A terminal summary of a store from its tables and logit deltas (never its parameter-sized arrays): "
-               "the most order-sensitive pairs, per-checkpoint loss, bracket norms and fit constants, the tensors "
-               "whose brackets are largest relative to their gradients, the outputs whose logits move most, and the "
-               "examples ranked by order sensitivity.")
-
 
 def _show(args: argparse.Namespace) -> int:
     from jobs.results.show import show_store
@@ -21,5 +16,10 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = Command("show", "what a sweep found: top pairs, per-checkpoint RMS and fits, moving logits", _show,
-                  description=DESCRIPTION, arguments=(STORE, top_arg(10, "rows per ranking")))
+COMMAND = Command(
+    "show", "what a sweep found: top pairs, per-checkpoint RMS and fits, moving logits", _show,
+    arguments=(STORE, top_arg(10, "rows per ranking")),
+    description="A terminal summary of a store from its tables and logit deltas (never its parameter-sized arrays): "
+                "the most order-sensitive pairs, per-checkpoint loss, bracket norms and fit constants, the tensors "
+                "whose brackets are largest relative to their gradients, the outputs whose logits move most, and the "
+                "examples ranked by order sensitivity.")

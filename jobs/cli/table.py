@@ -10,7 +10,7 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["Arg", "Command", "STORE", "OVERRIDES", "DASHBOARD", "top_arg", "add_command"]
+__all__ = ["Arg", "Command", "STORE", "OVERRIDES", "DASHBOARD", "top_arg", "add_command", "LazyHelpParser"]
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,21 @@ def top_arg(default: int, what: str = "pairs to list in the summary") -> Arg:
     return _arg("--top", type=int, default=default, help=f"{what} (default: %(default)s)")
 
 
-def _text(value: str | Callable[[], str] | None) -> str | None:
-    return value() if callable(value) else value
+class LazyHelpParser(argparse.ArgumentParser):
+    """A parser whose description and epilog may be callables, called only when its help is shown (the
+    config groups and keys load the registries, which the other commands need not import)."""
+
+    def format_help(self) -> str:
+        """The help text, with callable texts called now."""
+        self.description, self.epilog = (t() if callable(t) else t for t in (self.description, self.epilog))
+        return super().format_help()
 
 
 def add_command(sub: "argparse._SubParsersAction", command: Command) -> argparse.ArgumentParser:
-    """Add ``command``'s parser to ``sub``, its handler as the ``handler`` default."""
-    parser = sub.add_parser(command.name, help=command.help, description=_text(command.description),
-                            epilog=_text(command.epilog), formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Add ``command``'s parser to ``sub`` (made with ``parser_class=LazyHelpParser``), its handler as the
+    ``handler`` default."""
+    parser = sub.add_parser(command.name, help=command.help, description=command.description,
+                            epilog=command.epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     for arg in command.arguments:
         parser.add_argument(*arg.flags, **arg.options)
     parser.set_defaults(handler=command.handler)

@@ -16,7 +16,8 @@ DESCRIPTION = ("For K sampled completed pairs per checkpoint, take the real swap
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from jobs.results.verify import format_verify_summary, verify_store
+    from jobs.results.verify import verify_store
+    from jobs.results.verify_text import format_verify_summary
 
     sweep = verify_store(args.store, pairs=args.pairs, seed=args.seed, log=emit)
     print("\n".join(["", "the leading order against real swaps (relative error of theta_ij - theta_ji)",

@@ -14,7 +14,7 @@ from storage.ranking import rank_examples
 from storage.reader import Sweep, open_sweep, rank_pairs
 
 from jobs.units import format_bytes
-from .verify import format_verify_summary
+from .verify_text import format_verify_summary
 
 if TYPE_CHECKING:
     import pandas as pd

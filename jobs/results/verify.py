@@ -29,7 +29,7 @@ from jobs.planning.build import build_dataset, build_model
 from jobs.planning.config import config_from_stored
 from jobs.planning.loader import load_into
 
-__all__ = ["verify_store", "format_verify_summary"]
+__all__ = ["verify_store"]
 
 COLUMNS = ("step", "pair", "i", "j", "epsilon", "rel_theta", "rel_logits", "norm_real", "norm_pred", "relu_switch")
 
@@ -134,17 +134,3 @@ def _optimizer_errors(sweep: Sweep, fm: FunctionalModel, params, optimizer, foll
 
     return swap_errors(fm, params, lambda eps: swap_parameters(fm, opt_step, params, state, ex_i, ex_j, eps, follow),
                        one_step, predict, eval_inputs, epsilons)
-
-
-def format_verify_summary(sweep: Sweep) -> list[str]:
-    """One line per verified checkpoint (what ``verify`` and ``show`` print)."""
-    summary = sweep.verify_summary()
-    lines = []
-    for r in summary.itertuples():
-        within = (f"within 10% at ε ≤ {r.within_10pct:.3g}" if np.isfinite(r.within_10pct)
-                  else "not within 10% at any ε tried")
-        relu = "" if not np.isfinite(r.relu_switch_at_lr) else f"; {100 * r.relu_switch_at_lr:.2g}% of ReLU inputs " \
-                                                                  "switch sign in one step"
-        lines.append(f"step {r.step:>6}: at ε = {r.lr:.3g} the leading order is off by {100 * r.at_lr:.3g}% "
-                     f"(median of {r.pairs} pairs; worst {100 * r.max_rel_at_lr:.3g}%); {within}{relu}")
-    return lines

@@ -29,10 +29,23 @@ def brackets_of(store):
 
 
 def reference_arrays(reference, tmp_path, *extra):
-    """The reference grid computed on the glob'd checkpoints in one uninterrupted run."""
+    """The reference grid computed in one uninterrupted run: the session's reference sweep itself (the same
+    grid over the same checkpoint files), or with ``extra`` overrides a run of its own on the glob'd
+    checkpoints."""
+    if not extra:
+        return brackets_of(reference / "s.zarr")
     store = tmp_path / "ref.zarr"
     run_sweep(glob_overrides(reference, store, *extra), log=lambda m: None)
     return brackets_of(store)
+
+
+def copy_of_reference(reference, store):
+    """A complete store of the reference grid at ``store``: a copy of the session's reference sweep (its
+    checkpoints stay where they are, so check and resume work on the copy)."""
+    import shutil
+
+    shutil.copytree(reference / "s.zarr", store)
+    return store
 
 
 def assert_bitwise_equal(a, b):

@@ -2,47 +2,60 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from jobs.execution.account import format_account
 from jobs.execution.runs import resume_sweep, run_sweep
 
-from .faults import kill_session, kill_when, start_cli
-from .sweeps import assert_bitwise_equal, brackets_of, glob_overrides, marks_of, reference_arrays
+from .faults import count_marks, kill_session, session_pids, start_cli
+from .sweeps import assert_bitwise_equal, brackets_of, copy_of_reference, glob_overrides, marks_of, reference_arrays
 
 pytestmark = pytest.mark.slow
 
-def test_kill_9_of_the_driver_then_resume_gives_bitwise_identical_results(reference, tmp_path):
+def test_kill_9_of_the_driver_leaves_no_process_and_resume_gives_bitwise_identical_results(reference, local_ray,
+                                                                                          tmp_path):
     want = reference_arrays(reference, tmp_path)
     store = tmp_path / "s.zarr"
     proc = start_cli("run", *glob_overrides(reference, store), cwd=tmp_path)
-    first = kill_when(proc, store, marks=3)
+    sid = proc.pid
+    try:
+        deadline = time.monotonic() + 240
+        while count_marks(store) < 3:                            # workers are up and computing
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            assert time.monotonic() < deadline, "no 3 tasks completed within 240 s"
+            time.sleep(0.01)
+        assert len(session_pids(sid)) > 3                        # driver, GCS, raylet, agents, workers
+        os.kill(proc.pid, signal.SIGKILL)                       # the driver alone: its reaper stops the rest
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while session_pids(sid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = session_pids(sid)
+        names = [Path(f"/proc/{p}/cmdline").read_bytes()[:60] for p in left if Path(f"/proc/{p}").exists()]
+        assert not left, f"processes of the killed driver's Ray session still run after 20 s: {names}"
+    finally:
+        for pid in session_pids(sid):
+            os.kill(pid, signal.SIGKILL)
     before = marks_of(store)
-    assert 3 <= first < 30
+    assert 3 <= len(before) < 30
     assert (store / "ledger" / "lock.json").exists()                       # left behind by the dead driver
-    proc = start_cli("resume", str(store), cwd=tmp_path)        # takes the stale lock over
-    kill_when(proc, store, marks=18)
-    middle = marks_of(store)
-    assert len(middle) < 30
-    proc = subprocess.run([sys.executable, "-m", "jobs.cli", "resume", str(store)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    # the resume takes the stale lock over (in this process, on the session's Ray: the CLI's resume is the same
+    # call, and starting another Ray here would only cost time)
+    resumed = format_account(resume_sweep(str(store), log=lambda m: None))
     final = marks_of(store)
     assert sorted(final) == list(range(30))
-    # tasks completed before a kill were not recomputed: their marks are the original ones
-    for tid, mark in before.items():
+    for tid, mark in before.items():  # tasks completed before the kill were not recomputed: their marks stand
         assert final[tid] == mark
-    for tid, mark in middle.items():
-        assert final[tid] == mark
-    runs = {m["run"] for m in final.values()}
-    recomputed_last = sum(1 for m in final.values() if m["run"] == max(runs))
-    assert recomputed_last == 30 - len(middle)
-    assert f"{30 - len(middle)} computed now, {len(middle)} already done" in proc.stdout
+    assert sum(1 for m in final.values() if m["run"] == max(m["run"] for m in final.values())) == 30 - len(before)
+    assert f"{30 - len(before)} computed now, {len(before)} already done" in resumed
     assert_bitwise_equal(brackets_of(store), want)
     assert not (store / "ledger" / "lock.json").exists()
 
@@ -74,8 +87,7 @@ def test_a_worker_killed_mid_sweep_is_replaced_and_results_are_identical(referen
 
 def test_a_damaged_store_is_found_by_check_and_repaired_by_resume(reference, tmp_path):
     want = reference_arrays(reference, tmp_path)
-    store = tmp_path / "s.zarr"
-    run_sweep(glob_overrides(reference, store), log=lambda m: None)
+    store = copy_of_reference(reference, tmp_path / "s.zarr")
     truncated = store / "arrays.zarr" / "brackets" / "c" / "0" / "3" / "0"
     flipped = store / "arrays.zarr" / "brackets" / "c" / "1" / "7" / "0"
     data = truncated.read_bytes()
@@ -97,7 +109,7 @@ def test_a_damaged_store_is_found_by_check_and_repaired_by_resume(reference, tmp
     assert again.returncode == 0 and "all intact" in again.stdout
 
 
-def test_a_store_in_use_is_refused_and_a_stale_lock_is_taken_over(reference, tmp_path):
+def test_a_store_in_use_is_refused_and_a_stale_lock_is_taken_over(reference, local_ray, tmp_path):
     store = tmp_path / "s.zarr"
     proc = start_cli("run", *glob_overrides(reference, store), "pairs.per_task=1", cwd=tmp_path)
     try:
@@ -116,15 +128,12 @@ def test_a_store_in_use_is_refused_and_a_stale_lock_is_taken_over(reference, tmp
         kill_session(proc)
     # the dead driver's lock is stale: a resume takes it over and finishes
     assert (store / "ledger" / "lock.json").exists()
-    done = subprocess.run([sys.executable, "-m", "jobs.cli", "resume", str(store)], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    resume_sweep(str(store), log=lambda m: None)
     assert len(marks_of(store)) == 30 and not (store / "ledger" / "lock.json").exists()
 
 
 def test_a_lock_whose_holder_is_gone_is_taken_over(reference, tmp_path):
-    store = tmp_path / "s.zarr"
-    run_sweep(glob_overrides(reference, store), log=lambda m: None)
+    store = copy_of_reference(reference, tmp_path / "s.zarr")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
     lock = store / "ledger" / "lock.json"

@@ -28,25 +28,10 @@ def cli(*args, cwd, timeout=600):
                           timeout=timeout, env=env_with_venv())
 
 
-def test_submit_wait_completes_and_equals_a_local_run(ray_head, reference, tmp_path):
-    want = reference_arrays(reference, tmp_path)
-    store = tmp_path / "job.zarr"
-    proc = cli("submit", "--address", ray_head, "--wait", *glob_overrides(reference, store), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    job_id = next(line for line in proc.stdout.splitlines() if line.startswith("raysubmit_"))
-    assert "job succeeded" in proc.stdout and "30 computed now" in proc.stdout
-    assert open_sweep(str(store)).complete
-    assert_bitwise_equal(brackets_of(store), want)
-    status = cli("job", "status", job_id, "--address", ray_head, "--json", cwd=tmp_path)
-    assert status.returncode == 0 and json.loads(status.stdout)["status"] == "SUCCEEDED"
-    logs = cli("job", "logs", job_id, "--address", ray_head, cwd=tmp_path)
-    assert logs.returncode == 0 and "30 computed now" in logs.stdout
-
-
-def test_job_stop_then_resume_on_the_cluster(ray_head, reference, tmp_path):
+def test_submit_stop_resume_on_the_cluster_and_read_the_jobs(ray_head, reference, tmp_path):
     from jobs.cluster.submit import job_status, job_stop
 
-    bigger = ("examples.count=12",)  # 132 one-pair tasks: long enough to be stopped midway
+    bigger = ("examples.count=8",)  # 56 one-pair tasks: long enough to be stopped midway
     want = reference_arrays(reference, tmp_path, *bigger)
     store = tmp_path / "job.zarr"
     proc = cli("submit", "--address", ray_head, *glob_overrides(reference, store, *bigger), cwd=tmp_path)
@@ -64,11 +49,18 @@ def test_job_stop_then_resume_on_the_cluster(ray_head, reference, tmp_path):
     status = cli("job", "status", job_id, "--address", ray_head, cwd=tmp_path)
     assert status.returncode == 0 and "STOPPED" in status.stdout
     stopped_at = len(marks_of(store))
-    assert 3 <= stopped_at < 132
+    assert 3 <= stopped_at < 56
     done = cli("resume", str(store), "--address", ray_head, "--wait", cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert f"{132 - stopped_at} computed now, {stopped_at} already done" in done.stdout
+    assert "job succeeded" in done.stdout
+    assert f"{56 - stopped_at} computed now, {stopped_at} already done" in done.stdout
+    assert open_sweep(str(store)).complete
     assert_bitwise_equal(brackets_of(store), want)
+    resumed = next(line for line in done.stdout.splitlines() if line.startswith("raysubmit_"))
+    status = cli("job", "status", resumed, "--address", ray_head, "--json", cwd=tmp_path)
+    assert status.returncode == 0 and json.loads(status.stdout)["status"] == "SUCCEEDED"
+    logs = cli("job", "logs", resumed, "--address", ray_head, cwd=tmp_path)
+    assert logs.returncode == 0 and f"{56 - stopped_at} computed now" in logs.stdout
 
 
 def test_submit_refuses_a_bad_config_before_sending_anything(ray_head, tmp_path):
