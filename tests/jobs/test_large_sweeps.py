@@ -148,11 +148,13 @@ def test_plan_and_run_refuse_a_task_that_cannot_fit_and_suggest_one_that_does(tm
     assert not (tmp_path / "ck").exists() and not (tmp_path / "s").exists()      # refused before training
     fix = err.split("set ", 1)[1].rstrip(")").split()                           # pairs.per_task=N chunk_size=M
     assert fix[0].startswith("pairs.per_task=") and fix[1].startswith("chunk_size=")
-    plan = _cli("plan", *HUGE, *fix, cwd=tmp_path)
+    # two calibration pairs: what fits does not depend on them, and each costs HVPs and four codecs' encodes
+    # of 2M float64 values
+    plan = _cli("plan", *HUGE, *fix, "--calibration-pairs", "2", cwd=tmp_path)
     assert plan.returncode == 0, plan.stderr
     out = plan.stdout
     assert "files" in out and "2,016 pairs" in out and "fits" in out and "DOES NOT FIT" not in out
-    too_big = _cli("plan", *HUGE, cwd=tmp_path)
+    too_big = _cli("plan", *HUGE, "--calibration-pairs", "2", cwd=tmp_path)
     assert too_big.returncode == 0 and "DOES NOT FIT" in too_big.stdout
 
 
