@@ -49,10 +49,6 @@ class Registry(Generic[T]):
         self._entries[entry.name] = entry
         return entry
 
-    def unregister(self, name: str) -> None:
-        """Remove an entry (a test's toy choice)."""
-        del self._entries[name]
-
     def __getitem__(self, name: str) -> T:
         try:
             return self._entries[name]

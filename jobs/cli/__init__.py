@@ -19,10 +19,7 @@ except ImportError as exc:  # lie_sweep._origin.PackageClashError: another distr
         raise
     _CLASH = str(exc)
 
-__all__ = ["commands", "build_parser", "main", "COMPUTING"]
-
-# verbs that compute in this process (they keep freed memory, as the workers do: jobs.execution.worker_env)
-COMPUTING = ("run", "resume", "plan", "verify")
+__all__ = ["commands", "build_parser", "main"]
 
 
 def commands() -> list:
@@ -60,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command in COMPUTING:
+    if args.computes:  # it keeps freed memory, as the workers do (jobs.execution.worker_env)
         from jobs.execution.worker_env import retain_freed_memory_here
 
         retain_freed_memory_here()
@@ -73,6 +70,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("lie-sweep: interrupted; completed tasks are kept in the store", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -24,7 +24,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 COMMAND = Command(
-    "plan", "dry run: tasks, HVPs, memory, bytes on disk per codec, time; writes nothing", _plan,
+    "plan", "dry run: tasks, HVPs, memory, bytes on disk per codec, time; writes nothing", _plan, computes=True,
     description=DESCRIPTION, epilog=plan_epilog,
     arguments=(OVERRIDES, Arg(("--calibration-pairs",), dict(type=int, default=8, help="pairs to calibrate on "
                                                                                        "(default: %(default)s)"))))

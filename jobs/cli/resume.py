@@ -32,7 +32,8 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 COMMAND = Command(
-    "resume", "finish a sweep: run only the tasks without a completion mark", _resume, description=DESCRIPTION,
+    "resume", "finish a sweep: run only the tasks without a completion mark", _resume, computes=True,
+    description=DESCRIPTION,
     epilog=EPILOG,
     arguments=(STORE,
                Arg(("overrides",), dict(nargs="*", metavar="OVERRIDE", help="execution settings: cluster.*, "

@@ -63,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 COMMAND = Command(
-    "run", "run a sweep (the demo by default)", _run, description=DESCRIPTION, epilog=run_epilog,
+    "run", "run a sweep (the demo by default)", _run, computes=True, description=DESCRIPTION, epilog=run_epilog,
     arguments=(OVERRIDES,
                Arg(("--print-config",), dict(action="store_true", help="print the resolved config and exit")),
                Arg(("--address",), dict(default=None, help="join a running Ray cluster (its GCS address, e.g. "

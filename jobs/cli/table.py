@@ -28,7 +28,8 @@ def _arg(*flags: str, **options: Any) -> Arg:
 @dataclass(frozen=True)
 class Command:
     """A verb of ``lie-sweep``: ``handler(args)`` returns the exit status; texts may be callables (built
-    only when the parser is, e.g. the config groups' list)."""
+    only when its help is shown, e.g. the config groups' list); ``computes`` when it computes in this process
+    (training, calibration, a swap), not only in Ray workers."""
 
     name: str
     help: str
@@ -36,6 +37,7 @@ class Command:
     arguments: tuple[Arg, ...] = ()
     description: str | Callable[[], str] | None = None
     epilog: str | Callable[[], str] | None = None
+    computes: bool = False
 
 
 STORE = _arg("store", help="the store's path or fsspec URL")
@@ -65,5 +67,5 @@ def add_command(sub: "argparse._SubParsersAction", command: Command) -> argparse
                             epilog=command.epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     for arg in command.arguments:
         parser.add_argument(*arg.flags, **arg.options)
-    parser.set_defaults(handler=command.handler)
+    parser.set_defaults(handler=command.handler, computes=command.computes)
     return parser

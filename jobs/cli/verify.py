@@ -26,7 +26,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 COMMAND = Command(
-    "verify", "measure the stored prediction against real two-step swaps", _verify, description=DESCRIPTION,
+    "verify", "measure the stored prediction against real two-step swaps", _verify, computes=True,
+    description=DESCRIPTION,
     arguments=(STORE,
                Arg(("--pairs",), dict(type=int, default=8, metavar="K", help="pairs per checkpoint (default: "
                                                                              "%(default)s)")),

@@ -206,11 +206,10 @@ class BracketWorker:
                 order_values = {"order1": self._stored(order[0]), "order2": self._stored(order[1])}
         computed = _Computed(self._stored(brackets) if self.keeps_params else None, order_values,
                              None if logits is None else logits.numpy(), tables, tables["pairs"]["norm"].tolist(),
-                             len(positions), 0)
+                             len(positions), self.loads)
         del ex, brackets, order
         self._write_owned_blocks(task, step, computed.tables)
         self._sync()
-        computed.loads = self.loads
         clock.lap("tables_s")
         return computed
 

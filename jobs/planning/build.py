@@ -115,8 +115,7 @@ def resolve_grid(cfg: DictConfig) -> ResolvedGrid:
     attributes = list(getattr(data, "attribute_names", []) or [])
     outputs = attributes if len(attributes) == n_out else [f"output_{k}" for k in range(n_out)]
     return ResolvedGrid(data=data, examples=examples, pairs=pairs, eval_examples=evals, model=model, params=params,
-                kept_names=kept, attribute_names=attributes,
-                        output_names=outputs)
+                        kept_names=kept, attribute_names=attributes, output_names=outputs)
 
 
 def grid_pairs(cfg: DictConfig, dataset_length: int) -> tuple[list[int], list[tuple[int, int]]]:

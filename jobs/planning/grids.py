@@ -35,8 +35,9 @@ from storage.errors import brief
 from storage.registry import Registry
 from storage.scores import SCORES
 
-__all__ = ["GridInput", "GridKind", "GRIDS", "canonical_pairs", "example_indices", "all_pairs", "cross_pairs",
-           "tournament_pairs", "tile_order", "listed_pairs", "top_pairs", "partner_counts"]
+__all__ = ["GridInput", "GridContext", "GridKind", "GRIDS", "canonical_pairs", "pairs_of", "positions_of",
+           "example_indices", "all_pairs", "cross_pairs", "tournament_pairs", "tile_order", "listed_pairs",
+           "top_pairs", "partner_counts"]
 
 
 def example_indices(mode: str, *, count: int = 0, start: int = 0, indices: Sequence[int] = (),
@@ -167,8 +168,8 @@ def _as_given(grid: GridInput, pairs_cfg: Any, context: "GridContext") -> GridIn
 
 @dataclass(frozen=True)
 class GridContext:
-    """What a grid's ``prepare`` may consult: the dataset's length, the sweep's storage options (to read
-    another store) and its seed."""
+    """What a grid's ``prepare`` may consult: the dataset's length and the sweep's storage options (to read
+    another store)."""
 
     dataset_length: int
     storage_options: dict[str, Any] = field(default_factory=dict)
@@ -188,10 +189,14 @@ class GridKind:
     check: Callable[[Any], None] = lambda pairs_cfg: None
 
 
+def positions_of(examples: Sequence[int], pairs: Sequence[Sequence[int]]) -> np.ndarray:
+    """Pairs of dataset indices as (P, 2) positions into ``examples``."""
+    where = {e: k for k, e in enumerate(examples)}
+    return np.asarray([(where[i], where[j]) for i, j in pairs], dtype=np.int64).reshape(-1, 2)
+
+
 def _listed_positions(grid: GridInput) -> np.ndarray:
-    where = {e: k for k, e in enumerate(grid.examples)}
-    listed = listed_pairs(grid.examples, grid.explicit)
-    return np.asarray([(where[i], where[j]) for i, j in listed], dtype=np.int64).reshape(-1, 2)
+    return positions_of(grid.examples, listed_pairs(grid.examples, grid.explicit))
 
 
 def _check_list(pc: Any) -> None:
@@ -238,9 +243,7 @@ def _prepare_top(grid: GridInput, pc: Any, context: GridContext) -> GridInput:
 
 
 def _top_positions(grid: GridInput) -> np.ndarray:
-    where = {e: k for k, e in enumerate(grid.examples)}
-    return tile_order(np.asarray([(where[i], where[j]) for i, j in grid.explicit], dtype=np.int64).reshape(-1, 2),
-                      grid.block)
+    return tile_order(positions_of(grid.examples, grid.explicit), grid.block)
 
 
 def _check_top(pc: Any) -> None:

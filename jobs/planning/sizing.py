@@ -18,6 +18,7 @@ from lie_sweep.budget import default_chunk_size
 from lie_sweep.errors import ConfigError
 from storage.layout import block_owners
 
+from .grids import positions_of
 from .memory import TaskMemory, cache_budget, task_memory, worker_memory
 from jobs.units import format_bytes
 
@@ -46,8 +47,7 @@ def _examples_per_task(positions: np.ndarray, per_task: int) -> np.ndarray:
 
 def grid_shape(cfg: Any, grid: Any, n_checkpoints: int, n_stored: int) -> GridShape:
     """Tasks, files (shards, chunks, table parts, completion marks) and examples per task of a grid."""
-    where = {e: k for k, e in enumerate(grid.examples)}
-    positions = np.asarray([(where[i], where[j]) for i, j in grid.pairs], dtype=np.int64).reshape(-1, 2)
+    positions = positions_of(grid.examples, grid.pairs)
     per_task = int(cfg.pairs.per_task)
     n_examples = len(grid.examples)
     block = min(int(cfg.pairs.block), n_examples)
