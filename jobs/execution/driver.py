@@ -115,11 +115,17 @@ class _Run:
         report = self.report
         report.startup_s = time.perf_counter() - start
         self.progress.start = time.perf_counter()  # rates and ETA from here: start-up is not throughput
+        clean = False
         try:
             self._loop()
+            clean = not self.inflight
         finally:
             self.progress.close()
-            self.pool.kill()
+            # workers go back to the session warm only after a run with nothing left running on them
+            if clean:
+                self.pool.release()
+            else:
+                self.pool.kill()
             self.store.ledger.fold_marks()
             report.workers_replaced = self.pool.replaced
             report.seconds = time.perf_counter() - start

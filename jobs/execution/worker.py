@@ -13,7 +13,6 @@ them would only contend for the cores and the GIL). Each call reports where its 
 from __future__ import annotations
 
 import os
-import resource
 import socket
 import threading
 import time
@@ -41,7 +40,7 @@ from . import rows
 from .derive import nonfinite_example_values, order_columns, order_terms, pair_tables, require_finite
 from .field_cache import ExampleRows, FieldCache
 from .phase_clock import PhaseClock
-from .worker_env import WORKER_VARIABLES, ray_node_id
+from .worker_env import WORKER_VARIABLES, peak_rss, ray_node_id
 
 __all__ = ["BracketWorker"]
 
@@ -256,7 +255,7 @@ class BracketWorker:
                 "phases": clock.finish(), "norms": out.norms, "files": files,
                 "host": socket.gethostname(), "pid": os.getpid(), "node": self.node_id, "loads": out.loads,
                 "examples": out.examples, "cache_hits": self.cache.hits, "cache_misses": self.cache.misses,
-                "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "hvp": self.hvp.mode,
+                "peak_rss": peak_rss(), "hvp": self.hvp.mode,
                 "finished": time.time(), "env": {k: os.environ.get(k) for k in WORKER_VARIABLES},
                 "threads": torch.get_num_threads()}
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import resource
 
 __all__ = ["RETAIN_FREED_MEMORY", "THREAD_VARIABLES", "WORKER_VARIABLES", "worker_env", "retain_freed_memory_here",
-           "ray_node_id"]
+           "ray_node_id", "peak_rss", "reset_peak_rss"]
 
 RETAIN_FREED_MEMORY: dict[str, str] = {
     "MALLOC_ARENA_MAX": "1",
@@ -69,3 +70,27 @@ def ray_node_id() -> str | None:
         return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
     except Exception:  # noqa: BLE001 - informational only
         return None
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes since it started or since :func:`reset_peak_rss`
+    (Linux: ``VmHWM``; elsewhere ``ru_maxrss``, which cannot be reset)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Start :func:`peak_rss` afresh from the current resident memory (Linux ``clear_refs``), so that a
+    worker process serving another sweep reports that sweep's peak; False where it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False

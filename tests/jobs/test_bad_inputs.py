@@ -4,8 +4,6 @@ import hashlib
 import json
 import shutil
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from jobs.execution.account import format_account
 from jobs.execution.runs import resume_sweep, run_sweep
 from lie_sweep import open_sweep
 
+from .cli_runner import cli_process, run_cli as cli
 from .sweeps import marks_of
 
 pytestmark = pytest.mark.slow
@@ -24,9 +23,6 @@ def snapshot(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
 
 
 def assert_one_line(proc, needle):
@@ -67,9 +63,10 @@ def test_resume_of_a_path_that_is_not_a_store(tmp_path):
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "notes.txt").write_text("mine")
     before = snapshot(tmp_path / "plain")
-    assert_one_line(cli("resume", str(tmp_path / "plain"), cwd=tmp_path), "is not a lie-sweep store")
-    assert_one_line(cli("resume", str(tmp_path / "nowhere"), cwd=tmp_path), "found no such path")
-    assert_one_line(cli("status", str(tmp_path / "plain"), cwd=tmp_path), "is not a lie-sweep store")
+    # real processes here: what a shell shows (the other tests run the command line in this process)
+    assert_one_line(cli_process("resume", str(tmp_path / "plain"), cwd=tmp_path), "is not a lie-sweep store")
+    assert_one_line(cli_process("resume", str(tmp_path / "nowhere"), cwd=tmp_path), "found no such path")
+    assert_one_line(cli_process("status", str(tmp_path / "plain"), cwd=tmp_path), "is not a lie-sweep store")
     assert snapshot(tmp_path / "plain") == before
 
 

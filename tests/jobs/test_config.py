@@ -9,12 +9,11 @@ import pytest
 from jobs.planning.config import identity_of, load_config
 from lie_sweep.errors import ConfigError
 
+from .cli_runner import cli_process, run_cli as cli
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)
 
 
 def test_default_is_the_demo():
@@ -71,7 +70,7 @@ def test_help_explains_groups_and_common_overrides(tmp_path):
     for word in ("model", "convnet, mlp, mxresnet", "experiment", "celeba_mxresnet", "pairs.per_task",
                  "cluster.address"):
         assert word in out
-    assert "run" in cli("--help", cwd=tmp_path).stdout
+    assert "run" in cli_process("--help", cwd=tmp_path).stdout
 
 
 def test_help_prints_each_default_as_yaml():

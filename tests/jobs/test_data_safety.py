@@ -4,8 +4,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -23,14 +21,12 @@ from lie_sweep.models import SmallConvNet
 from storage.reader import open_sweep
 from storage.tables import TABLES
 
+from .cli_runner import cli_process, run_cli as cli
 from .sweeps import SMALL, copy_of_reference, glob_overrides, marks_of, reference_arrays
 
 pytestmark = pytest.mark.slow
 
 
-def cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
 
 
 def one_line_error(proc, needle):
@@ -51,8 +47,8 @@ def test_overwrite_refuses_a_user_directory_before_anything_runs(tmp_path):
     (tmp_path / "p" / "sub").mkdir(parents=True)
     (tmp_path / "p" / "notes.txt").write_text("keep")
     (tmp_path / "p" / "sub" / "more.txt").write_text("also")
-    proc = cli("run", *SMALL, f"checkpoints.dir={tmp_path / 'ck'}", "storage.path=p", "storage.overwrite=true",
-               cwd=tmp_path)
+    proc = cli_process("run", *SMALL, f"checkpoints.dir={tmp_path / 'ck'}", "storage.path=p",  # a real process
+                       "storage.overwrite=true", cwd=tmp_path)
     one_line_error(proc, "not a lie-sweep store")
     assert (tmp_path / "p" / "notes.txt").read_text() == "keep" and (tmp_path / "p" / "sub" / "more.txt").is_file()
     assert not (tmp_path / "ck").exists()                       # refused before training, not after

@@ -8,7 +8,7 @@ from jobs.execution.runs import run_sweep
 from jobs.execution.worker_env import RETAIN_FREED_MEMORY, THREAD_VARIABLES, worker_env
 from lie_sweep import open_sweep
 
-from .sweeps import brackets_of, glob_overrides
+from .sweeps import assert_bitwise_equal, brackets_of, glob_overrides
 
 
 def test_worker_env_sizes_every_thread_pool_and_retains_freed_memory_unless_told_not_to():
@@ -81,3 +81,25 @@ def test_resume_keeps_the_recorded_mode_unless_one_is_set():
         spec = SweepSpec.from_store_meta(meta, config, examples=[0, 1], pairs=[(0, 1)], store_path="unused.zarr")
         assert spec.hvp_mode == used
     assert StoreMeta(schema_version=1, layout={}).hvp_mode == "forward"  # stores written before the key
+
+
+def test_a_sessions_next_sweep_starts_in_the_warm_workers_of_the_last_and_reports_its_own_peak(reference, local_ray,
+                                                                                               tmp_path):
+    from jobs.execution.pool import release_workers
+    from jobs.execution.worker_env import peak_rss, reset_peak_rss
+
+    def pids(store):
+        marks = open_sweep(str(store)).store.ledger.done_tasks().values()
+        return {m["pid"] for m in marks}, max(m["peak_rss"] for m in marks)
+
+    assert reset_peak_rss() and 0 < peak_rss()              # what a worker process does when it takes a sweep
+    grid = ("pairs.per_task=5", "cluster.workers=2")
+    run_sweep(glob_overrides(reference, tmp_path / "a", *grid), log=lambda m: None)
+    run_sweep(glob_overrides(reference, tmp_path / "b", *grid), log=lambda m: None)
+    (first, _), (second, _) = pids(tmp_path / "a"), pids(tmp_path / "b")
+    assert second == first                                   # the same processes served both sweeps
+    assert release_workers() == 2
+    run_sweep(glob_overrides(reference, tmp_path / "c", *grid), log=lambda m: None)
+    assert not pids(tmp_path / "c")[0] & first               # new processes once released
+    assert_bitwise_equal(brackets_of(tmp_path / "a"), brackets_of(tmp_path / "b"))
+    assert_bitwise_equal(brackets_of(tmp_path / "a"), brackets_of(tmp_path / "c"))
