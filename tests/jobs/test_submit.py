@@ -9,6 +9,7 @@ import pytest
 
 from lie_sweep import open_sweep
 
+from .cli_runner import run_cli
 from .servers import CURRENT_CLUSTER, env_with_venv, start_ray_head, stop_ray_head
 from .sweeps import assert_bitwise_equal, brackets_of, glob_overrides, marks_of, reference_arrays
 
@@ -24,6 +25,7 @@ def ray_head(tmp_path_factory):
 
 
 def cli(*args, cwd, timeout=600):
+    """A real ``lie-sweep`` process (the first submission: what a shell sees)."""
     return subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=timeout, env=env_with_venv())
 
@@ -46,26 +48,26 @@ def test_submit_stop_resume_on_the_cluster_and_read_the_jobs(ray_head, reference
         if job_status(ray_head, job_id)["status"] == "STOPPED":
             break
         time.sleep(0.5)
-    status = cli("job", "status", job_id, "--address", ray_head, cwd=tmp_path)
+    status = run_cli("job", "status", job_id, "--address", ray_head, cwd=tmp_path)
     assert status.returncode == 0 and "STOPPED" in status.stdout
     stopped_at = len(marks_of(store))
     assert 3 <= stopped_at < 56
-    done = cli("resume", str(store), "--address", ray_head, "--wait", cwd=tmp_path)
+    done = run_cli("resume", str(store), "--address", ray_head, "--wait", cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "job succeeded" in done.stdout
     assert f"{56 - stopped_at} computed now, {stopped_at} already done" in done.stdout
     assert open_sweep(str(store)).complete
     assert_bitwise_equal(brackets_of(store), want)
     resumed = next(line for line in done.stdout.splitlines() if line.startswith("raysubmit_"))
-    status = cli("job", "status", resumed, "--address", ray_head, "--json", cwd=tmp_path)
+    status = run_cli("job", "status", resumed, "--address", ray_head, "--json", cwd=tmp_path)
     assert status.returncode == 0 and json.loads(status.stdout)["status"] == "SUCCEEDED"
-    logs = cli("job", "logs", resumed, "--address", ray_head, cwd=tmp_path)
+    logs = run_cli("job", "logs", resumed, "--address", ray_head, cwd=tmp_path)
     assert logs.returncode == 0 and f"{56 - stopped_at} computed now" in logs.stdout
 
 
 def test_submit_refuses_a_bad_config_before_sending_anything(ray_head, tmp_path):
-    proc = cli("submit", "--address", ray_head, "pairs.per_task=-1", cwd=tmp_path)
+    proc = run_cli("submit", "--address", ray_head, "pairs.per_task=-1", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("lie-sweep: error: bad value for pairs.per_task")
-    unreachable = cli("job", "status", "x", "--address", "http://127.0.0.1:9", cwd=tmp_path, timeout=120)
+    unreachable = run_cli("job", "status", "x", "--address", "http://127.0.0.1:9", cwd=tmp_path)
     assert unreachable.returncode == 2 and "Traceback" not in unreachable.stderr
