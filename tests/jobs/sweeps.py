@@ -56,3 +56,15 @@ def assert_bitwise_equal(a, b):
 def marks_of(store):
     """{task id: mark}, loose or in segments (through the ledger, as the driver and check read them)."""
     return open_sweep(str(store)).store.ledger.done_tasks()
+
+
+def model_and_data(sweep):
+    """The sweep's model (initialised as its config says) and dataset, rebuilt from its stored config."""
+    import torch
+
+    from jobs.planning.build import build_dataset, build_model
+    from jobs.planning.config import config_from_stored
+
+    cfg = config_from_stored(sweep.config)
+    torch.manual_seed(cfg.seed)
+    return build_model(cfg.model), build_dataset(cfg.data)

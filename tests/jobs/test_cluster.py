@@ -42,7 +42,7 @@ try:
 
     t = threading.Thread(target=remove_the_other_node)
     t.start()
-    result = run_sweep(overrides + [f"cluster.address={cluster.address}", "cluster.replace_timeout=5"],
+    result = run_sweep(overrides + [f"cluster.address={cluster.address}", "cluster.replace_timeout=2"],
                        log=lambda m: print(m, file=sys.stderr, flush=True))
     t.join()
     nodes = sorted({r["node"] for r in result.report.completed})

@@ -13,23 +13,14 @@ from lie_sweep.data import stack_examples
 from lie_sweep.params import ParamSpec
 
 from .cli_runner import run_cli as _cli
-from .sweeps import glob_overrides
+from .sweeps import glob_overrides, model_and_data
 
 QUIET = {"log": lambda m: None}
 
 
-def _model_and_data(sweep):
-    from jobs.planning.config import config_from_stored
-    from jobs.planning.build import build_dataset, build_model
-
-    cfg = config_from_stored(sweep.config)
-    torch.manual_seed(cfg.seed)
-    return build_model(cfg.model), build_dataset(cfg.data)
-
-
 def _expected_brackets(sweep, step_index, pairs, dtype):
     """compute_brackets on ``pairs`` (dataset indices) at the sweep's checkpoint, independently of the worker."""
-    model, data = _model_and_data(sweep)
+    model, data = model_and_data(sweep)
     model = model.to(dtype)
     apply_checkpoint(model, load_checkpoint(sweep.meta.checkpoints[step_index]["path"]))
     examples = sorted({k for p in pairs for k in p})
@@ -152,11 +143,11 @@ def test_plan_and_run_refuse_a_task_that_cannot_fit_and_suggest_one_that_does(tm
     assert too_big.returncode == 0 and "DOES NOT FIT" in too_big.stdout
 
 
-# an MLP of D ≈ 0.8M parameters in a tournament (r = 2, b = 16) over E examples, summaries only, a 0.25 GiB cache
-MEMORY = ["model=mlp", "model.hidden=[256]", "data.length=4096", "pairs=tournament", "pairs.rounds=2",
+# an MLP of D ≈ 0.6M parameters in a tournament (r = 2, b = 16) over E examples, summaries only, a 0.2 GiB cache
+MEMORY = ["model=mlp", "model.hidden=[192]", "data.length=4096", "pairs=tournament", "pairs.rounds=2",
           "pairs.group=16", "pairs.per_task=32", "pairs.block=16", "storage.keep=summary", "derived.eval_count=0",
           "checkpoints.steps=1", "checkpoints.save_every=1", "cluster.workers=1", "cluster.threads_per_worker=2",
-          "cluster.cache_gib=0.25"]
+          "cluster.cache_gib=0.2"]
 
 
 @pytest.mark.slow
@@ -164,7 +155,7 @@ def test_peak_worker_rss_does_not_grow_with_the_number_of_examples(tmp_path):
     from .faults import kill_when, start_cli
     from .sweeps import marks_of
 
-    n_params = 3 * 32 * 32 * 256 + 256 + 256 * 12 + 12
+    n_params = 3 * 32 * 32 * 192 + 192 + 192 * 12 + 12
     peak = {}
     for count in (256, 4096):
         store = tmp_path / f"e{count}"
@@ -174,9 +165,9 @@ def test_peak_worker_rss_does_not_grow_with_the_number_of_examples(tmp_path):
         marks = marks_of(store)
         assert len(marks) >= 5 and all(m["examples"] <= 64 for m in marks.values())
         rows = max(m["cache_misses"] for m in marks.values())                # example rows computed so far
-        assert rows * 2 * n_params * 4 > 2 ** 28                             # more than the 0.25 GiB cache holds
+        assert rows * 2 * n_params * 4 > 0.2 * 2 ** 30                       # more than the 0.2 GiB cache holds
         peak[count] = max(m["peak_rss"] for m in marks.values())
     print(f"peak worker RSS: E=256 {peak[256] / 2**30:.2f} GiB, E=4096 {peak[4096] / 2**30:.2f} GiB")
     assert peak[4096] <= 1.3 * peak[256]
-    # the design before tiles held every example's gradient and field, 2·E·D floats: 26 GB at E = 4096
+    # the design before tiles held every example's gradient and field, 2·E·D floats: 19 GB at E = 4096
     assert 2 * 4096 * n_params * 4 > 5 * peak[4096]
