@@ -26,6 +26,7 @@ _EXPORTS = {
     "models": ("MLP", "MXResNet", "SmallConvNet"),
     "params": ("ParamEntry", "ParamSpec"),
     "training": ("train",),
+    "swap": ("FieldRule", "OptimizerRule", "SwapResult", "swap_kernel"),
     "reader": ("open_sweep", "Sweep"),  # the store's lazy reader (zarr only when used)
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

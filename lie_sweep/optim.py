@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
@@ -118,6 +118,26 @@ class OptimizerStep:
         rate by lr / (first group's lr) when given (None: the saved rates). Parameters without a group
         are returned unchanged."""
         new_params, new_state = dict(params), {k: dict(v) for k, v in state.items()}
+        for name, (decay, update) in self._updates(params, new_state, grads, lr):
+            p = params[name]
+            new_params[name] = (p if decay is None else p * (1 - decay)) + update
+        return new_params, new_state
+
+    def increment(self, params: Mapping[str, torch.Tensor], state: State, grads: Mapping[str, torch.Tensor],
+                  lr: float | torch.Tensor | None = None) -> tuple[Params, State]:
+        """(params' − params, state') of :meth:`step`, computed as an increment (−decay·θ + update), never as
+        the difference of two parameter vectors: what exact swaps accumulate (:mod:`lie_sweep.swap`).
+        Parameters without a group get a zero increment."""
+        new_state = {k: dict(v) for k, v in state.items()}
+        inc = {name: torch.zeros_like(p) for name, p in params.items()}
+        for name, (decay, update) in self._updates(params, new_state, grads, lr):
+            inc[name] = update if decay is None else update - decay * params[name]
+        return inc, new_state
+
+    def _updates(self, params: Mapping[str, torch.Tensor], new_state: State, grads: Mapping[str, torch.Tensor],
+                 lr: float | torch.Tensor | None) -> Iterator[tuple[str, tuple[Any, torch.Tensor]]]:
+        """(name, (decay, update)) per stepped parameter: θ' = θ (1 − decay) + update (decay None: θ' = θ +
+        update); ``new_state`` (a copy) receives each parameter's new state."""
         scale = None if lr is None else lr / self.learning_rate()
         for group in self.groups:
             gamma = group.hyper["lr"] if scale is None else group.hyper["lr"] * scale
@@ -125,13 +145,12 @@ class OptimizerStep:
                 p, g, s = params[name], grads[name], new_state.setdefault(name, {})
                 if group.hyper.get("maximize", False):
                     g = -g
-                new_params[name] = getattr(self, f"_{group.kind.replace('adamw', 'adam')}")(p, g, s, gamma,
-                                                                                             group.hyper)
-        return new_params, new_state
+                yield name, getattr(self, f"_{group.kind.replace('adamw', 'adam')}")(p, g, s, gamma, group.hyper)
 
-    # -- one parameter each; ``s`` is that parameter's state dict, replaced in place by new tensors -----
+    # -- one parameter each; ``s`` is that parameter's state dict, replaced in place by new tensors; each
+    # returns (decay, update) with θ' = θ (1 − decay) + update -----------------------------------------------
     @staticmethod
-    def _sgd(p: torch.Tensor, g: torch.Tensor, s: dict, lr: Any, h: Mapping) -> torch.Tensor:
+    def _sgd(p: torch.Tensor, g: torch.Tensor, s: dict, lr: Any, h: Mapping) -> tuple[None, torch.Tensor]:
         d = g + h["weight_decay"] * p if h["weight_decay"] else g
         mu = h["momentum"]
         if mu:
@@ -139,14 +158,15 @@ class OptimizerStep:
             buf = d if buf is None else mu * buf.to(d.dtype) + (1 - h["dampening"]) * d
             s["momentum_buffer"] = buf
             d = d + mu * buf if h["nesterov"] else buf
-        return p - lr * d
+        return None, -(lr * d)
 
     @staticmethod
-    def _adam(p: torch.Tensor, g: torch.Tensor, s: dict, lr: Any, h: Mapping) -> torch.Tensor:
+    def _adam(p: torch.Tensor, g: torch.Tensor, s: dict, lr: Any, h: Mapping) -> tuple[Any, torch.Tensor]:
         beta1, beta2 = (float(b) for b in h["betas"])
         wd = h["weight_decay"]
+        decay = None
         if wd and h.get("decoupled_weight_decay", False):
-            p = p * (1 - lr * wd)
+            decay = lr * wd
         elif wd:
             g = g + wd * p
         t = float(s.get("step", 0.0)) + 1.0
@@ -159,16 +179,16 @@ class OptimizerStep:
             v = torch.maximum(s.get("max_exp_avg_sq", torch.zeros_like(v)).to(v.dtype), v)
             s["max_exp_avg_sq"] = v
         denom = v.sqrt() / math.sqrt(1 - beta2 ** t) + h["eps"]
-        return p - (lr / (1 - beta1 ** t)) * m / denom
+        return decay, -((lr / (1 - beta1 ** t)) * m / denom)
 
-    def _muon(self, p: torch.Tensor, g: torch.Tensor, s: dict, lr: Any, h: Mapping) -> torch.Tensor:
+    def _muon(self, p: torch.Tensor, g: torch.Tensor, s: dict, lr: Any, h: Mapping) -> tuple[Any, torch.Tensor]:
         mu = h["momentum"]
         buf = s.get("momentum_buffer", torch.zeros_like(g)).to(g.dtype)
         buf = buf + (1 - mu) * (g - buf)
         s["momentum_buffer"] = buf
         update = g + mu * (buf - g) if h["nesterov"] else buf
         ortho = _newton_schulz(update, h["ns_coefficients"], h["ns_steps"], h["eps"], self.ns_dtype)
-        return p * (1 - lr * h["weight_decay"]) - lr * _muon_lr_ratio(h.get("adjust_lr_fn"), p.shape) * ortho
+        return lr * h["weight_decay"], -(lr * _muon_lr_ratio(h.get("adjust_lr_fn"), p.shape) * ortho)
 
 
 def _state_of(saved: Mapping, index: Any) -> dict[str, Any] | None:

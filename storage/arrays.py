@@ -21,20 +21,23 @@ COMPUTED_OVER_ALL = "all parameters of the model, whatever storage.keep stores"
 
 def create_arrays(group: zarr.Group, layout: StoreLayout, *, dtype: str, codec: str, level: int, keepbits: int,
                   pairs: np.ndarray, examples: Sequence[int], steps: Sequence[int],
-                  eval_examples: Sequence[int]) -> None:
+                  eval_examples: Sequence[int], swap_attrs: dict | None = None) -> None:
     """Create every array ``layout`` describes in ``group``. ``codec`` (with ``level``, ``keepbits``)
-    applies to the parameter-sized arrays; the others are always stored losslessly (zstd + CRC32C)."""
+    applies to the parameter-sized arrays; the others are always stored losslessly (zstd + CRC32C).
+    ``swap_attrs``: what redoes a swap (its step sizes, rule, drain steps), recorded on the swap arrays."""
     param_codecs = array_codecs(codec, level, keepbits, dtype)
     compressors = compressors_for(level)
     for name, array in layout.float_arrays().items():
-        parameter_sized = name in ("brackets", "gradients", "order1", "order2")
+        parameter_sized = name in ("brackets", "gradients", "order1", "order2", "swaps")
         created = group.create_array(
             name, shape=array["shape"], chunks=array["chunks"], shards=array["shards"],
             dtype="float64" if name == "gram" else dtype, fill_value=NAN, dimension_names=array["dims"],
             filters=param_codecs.filters if parameter_sized else None,
             compressors=param_codecs.compressors if parameter_sized else compressors)
-        if name in ("gram", "logit_deltas"):
+        if name in ("gram", "logit_deltas", "swap_logit_deltas"):
             created.attrs["computed_over"] = COMPUTED_OVER_ALL
+        if name in ("swaps", "swap_logit_deltas"):
+            created.attrs.update(swap_attrs or {})
     index_arrays = {
         "eval_examples": (np.asarray(eval_examples, dtype=np.int64).reshape(-1), ("eval_example",)),
         "pairs": (np.asarray(pairs, dtype=np.int64).reshape(-1, 2), ("pair", "side")),

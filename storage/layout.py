@@ -9,8 +9,12 @@ model outputs:
     losses        (C, E)        L_x per checkpoint and example            chunk (1, example_block)
     logit_deltas  (C, P, B, O)  ε²·J_f[u_i, u_j] on the evaluation batch  chunk (1, pairs_per_task, B, O)
                                 (field=optimizer: J_f(εΔ₁ + ε²Δ₂))
-    order1        (C, P, D)     field=optimizer only: Δ₁, Δ₂ of the          shard (1, pairs_per_task, D')
-    order2        (C, P, D)     optimizer's swap (lie_sweep.order), like brackets
+    order1        (C, P, D)     effect order (field=optimizer): Δ₁, Δ₂ of    shard (1, pairs_per_task, D')
+    order2        (C, P, D)     the optimizer's swap (lie_sweep.order), like brackets
+    swaps         (C, K, P, D)  effect swap: θ_ij − θ_ji at each of the K    shard (1, 1, pairs_per_task, D')
+                                swap step sizes (lie_sweep.swap)
+    swap_logit_deltas (C, K, P, B, O)  f(θ_ij) − f(θ_ji) on the evaluation   chunk (1, K, pairs_per_task, B, O)
+                                batch, exact
     gram          (C, E, E)     g_a · g_b per checkpoint (float64)        schema ≤ 3 only: chunk (1, E, E)
     pairs         (P, 2)        dataset indices (i, j), i before j in the canonical order
     examples      (E,)          dataset indices of the examples
@@ -81,8 +85,10 @@ class StoreLayout:
     example_block: int = 0      # examples per block (0: one block of all E, as in schema <= 3)
     keeps_gram: bool = True     # schema <= 3 stores hold a (C, E, E) gram array; schema 4 does not
     keeps_order: bool = False   # field=optimizer: order1, order2 (C, P, D) beside brackets, sharded alike
+    swap_epsilons: tuple[float, ...] = ()  # effect swap: its step sizes (K); () without it
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "swap_epsilons", tuple(float(e) for e in self.swap_epsilons))
         for name in ("n_checkpoints", "n_pairs", "n_examples", "pairs_per_task", "inner_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, found {getattr(self, name)}")
@@ -144,7 +150,28 @@ class StoreLayout:
             arrays["gram"] = self.gram()
         if self.keeps_logits:
             arrays["logit_deltas"] = self.logit_deltas()
+        if self.keeps_swaps and self.keeps_params:
+            arrays["swaps"] = self.swaps()
+        if self.keeps_swaps and self.keeps_logits:
+            arrays["swap_logit_deltas"] = self.swap_logit_deltas()
         return arrays
+
+    @property
+    def keeps_swaps(self) -> bool:
+        """Whether the sweep computes exact swaps (effect swap)."""
+        return bool(self.swap_epsilons)
+
+    def swaps(self) -> dict:
+        """Shape, inner chunks and shards of ``swaps`` (C, K, P, D): one shard per task and step size."""
+        return {"shape": (self.n_checkpoints, len(self.swap_epsilons), self.n_pairs, self.n_params),
+                "chunks": (1, 1, 1, self.inner), "shards": (1, 1, self.pairs_per_task, self.shard_params),
+                "dims": ("checkpoint", "epsilon", "pair", "param")}
+
+    def swap_logit_deltas(self) -> dict:
+        """Shape and chunks of ``swap_logit_deltas`` (C, K, P, B, O): one chunk per task."""
+        return {"shape": (self.n_checkpoints, len(self.swap_epsilons), self.n_pairs, self.n_eval, self.n_outputs),
+                "chunks": (1, len(self.swap_epsilons), self.pairs_per_task, self.n_eval, self.n_outputs),
+                "shards": None, "dims": ("checkpoint", "epsilon", "pair", "eval_example", "output")}
 
     def brackets(self) -> dict:
         """Shape, inner chunks and shards of ``brackets`` (C, P, D): one shard per task."""
@@ -209,7 +236,8 @@ class StoreLayout:
         return {"n_checkpoints": self.n_checkpoints, "n_pairs": self.n_pairs, "n_examples": self.n_examples,
                 "n_params": self.n_params, "pairs_per_task": self.pairs_per_task, "inner_chunk": self.inner_chunk,
                 "n_eval": self.n_eval, "n_outputs": self.n_outputs, "example_block": self.example_block,
-                "keeps_gram": self.keeps_gram, "keeps_order": self.keeps_order}
+                "keeps_gram": self.keeps_gram, "keeps_order": self.keeps_order,
+                **({"swap_epsilons": list(self.swap_epsilons)} if self.swap_epsilons else {})}
 
 
 def block_owners(n_examples: int, block: int, n_pairs: int, pairs_per_task: int) -> tuple[int, ...]:

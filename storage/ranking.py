@@ -7,6 +7,7 @@ For example e at a checkpoint, over its partners j (every pair of the grid that 
     rms_norm        (mean_j ‖[u_e, u_j]‖²)^½
     mean_c          mean_j c_ej (the slope-1 fit constant) se_c   = std_j / √n_e
     mean_logit_rms  mean_j logit RMS of the pair         se_logit_rms = std_j / √n_e
+    mean_swap_norm  mean_j ‖θ_ej − θ_je‖ (exact swaps)    se_swap_norm = std_j / √n_e  (effect swap only)
 
 In a tournament the partners are a uniform random sample of the examples, so ``mean_norm``
 estimates E_j ‖[u_e, u_j]‖ over the pool and ``se_norm`` is its standard error; in a cross grid they
@@ -38,7 +39,8 @@ def example_stats(fits: "pd.DataFrame", by_step: bool = True) -> "pd.DataFrame":
     keys = ["step", "example"] if by_step else ["example"]
     if fits.empty:
         return pd.DataFrame(columns=keys[:-1] + _COLUMNS)
-    cols = ["step", "norm", "c", "logit_rms"]
+    swap = "swap_norm" in fits.columns           # a store with effect swap: its exact swaps rank examples too
+    cols = ["step", "norm", "c", "logit_rms", *(["swap_norm"] if swap else [])]
     both = pd.concat([fits[["i", *cols]].rename(columns={"i": "example"}),
                       fits[["j", *cols]].rename(columns={"j": "example"})], ignore_index=True)
     both["norm2"] = both["norm"] ** 2
@@ -51,7 +53,12 @@ def example_stats(fits: "pd.DataFrame", by_step: bool = True) -> "pd.DataFrame":
     out["se_c"] = out.pop("sd_c") / root_n
     out["se_logit_rms"] = out.pop("sd_logit_rms") / root_n
     out["rms_norm"] = np.sqrt(out.pop("ms_norm"))
-    return out[keys[:-1] + _COLUMNS]
+    if not swap:
+        return out[keys[:-1] + _COLUMNS]
+    swaps = g.agg(mean_swap_norm=("swap_norm", "mean"), se_swap_norm=("swap_norm", "std")).reset_index(drop=True)
+    out["mean_swap_norm"] = swaps["mean_swap_norm"].to_numpy()
+    out["se_swap_norm"] = swaps["se_swap_norm"].to_numpy() / root_n
+    return out[keys[:-1] + _COLUMNS + ["mean_swap_norm", "se_swap_norm"]]
 
 
 def rank_examples(fits: "pd.DataFrame", by: str = "norm", top: int | None = None,
@@ -60,6 +67,12 @@ def rank_examples(fits: "pd.DataFrame", by: str = "norm", top: int | None = None
     partners), with ``score`` and ``se`` (its standard error; NaN for rms); the first ``top`` when given."""
     score = SCORES[by]
     stats = example_stats(fits, by_step=by_step)
+    if score.example_column not in stats.columns:
+        from .errors import StoreKeyError
+
+        raise StoreKeyError(f"this store has no {by} scores", expected=f"a store with {score.pair_column} in its "
+                            "pairs table", found="none (a sweep without effect swap)",
+                            fix="rank by norm, or re-run with effects=[bracket,swap]")
     stats["score"] = stats[score.example_column]
     stats["se"] = stats[score.example_se] if score.example_se else np.nan
     stats = stats.sort_values("score", ascending=False, kind="stable", na_position="last").reset_index(drop=True)

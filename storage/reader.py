@@ -93,13 +93,13 @@ class Sweep:
                                     found=repr(n), fix="list them with sweep.param_names")
         return [self._entries[n] for n in names]
 
-    def _read_flat(self, array: str, row: tuple[int, int], names: Sequence[str] | None) -> dict[str, np.ndarray]:
+    def _read_flat(self, array: str, row: tuple[int, ...], names: Sequence[str] | None) -> dict[str, np.ndarray]:
         entries = self._slices(names)
         arr = self._array_getter(array)()
         out = {}
         for e in entries:
             stop = e["offset"] + int(np.prod(e["shape"], dtype=np.int64))
-            out[e["name"]] = np.asarray(arr[row[0], row[1], e["offset"]:stop]).reshape(e["shape"])
+            out[e["name"]] = np.asarray(arr[(*row, slice(e["offset"], stop))]).reshape(e["shape"])
         return out
 
     def bracket(self, ckpt: int, i: int, j: int, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -137,6 +137,38 @@ class Sweep:
         p, sign = self._oriented_pair(i, j)
         d1, d2 = (self._read_flat(name, (c, p), names) for name in ("order1", "order2"))
         return {k: sign * v for k, v in d1.items()}, {k: sign * v for k, v in d2.items()}
+
+    @property
+    def swap_epsilons(self) -> list[float]:
+        """The step sizes of the exact swaps (the ``epsilon`` axis of ``swaps``; [] for a store without them)."""
+        return list(self.store.layout.swap_epsilons)
+
+    def _epsilon(self, epsilon: float | None) -> int:
+        """The position of step size ``epsilon`` (None: the first) on the swaps' ``epsilon`` axis."""
+        for name in ("swaps", "swap_logit_deltas"):
+            if name in self.store.group:
+                break
+        else:
+            self.store.array("swaps")  # one error line: a store without swaps
+        if epsilon is None:
+            return 0
+        for k, e in enumerate(self.swap_epsilons):
+            if np.isclose(e, epsilon, rtol=1e-9, atol=0.0):
+                return k
+        raise StoreKeyError("step size not in this sweep's swaps", expected=f"one of {self.swap_epsilons}",
+                            found=repr(epsilon), fix="list them with sweep.swap_epsilons")
+
+    def swap(self, ckpt: int, i: int, j: int, epsilon: float | None = None,
+             names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """θ_ij − θ_ji at checkpoint step ``ckpt`` for dataset indices i, j, as named arrays: two real steps of the
+        sweep's rule from the checkpoint, i then j minus j then i, at step size ``epsilon`` (one of
+        ``swap_epsilons``; None: the first) (:mod:`lie_sweep.swap`; the array's attributes say the rule).
+        Swapping i and j negates it."""
+        c, k = self._checkpoint(ckpt), self._epsilon(epsilon)
+        self._example(i), self._example(j)
+        p, sign = self._oriented_pair(i, j)
+        values = self._read_flat("swaps", (c, k, p), names)
+        return values if sign > 0 else {name: -v for name, v in values.items()}
 
     def gradient(self, ckpt: int, i: int, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """∇θ L_i at checkpoint step ``ckpt`` for dataset index i, as named arrays."""
@@ -205,6 +237,23 @@ class Sweep:
         return xr.DataArray(var, coords=coords, name="logit_deltas",
                             attrs={"epsilon": self.epsilon, "convention": "f(theta_ij) - f(theta_ji) ~ "
                                    "epsilon^2 J_f [u_i, u_j]: order i then j minus order j then i"})
+
+    def swap_logit_deltas(self) -> "xr.DataArray":
+        """Lazy exact f(θ_ij) − f(θ_ji) on the evaluation batch, dims (step, epsilon, pair, eval_example, output):
+        the model's outputs after two real steps on i then j minus on j then i, at each swap step size."""
+        import xarray as xr
+
+        from .views import ZarrBackendArray, lazy_variable, pair_coords
+
+        self._epsilon(None)
+        var = lazy_variable(("step", "epsilon", "pair", "eval_example", "output"),
+                            ZarrBackendArray(self._array_getter("swap_logit_deltas")))
+        coords = xr.Coordinates({"step": ("step", self.steps), "epsilon": ("epsilon", self.swap_epsilons),
+                                 "eval_example": ("eval_example", self.eval_examples),
+                                 "output": ("output", self.output_names)}).merge(pair_coords(self.pairs)).coords
+        return xr.DataArray(var, coords=coords, name="swap_logit_deltas",
+                            attrs={**dict(self.store.group["swap_logit_deltas"].attrs),
+                                   "convention": "f(theta_ij) - f(theta_ji): order i then j minus order j then i"})
 
     def gram(self) -> "xr.DataArray":
         """Lazy gradient Gram matrices g_a · g_b, dims (step, example, example_b): stores of schema ≤ 3 only (in
@@ -372,17 +421,22 @@ def _merged(spans: Sequence[tuple[int, int]], longest: int) -> list[tuple[int, i
 
 def rank_pairs(fits: "pd.DataFrame", k: int, by: str = "norm", *, over_checkpoints: bool = False) -> "pd.DataFrame":
     """The k rows of a ``pairs`` table (:meth:`Sweep.fits`) with the largest ``by`` value; with
-    ``over_checkpoints``, per pair first: mean of norm, r2 and logit_rms, geometric mean of c
+    ``over_checkpoints``, per pair first: mean of norm, r2, logit_rms (and swap_norm), geometric mean of c
     (mean of log_c), and ``n_checkpoints`` says over how many."""
     col = SCORES[by].pair_column
     if fits.empty:
         return fits
+    if col not in fits.columns:
+        raise StoreKeyError(f"this store has no {by} scores", expected=f"{col} in its pairs table",
+                            found="none (a sweep without effect swap)",
+                            fix="rank by norm, or re-run with effects=[bracket,swap]")
+    swap = ["swap_norm"] if "swap_norm" in fits.columns else []
     if over_checkpoints:
         fits = fits.groupby(["pair", "i", "j"], as_index=False).agg(
             norm=("norm", "mean"), rms=("rms", "mean"), log_c=("log_c", "mean"), r2=("r2", "mean"),
-            logit_rms=("logit_rms", "mean"), n_checkpoints=("step", "count"))
+            logit_rms=("logit_rms", "mean"), **{c: (c, "mean") for c in swap}, n_checkpoints=("step", "count"))
         fits["c"] = np.exp(fits["log_c"])
-        fits = fits[["pair", "i", "j", "norm", "rms", "c", "r2", "logit_rms", "n_checkpoints"]]
+        fits = fits[["pair", "i", "j", "norm", "rms", "c", "r2", "logit_rms", *swap, "n_checkpoints"]]
     return fits.sort_values(col, ascending=False, kind="stable").head(k).reset_index(drop=True)
 
 

@@ -34,4 +34,6 @@ SCORES: Registry[Score] = Registry("score", (
     Score("c", "the slope-1 fit constant c of log RMS[u_i,u_j] = log c + log RMS g", "c", "mean_c", "se_c"),
     Score("logit_rms", "RMS of the pair's logit deltas on the evaluation batch", "logit_rms", "mean_logit_rms",
           "se_logit_rms"),
+    Score("swap", "exact swap norm |theta_ij - theta_ji| at the first swap step size (stores with effect swap)",
+          "swap_norm", "mean_swap_norm", "se_swap_norm"),
 ), what="score", error=StoreKeyError)

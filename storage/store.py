@@ -72,8 +72,10 @@ class SweepStore:
                examples: Sequence[int], steps: Sequence[int], eval_examples: Sequence[int] = (),
                dtype: str = "float32", codec: str = "lossless", level: int = 1, keepbits: int = DEFAULT_KEEPBITS,
                overwrite: bool = False, command: str = "run", protect: Sequence[str] = (),
-               storage_options: Mapping[str, Any] | None = None) -> "SweepStore":
-        """Create an empty store holding its lock, with metadata, pair table, examples and steps.
+               storage_options: Mapping[str, Any] | None = None,
+               swap_attrs: Mapping[str, Any] | None = None) -> "SweepStore":
+        """Create an empty store holding its lock, with metadata, pair table, examples and steps
+        (``swap_attrs``: recorded on the swap arrays, what redoes a swap).
 
         ``codec`` (with ``level``, ``keepbits``) applies to the parameter-sized arrays; the small
         arrays (losses, logit deltas, Gram matrices) are always stored losslessly.
@@ -100,7 +102,8 @@ class SweepStore:
                 raise StoreError(f"cannot create store at {path}", expected="a writable location",
                                  found=first_line(exc), fix="check permissions and the path") from None
             create_arrays(group, layout, dtype=dtype, codec=codec, level=level, keepbits=keepbits, pairs=pairs,
-                          examples=examples, steps=steps, eval_examples=eval_examples)
+                          examples=examples, steps=steps, eval_examples=eval_examples,
+                          swap_attrs=dict(swap_attrs or {}))
             full_meta = StoreMeta.from_dict({**meta, "schema_version": SCHEMA_VERSION, "layout": layout.to_dict(),
                                              "dtype": dtype, "codec": codec, "level": level, "keepbits": keepbits,
                                              "created": time.time()})
@@ -150,6 +153,17 @@ class SweepStore:
             return ()
         return ("brackets", "order1", "order2") if self.layout.keeps_order else ("brackets",)
 
+    def _swap_files(self, checkpoint: int, start: int) -> dict[str, str]:
+        """A task's ``swaps k`` shards (one per step size k) and its ``swap_logit_deltas`` chunk, where kept."""
+        if not self.layout.keeps_swaps:
+            return {}
+        shard = self.layout.bracket_shard_of(checkpoint, start)[1]
+        files = {f"swaps {k}": self._chunk_path("swaps", (checkpoint, k, shard, 0))
+                 for k in range(len(self.layout.swap_epsilons))} if self.layout.keeps_params else {}
+        if self.layout.keeps_logits:
+            files["swap_logit_deltas"] = self._chunk_path("swap_logit_deltas", (checkpoint, 0, shard, 0, 0))
+        return files
+
     def _logit_file(self, checkpoint: int, start: int) -> str:
         return self._chunk_path("logit_deltas", (*self.layout.bracket_shard_of(checkpoint, start)[:2], 0, 0))
 
@@ -171,6 +185,7 @@ class SweepStore:
         files = {name: self._bracket_file(c, task.start, name) for name in self.pair_arrays}
         if self.layout.keeps_logits:
             files["logit_deltas"] = self._logit_file(c, task.start)
+        files.update(self._swap_files(c, task.start))
         for block in task.example_blocks:
             for what, path in self._example_files(c, block).items():
                 files[self.layout.block_key(what, block)] = path
@@ -223,6 +238,10 @@ class SweepStore:
         """The Zarr array ``name``; one error line when this store does not keep it."""
         if name in self.group:
             return self.group[name]
+        if name in ("swaps", "swap_logit_deltas"):
+            raise StoreKeyError(f"this store has no {name}", expected="a store run with effects including swap",
+                                found=f"effects={self.meta.config.get('effects')}",
+                                fix="run the sweep with effects=[bracket,swap]")
         if name in ("order1", "order2"):
             raise StoreKeyError(f"this store has no {name}", expected="a store run with field=optimizer",
                                 found=f"field={self.meta.config.get('field', {}).get('name', 'sgd')}",
@@ -285,6 +304,20 @@ class SweepStore:
         if self.layout.keeps_params:
             self.group["gradients"][checkpoint, start:stop, :] = gradients
         self.group["losses"][checkpoint, start:stop] = losses
+
+    def write_swaps(self, checkpoint: int, start: int, values: np.ndarray | None, logits: np.ndarray | None) -> None:
+        """Store a task's exact swaps (K × pairs × D, kept tensors; None when none are kept) and their logit
+        deltas (K × pairs × B × O; None without an evaluation batch) for pairs [start, ...) of ``checkpoint``."""
+        files = self._swap_files(checkpoint, start)
+        if not files:
+            raise StoreError("this store keeps no swaps", expected="a store run with effects including swap",
+                             found=f"effects={self.meta.config.get('effects')}", fix="write only what the store keeps")
+        self.discard_files(list(files.values()))
+        if values is not None and self.layout.keeps_params:
+            check_encodable(self.meta.codec, values, "swaps")
+            self.group["swaps"][checkpoint, :, start:start + values.shape[1], :] = values
+        if logits is not None and self.layout.keeps_logits:
+            self.group["swap_logit_deltas"][checkpoint, :, start:start + logits.shape[1]] = logits
 
     def write_logit_deltas(self, checkpoint: int, start: int, values: np.ndarray) -> None:
         """Store logit deltas (pairs × B × O) of pairs [start, start + len(values)) of ``checkpoint``."""

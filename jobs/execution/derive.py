@@ -1,6 +1,7 @@
 """What a worker derives from a task's brackets while they are in memory: table rows (norms, the slope-1
-fits, per-tensor RMS, gradient dot products; :mod:`lie_sweep.analysis`), the optimizer's order terms, and
-the checks that name where a value first became NaN/Inf. Torch and numpy; no Ray, no store.
+fits, per-tensor RMS, gradient dot products; :mod:`lie_sweep.analysis`), the optimizer's order terms, the
+exact swaps and how far the leading order is from them, and the checks that name where a value first became
+NaN/Inf. Torch and numpy; no Ray, no store.
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from lie_sweep import ParamSpec
+from lie_sweep import ParamSpec, compute_example_fields, stack_examples
 from lie_sweep.analysis import gram_matrix, norms_from_rms, pair_fits, tensor_rms
 from lie_sweep.errors import NonFiniteError
 from lie_sweep.kernel import ExampleFields
 from lie_sweep.order import order_expansion
+from lie_sweep.swap import FieldRule, OptimizerRule, swap_kernel
 
 from . import rows
 from .field_cache import ExampleRows
 
 __all__ = ["first_nonfinite", "pair_dots", "nonfinite_example_values", "require_finite", "pair_tables",
-           "order_terms", "order_columns"]
+           "order_terms", "order_columns", "example_rows", "swap_terms", "swap_columns"]
 
 
 def first_nonfinite(flat: torch.Tensor, spec: ParamSpec) -> tuple[int, str] | None:
@@ -107,3 +109,68 @@ def order_columns(order: tuple[torch.Tensor, torch.Tensor], epsilon: float) -> d
     n1, n2 = (o.double().norm(dim=1).cpu().numpy() for o in order)
     return {"order1_norm": n1, "order2_norm": n2,
             "dominant": np.where(epsilon * n1 >= epsilon * epsilon * n2, "first", "second")}
+
+
+def example_rows(state: Any, data: Any, examples: list[int], positions: list[int], device: torch.device,
+                 dtype: torch.dtype, spec: ParamSpec, prov: dict[str, Any]) -> ExampleRows:
+    """Inputs, targets, losses, gradients, fields and gradient RMS of dataset ``examples`` (at ``positions``)
+    at the loaded checkpoint ``state`` (provenance ``prov``); NaN/Inf anywhere is one error naming the example."""
+    inputs, targets = stack_examples(data, examples)
+    inputs, targets = inputs.to(device, dtype), targets.to(device, dtype)
+    # one example per call: batched, a row's last bits depend on the batch it was computed in, and which
+    # examples a worker's cache misses together depends on its task history; so a resumed or
+    # differently scheduled sweep would not reproduce a store bit for bit
+    fields = compute_example_fields(state.fmodel, state.params, inputs, targets, field=state.field, chunk_size=1)
+    found = nonfinite_example_values(fields, examples, spec)
+    if found is not None:
+        raise NonFiniteError(f"non-finite results at step {prov['step']} ({os.path.basename(prov['path'])})",
+                             expected="finite losses and gradients from a finite checkpoint", found=found,
+                             fix="the model overflows at these weights (try precision=float64), or this "
+                                 "example's input or target is not finite")
+    return ExampleRows(positions, inputs, targets, fields.losses, fields.gradients, fields.fields,
+                       tensor_rms(fields.gradients, spec))
+
+
+def swap_terms(fmodel: Any, params: dict[str, torch.Tensor], field: Any, optimizer: tuple[Any, Any] | None,
+               ex: ExampleRows, local: np.ndarray, epsilons: Sequence[float], follow_steps: int,
+               eval_inputs: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Exact swaps of each pair (rows ``local`` of ``ex``) at each step size: θ_ij − θ_ji (K × P × D) and
+    f(θ_ij) − f(θ_ji) on ``eval_inputs`` (K × P × B × O; None without them), by :func:`lie_sweep.swap.swap_kernel`
+    with the checkpoint's own ``optimizer`` (step, state) where it is stepped, else steps along ``field``."""
+    results = []
+    for eps in epsilons:
+        rule = FieldRule(field, eps) if optimizer is None else OptimizerRule(optimizer[0], eps)
+        results.append(swap_kernel(fmodel, params, ex.inputs, ex.targets, torch.from_numpy(local), rule,
+                                   state=None if optimizer is None else optimizer[1], gradients=ex.gradients,
+                                   follow_steps=0 if optimizer is None else follow_steps, eval_inputs=eval_inputs))
+    logits = None if eval_inputs is None else torch.stack([r.logit_deltas for r in results])
+    return torch.stack([r.deltas for r in results]), logits
+
+
+def _relative(error: torch.Tensor, ref: torch.Tensor) -> np.ndarray:
+    """‖error_p‖ / ‖ref_p‖ per row (rows flattened; float64)."""
+    e, r = (t.double().reshape(t.shape[0], -1).norm(dim=1) for t in (error, ref))
+    return (e / r).cpu().numpy()
+
+
+def swap_columns(swaps: torch.Tensor, brackets: torch.Tensor, epsilons: Sequence[float],
+                 swap_logits: torch.Tensor | None, lead_logits: torch.Tensor | None, lead_epsilon: float,
+                 order: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, np.ndarray]:
+    """The ``pairs`` table's swap columns, at the first step size ε = ``epsilons[0]`` (P rows; ``swaps``
+    K × P × D): ``swap_norm`` ‖Δ‖; ``lead_rel_err`` ‖Δ − ε²[u_i,u_j]‖/‖Δ‖; with logits, ``swap_logit_rms`` and
+    ``lead_logit_rel_err`` ‖δf − ε²J_f b‖/‖δf‖ (``lead_logits``: ε_d²J_f b at ε_d = ``lead_epsilon``, rescaled);
+    with the optimizer expansion, ``order_rel_err`` ‖Δ − εΔ₁ − ε²Δ₂‖/‖Δ‖ and ``first_order_share`` ‖εΔ₁‖/‖Δ‖."""
+    epsilon = float(epsilons[0])
+    swap64 = swaps[0].double()
+    out = {"swap_norm": swap64.norm(dim=1).cpu().numpy(),
+           "lead_rel_err": _relative(swap64 - epsilon ** 2 * brackets.double(), swap64)}
+    if swap_logits is not None and lead_logits is not None:
+        first = swap_logits[0].double().cpu()
+        lead = lead_logits.double().cpu() * (epsilon / lead_epsilon) ** 2
+        out["swap_logit_rms"] = first.pow(2).mean(dim=(1, 2)).sqrt().numpy()
+        out["lead_logit_rel_err"] = _relative(first - lead, first)
+    if order is not None:
+        d1 = epsilon * order[0].double()
+        out["order_rel_err"] = _relative(swap64 - d1 - epsilon ** 2 * order[1].double(), swap64)
+        out["first_order_share"] = _relative(d1, swap64)
+    return out

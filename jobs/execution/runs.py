@@ -56,7 +56,7 @@ def run_config(cfg: DictConfig, *, log: Callable[[str], None] = print, progress_
                               steps=[c["step"] for c in spec.checkpoints], eval_examples=spec.eval_examples,
                               dtype=spec.config.precision, codec=st.codec, level=st.level, keepbits=st.keepbits,
                               overwrite=st.overwrite, protect=[c["path"] for c in spec.checkpoints],
-                              storage_options=spec.storage_options)
+                              storage_options=spec.storage_options, swap_attrs=spec.swap_attrs())
     kept = "summaries only" if not layout.keeps_params else f"{layout.n_params} of {spec.n_params} parameters kept"
     log(f"store: {spec.store_path} ({layout.n_checkpoints} checkpoints × {layout.n_pairs} pairs; {kept}; "
         f"{len(tasks)} tasks of ≤ {layout.pairs_per_task} pairs)")

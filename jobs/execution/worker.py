@@ -22,10 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lie_sweep import ParamSpec, bracket_kernel, compute_example_fields, stack_examples
-from lie_sweep.analysis import jacobian_fits, logit_deltas, norms_from_rms, output_jacobian, tensor_rms
+from lie_sweep import ParamSpec, bracket_kernel, stack_examples
+from lie_sweep.analysis import jacobian_fits, logit_deltas, norms_from_rms, output_jacobian
 from lie_sweep.devices import DTYPES, resolve_device
-from lie_sweep.errors import NonFiniteError
 from lie_sweep.hvp import hvp_batches
 from lie_sweep.kernel import ExampleFields, kernel_workspace, tile_groups
 from storage.layout import Task
@@ -37,7 +36,7 @@ from jobs.planning.memory import cache_budget
 from jobs.planning.spec import SweepSpec
 
 from . import rows
-from .derive import nonfinite_example_values, order_columns, order_terms, pair_tables, require_finite
+from .derive import example_rows, order_columns, order_terms, pair_tables, require_finite, swap_columns, swap_terms
 from .field_cache import ExampleRows, FieldCache
 from .phase_clock import PhaseClock
 from .worker_env import WORKER_VARIABLES, peak_rss, ray_node_id
@@ -56,6 +55,7 @@ class _Computed:
     norms: list[float]
     examples: int
     loads: int
+    swaps: tuple[np.ndarray | None, np.ndarray | None] | None = None   # (swaps, swap logit deltas): effect swap
 
 
 class BracketWorker:
@@ -108,25 +108,10 @@ class BracketWorker:
         self.loads += 1
 
     def _example_rows(self, positions: list[int]) -> ExampleRows:
-        """Inputs, targets, losses, gradients, fields and gradient RMS of examples at ``positions`` (the
-        cache's misses), at the loaded checkpoint; NaN/Inf anywhere is one error naming the example."""
-        examples = [self.spec.examples[p] for p in positions]
-        inputs, targets = stack_examples(self.data, examples)
-        inputs, targets = inputs.to(self.device, self.dtype), targets.to(self.device, self.dtype)
-        # one example per call: batched, a row's last bits depend on the batch it was computed in, and which
-        # examples a worker's cache misses together depends on its task history; so a resumed or
-        # differently scheduled sweep would not reproduce a store bit for bit
-        fields = compute_example_fields(self.state.fmodel, self.state.params, inputs, targets, field=self.state.field,
-                                        chunk_size=1)
-        found = nonfinite_example_values(fields, examples, self.full_spec)
-        if found is not None:
-            prov = self.spec.checkpoints[self.loaded if self.loaded is not None else 0]
-            raise NonFiniteError(f"non-finite results at step {prov['step']} ({os.path.basename(prov['path'])})",
-                                 expected="finite losses and gradients from a finite checkpoint", found=found,
-                                 fix="the model overflows at these weights (try precision=float64), or this "
-                                     "example's input or target is not finite")
-        return ExampleRows(positions, inputs, targets, fields.losses, fields.gradients, fields.fields,
-                           tensor_rms(fields.gradients, self.full_spec))
+        """The cache's misses at the loaded checkpoint (:func:`jobs.execution.derive.example_rows`)."""
+        prov = self.spec.checkpoints[self.loaded if self.loaded is not None else 0]
+        return example_rows(self.state, self.data, [self.spec.examples[p] for p in positions], positions,
+                            self.device, self.dtype, self.full_spec, prov)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -187,7 +172,7 @@ class BracketWorker:
         clock.lap("kernel_s")
         self._require_finite(task, brackets, "bracket", "[u_{i}, u_{j}]", "the Hessian-vector products")
         order = None
-        if self.state.optimizer is not None:
+        if "order" in self.spec.effects:
             order = order_terms(self.state.fmodel, self.state.optimizer, self.state.params, ex, local,
                                 self.spec.config.field.follow_steps, self.full_spec)
             for k, terms in enumerate(order, start=1):
@@ -203,14 +188,33 @@ class BracketWorker:
             tables["pairs"].update(order_columns(order, self.spec.epsilon))
             if self.keeps_params:
                 order_values = {"order1": self._stored(order[0]), "order2": self._stored(order[1])}
+        swaps = self._swaps(task, ex, local, brackets, logits if order is None else None, order, tables, clock)
         computed = _Computed(self._stored(brackets) if self.keeps_params else None, order_values,
                              None if logits is None else logits.numpy(), tables, tables["pairs"]["norm"].tolist(),
-                             len(positions), self.loads)
+                             len(positions), self.loads, swaps)
         del ex, brackets, order
         self._write_owned_blocks(task, step, computed.tables)
         self._sync()
         clock.lap("tables_s")
         return computed
+
+    def _swaps(self, task: Task, ex: ExampleRows, local: np.ndarray, brackets: torch.Tensor,
+               lead: torch.Tensor | None, order: Any, tables: dict[str, dict], clock: PhaseClock) -> Any:
+        """Effect swap (None without it): (stored swaps K × P × D' or None, their logit deltas or None); their
+        columns join the pairs table. ``lead``: ε_d²J_f[u_i,u_j], when the logits computed are that."""
+        eps = self.spec.swap_epsilons
+        if not eps:
+            return None
+        st = self.state
+        swaps, logits = swap_terms(st.fmodel, st.params, st.field, st.optimizer, ex, local, eps,
+                                   self.spec.config.field.follow_steps, self.eval_inputs)
+        self._require_finite(task, swaps.reshape(-1, swaps.shape[-1]), "swap", "θ_ij − θ_ji of ({i}, {j})", "steps")
+        if logits is not None and lead is None:
+            lead = self._logit_deltas(brackets, None)
+        tables["pairs"].update(swap_columns(swaps, brackets, eps, logits, lead, self.spec.epsilon, order))
+        clock.lap("swap_s")
+        return (np.stack([self._stored(s) for s in swaps]) if self.keeps_params else None,
+                None if logits is None else logits.cpu().numpy())
 
     def _logit_deltas(self, brackets: torch.Tensor,
                       order: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor | None:
@@ -265,6 +269,8 @@ class BracketWorker:
             self.store.write_brackets(task.checkpoint, task.start, out.values)
         for name, array in out.order_values.items():
             self.store.write_brackets(task.checkpoint, task.start, array, name)
+        if out.swaps is not None:
+            self.store.write_swaps(task.checkpoint, task.start, *out.swaps)
         clock.lap("write_arrays_s")
         if out.logits is not None:
             self.store.write_logit_deltas(task.checkpoint, task.start, out.logits)

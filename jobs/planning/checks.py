@@ -10,7 +10,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lie_sweep.effects import resolve_effects
 from lie_sweep.errors import ConfigError, first_line
+from lie_sweep.field_kinds import FIELDS
 from storage.codecs import MANTISSA_BITS
 
 from .grids import GRIDS
@@ -80,6 +82,24 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("bad value for examples.count", expected="2 or more", found=str(cfg.examples.count),
                           fix="set examples.count=8")
     GRIDS[cfg.pairs.mode].check(cfg.pairs)  # the grid's own checks of keys that only make sense together
+    effects = resolve_effects(cfg.effects, FIELDS[cfg.field.name].steps_optimizer)
+    if swap_epsilons(cfg.swap_epsilon) and "swap" not in effects:
+        raise ConfigError("swap_epsilon without the swap effect", expected="effects that include swap",
+                          found=f"effects={list(effects)}", fix="add swap to effects, e.g. effects=[bracket,swap]")
+
+
+def swap_epsilons(value: Any) -> list[float]:
+    """``swap_epsilon`` as a list of distinct step sizes > 0 ([] for null: the sweep's default, resolved when the
+    checkpoints are read)."""
+    if value is None:
+        return []
+    values = list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else [value]
+    if not values or len(set(values)) != len(values) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
+        raise ConfigError("bad value for swap_epsilon", expected="a step size > 0, or a list of distinct ones",
+                          found=repr(OmegaConf.to_container(value) if OmegaConf.is_list(value) else value),
+                          fix="e.g. swap_epsilon=0.005 or swap_epsilon=[0.005,0.0005]")
+    return [float(v) for v in values]
 
 
 def keep_globs(keep: Any) -> list[str] | None:

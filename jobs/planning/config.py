@@ -42,7 +42,10 @@ EXECUTION_KEYS = ("cluster", "chunk_size", "hvp", "storage.options", *CHECKPOINT
 
 # What defines a sweep's results (its identity); everything else is an execution setting.
 IDENTITY_KEYS = ("model", "data", "checkpoints", "examples", "pairs", "field", "precision", "seed",
-                 "storage.codec", "storage.level", "storage.keepbits", "storage.keep", "storage.inner_chunk", "derived")
+                 "storage.codec", "storage.level", "storage.keepbits", "storage.keep", "storage.inner_chunk", "derived",
+                 "effects", "swap_epsilon")
+# identity keys added after stores existed: recorded only when set, so that an older store keeps its identity
+LATER_IDENTITY_KEYS = ("effects", "swap_epsilon")
 
 def config_dir() -> Path:
     """The ``conf/`` directory: packaged as ``jobs.conf`` in a wheel, or beside ``jobs/`` in a checkout."""
@@ -225,4 +228,7 @@ def identity_of(cfg: DictConfig) -> dict[str, Any]:
         for k in ("steps", "save_every", "lr", "betas", "batch_size"):
             ck.pop(k, None)
     out["checkpoints"] = ck
+    for key in LATER_IDENTITY_KEYS:
+        if out[key] is None:
+            del out[key]
     return out

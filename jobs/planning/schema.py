@@ -17,6 +17,7 @@ from typing import Any, Iterator, Optional, Union, get_args, get_origin, get_typ
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from lie_sweep.effects import EFFECTS
 from lie_sweep.errors import ConfigError
 from lie_sweep.field_kinds import FIELDS
 from lie_sweep.hvp import HVP_CHOICES
@@ -173,6 +174,11 @@ class SweepConfig:
                               "with forward, timed when the store is created and recorded in it; lie_sweep/README.md)",
                    choices=HVP_CHOICES)
     seed: int = opt(0, "seed of the model's initialisation and of training")
+    effects: Optional[list[str]] = opt(None, "what is computed per pair, a list of: " + " | ".join(EFFECTS)
+                                       + " (null: bracket, and order under field=optimizer; lie_sweep/README.md)")
+    swap_epsilon: Any = opt(None, "swap: the step size eps of the exact swaps, or a list (a ladder; the first is the "
+                                  "tables'); null: the checkpoints' optimizer lr under field=optimizer, else "
+                                  "derived.epsilon (checkpoints.lr)")
 
 
 # the config groups whose keys the schema fixes (model and data are free-form: their _target_'s arguments)

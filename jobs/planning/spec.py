@@ -22,6 +22,7 @@ import lie_sweep
 from lie_sweep import ParamSpec, find_checkpoints, train
 from lie_sweep.checkpoints import checkpoint_base
 from lie_sweep.devices import DTYPES, resolve_device
+from lie_sweep.effects import resolve_effects
 from lie_sweep.errors import ConfigError
 from lie_sweep.field_kinds import FIELDS, FieldKind
 from storage.identity import identity_hash
@@ -30,6 +31,7 @@ from storage.location import check_creatable
 from storage.meta import StoreMeta
 
 from .build import ResolvedGrid, epsilon_of, resolve_grid
+from .checks import swap_epsilons
 from .config import as_dict, identity_of, typed
 from .loader import load_into, verify_checkpoint
 from .schema import SweepConfig
@@ -61,10 +63,26 @@ class SweepSpec:
     # the update field's registry entry, resolved on the driver and sent along: a worker builds the field from
     # it even where the registering module was never imported (a plug-in or a test's own field)
     field_kind: FieldKind | None = None
+    swap_epsilons: tuple[float, ...] = ()     # effect swap: its step sizes (the first is the tables')
 
     def __post_init__(self) -> None:
         if self.field_kind is None:
             object.__setattr__(self, "field_kind", FIELDS[self.config.field.name])
+
+    @property
+    def effects(self) -> tuple[str, ...]:
+        """What is computed per pair (:func:`lie_sweep.effects.resolve_effects` of ``config.effects``)."""
+        return resolve_effects(self.config.effects, self.field_kind.steps_optimizer)
+
+    def swap_attrs(self) -> dict[str, Any]:
+        """What the swap arrays record of how they were computed: enough to redo a swap."""
+        if not self.swap_epsilons:
+            return {}
+        rule = "optimizer" if self.field_kind.steps_optimizer else f"field {self.field_kind.name}"
+        return {"epsilon": list(self.swap_epsilons), "rule": rule,
+                "follow_steps": int(self.config.field.follow_steps) if self.field_kind.steps_optimizer else 0,
+                "definition": "theta_ij - theta_ji: two steps of the rule from the checkpoint, i then j minus j then i "
+                              "(lie_sweep.swap)"}
 
     @property
     def identity_hash(self) -> str:
@@ -99,7 +117,7 @@ class SweepSpec:
                            n_eval=len(self.eval_examples),
                            n_outputs=len(self.output_names) if self.eval_examples else 0,
                            example_block=block, keeps_gram=False,
-                           keeps_order=self.field_kind.steps_optimizer)
+                           keeps_order="order" in self.effects, swap_epsilons=self.swap_epsilons)
 
     def store_meta(self, n_tasks: int) -> dict[str, Any]:
         """The metadata written into the store (config without storage options, identity, provenance, specs)."""
@@ -125,7 +143,8 @@ class SweepSpec:
                    storage_options=dict(config.storage.options), kept_names=meta.kept_names,
                    eval_examples=list(meta.eval_examples), output_names=list(meta.output_names),
                    epsilon=float(meta.epsilon), checkpoint_base=meta.checkpoint_base,
-                   hvp_mode=meta.hvp_mode if config.hvp == "auto" else config.hvp)
+                   hvp_mode=meta.hvp_mode if config.hvp == "auto" else config.hvp,
+                   swap_epsilons=tuple(meta.layout.get("swap_epsilons", ())))
 
 
 def checkpoint_location(checkpoints: Any) -> str | list[str]:
@@ -178,9 +197,12 @@ def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepS
     model = grid.model
     paths = found if found is not None else _train_checkpoints(cfg, model, grid.data, log)
     base = checkpoint_base(location)
-    checkpoints = []
+    checkpoints, rates = [], set()
     for k, path in enumerate(paths):  # each loaded as a worker will: a misfit fails here, in one line
-        checkpoints.append(load_into(model, path, cfg.field, position=k).checkpoint.provenance(base))
+        loaded = load_into(model, path, cfg.field, position=k)
+        checkpoints.append(loaded.checkpoint.provenance(base))
+        if loaded.optimizer is not None:
+            rates.add(loaded.optimizer[0].learning_rate())
     checkpoints.sort(key=lambda c: (c["step"], c["path"]))
     steps = [c["step"] for c in checkpoints]
     if len(set(steps)) != len(steps):
@@ -193,13 +215,32 @@ def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepS
                      attribute_names=grid.attribute_names, store_path=str(cfg.storage.path),
                      storage_options=dict(config.storage.options), kept_names=grid.kept_names,
                      eval_examples=grid.eval_examples, output_names=grid.output_names,
-                     epsilon=epsilon_of(cfg), checkpoint_base=str(base), hvp_mode=str(config.hvp))
+                     epsilon=epsilon_of(cfg), checkpoint_base=str(base), hvp_mode=str(config.hvp),
+                     swap_epsilons=_swap_epsilons(cfg, rates))
     if config.hvp == "auto":
         from .hvp_choice import choose_hvp_mode
 
         chosen = choose_hvp_mode(config, checkpoints[0]["path"], spec.examples, spec.pair_positions, log)
         spec = dataclasses.replace(spec, hvp_mode=chosen)
     return spec
+
+
+def _swap_epsilons(cfg: DictConfig, rates: set[float]) -> tuple[float, ...]:
+    """The swap's step sizes: ``swap_epsilon``, or by default the checkpoints' saved optimizer learning rate
+    (``field=optimizer``; one error line when they differ) or ``derived.epsilon`` (the others); () without
+    the swap effect."""
+    if "swap" not in resolve_effects(cfg.effects, FIELDS[cfg.field.name].steps_optimizer):
+        return ()
+    given = swap_epsilons(cfg.swap_epsilon)
+    if given:
+        return tuple(given)
+    if not rates:
+        return (epsilon_of(cfg),)
+    if len(rates) > 1:
+        raise ConfigError("the checkpoints' optimizers were saved with different learning rates",
+                          expected="one learning rate for the swaps' step", found=", ".join(map(str, sorted(rates))),
+                          fix="set swap_epsilon=LR (or a list of step sizes)")
+    return (rates.pop(),)
 
 
 def _check_local_fit(cfg: DictConfig, grid: ResolvedGrid) -> None:

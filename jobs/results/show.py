@@ -129,6 +129,31 @@ def _order_terms(sweep: Sweep, fits: "pd.DataFrame") -> list[str]:
     return lines
 
 
+def _swaps(sweep: Sweep, fits: "pd.DataFrame", top: int) -> list[str]:
+    """Effect swap: the leading order's error against the exact swap per checkpoint, and the pairs the exact
+    swap moves most."""
+    if "swap_norm" not in fits.columns:
+        return []
+    eps = sweep.swap_epsilons[0]
+    logit = "lead_logit_rel_err" in fits.columns
+    rule = sweep.config.get("field", {}).get("name", "sgd")
+    lines = ["", f"exact swaps theta_ij - theta_ji at epsilon = {eps:g} (field={rule} steps) against the leading "
+                 "order eps^2 [u_i,u_j]: medians over pairs of the relative error",
+             f"{'step':>8} {'|swap|':>11} {'lead err':>9}" + (f" {'logit err':>10}" if logit else "")
+             + (f" {'order err':>10}" if "order_rel_err" in fits.columns else "")]
+    for step, group in fits.groupby("step"):
+        lines.append(f"{int(step):>8} {_fmt(group['swap_norm'].median()):>11} "
+                     f"{100 * group['lead_rel_err'].median():>8.1f}%"
+                     + (f" {100 * group['lead_logit_rel_err'].median():>9.1f}%" if logit else "")
+                     + (f" {100 * group['order_rel_err'].median():>9.1f}%" if "order_rel_err" in group else ""))
+    best = rank_pairs(fits, top, by="swap", over_checkpoints=True)
+    lines += ["", f"top {len(best)} pairs by exact swap |theta_ij - theta_ji| (mean over checkpoints)",
+              f"{'i':>6} {'j':>6} {'|swap|':>11} {'eps^2 |[u,u]|':>14}"]
+    lines += [f"{int(r.i):>6} {int(r.j):>6} {_fmt(r.swap_norm):>11} {_fmt(eps * eps * r.norm):>14}"
+              for r in best.itertuples()]
+    return lines
+
+
 def format_show(sweep: Sweep, top: int = 10) -> str:
     """The terminal summary of a sweep (what ``lie-sweep show`` prints), from its tables and logit deltas."""
     lines = _header(sweep)
@@ -137,7 +162,7 @@ def format_show(sweep: Sweep, top: int = 10) -> str:
     if pairs.empty:
         return "\n".join(lines + ["", "no completed task yet: nothing to show"])
     lines += _top_pairs(pairs) + _per_checkpoint(sweep, fits) + _tensors_and_outputs(sweep, fits, top)
-    lines += _examples(sweep, fits, top) + _order_terms(sweep, fits)
+    lines += _examples(sweep, fits, top) + _order_terms(sweep, fits) + _swaps(sweep, fits, top)
     verified = format_verify_summary(sweep)
     if verified:
         lines += ["", "the leading order against real swaps (lie-sweep verify; relative error of theta_ij - theta_ji)"]

@@ -1,0 +1,145 @@
+"""Exact order effects: θ_ij − θ_ji, two real training steps in each order, batched per tile.
+
+For examples i, j at parameters θ (optimizer state s), a step rule moves θ to θ + δ with
+(δ, s') = rule.increment(θ, s, g), g the loss gradient of the step's example at the point it steps from:
+
+    δ_i  = δ(θ, s, g_i(θ)),                  s_i its state after,
+    r_ij = δ(θ + δ_i, s_i, g_j(θ + δ_i))     (+ K zero-gradient steps: ``follow_steps``),
+    θ_ij = θ + δ_i + r_ij,    Δ_ij = θ_ij − θ_ji = (r_ij − δ_j) + (δ_i − r_ji).
+
+No expansion and no finite difference in ε: Δ is the swap itself, to rounding. The rules:
+
+* :class:`FieldRule` — a step along an update field, δ = ε u(g) (``sgd``: u = −g; ``adam``: u = −P g with
+  Adam's frozen P). The grouping above makes each half a gradient difference at one example,
+  Δ_ij = ε u([g_j(θ + δ_i) − g_j(θ)] − [g_i(θ + δ_j) − g_i(θ)]) = ε²[u_i, u_j] + O(ε³);
+* :class:`OptimizerRule` — the checkpoint's own saved optimizer, stepped as torch.optim steps it
+  (:mod:`lie_sweep.optim`: SGD with momentum/dampening/Nesterov/weight decay, Adam/AdamW with amsgrad and
+  bias correction, Muon with its bfloat16 Newton–Schulz), its state carried from the first step to the
+  second. Δ has a first-order part here wherever the state has memory.
+
+Batching: θ + δ_a depends on a alone, so every partner b of a takes its gradient at θ + δ_a in one vmapped
+call with shared weights (as ordinary training does): a pair costs two per-example gradients, against two
+Hessian-vector products (1–2 gradients each) for its bracket. With an evaluation batch the exact logit
+deltas f(θ_ij) − f(θ_ji) come from two forward passes per pair. BatchNorm runs on its running statistics.
+
+Error: Δ is accumulated from increments, never as the difference of two parameter vectors of size O(‖θ‖).
+The rounding left is that of a gradient at a moved point, about u‖g‖ (u: unit round-off, 6e-8 in float32),
+against a half of size ε‖H u‖: a relative error near u‖g‖ / (ε‖H u‖), ~1e-4 at ε = 1e-3 in float32 for a
+model whose ‖H u‖ is of the order of ‖g‖. Use float64 for ε below ~1e-4 (``verify`` measures it). Exact
+logit deltas are differences of two outputs of size ‖f‖, so their relative error is u‖f‖ / ‖Δf‖.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Protocol
+
+import torch
+
+from .fields import FunctionalModel, Params, UpdateField, eval_mode, like_params
+from .kernel import as_pair_tensor, example_gradients
+from .optim import OptimizerStep, State
+from .params import ParamSpec
+
+__all__ = ["StepRule", "FieldRule", "OptimizerRule", "SwapResult", "swap_kernel"]
+
+
+class StepRule(Protocol):
+    """One training step as an increment: θ → θ + δ with (δ, state') = ``increment(θ, state, g)``."""
+
+    epsilon: float
+
+    def increment(self, params: Mapping[str, torch.Tensor], state: State,
+                  grads: Mapping[str, torch.Tensor]) -> tuple[Params, State]:
+        """(δ, the state after the step) for a step on gradient ``grads`` at ``params``."""
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """A step of size ``epsilon`` along an update field: δ = ε·field.direction(θ, g); no state."""
+
+    field: UpdateField
+    epsilon: float
+
+    def increment(self, params: Mapping[str, torch.Tensor], state: State,
+                  grads: Mapping[str, torch.Tensor]) -> tuple[Params, State]:
+        """(ε u(g), ``state`` unchanged)."""
+        return {n: self.epsilon * d for n, d in self.field.direction(params, grads).items()}, state
+
+
+@dataclass(frozen=True)
+class OptimizerRule:
+    """A step of a saved optimizer at learning rate ``epsilon`` (every group's rate scaled by ε over the
+    first group's saved rate, as :meth:`OptimizerStep.step` does)."""
+
+    step: OptimizerStep
+    epsilon: float
+
+    def increment(self, params: Mapping[str, torch.Tensor], state: State,
+                  grads: Mapping[str, torch.Tensor]) -> tuple[Params, State]:
+        """:meth:`OptimizerStep.increment` at ``epsilon``."""
+        return self.step.increment(params, state, grads, lr=self.epsilon)
+
+
+@dataclass
+class SwapResult:
+    """Swaps of ``pairs`` at one θ: ``deltas[p] = θ_ij − θ_ji`` (pairs × D, flat axis of the parameters) and,
+    with an evaluation batch, ``logit_deltas[p] = f(θ_ij) − f(θ_ji)`` (pairs × n_eval × outputs)."""
+
+    deltas: torch.Tensor
+    logit_deltas: torch.Tensor | None
+
+
+def _add(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> Params:
+    return {n: a[n] + b[n] for n in a}
+
+
+def _rest(rule: StepRule, moved: Params, state: State, grads: Params, follow_steps: int) -> Params:
+    """r: the second step's increment from ``moved`` (+ ``follow_steps`` zero-gradient steps)."""
+    total, state = rule.increment(moved, state, grads)
+    for _ in range(follow_steps):
+        zero = {n: torch.zeros_like(t) for n, t in total.items()}
+        inc, state = rule.increment(_add(moved, total), state, zero)
+        total = _add(total, inc)
+    return total
+
+
+def swap_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor, targets: torch.Tensor,
+                pairs: torch.Tensor, rule: StepRule, *, state: State | None = None,
+                gradients: torch.Tensor | None = None, follow_steps: int = 0,
+                eval_inputs: torch.Tensor | None = None, chunk_size: int = 64) -> SwapResult:
+    """Δ_ij = θ_ij − θ_ji for every pair ``(i, j)`` of ``pairs`` (indices into the batch), two steps of
+    ``rule`` in each order from ``params`` with optimizer ``state`` (see the module docstring).
+
+    ``gradients``: the batch's loss gradients at θ (n × D), when already computed; ``eval_inputs``: a batch
+    on which to take f(θ_ij) − f(θ_ji)."""
+    pairs = as_pair_tensor(pairs, inputs.shape[0])
+    spec = ParamSpec.from_tensors(params)
+    state = {} if state is None else state
+    inputs, targets = like_params(inputs, params), like_params(targets, params)
+    with eval_mode(fmodel.module), torch.no_grad():
+        if gradients is None:
+            gradients, _ = example_gradients(fmodel, params, inputs, targets, chunk_size)
+        partners: dict[int, list[tuple[int, int, float]]] = {}
+        for p, (i, j) in enumerate(pairs.tolist()):
+            partners.setdefault(i, []).append((p, j, 1.0))
+            partners.setdefault(j, []).append((p, i, -1.0))
+        first = {a: rule.increment(params, state, spec.unflatten(gradients[a])) for a in partners}
+        first_flat = {a: spec.flatten(d) for a, (d, _) in first.items()}
+        deltas = gradients.new_zeros((pairs.shape[0], spec.size))
+        logits = None
+        for a, items in partners.items():
+            delta_a, state_a = first[a]
+            moved = _add(params, delta_a)
+            others = [b for _, b, _ in items]
+            moved_grads, _ = example_gradients(fmodel, moved, inputs[others], targets[others], chunk_size)
+            for k, (p, b, sign) in enumerate(items):
+                rest = _rest(rule, moved, state_a, spec.unflatten(moved_grads[k]), follow_steps)
+                # a = i adds r_ij − δ_j, a = j adds −(r_ji − δ_i): the grouping of the module docstring
+                deltas[p] += sign * (spec.flatten(rest) - first_flat[b])
+                if eval_inputs is not None:
+                    end = fmodel.outputs(_add(moved, rest), eval_inputs.to(gradients))
+                    if logits is None:
+                        logits = end.new_zeros((pairs.shape[0], *end.shape))
+                    logits[p] += sign * end
+    return SwapResult(deltas, logits)

@@ -1,0 +1,96 @@
+"""Exact swaps θ_ij − θ_ji (lie_sweep.swap) against real torch.optim steps and independent two-step loops (float64)."""
+
+import pytest
+import torch
+
+from lie_sweep import SGDField, compute_brackets
+from lie_sweep.fields import FunctionalModel, PreconditionedField
+from lie_sweep.optim import from_state_dict
+from lie_sweep.swap import FieldRule, OptimizerRule, swap_kernel
+from lie_sweep.verify import real_swap as field_steps
+
+from .test_order import OPTIMIZERS, float64_muon, mse, real_swap, trained  # noqa: F401 - a fixture
+
+PAIRS = [(0, 1), (2, 0), (1, 2)]
+
+
+def batch(seed=2, n=3):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, 4, generator=g, dtype=torch.float64), torch.randn(n, 3, generator=g, dtype=torch.float64))
+
+
+def flat(d, names):
+    return torch.cat([d[n].flatten() for n in names])
+
+
+@pytest.mark.parametrize("field", ["sgd", "adam"])
+def test_field_swaps_equal_two_steps_in_each_order(field):
+    net, optimizers, _ = trained("adam")
+    fm = FunctionalModel(net, mse)
+    params, names = fm.params(), fm.param_names
+    u = SGDField() if field == "sgd" else PreconditionedField.from_adam_state(optimizers[0].state_dict(), names)
+    x, y = batch()
+    eval_x = torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    got = swap_kernel(fm, params, x, y, PAIRS, FieldRule(u.bind(params), 0.05), eval_inputs=eval_x)
+    for p, (i, j) in enumerate(PAIRS):
+        a, b = field_steps(fm, u.bind(params), params, (x[i], y[i]), (x[j], y[j]), 0.05)
+        want = flat(a, names) - flat(b, names)
+        torch.testing.assert_close(got.deltas[p], want, rtol=1e-9, atol=1e-15)
+        torch.testing.assert_close(got.logit_deltas[p], fm.outputs(a, eval_x) - fm.outputs(b, eval_x),
+                                   rtol=1e-9, atol=1e-15)
+
+
+def test_sgd_swap_tends_to_the_bracket_and_keeps_its_precision_in_float32():
+    net, _, _ = trained("sgd")
+    fm = FunctionalModel(net, mse)
+    params, names = fm.params(), fm.param_names
+    x, y = batch()
+    bracket = compute_brackets(net, x, y, PAIRS, loss_fn=mse)
+    b = torch.stack([flat({n: bracket[n][p] for n in names}, names) for p in range(len(PAIRS))])
+    errors = []
+    for eps in (1e-2, 1e-3, 1e-4):
+        d = swap_kernel(fm, params, x, y, PAIRS, FieldRule(SGDField(), eps)).deltas
+        errors.append(float((d - eps ** 2 * b).norm() / d.norm()))
+    assert all(0.05 < errors[k + 1] / errors[k] < 0.2 for k in range(2)), errors      # O(ε³): the error ∝ ε
+    # float32 at ε = 1e-3: increments, not θ_ij − θ_ji, keep the swap to the gradients' round-off
+    net32 = net.float()
+    fm32 = FunctionalModel(net32, mse)
+    d32 = swap_kernel(fm32, fm32.params(), x.float(), y.float(), PAIRS, FieldRule(SGDField(), 1e-3)).deltas
+    d64 = swap_kernel(fm, params, x, y, PAIRS, FieldRule(SGDField(), 1e-3)).deltas
+    net.double()
+    assert float((d32.double() - d64).norm() / d64.norm()) < 1e-3
+
+
+@pytest.mark.parametrize("case", sorted(OPTIMIZERS))
+def test_optimizer_swaps_equal_real_torch_optim_swaps(case, request):
+    if case == "muon":
+        request.getfixturevalue("float64_muon")
+    net, optimizers, _ = trained(case)
+    fm = FunctionalModel(net, mse)
+    params, names = fm.params(), fm.param_names
+    saved = [o.state_dict() for o in optimizers]
+    step, state = from_state_dict(saved if len(saved) > 1 else saved[0], names,
+                                  ns_dtype=torch.float64 if case == "muon" else None)
+    x, y = batch()
+    follow = 3 if case == "momentum" else 0
+    for eps in (step.learning_rate(), step.learning_rate() / 10):
+        got = swap_kernel(fm, params, x, y, PAIRS, OptimizerRule(step, eps), state=state, follow_steps=follow)
+        for p, (i, j) in enumerate(PAIRS):
+            want = real_swap(net, optimizers, [(x[i], y[i]), (x[j], y[j])], eps, follow_steps=follow)
+            assert float((got.deltas[p] - want).norm()) <= 1e-9 * float(want.norm()), (case, eps, p)
+
+
+def test_the_swap_is_antisymmetric_and_the_state_is_not_consumed():
+    net, optimizers, _ = trained("adam")
+    fm = FunctionalModel(net, mse)
+    params, names = fm.params(), fm.param_names
+    step, state = from_state_dict(optimizers[0].state_dict(), names)
+    before = {n: {k: (v.clone() if torch.is_tensor(v) else v) for k, v in s.items()} for n, s in state.items()}
+    x, y = batch()
+    rule = OptimizerRule(step, 5e-3)
+    ij = swap_kernel(fm, params, x, y, [(0, 1)], rule, state=state).deltas
+    ji = swap_kernel(fm, params, x, y, [(1, 0)], rule, state=state).deltas
+    assert torch.equal(ij, -ji)
+    for n, s in state.items():
+        for k, v in s.items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(before[n][k]))
