@@ -63,10 +63,10 @@ def test_resume_of_a_path_that_is_not_a_store(tmp_path):
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "notes.txt").write_text("mine")
     before = snapshot(tmp_path / "plain")
-    # real processes here: what a shell shows (the other tests run the command line in this process)
+    # a real process once: what a shell shows (the other calls run the command line in this process)
     assert_one_line(cli_process("resume", str(tmp_path / "plain"), cwd=tmp_path), "is not a lie-sweep store")
-    assert_one_line(cli_process("resume", str(tmp_path / "nowhere"), cwd=tmp_path), "found no such path")
-    assert_one_line(cli_process("status", str(tmp_path / "plain"), cwd=tmp_path), "is not a lie-sweep store")
+    assert_one_line(cli("resume", str(tmp_path / "nowhere"), cwd=tmp_path), "found no such path")
+    assert_one_line(cli("status", str(tmp_path / "plain"), cwd=tmp_path), "is not a lie-sweep store")
     assert snapshot(tmp_path / "plain") == before
 
 
