@@ -193,12 +193,15 @@ class Sweep:
         from .views import FlatTensorArray, lazy_variable
 
         get = self._array_getter(array)
+        lead = ("step", "epsilon", row_dim) if array == "swaps" else ("step", row_dim)
         data = {}
         for e in self._slices(names):
-            dims = ("step", row_dim, *(f"{e['name']}.d{k}" for k in range(len(e["shape"]))))
+            dims = (*lead, *(f"{e['name']}.d{k}" for k in range(len(e["shape"]))))
             data[e["name"]] = lazy_variable(dims, FlatTensorArray(get, e["offset"], e["shape"]))
-        return xr.Dataset(data, coords=xr.Coordinates({"step": ("step", self.steps)}).merge(row_coords).coords,
-                          attrs=attrs)
+        coords = {"step": ("step", self.steps)}
+        if array == "swaps":
+            coords["epsilon"] = ("epsilon", self.swap_epsilons)
+        return xr.Dataset(data, coords=xr.Coordinates(coords).merge(row_coords).coords, attrs=attrs)
 
     def brackets_xr(self, names: Sequence[str] | None = None) -> "xr.Dataset":
         """Lazy [u_i, u_j]: one variable per kept tensor, dims (step, pair, *tensor dims).
@@ -212,6 +215,17 @@ class Sweep:
                                   {"quantity": "[u_i, u_j] = J_{u_j} u_i - J_{u_i} u_j",
                                    "convention": "theta_ij - theta_ji = lr^2 [u_i, u_j] + O(lr^3); "
                                                  "BatchNorm in eval mode"})
+
+    def swaps_xr(self, names: Sequence[str] | None = None) -> "xr.Dataset":
+        """Lazy exact swaps θ_ij − θ_ji: one variable per kept tensor, dims (step, epsilon, pair, *tensor dims);
+        ``ds["fc.weight"].sel(step=40, epsilon=0.005, i=0, j=3)`` reads that pair's chunks only."""
+        from .views import pair_coords
+
+        self._epsilon(None)
+        return self._flat_dataset("swaps", "pair", pair_coords(self.pairs), names,
+                                  {**dict(self.store.group["swaps"].attrs), "quantity": "theta_ij - theta_ji",
+                                   "convention": "two steps from the checkpoint, i then j minus j then i; BatchNorm "
+                                                 "in eval mode"})
 
     def gradients_xr(self, names: Sequence[str] | None = None) -> "xr.Dataset":
         """Lazy per-example gradients ∇θ L_x: one variable per kept tensor, dims (step, example, *tensor dims)."""

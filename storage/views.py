@@ -35,7 +35,7 @@ class ZarrBackendArray(BackendArray):
 
 
 class FlatTensorArray(ZarrBackendArray):
-    """One parameter tensor of a (C, N, D) flat-axis array, seen as (C, N, *tensor shape).
+    """One parameter tensor of a flat-axis array (C, N, D), or (C, K, N, D), seen as (C, [K,] N, *tensor shape).
 
     A read fetches, for the selected rows only, the tensor's range [offset, offset + numel) of the
     flat axis (its inner chunks), then applies the selection within the tensor in memory.
@@ -46,14 +46,16 @@ class FlatTensorArray(ZarrBackendArray):
         self.offset = int(offset)
         self.tensor_shape = tuple(int(s) for s in shape)
         self.stop = self.offset + int(np.prod(self.tensor_shape, dtype=np.int64))
-        self.shape = (*self.shape[:2], *self.tensor_shape)
+        self.rows = len(self.shape) - 1          # the dimensions before the flat axis
+        self.shape = (*self.shape[:self.rows], *self.tensor_shape)
 
     def _raw(self, key: tuple) -> np.ndarray:
-        rows = [slice(k, k + 1) if isinstance(k, (int, np.integer)) else k for k in key[:2]]
-        block = np.asarray(self.get_array()[rows[0], rows[1], self.offset:self.stop])
-        block = block.reshape(*block.shape[:2], *self.tensor_shape)
-        lead = tuple(0 if isinstance(k, (int, np.integer)) else slice(None) for k in key[:2])
-        return block[lead + tuple(key[2:])]
+        n = self.rows
+        rows = tuple(slice(k, k + 1) if isinstance(k, (int, np.integer)) else k for k in key[:n])
+        block = np.asarray(self.get_array()[(*rows, slice(self.offset, self.stop))])
+        block = block.reshape(*block.shape[:n], *self.tensor_shape)
+        lead = tuple(0 if isinstance(k, (int, np.integer)) else slice(None) for k in key[:n])
+        return block[lead + tuple(key[n:])]
 
 
 def lazy_variable(dims: Sequence[str], backend: BackendArray, attrs: dict | None = None) -> xr.Variable:

@@ -92,6 +92,8 @@ def test_sgd_swaps_are_two_real_steps_and_the_tables_measure_the_leading_order(r
     ranking = sweep.example_ranking(sweep.steps[-1], by="swap")
     assert ranking["score"].is_monotonic_decreasing and ranking["score"].iloc[0] == \
         sweep.example_stats(sweep.steps[-1])["mean_swap_norm"].max()
+    view = sweep.swaps_xr([names[0]]).sel(step=sweep.steps[1], epsilon=LADDER[1], i=i, j=j)[names[0]].values
+    assert np.array_equal(view, -swapped[names[0]])
     assert sweep.swap_logit_deltas().sel(epsilon=LADDER[1]).shape == (2, len(sweep.pairs), len(sweep.eval_examples),
                                                                       len(sweep.output_names))
     text = show_store(str(store))
