@@ -28,7 +28,7 @@ from storage.codecs import CODEC_PRESETS, encode_roundtrip
 
 from .build import epsilon_of, resolve_grid
 from .loader import load_into
-from .sizing import worker_fit
+from .sizing import pair_arrays, worker_fit
 from .spec import checkpoint_location
 
 __all__ = ["PlanReport", "plan_sweep"]
@@ -214,11 +214,13 @@ def _codec_rows(cfg: DictConfig, values: np.ndarray) -> list[dict[str, Any]]:
 def _memory_rows(cfg: DictConfig, fit: Any, chunk: int, n_params: int, dtype: torch.dtype) -> dict[str, int]:
     """A worker's parameter-sized buffers by part (:mod:`jobs.planning.memory`)."""
     shape, need = fit.shape, fit.need
-    arrays = ("brackets, order1, order2 and their stored copies (6 × pairs/task × D)"
-              if FIELDS[cfg.field.name].steps_optimizer else "brackets and their stored copy (2 × pairs/task × D)")
+    n_arrays, swaps = pair_arrays(cfg)
+    names = ["brackets"] + (["order1, order2"] if n_arrays - swaps > 1 else []) + ([f"{swaps} swaps"] if swaps else [])
+    arrays = f"{' and '.join(names)}, and their stored copies ({2 * n_arrays} × pairs/task × D)"
     return {
         f"example cache (≤ cluster.cache_gib; {shape.local_examples} examples/task at most)": need.cache,
-        f"task's example rows (2 × {shape.local_examples} × D)": need.task_rows,
+        f"task's example rows ({3 if swaps else 2} × {shape.local_examples} × D"
+        + (", the swaps' first steps included)" if swaps else ")"): need.task_rows,
         f"kernel call ({chunk} pairs × 2 HVPs)": need.kernel_call,
         arrays: need.brackets,
         "output Jacobian on the evaluation batch (B × O × D)": need.jacobian,

@@ -9,8 +9,9 @@ block, for a task that stores blocks: it handles them one at a time):
     cache              min(cache budget, 2·E·D) bytes of gradient and field rows (jobs.execution.field_cache)
     task rows          2·n_local·D           its examples' gradients and fields, stacked
     kernel call        2·4·chunk·D           one vmapped call's parameter-sized buffers (lie_sweep.brackets)
-    brackets           2·a·pairs_per_task·D  the task's brackets, and the copy written to the store (a = 1; 3 with
-                                             field=optimizer: order1 and order2 too)
+    brackets           2·a·pairs_per_task·D  the task's per-pair arrays, and the copies written to the store (a = 1
+                                             for the bracket, + 2 for effect order, + K for effect swap's K step sizes)
+    swap steps         n_local·D             effect swap: each example's first step (lie_sweep.swap), in task rows
     jacobian           B·O·D                 J_f on the evaluation batch, where it is used
 """
 
@@ -66,12 +67,12 @@ class TaskMemory:
 
 def task_memory(*, n_params: int, n_examples: int, local_examples: int, pairs_per_task: int,
                 chunk_size: int | None, dtype: torch.dtype, device: torch.device, cache_bytes: int,
-                jacobian_bytes: int = 0, pair_arrays: int = 1) -> TaskMemory:
+                jacobian_bytes: int = 0, pair_arrays: int = 1, swaps: bool = False) -> TaskMemory:
     """A worker's peak memory for tasks of ``pairs_per_task`` pairs touching ``local_examples`` examples."""
     item = torch.empty((), dtype=dtype).element_size()
     chunk = chunk_size or default_chunk_size(n_params, dtype, device)
     return TaskMemory(cache=min(cache_bytes, 2 * n_examples * n_params * item),
-                      task_rows=2 * local_examples * n_params * item,
+                      task_rows=(3 if swaps else 2) * local_examples * n_params * item,
                       kernel_call=call_buffer_bytes(min(chunk, pairs_per_task), n_params, dtype),
                       brackets=2 * pair_arrays * pairs_per_task * n_params * item, jacobian=jacobian_bytes,
                       chunk_size=chunk)

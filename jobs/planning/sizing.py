@@ -15,9 +15,12 @@ import torch
 
 from lie_sweep.analysis import jacobian_fits
 from lie_sweep.budget import default_chunk_size
+from lie_sweep.effects import resolve_effects
 from lie_sweep.errors import ConfigError
+from lie_sweep.field_kinds import FIELDS
 from storage.layout import block_owners
 
+from .checks import swap_epsilons
 from .grids import positions_of
 from .memory import TaskMemory, cache_budget, task_memory, worker_memory
 from jobs.units import format_bytes
@@ -45,6 +48,14 @@ def _examples_per_task(positions: np.ndarray, per_task: int) -> np.ndarray:
     return distinct - (rows[:, 0] < 0)  # the padding's -1 is not an example
 
 
+def pair_arrays(cfg: Any) -> tuple[int, int]:
+    """(parameter-sized arrays per pair, of them the swaps' K) of the sweep's effects: the bracket, order1 and order2
+    (effect order), one per swap step size (effect swap; one where the step size is the checkpoints' own)."""
+    effects = resolve_effects(cfg.effects, FIELDS[cfg.field.name].steps_optimizer)
+    k = max(1, len(swap_epsilons(cfg.swap_epsilon))) if "swap" in effects else 0
+    return 1 + (2 if "order" in effects else 0) + k, k
+
+
 def grid_shape(cfg: Any, grid: Any, n_checkpoints: int, n_stored: int) -> GridShape:
     """Tasks, files (shards, chunks, table parts, completion marks) and examples per task of a grid."""
     positions = positions_of(grid.examples, grid.pairs)
@@ -56,8 +67,10 @@ def grid_shape(cfg: Any, grid: Any, n_checkpoints: int, n_stored: int) -> GridSh
     owned = np.bincount(np.asarray(owners), minlength=per_ckpt)
     local = _examples_per_task(positions, per_task) + block * (owned > 0)  # owned blocks: one at a time
     logits = bool(grid.eval_examples) and cfg.derived.eval_count > 0
-    shards = (3 if cfg.field.name == "optimizer" else 1) if n_stored else 0  # brackets (order1, order2)
-    per_task_files = 1 + 2 + shards + (1 if logits else 0)                   # mark, 2 table parts, shards, chunk
+    arrays, swaps = pair_arrays(cfg)
+    shards = arrays if n_stored else 0                                       # brackets (order1, order2, swaps)
+    chunks = (1 + (1 if swaps else 0)) if logits else 0                      # logit deltas (of the swaps too)
+    per_task_files = 1 + 2 + shards + chunks                                 # mark, 2 table parts, shards, chunks
     per_block_files = (1 if n_stored else 0) + 1                            # gradients shard, losses chunk
     writers = int((owned > 0).sum())                                         # tasks with example table parts
     files = n_checkpoints * (per_ckpt * per_task_files + len(owners) * per_block_files + 2 * writers)
@@ -74,7 +87,7 @@ def worker_need(cfg: Any, grid: Any, local_examples: int, n_params: int, device:
     return task_memory(n_params=n_params, n_examples=len(grid.examples), local_examples=local_examples,
                        pairs_per_task=int(cfg.pairs.per_task), chunk_size=chunk, dtype=dtype, device=device,
                        cache_bytes=cache_budget(device, cfg.cluster), jacobian_bytes=jac,
-                       pair_arrays=3 if cfg.field.name == "optimizer" else 1)
+                       pair_arrays=pair_arrays(cfg)[0], swaps=pair_arrays(cfg)[1] > 0)
 
 
 def fit_problem(cfg: Any, need: TaskMemory, n_params: int, item: int, share: int) -> str | None:

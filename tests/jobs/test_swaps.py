@@ -142,3 +142,13 @@ def test_effects_are_checked_before_anything_runs(tmp_path):
                        cwd=tmp_path)
         assert proc.returncode == 2 and needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "ck").exists() and not (tmp_path / "s").exists()
+
+
+def test_plan_counts_each_effects_arrays():
+    from jobs.planning.config import load_config
+    from jobs.planning.sizing import pair_arrays
+
+    assert pair_arrays(load_config()) == (1, 0)
+    assert pair_arrays(load_config(["field=optimizer"])) == (3, 0)                      # bracket, order1, order2
+    assert pair_arrays(load_config(["effects=[bracket,swap]", "swap_epsilon=[0.01,0.001]"])) == (3, 2)
+    assert pair_arrays(load_config(["field=optimizer", "effects=[bracket,swap,order]"])) == (4, 1)
