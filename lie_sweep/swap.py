@@ -56,14 +56,15 @@ class StepRule(Protocol):
 
 @dataclass(frozen=True)
 class FieldRule:
-    """A step of size ``epsilon`` along an update field: δ = ε·field.direction(θ, g); no state."""
+    """A step of size ``epsilon`` along an update field: δ = ε·field.direction(θ, g); no state. The fields here
+    (``sgd``, ``adam``'s frozen P) act elementwise on g, so one call steps a whole batch of gradients."""
 
     field: UpdateField
     epsilon: float
 
     def increment(self, params: Mapping[str, torch.Tensor], state: State,
                   grads: Mapping[str, torch.Tensor]) -> tuple[Params, State]:
-        """(ε u(g), ``state`` unchanged)."""
+        """(ε u(g), ``state`` unchanged); ``grads`` may carry a leading batch dimension."""
         return {n: self.epsilon * d for n, d in self.field.direction(params, grads).items()}, state
 
 
@@ -133,13 +134,30 @@ def swap_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor, t
             moved = _add(params, delta_a)
             others = [b for _, b, _ in items]
             moved_grads, _ = example_gradients(fmodel, moved, inputs[others], targets[others], chunk_size)
+            rests = _rests(rule, moved, state_a, moved_grads, follow_steps, spec)
             for k, (p, b, sign) in enumerate(items):
-                rest = _rest(rule, moved, state_a, spec.unflatten(moved_grads[k]), follow_steps)
                 # a = i adds r_ij − δ_j, a = j adds −(r_ji − δ_i): the grouping of the module docstring
-                deltas[p] += sign * (spec.flatten(rest) - first_flat[b])
-                if eval_inputs is not None:
-                    end = fmodel.outputs(_add(moved, rest), eval_inputs.to(gradients))
-                    if logits is None:
-                        logits = end.new_zeros((pairs.shape[0], *end.shape))
-                    logits[p] += sign * end
+                deltas[p] += sign * (rests[k] - first_flat[b])
+            if eval_inputs is not None:
+                ends = _outputs(fmodel, spec, spec.flatten(moved), rests, eval_inputs.to(gradients))
+                if logits is None:
+                    logits = ends.new_zeros((pairs.shape[0], *ends.shape[1:]))
+                for k, (p, _, sign) in enumerate(items):
+                    logits[p] += sign * ends[k]
     return SwapResult(deltas, logits)
+
+
+def _rests(rule: StepRule, moved: Params, state: State, grads: torch.Tensor, follow_steps: int,
+           spec: ParamSpec) -> torch.Tensor:
+    """r_ab for every partner b (rows of ``grads``, their gradients at θ + δ_a), flat (partners × D): in one call
+    for a field rule, one partner at a time for a stateful one."""
+    if isinstance(rule, FieldRule):
+        return spec.flatten(rule.increment(moved, state, spec.unflatten(grads))[0], batch_dims=1)
+    return torch.stack([spec.flatten(_rest(rule, moved, state, spec.unflatten(g), follow_steps)) for g in grads])
+
+
+def _outputs(fmodel: FunctionalModel, spec: ParamSpec, moved: torch.Tensor, rests: torch.Tensor,
+             eval_inputs: torch.Tensor) -> torch.Tensor:
+    """f(θ + δ_a + r_ab) on ``eval_inputs`` for every partner b (partners × B × O), one forward pass each (a
+    vmap over the partners' weights measured slower on a convnet: per-sample weights defeat batched kernels)."""
+    return torch.stack([fmodel.outputs(spec.unflatten(moved + rest), eval_inputs) for rest in rests])
