@@ -152,16 +152,33 @@ MEMORY = ["model=mlp", "model.hidden=[192]", "data.length=4096", "pairs=tourname
 
 @pytest.mark.slow
 def test_peak_worker_rss_does_not_grow_with_the_number_of_examples(tmp_path):
+    import threading
+
     from .faults import kill_when, start_cli
     from .sweeps import marks_of
 
     n_params = 3 * 32 * 32 * 192 + 192 + 192 * 12 + 12
+    stores = {count: tmp_path / f"e{count}" for count in (256, 4096)}
+    # both sweeps at once, each its own driver, Ray and worker (memory is per process; start-up overlaps)
+    procs = {count: start_cli("run", *MEMORY, f"examples.count={count}", f"storage.path={store}",
+                              f"checkpoints.dir={tmp_path / f'ck{count}'}", cwd=tmp_path)
+             for count, store in stores.items()}
+    errors = []
+
+    def stop(count):
+        try:
+            kill_when(procs[count], stores[count], 5, timeout=400)  # past the cache's filling (~3 tasks)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=stop, args=(count,)) for count in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
     peak = {}
-    for count in (256, 4096):
-        store = tmp_path / f"e{count}"
-        proc = start_cli("run", *MEMORY, f"examples.count={count}", f"storage.path={store}",
-                         f"checkpoints.dir={tmp_path / f'ck{count}'}", cwd=tmp_path)
-        kill_when(proc, store, 5, timeout=400)           # past the cache's filling (~3 tasks): the steady state
+    for count, store in stores.items():
         marks = marks_of(store)
         assert len(marks) >= 5 and all(m["examples"] <= 64 for m in marks.values())
         rows = max(m["cache_misses"] for m in marks.values())                # example rows computed so far
