@@ -2,6 +2,7 @@
 (torch.optim for the checkpoint's own Adam), with the leading order's error per pair, rankings and show."""
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from lie_sweep.data import stack_examples
 from lie_sweep.fields import FunctionalModel, bce_per_example
 from lie_sweep.verify import real_swap as field_steps
 
+from .cli_runner import run_cli
 from .sweeps import glob_overrides, model_and_data
 
 pytestmark = pytest.mark.slow
@@ -100,11 +102,15 @@ def test_sgd_swaps_are_two_real_steps_and_the_tables_measure_the_leading_order(r
                                                                       len(sweep.output_names))
     text = show_store(str(store))
     assert "exact swaps theta_ij - theta_ji at epsilon = 0.005" in text and "top 10 pairs by exact swap" in text
-    # resume recomputes a task's swaps bit for bit (the same calls on the same batches)
+    # check reads the swap files back; resume recomputes a task's swaps bit for bit (same calls, same batches)
     before = np.asarray(g["swaps"][:]), np.asarray(g["swap_logit_deltas"][:])
-    for tid in (1, 5):
-        sweep.store.ledger.clear_mark(tid)
-        sweep.store.discard_files(list(sweep.store.files_of(sweep.store.layout.tasks()[tid]).values()))
+    assert run_cli("check", str(store), cwd=tmp_path).stdout.strip().endswith("all intact")
+    shard = Path(sweep.store.files_of(sweep.store.layout.tasks()[1])["swaps 1"])
+    shard.write_bytes(shard.read_bytes()[:50])
+    proc = run_cli("check", str(store), cwd=tmp_path)
+    assert proc.returncode == 1 and "damaged task 1 " in proc.stdout and "swaps 1 unreadable" in proc.stdout
+    sweep.store.ledger.clear_mark(5)
+    sweep.store.discard_files(list(sweep.store.files_of(sweep.store.layout.tasks()[5]).values()))
     result = resume_sweep(str(store), log=lambda m: None)
     assert sorted(r["task_id"] for r in result.report.completed) == [1, 5]
     g = open_sweep(str(store)).store.group
@@ -134,8 +140,6 @@ def test_optimizer_swaps_are_the_checkpoints_own_adam_steps(reference, local_ray
 
 
 def test_effects_are_checked_before_anything_runs(tmp_path):
-    from .cli_runner import run_cli
-
     for args, needle in ((["effects=[swap]"], "effects without the bracket"),
                          (["effects=[bracket,order]"], "needs the checkpoint's own optimizer"),
                          (["swap_epsilon=0.1"], "swap_epsilon without the swap effect"),
