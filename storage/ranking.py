@@ -47,7 +47,9 @@ def example_stats(fits: "pd.DataFrame", by_step: bool = True) -> "pd.DataFrame":
     g = both.groupby(keys, sort=True)
     out = g.agg(partners=("norm", "size"), mean_norm=("norm", "mean"), sd_norm=("norm", "std"),
                 ms_norm=("norm2", "mean"), mean_c=("c", "mean"), sd_c=("c", "std"),
-                mean_logit_rms=("logit_rms", "mean"), sd_logit_rms=("logit_rms", "std")).reset_index()
+                mean_logit_rms=("logit_rms", "mean"), sd_logit_rms=("logit_rms", "std"),
+                **({"mean_swap_norm": ("swap_norm", "mean"), "sd_swap_norm": ("swap_norm", "std")} if swap else {})
+                ).reset_index()
     root_n = np.sqrt(out["partners"].astype(float))
     out["se_norm"] = out.pop("sd_norm") / root_n
     out["se_c"] = out.pop("sd_c") / root_n
@@ -55,9 +57,7 @@ def example_stats(fits: "pd.DataFrame", by_step: bool = True) -> "pd.DataFrame":
     out["rms_norm"] = np.sqrt(out.pop("ms_norm"))
     if not swap:
         return out[keys[:-1] + _COLUMNS]
-    swaps = g.agg(mean_swap_norm=("swap_norm", "mean"), se_swap_norm=("swap_norm", "std")).reset_index(drop=True)
-    out["mean_swap_norm"] = swaps["mean_swap_norm"].to_numpy()
-    out["se_swap_norm"] = swaps["se_swap_norm"].to_numpy() / root_n
+    out["se_swap_norm"] = out.pop("sd_swap_norm") / root_n
     return out[keys[:-1] + _COLUMNS + ["mean_swap_norm", "se_swap_norm"]]
 
 
@@ -67,12 +67,7 @@ def rank_examples(fits: "pd.DataFrame", by: str = "norm", top: int | None = None
     partners), with ``score`` and ``se`` (its standard error; NaN for rms); the first ``top`` when given."""
     score = SCORES[by]
     stats = example_stats(fits, by_step=by_step)
-    if score.example_column not in stats.columns:
-        from .errors import StoreKeyError
-
-        raise StoreKeyError(f"this store has no {by} scores", expected=f"a store with {score.pair_column} in its "
-                            "pairs table", found="none (a sweep without effect swap)",
-                            fix="rank by norm, or re-run with effects=[bracket,swap]")
+    score.require(stats.columns, score.example_column)
     stats["score"] = stats[score.example_column]
     stats["se"] = stats[score.example_se] if score.example_se else np.nan
     stats = stats.sort_values("score", ascending=False, kind="stable", na_position="last").reset_index(drop=True)

@@ -145,10 +145,7 @@ class Sweep:
 
     def _epsilon(self, epsilon: float | None) -> int:
         """The position of step size ``epsilon`` (None: the first) on the swaps' ``epsilon`` axis."""
-        for name in ("swaps", "swap_logit_deltas"):
-            if name in self.store.group:
-                break
-        else:
+        if not self.store.layout.keeps_swaps:
             self.store.array("swaps")  # one error line: a store without swaps
         if epsilon is None:
             return 0
@@ -440,10 +437,7 @@ def rank_pairs(fits: "pd.DataFrame", k: int, by: str = "norm", *, over_checkpoin
     col = SCORES[by].pair_column
     if fits.empty:
         return fits
-    if col not in fits.columns:
-        raise StoreKeyError(f"this store has no {by} scores", expected=f"{col} in its pairs table",
-                            found="none (a sweep without effect swap)",
-                            fix="rank by norm, or re-run with effects=[bracket,swap]")
+    SCORES[by].require(fits.columns)
     swap = ["swap_norm"] if "swap_norm" in fits.columns else []
     if over_checkpoints:
         fits = fits.groupby(["pair", "i", "j"], as_index=False).agg(

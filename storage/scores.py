@@ -26,6 +26,15 @@ class Score:
     example_column: str
     example_se: str | None
 
+    def require(self, columns, column: str | None = None) -> None:
+        """One error line where a table with ``columns`` lacks this score's ``column`` (default: its ``pairs``
+        table column), i.e. the store was run without its effect."""
+        if (column or self.pair_column) not in columns:
+            raise StoreKeyError(f"this store has no {self.name} scores",
+                                expected=f"a store with {self.pair_column} in its pairs table",
+                                found="none (a sweep without effect swap)",
+                                fix="rank by norm, or re-run with effects=[bracket,swap]")
+
 
 SCORES: Registry[Score] = Registry("score", (
     Score("norm", "bracket norm |[u_i,u_j]| (examples: its mean over partners)", "norm", "mean_norm", "se_norm"),

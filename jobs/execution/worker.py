@@ -208,7 +208,8 @@ class BracketWorker:
         st = self.state
         swaps, logits = swap_terms(st.fmodel, st.params, st.field, st.optimizer, ex, local, eps,
                                    self.spec.config.field.follow_steps, self.eval_inputs)
-        self._require_finite(task, swaps.reshape(-1, swaps.shape[-1]), "swap", "θ_ij − θ_ji of ({i}, {j})", "steps")
+        for values in swaps:  # one step size at a time: rows are the task's pairs
+            self._require_finite(task, values, "swap", "θ_ij − θ_ji of ({i}, {j})", "steps")
         if logits is not None and lead is None:
             lead = self._logit_deltas(brackets, None)
         tables["pairs"].update(swap_columns(swaps, brackets, eps, logits, lead, self.spec.epsilon, order))

@@ -84,10 +84,11 @@ def worker_need(cfg: Any, grid: Any, local_examples: int, n_params: int, device:
     item = torch.empty((), dtype=dtype).element_size()
     n_eval, n_out = len(grid.eval_examples), len(grid.output_names)
     jac = n_eval * n_out * n_params * item if n_eval and jacobian_fits(n_eval, n_out, n_params, dtype, device) else 0
+    arrays, swaps = pair_arrays(cfg)
     return task_memory(n_params=n_params, n_examples=len(grid.examples), local_examples=local_examples,
                        pairs_per_task=int(cfg.pairs.per_task), chunk_size=chunk, dtype=dtype, device=device,
                        cache_bytes=cache_budget(device, cfg.cluster), jacobian_bytes=jac,
-                       pair_arrays=pair_arrays(cfg)[0], swaps=pair_arrays(cfg)[1] > 0)
+                       pair_arrays=arrays, swaps=swaps > 0)
 
 
 def fit_problem(cfg: Any, need: TaskMemory, n_params: int, item: int, share: int) -> str | None:
