@@ -47,15 +47,14 @@ EFFECTS: Registry[Effect] = Registry("effects", (
 
 
 def resolve_effects(effects: Sequence[str] | None, field_steps_optimizer: bool) -> tuple[str, ...]:
-    """The effects a sweep computes, in registry order: ``effects`` checked (known, at least one, the bracket
-    among them), or for None the bracket (and the optimizer expansion where the field steps the optimizer)."""
+    """The effects a sweep computes, in registry order: ``effects`` checked (known, at least one), or for None
+    the bracket (and the optimizer expansion where the field steps the optimizer)."""
     if effects is None:
         return ("bracket", "order") if field_steps_optimizer else ("bracket",)
     chosen = [EFFECTS[name].name for name in effects]
-    if "bracket" not in chosen:
-        raise ConfigError("effects without the bracket", expected="effects that include bracket, e.g. "
-                          "[bracket, swap]", found=f"effects={list(effects)}",
-                          fix="add bracket: the tables, rankings and page are built on its columns")
+    if not chosen:
+        raise ConfigError("no effect chosen", expected="at least one of " + " | ".join(EFFECTS),
+                          found="effects=[]", fix="e.g. effects=[swap], or leave effects out for the bracket")
     for name in chosen:
         if EFFECTS[name].needs_optimizer and not field_steps_optimizer:
             raise ConfigError(f"effect {name} needs the checkpoint's own optimizer",

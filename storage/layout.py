@@ -22,7 +22,8 @@ model outputs:
     steps         (C,)          training step of each checkpoint
 
 With D = 0 (``storage.keep=summary``) there are no ``brackets`` or ``gradients`` arrays; with
-B = 0 no ``logit_deltas``.
+B = 0 no ``logit_deltas``. A sweep without effect bracket (``effects=[swap]``) has no ``brackets``, and no
+``logit_deltas`` unless it computes the optimizer expansion.
 
 Task t = (checkpoint c, pairs [start, stop)) with start a multiple of ``pairs_per_task`` (see
 :meth:`StoreLayout.tasks`) owns the one ``brackets`` shard and the one ``logit_deltas`` chunk at
@@ -86,6 +87,7 @@ class StoreLayout:
     keeps_gram: bool = True     # schema <= 3 stores hold a (C, E, E) gram array; schema 4 does not
     keeps_order: bool = False   # field=optimizer: order1, order2 (C, P, D) beside brackets, sharded alike
     swap_epsilons: tuple[float, ...] = ()  # effect swap: its step sizes (K); () without it
+    keeps_brackets: bool = True  # effect bracket: brackets (C, P, D); false for effects without it, e.g. [swap]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "swap_epsilons", tuple(float(e) for e in self.swap_epsilons))
@@ -126,6 +128,12 @@ class StoreLayout:
         return self.n_eval > 0 and self.n_outputs > 0
 
     @property
+    def keeps_lead_logits(self) -> bool:
+        """Whether the store holds ``logit_deltas``: an evaluation batch and an expansion to take them of (the
+        bracket's ε²J_f[u_i,u_j], or the optimizer's J_f(εΔ₁ + ε²Δ₂)); the exact swap's are ``swap_logit_deltas``."""
+        return self.keeps_logits and (self.keeps_brackets or self.keeps_order)
+
+    @property
     def inner(self) -> int:
         """Inner chunk length along D (never longer than D)."""
         return max(1, min(self.inner_chunk, self.n_params))
@@ -142,13 +150,15 @@ class StoreLayout:
 
     def float_arrays(self) -> dict[str, dict]:
         """{name: shape, chunks, shards, dims} of every float array this store holds, in creation order."""
-        arrays = {"brackets": self.brackets(), "gradients": self.gradients()} if self.keeps_params else {}
+        arrays = {"brackets": self.brackets()} if self.keeps_params and self.keeps_brackets else {}
+        if self.keeps_params:
+            arrays["gradients"] = self.gradients()
         if self.keeps_params and self.keeps_order:
             arrays.update(order1=self.brackets(), order2=self.brackets())
         arrays["losses"] = self.losses()
         if self.keeps_gram:
             arrays["gram"] = self.gram()
-        if self.keeps_logits:
+        if self.keeps_lead_logits:
             arrays["logit_deltas"] = self.logit_deltas()
         if self.keeps_swaps and self.keeps_params:
             arrays["swaps"] = self.swaps()
@@ -237,7 +247,8 @@ class StoreLayout:
                 "n_params": self.n_params, "pairs_per_task": self.pairs_per_task, "inner_chunk": self.inner_chunk,
                 "n_eval": self.n_eval, "n_outputs": self.n_outputs, "example_block": self.example_block,
                 "keeps_gram": self.keeps_gram, "keeps_order": self.keeps_order,
-                **({"swap_epsilons": list(self.swap_epsilons)} if self.swap_epsilons else {})}
+                **({"swap_epsilons": list(self.swap_epsilons)} if self.swap_epsilons else {}),
+                **({} if self.keeps_brackets else {"keeps_brackets": False})}
 
 
 def block_owners(n_examples: int, block: int, n_pairs: int, pairs_per_task: int) -> tuple[int, ...]:

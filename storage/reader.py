@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import StoreKeyError, brief
 from .ranking import example_stats, rank_examples
-from .scores import SCORES
+from .scores import SCORES, default_score
 from .store import SweepStore
 
 if TYPE_CHECKING:  # xarray and pandas are imported on first use: opening a store stays cheap
@@ -332,18 +332,24 @@ class Sweep:
                                                          mean_grad_norm=("grad_norm", "mean"),
                                                          n_examples=("example", "count"))
 
-    def output_movement(self, ckpt: int | None = None, max_pairs: int = 4096) -> "pd.DataFrame":
+    def output_movement(self, ckpt: int | None = None, max_pairs: int = 4096,
+                        exact: bool | None = None) -> "pd.DataFrame":
         """Per checkpoint × output: ``mean_abs`` = mean |ε²·J_f[u_i,u_j]| and ``rms`` over the completed pairs
-        and the evaluation examples, with ``n_pairs``; at checkpoint step ``ckpt`` or every checkpoint.
+        and the evaluation examples, with ``n_pairs``; at checkpoint step ``ckpt`` or every checkpoint. With
+        ``exact`` (None: where the store has no ``logit_deltas``), of the exact swap's f(θ_ij) − f(θ_ji) at
+        the first swap step size instead.
 
-        Magnitudes: the same for (i, j) and (j, i). Reads the completed tasks' ``logit_deltas`` chunks,
+        Magnitudes: the same for (i, j) and (j, i). Reads the completed tasks' logit-delta chunks,
         at most ``max_pairs`` pairs at a time, so memory stays bounded on any grid."""
         import pandas as pd
 
         columns = ["step", "output", "mean_abs", "rms", "n_pairs"]
-        if not self.store.layout.keeps_logits:
+        layout = self.store.layout
+        exact = not layout.keeps_lead_logits if exact is None else exact
+        if not (layout.keeps_logits and (layout.keeps_swaps if exact else layout.keeps_lead_logits)):
             return pd.DataFrame(columns=columns)
-        layout, arr = self.store.layout, self.store.array("logit_deltas")
+        arr = self.store.array("swap_logit_deltas" if exact else "logit_deltas")
+        at = (lambda c, start, stop: arr[c, 0, start:stop]) if exact else (lambda c, start, stop: arr[c, start:stop])
         done = set(self.store.ledger.done_tasks())
         rows, tasks, per = [], layout.tasks(), layout.n_tasks_per_checkpoint
         for c in (range(len(self.steps)) if ckpt is None else [self._checkpoint(ckpt)]):
@@ -352,7 +358,7 @@ class Sweep:
             sq_sum = np.zeros(layout.n_outputs)
             n_pairs = 0
             for start, stop in _merged(spans, max_pairs):
-                block = np.asarray(arr[c, start:stop], dtype=np.float64)
+                block = np.asarray(at(c, start, stop), dtype=np.float64)
                 abs_sum += np.abs(block).sum(axis=(0, 1))
                 sq_sum += (block * block).sum(axis=(0, 1))
                 n_pairs += stop - start
@@ -396,24 +402,26 @@ class Sweep:
         logit RMS, each mean with its standard error (see :mod:`storage.ranking`)."""
         return example_stats(self.fits(ckpt), by_step=True)
 
-    def example_ranking(self, ckpt: int | None = None, by: str = "norm", top: int | None = None) -> "pd.DataFrame":
+    def example_ranking(self, ckpt: int | None = None, by: str | None = None,
+                        top: int | None = None) -> "pd.DataFrame":
         """Examples by decreasing order sensitivity at checkpoint step ``ckpt`` (None: every checkpoint's
         pairs pooled): ``example`` (dataset indices), ``score`` (``by``: norm = mean ‖[u_e,u_j]‖ over
-        partners, or another name of :data:`storage.scores.SCORES`), ``se``, ``partners`` and the other
-        statistics; the first ``top``.
+        partners, swap = mean ‖θ_ej − θ_je‖, or another name of :data:`storage.scores.SCORES`; None: norm,
+        or swap for a store without the bracket), ``se``, ``partners`` and the other statistics; the first
+        ``top``.
 
         To keep the least order-sensitive examples:
         ``keep = set(sweep.example_ranking().example[k:])``, then filter a dataset's indices by it."""
         return rank_examples(self.fits(ckpt), by=by, top=top)
 
-    def top_pairs(self, k: int = 10, ckpt: int | None = None, by: str = "norm") -> "pd.DataFrame":
+    def top_pairs(self, k: int = 10, ckpt: int | None = None, by: str | None = None) -> "pd.DataFrame":
         """The k most order-sensitive pairs, by ``by`` (a score of :data:`storage.scores.SCORES`: "norm"
-        ‖[u_i,u_j]‖, "rms", "c" the fit constant, "logit_rms" RMS of the logit deltas), at checkpoint step
-        ``ckpt`` or averaged over checkpoints
-        (see :func:`rank_pairs`)."""
+        ‖[u_i,u_j]‖, "rms", "c" the fit constant, "logit_rms" RMS of the logit deltas, "swap" ‖θ_ij − θ_ji‖;
+        None: norm, or swap for a store without the bracket), at checkpoint step ``ckpt`` or averaged over
+        checkpoints (see :func:`rank_pairs`)."""
         return rank_pairs(self.fits(ckpt), k, by, over_checkpoints=ckpt is None)
 
-    def example_scores(self, ckpt: int | None = None, by: str = "norm") -> "pd.DataFrame":
+    def example_scores(self, ckpt: int | None = None, by: str | None = None) -> "pd.DataFrame":
         """Each example's total order sensitivity at checkpoint step ``ckpt``, or summed over checkpoints
         when None (see :func:`score_examples`). Highest first: candidates to inspect or filter."""
         return score_examples(self.fits(ckpt), self.example_table(ckpt), by)
@@ -430,30 +438,36 @@ def _merged(spans: Sequence[tuple[int, int]], longest: int) -> list[tuple[int, i
     return out
 
 
-def rank_pairs(fits: "pd.DataFrame", k: int, by: str = "norm", *, over_checkpoints: bool = False) -> "pd.DataFrame":
-    """The k rows of a ``pairs`` table (:meth:`Sweep.fits`) with the largest ``by`` value; with
-    ``over_checkpoints``, per pair first: mean of norm, r2, logit_rms (and swap_norm), geometric mean of c
-    (mean of log_c), and ``n_checkpoints`` says over how many."""
-    col = SCORES[by].pair_column
+# pairs-table columns averaged over checkpoints by rank_pairs (each where the store's effects give it)
+_PER_PAIR = ("norm", "rms", "log_c", "r2", "logit_rms", "swap_norm", "swap_logit_rms", "lead_rel_err")
+
+
+def rank_pairs(fits: "pd.DataFrame", k: int, by: str | None = None, *,
+               over_checkpoints: bool = False) -> "pd.DataFrame":
+    """The k rows of a ``pairs`` table (:meth:`Sweep.fits`) with the largest ``by`` value (None:
+    :func:`storage.scores.default_score`); with ``over_checkpoints``, per pair first: the mean of each of norm,
+    rms, r2, logit_rms, swap_norm, swap_logit_rms, lead_rel_err the table has, the geometric mean of c (mean of
+    log_c), and ``n_checkpoints`` says over how many."""
+    score = SCORES[by or default_score(fits.columns)]
     if fits.empty:
         return fits
-    SCORES[by].require(fits.columns)
-    swap = ["swap_norm"] if "swap_norm" in fits.columns else []
+    score.require(fits.columns)
     if over_checkpoints:
+        cols = [c for c in _PER_PAIR if c in fits.columns]
         fits = fits.groupby(["pair", "i", "j"], as_index=False).agg(
-            norm=("norm", "mean"), rms=("rms", "mean"), log_c=("log_c", "mean"), r2=("r2", "mean"),
-            logit_rms=("logit_rms", "mean"), **{c: (c, "mean") for c in swap}, n_checkpoints=("step", "count"))
-        fits["c"] = np.exp(fits["log_c"])
-        fits = fits[["pair", "i", "j", "norm", "rms", "c", "r2", "logit_rms", *swap, "n_checkpoints"]]
-    return fits.sort_values(col, ascending=False, kind="stable").head(k).reset_index(drop=True)
+            **{c: (c, "mean") for c in cols}, n_checkpoints=("step", "count"))
+        if "log_c" in cols:
+            fits.insert(fits.columns.get_loc("log_c"), "c", np.exp(fits["log_c"]))
+            fits = fits.drop(columns="log_c")
+    return fits.sort_values(score.pair_column, ascending=False, kind="stable").head(k).reset_index(drop=True)
 
 
-def score_examples(fits: "pd.DataFrame", examples: "pd.DataFrame", by: str = "norm") -> "pd.DataFrame":
+def score_examples(fits: "pd.DataFrame", examples: "pd.DataFrame", by: str | None = None) -> "pd.DataFrame":
     """score(e) = Σ over the rows of a ``pairs`` table containing e of the row's ``by`` value (see
     :func:`rank_pairs`), with ``n_pairs`` and the mean ``loss`` from an ``examples`` table; highest first."""
     import pandas as pd
 
-    col = SCORES[by].pair_column
+    col = SCORES[by or default_score(fits.columns)].pair_column
     if fits.empty:
         return pd.DataFrame(columns=["example", "score", "n_pairs", "loss"])
     both = pd.concat([fits[["i", col]].rename(columns={"i": "example"}),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .errors import StoreKeyError
 from .registry import Registry
 
-__all__ = ["Score", "SCORES"]
+__all__ = ["Score", "SCORES", "default_score"]
 
 
 @dataclass(frozen=True)
@@ -25,15 +25,17 @@ class Score:
     pair_column: str
     example_column: str
     example_se: str | None
+    effect: str = "bracket"   # the effect (lie_sweep.effects) whose results the score reads
 
     def require(self, columns, column: str | None = None) -> None:
         """One error line where a table with ``columns`` lacks this score's ``column`` (default: its ``pairs``
         table column), i.e. the store was run without its effect."""
         if (column or self.pair_column) not in columns:
+            other = "swap" if self.effect == "bracket" else "norm"
             raise StoreKeyError(f"this store has no {self.name} scores",
                                 expected=f"a store with {self.pair_column} in its pairs table",
-                                found="none (a sweep without effect swap)",
-                                fix="rank by norm, or re-run with effects=[bracket,swap]")
+                                found=f"none (a sweep without effect {self.effect})",
+                                fix=f"rank by {other}, or re-run with {self.effect} among its effects")
 
 
 SCORES: Registry[Score] = Registry("score", (
@@ -44,5 +46,13 @@ SCORES: Registry[Score] = Registry("score", (
     Score("logit_rms", "RMS of the pair's logit deltas on the evaluation batch", "logit_rms", "mean_logit_rms",
           "se_logit_rms"),
     Score("swap", "exact swap norm |theta_ij - theta_ji| at the first swap step size (stores with effect swap)",
-          "swap_norm", "mean_swap_norm", "se_swap_norm"),
+          "swap_norm", "mean_swap_norm", "se_swap_norm", effect="swap"),
+    Score("swap_logit_rms", "RMS of the pair's exact logit deltas f(theta_ij) - f(theta_ji) on the evaluation batch "
+          "(stores with effect swap)", "swap_logit_rms", "mean_swap_logit_rms", "se_swap_logit_rms", effect="swap"),
 ), what="score", error=StoreKeyError)
+
+
+def default_score(columns) -> str:
+    """The score that ranks a store's pairs and examples unless another is asked for: the exact swap's norm
+    where the ``pairs`` table (``columns``) has it (a sweep with effect swap), else the bracket norm."""
+    return "swap" if "swap_norm" in columns else "norm"

@@ -148,10 +148,12 @@ class SweepStore:
 
     @property
     def pair_arrays(self) -> tuple[str, ...]:
-        """The parameter-sized per-pair arrays this store keeps: brackets (and order1, order2)."""
+        """The parameter-sized per-pair arrays this store keeps: brackets (effect bracket), order1, order2
+        (effect order)."""
         if not self.layout.keeps_params:
             return ()
-        return ("brackets", "order1", "order2") if self.layout.keeps_order else ("brackets",)
+        return (("brackets",) if self.layout.keeps_brackets else ()) + (
+            ("order1", "order2") if self.layout.keeps_order else ())
 
     def _swap_files(self, checkpoint: int, start: int) -> dict[str, str]:
         """A task's ``swaps k`` shards (one per step size k) and its ``swap_logit_deltas`` chunk, where kept."""
@@ -183,7 +185,7 @@ class SweepStore:
         writes."""
         c = task.checkpoint
         files = {name: self._bracket_file(c, task.start, name) for name in self.pair_arrays}
-        if self.layout.keeps_logits:
+        if self.layout.keeps_lead_logits:
             files["logit_deltas"] = self._logit_file(c, task.start)
         files.update(self._swap_files(c, task.start))
         for block in task.example_blocks:
@@ -246,10 +248,16 @@ class SweepStore:
             raise StoreKeyError(f"this store has no {name}", expected="a store run with field=optimizer",
                                 found=f"field={self.meta.config.get('field', {}).get('name', 'sgd')}",
                                 fix="run the sweep with field=optimizer")
+        if name == "brackets" and self.layout.keeps_params and not self.layout.keeps_brackets:
+            raise StoreKeyError("this store has no brackets", expected="a store run with effects including bracket",
+                                found=f"effects={self.meta.config.get('effects')}",
+                                fix="read its exact swaps (sweep.swap(...)), or re-run with effects=[bracket,swap]")
         if name in ("brackets", "gradients"):
             raise StoreKeyError(f"this store keeps no {name}", expected="a store run with storage.keep=all or globs",
                                 found="storage.keep=summary", fix="use the tables (sweep.fits(), sweep.rms_table())")
-        found = ("derived.eval_count=0" if name == "logit_deltas" else
+        found = ("derived.eval_count=0" if name == "logit_deltas" and not self.layout.keeps_logits else
+                 f"effects={self.meta.config.get('effects')} (the exact swaps' are swap_logit_deltas)"
+                 if name == "logit_deltas" else
                  "a schema-4 store (g_i·g_j of each pair: the pairs table's grad_dot)" if name == "gram" else
                  f"a store of schema {self.meta.schema_version} (older lie-sweep)")
         raise StoreKeyError(f"this store has no {name}", expected=f"a store with {name}", found=found,
@@ -414,7 +422,8 @@ class SweepStore:
         return int(total)
 
     def raw_bytes(self) -> int:
-        """Bytes the parameter-sized arrays would take uncompressed."""
+        """Bytes the parameter-sized arrays (every array with a ``param`` axis: brackets, gradients, order
+        terms, swaps) would take uncompressed."""
         item = np.dtype(self.meta.dtype).itemsize
-        return int(sum(np.prod(self.group[name].shape) * item for name in ("brackets", "gradients")
-                       if name in self.group))
+        return int(sum(np.prod(spec["shape"]) * item for name, spec in self.layout.float_arrays().items()
+                       if "param" in spec["dims"] and name in self.group))

@@ -52,8 +52,9 @@ COMMAND = Command(
                                                                             "%(default)s)")),
                Arg(("--examples",), dict(default=None, metavar="I,J,...", help="show these examples (dataset indices) "
                                                                                "instead of the top K")),
-               Arg(("--by",), dict(default="norm", choices=list(SCORES), help="score ranking examples and pairs: "
-                                   + "; ".join(f"{s.name}: {s.help}" for s in SCORES.values()) + " (default: norm)")),
+               Arg(("--by",), dict(default=None, choices=list(SCORES), help="score ranking examples and pairs: "
+                                   + "; ".join(f"{s.name}: {s.help}" for s in SCORES.values())
+                                   + " (default: norm, or swap for a sweep without the bracket)")),
                Arg(("--max-mb",), dict(type=float, default=20.0, metavar="N", help="size budget in MiB: precision, "
                                        "then examples shown, are lowered to fit (default: %(default)s)")),
                Arg(("--no-images",), dict(action="store_true", help="leave the example thumbnails out"))))

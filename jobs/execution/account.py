@@ -25,7 +25,7 @@ def format_account(result: RunResult, top: int = 8) -> str:
         f"{len(report.failures)} failed, of {result.n_tasks}",
         f"pairs        {report.pairs_computed} computed in {report.seconds:.1f} s ({rate:.1f} pairs/s, "
         f"{report.workers} worker(s))",
-        (f"disk         {format_bytes(on_disk)} on disk for {format_bytes(raw)} of raw brackets and gradients "
+        (f"disk         {format_bytes(on_disk)} on disk for {format_bytes(raw)} of raw parameter-sized arrays "
          f"(compression ratio {raw / max(on_disk, 1):.2f}x)" if raw else
          f"disk         {format_bytes(on_disk)} on disk "
          "(storage.keep=summary: tables, logit deltas, losses)"),
@@ -36,16 +36,20 @@ def format_account(result: RunResult, top: int = 8) -> str:
         by_ckpt: dict[int, list[float]] = {}
         for r in report.completed:
             by_ckpt.setdefault(r["checkpoint"], []).extend(r["norms"])
+        # the norms each task reports: its brackets', or without the bracket its exact swaps' (first step size)
+        what = "|[u_i,u_j]|" if "bracket" in spec.effects else "|swap|"
         lines += ["", "per checkpoint, pairs computed in this run (BatchNorm in eval mode)",
-                  f"{'step':>8} {'mean loss':>10} {'mean |[u_i,u_j]|':>17} {'max |[u_i,u_j]|':>16}"]
+                  f"{'step':>8} {'mean loss':>10} {'mean ' + what:>17} {'max ' + what:>16}"]
         for c in sorted(by_ckpt):
             norms = np.asarray(by_ckpt[c])
             lines.append(f"{steps[c]:>8} {losses[c].mean():>10.4f} {norms.mean():>17.4e} {norms.max():>16.4e}")
         last = max(by_ckpt)
         rows = sorted(((n, p) for r in report.completed if r["checkpoint"] == last
                        for p, n in zip(range(r["start"], r["stop"]), r["norms"])), reverse=True)[:top]
-        lines += ["", f"most order-sensitive pairs at step {steps[last]} "
-                      f"(theta_ij - theta_ji ~ lr^2 [u_i,u_j])", f"{'i':>6} {'j':>6} {'|[u_i,u_j]|':>12}"]
+        meaning = ("theta_ij - theta_ji ~ lr^2 [u_i,u_j]" if "bracket" in spec.effects else
+                   f"|theta_ij - theta_ji| at epsilon = {spec.swap_epsilons[0]:g}")
+        lines += ["", f"most order-sensitive pairs at step {steps[last]} ({meaning})",
+                  f"{'i':>6} {'j':>6} {what:>12}"]
         for n, p in rows:
             i, j = spec.pairs[p]
             lines.append(f"{i:>6} {j:>6} {n:>12.4e}")

@@ -23,7 +23,7 @@ from . import rows
 from .field_cache import ExampleRows
 
 __all__ = ["first_nonfinite", "pair_dots", "nonfinite_example_values", "require_finite", "pair_tables",
-           "order_terms", "order_columns", "example_rows", "swap_terms", "swap_columns"]
+           "swap_pair_tables", "order_terms", "order_columns", "example_rows", "swap_terms", "swap_columns"]
 
 
 def first_nonfinite(flat: torch.Tensor, spec: ParamSpec) -> tuple[int, str] | None:
@@ -90,6 +90,18 @@ def pair_tables(step: int, ids: np.ndarray, pairs: np.ndarray, local: np.ndarray
     }
 
 
+def swap_pair_tables(step: int, ids: np.ndarray, pairs: np.ndarray, local: np.ndarray, ex: ExampleRows,
+                     swaps: torch.Tensor, spec: ParamSpec) -> dict[str, dict]:
+    """A task's ``pairs`` and ``pair_rms`` rows in a sweep without the bracket (``effects=[swap]``): the pair
+    keys and g_i · g_j (:func:`swap_columns` adds the swap's), and per tensor the RMS of θ_ij − θ_ji at the
+    first step size (``swaps``: P × D) beside both examples' gradient RMS."""
+    li, lj = torch.from_numpy(local[:, 0]), torch.from_numpy(local[:, 1])
+    grad_rms = ex.grad_rms.cpu()
+    return {"pairs": rows.pair_key_rows(step, ids, pairs, pair_dots(ex.gradients, li, lj)),
+            "pair_rms": rows.pair_rms_rows(step, ids, pairs, spec.names, tensor_rms(swaps, spec).cpu().numpy(),
+                                           grad_rms[li].numpy(), grad_rms[lj].numpy(), "rms_swap")}
+
+
 def order_terms(fmodel: Any, optimizer: tuple[Any, Any], params: dict[str, torch.Tensor], ex: ExampleRows,
                 local: np.ndarray, follow_steps: int, spec: ParamSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """(Δ₁, Δ₂) of the optimizer ``(step, state)`` for each pair (rows ``local`` of ``ex``), (P × D) each, one
@@ -153,22 +165,25 @@ def _relative(error: torch.Tensor, ref: torch.Tensor) -> np.ndarray:
     return (e / r).cpu().numpy()
 
 
-def swap_columns(swaps: torch.Tensor, brackets: torch.Tensor, epsilons: Sequence[float],
+def swap_columns(swaps: torch.Tensor, brackets: torch.Tensor | None, epsilons: Sequence[float],
                  swap_logits: torch.Tensor | None, lead_logits: torch.Tensor | None, lead_epsilon: float,
                  order: tuple[torch.Tensor, torch.Tensor] | None) -> dict[str, np.ndarray]:
     """The ``pairs`` table's swap columns, at the first step size ε = ``epsilons[0]`` (P rows; ``swaps``
-    K × P × D): ``swap_norm`` ‖Δ‖; ``lead_rel_err`` ‖Δ − ε²[u_i,u_j]‖/‖Δ‖; with logits, ``swap_logit_rms`` and
-    ``lead_logit_rel_err`` ‖δf − ε²J_f b‖/‖δf‖ (``lead_logits``: ε_d²J_f b at ε_d = ``lead_epsilon``, rescaled);
+    K × P × D): ``swap_norm`` ‖Δ‖; with ``brackets``, ``lead_rel_err`` ‖Δ − ε²[u_i,u_j]‖/‖Δ‖; with logits,
+    ``swap_logit_rms`` and (with ``lead_logits``: ε_d²J_f b at ε_d = ``lead_epsilon``, rescaled)
+    ``lead_logit_rel_err`` ‖δf − ε²J_f b‖/‖δf‖;
     with the optimizer expansion, ``order_rel_err`` ‖Δ − εΔ₁ − ε²Δ₂‖/‖Δ‖ and ``first_order_share`` ‖εΔ₁‖/‖Δ‖."""
     epsilon = float(epsilons[0])
     swap64 = swaps[0].double()
-    out = {"swap_norm": swap64.norm(dim=1).cpu().numpy(),
-           "lead_rel_err": _relative(swap64 - epsilon ** 2 * brackets.double(), swap64)}
-    if swap_logits is not None and lead_logits is not None:
+    out = {"swap_norm": swap64.norm(dim=1).cpu().numpy()}
+    if brackets is not None:
+        out["lead_rel_err"] = _relative(swap64 - epsilon ** 2 * brackets.double(), swap64)
+    if swap_logits is not None:
         first = swap_logits[0].double().cpu()
-        lead = lead_logits.double().cpu() * (epsilon / lead_epsilon) ** 2
         out["swap_logit_rms"] = first.pow(2).mean(dim=(1, 2)).sqrt().numpy()
-        out["lead_logit_rel_err"] = _relative(first - lead, first)
+        if lead_logits is not None:
+            lead = lead_logits.double().cpu() * (epsilon / lead_epsilon) ** 2
+            out["lead_logit_rel_err"] = _relative(first - lead, first)
     if order is not None:
         d1 = epsilon * order[0].double()
         out["order_rel_err"] = _relative(swap64 - d1 - epsilon ** 2 * order[1].double(), swap64)

@@ -10,7 +10,14 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["pair_rows", "pair_rms_rows", "example_rows", "example_rms_rows"]
+__all__ = ["pair_key_rows", "pair_rows", "pair_rms_rows", "example_rows", "example_rms_rows"]
+
+
+def pair_key_rows(step: int, pair_ids: np.ndarray, pairs: np.ndarray, grad_dot: np.ndarray) -> dict:
+    """The columns every ``pairs`` row has, whatever the effects: step, pair id, (i, j), g_i · g_j (float64)."""
+    return {"step": np.full(len(pair_ids), step, dtype=np.int64), "pair": pair_ids.astype(np.int64),
+            "i": pairs[:, 0].astype(np.int64), "j": pairs[:, 1].astype(np.int64),
+            "grad_dot": grad_dot.astype(np.float64)}
 
 
 def pair_rows(step: int, pair_ids: np.ndarray, pairs: np.ndarray, norms: np.ndarray, rms: np.ndarray,
@@ -29,13 +36,15 @@ def pair_rows(step: int, pair_ids: np.ndarray, pairs: np.ndarray, norms: np.ndar
 
 
 def pair_rms_rows(step: int, pair_ids: np.ndarray, pairs: np.ndarray, tensors: Sequence[str],
-                  rms_bracket: np.ndarray, rms_grad_i: np.ndarray, rms_grad_j: np.ndarray) -> dict:
-    """One row per pair × tensor (pair-major): RMS of the bracket and of both examples' gradients."""
+                  rms_bracket: np.ndarray, rms_grad_i: np.ndarray, rms_grad_j: np.ndarray,
+                  effect_column: str = "rms_bracket") -> dict:
+    """One row per pair × tensor (pair-major): RMS of the bracket (``rms_swap``: of the exact swap, in a sweep
+    without the bracket) and of both examples' gradients."""
     n, t = rms_bracket.shape
     return {"step": np.full(n * t, step, dtype=np.int64), "pair": np.repeat(pair_ids.astype(np.int64), t),
             "i": np.repeat(pairs[:, 0].astype(np.int64), t), "j": np.repeat(pairs[:, 1].astype(np.int64), t),
             "tensor": np.tile(np.asarray(tensors, dtype=object), n),
-            "rms_bracket": rms_bracket.reshape(-1).astype(np.float64),
+            effect_column: rms_bracket.reshape(-1).astype(np.float64),
             "rms_grad_i": rms_grad_i.reshape(-1).astype(np.float64),
             "rms_grad_j": rms_grad_j.reshape(-1).astype(np.float64)}
 

@@ -36,7 +36,8 @@ from jobs.planning.memory import cache_budget
 from jobs.planning.spec import SweepSpec
 
 from . import rows
-from .derive import example_rows, order_columns, order_terms, pair_tables, require_finite, swap_columns, swap_terms
+from .derive import example_rows, require_finite
+from .effect_steps import EFFECT_STEPS, TaskEffects, TaskInputs, task_tables
 from .field_cache import ExampleRows, FieldCache
 from .phase_clock import PhaseClock
 from .worker_env import WORKER_VARIABLES, peak_rss, ray_node_id
@@ -99,7 +100,8 @@ class BracketWorker:
         self.cache.clear()
         self.state = load_into(self.model, self.spec.checkpoints[checkpoint], self.spec.config.field,
                                kind=self.spec.field_kind)
-        self.hvp = hvp_batches(self.state.fmodel, self.state.params, self.state.field, self.spec.hvp_mode)
+        self.hvp = (hvp_batches(self.state.fmodel, self.state.params, self.state.field, self.spec.hvp_mode)
+                    if "bracket" in self.spec.effects else None)
         self.jacobian = None  # J_f on the evaluation batch, when it fits: logit deltas become a matmul
         if self.eval_inputs is not None and jacobian_fits(len(self.spec.eval_examples), len(self.spec.output_names),
                                                           self.full_spec.size, self.dtype, self.device):
@@ -144,11 +146,12 @@ class BracketWorker:
         grads = self._stored(ex.gradients) if self.keeps_params else None
         return tables, grads, ex.losses.cpu().numpy()
 
-    def _require_finite(self, task: Task, values: torch.Tensor, what: str, term: str, source: str) -> None:
+    def require_finite(self, task: Task, values: torch.Tensor, what: str, term: str, source: str) -> None:
+        """One error line where a task's per-pair ``values`` hold NaN/Inf (:func:`derive.require_finite`)."""
         require_finite(values, self.full_spec, self.spec.checkpoints[task.checkpoint],
                        lambda row: self.spec.pairs[task.start + row], what, term, source)
 
-    def _brackets(self, ex: ExampleRows, local: np.ndarray, positions: list[int]) -> torch.Tensor:
+    def brackets(self, ex: ExampleRows, local: np.ndarray, positions: list[int]) -> torch.Tensor:
         """The task's brackets (P × D; a view of the reused workspace, see :meth:`_kernel_workspace`)."""
         st = self.state
         out = bracket_kernel(st.fmodel, st.params, ex.inputs, ex.targets, torch.from_numpy(local), field=st.field,
@@ -158,70 +161,46 @@ class BracketWorker:
         return out.brackets
 
     def _compute_task(self, task: Task, clock: PhaseClock) -> _Computed:
-        """Everything a task stores, computed at its checkpoint (brackets, order terms, logit deltas, tables,
+        """Everything a task stores, computed at its checkpoint (each effect's results, logit deltas, tables,
         its owned example blocks, written here one by one so that a task owning many holds one at a time)."""
         if self.loaded != task.checkpoint:
             self._load(task.checkpoint)
         clock.lap("load_s")
         step = self.spec.checkpoints[task.checkpoint]["step"]
         positions, local = self._task_positions(task)
-        ex = self.cache.rows(positions)
+        inputs = TaskInputs(task, self.cache.rows(positions), local, positions)
         clock.lap("fields_s")
-        brackets = self._brackets(ex, local, positions)
-        self._sync()
-        clock.lap("kernel_s")
-        self._require_finite(task, brackets, "bracket", "[u_{i}, u_{j}]", "the Hessian-vector products")
-        order = None
-        if "order" in self.spec.effects:
-            order = order_terms(self.state.fmodel, self.state.optimizer, self.state.params, ex, local,
-                                self.spec.config.field.follow_steps, self.full_spec)
-            for k, terms in enumerate(order, start=1):
-                self._require_finite(task, terms, f"order-{k} term", f"Δ{k} of ({{i}}, {{j}})", "the derivatives")
-            clock.lap("order_s")
-        logits = self._logit_deltas(brackets, order)
-        if logits is not None:
-            clock.lap("logits_s")
-        tables = pair_tables(step, np.arange(task.start, task.stop), self.pair_table[task.start:task.stop], local, ex,
-                             brackets, logits, self.full_spec)
-        order_values = {}
-        if order is not None:
-            tables["pairs"].update(order_columns(order, self.spec.epsilon))
-            if self.keeps_params:
-                order_values = {"order1": self._stored(order[0]), "order2": self._stored(order[1])}
-        swaps = self._swaps(task, ex, local, brackets, logits if order is None else None, order, tables, clock)
-        computed = _Computed(self._stored(brackets) if self.keeps_params else None, order_values,
-                             None if logits is None else logits.numpy(), tables, tables["pairs"]["norm"].tolist(),
-                             len(positions), self.loads, swaps)
-        del ex, brackets, order
+        out = TaskEffects()
+        for name in self.spec.effects:
+            EFFECT_STEPS[name].compute(self, inputs, out)
+            self._sync()
+            clock.lap(EFFECT_STEPS[name].lap)
+        logits = self._logit_deltas(out.brackets, out.order)
+        lead = None  # ε²J_f[u_i, u_j], to measure the exact swap's logit deltas against
+        if out.swap_logits is not None and out.brackets is not None:
+            lead = logits if out.order is None else self._logit_deltas(out.brackets, None)
+        clock.lap("logits_s")
+        tables = task_tables(step, np.arange(task.start, task.stop), self.pair_table[task.start:task.stop], inputs,
+                             out, logits, lead, self.full_spec, self.spec.epsilon, self.spec.swap_epsilons)
+        computed = _Computed(self._stored(out.brackets) if self.keeps_params and out.brackets is not None else None,
+                             {name: self._stored(t) for name, t in zip(("order1", "order2"), out.order or ())
+                              if self.keeps_params},
+                             None if logits is None else logits.numpy(), tables,
+                             tables["pairs"]["norm" if out.brackets is not None else "swap_norm"].tolist(),
+                             len(positions), self.loads, None if out.swaps is None else (
+                                 np.stack([self._stored(s) for s in out.swaps]) if self.keeps_params else None,
+                                 None if out.swap_logits is None else out.swap_logits.cpu().numpy()))
+        del inputs, out
         self._write_owned_blocks(task, step, computed.tables)
         self._sync()
         clock.lap("tables_s")
         return computed
 
-    def _swaps(self, task: Task, ex: ExampleRows, local: np.ndarray, brackets: torch.Tensor,
-               lead: torch.Tensor | None, order: Any, tables: dict[str, dict], clock: PhaseClock) -> Any:
-        """Effect swap (None without it): (stored swaps K × P × D' or None, their logit deltas or None); their
-        columns join the pairs table. ``lead``: ε_d²J_f[u_i,u_j], when the logits computed are that."""
-        eps = self.spec.swap_epsilons
-        if not eps:
-            return None
-        st = self.state
-        swaps, logits = swap_terms(st.fmodel, st.params, st.field, st.optimizer, ex, local, eps,
-                                   self.spec.config.field.follow_steps, self.eval_inputs)
-        for values in swaps:  # one step size at a time: rows are the task's pairs
-            self._require_finite(task, values, "swap", "θ_ij − θ_ji of ({i}, {j})", "steps")
-        if logits is not None and lead is None:
-            lead = self._logit_deltas(brackets, None)
-        tables["pairs"].update(swap_columns(swaps, brackets, eps, logits, lead, self.spec.epsilon, order))
-        clock.lap("swap_s")
-        return (np.stack([self._stored(s) for s in swaps]) if self.keeps_params else None,
-                None if logits is None else logits.cpu().numpy())
-
-    def _logit_deltas(self, brackets: torch.Tensor,
+    def _logit_deltas(self, brackets: torch.Tensor | None,
                       order: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor | None:
         """ε² J_f[u_i, u_j] on the evaluation batch; with ``order`` (field=optimizer), J_f(εΔ₁ + ε²Δ₂)
-        = ε² J_f(Δ₁/ε + Δ₂). None without an evaluation batch."""
-        if self.eval_inputs is None:
+        = ε² J_f(Δ₁/ε + Δ₂). None without an evaluation batch, or without either."""
+        if self.eval_inputs is None or (brackets is None and order is None):
             return None
         moved = brackets if order is None else order[0] / self.spec.epsilon + order[1]
         return logit_deltas(self.state.fmodel, self.state.params, self.eval_inputs, moved, epsilon=self.spec.epsilon,
@@ -260,7 +239,7 @@ class BracketWorker:
                 "phases": clock.finish(), "norms": out.norms, "files": files,
                 "host": socket.gethostname(), "pid": os.getpid(), "node": self.node_id, "loads": out.loads,
                 "examples": out.examples, "cache_hits": self.cache.hits, "cache_misses": self.cache.misses,
-                "peak_rss": peak_rss(), "hvp": self.hvp.mode,
+                "peak_rss": peak_rss(), "hvp": None if self.hvp is None else self.hvp.mode,
                 "finished": time.time(), "env": {k: os.environ.get(k) for k in WORKER_VARIABLES},
                 "threads": torch.get_num_threads()}
 

@@ -117,7 +117,8 @@ class SweepSpec:
                            n_eval=len(self.eval_examples),
                            n_outputs=len(self.output_names) if self.eval_examples else 0,
                            example_block=block, keeps_gram=False,
-                           keeps_order="order" in self.effects, swap_epsilons=self.swap_epsilons)
+                           keeps_order="order" in self.effects, swap_epsilons=self.swap_epsilons,
+                           keeps_brackets="bracket" in self.effects)
 
     def store_meta(self, n_tasks: int) -> dict[str, Any]:
         """The metadata written into the store (config without storage options, identity, provenance, specs)."""
@@ -217,7 +218,7 @@ def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepS
                      eval_examples=grid.eval_examples, output_names=grid.output_names,
                      epsilon=epsilon_of(cfg), checkpoint_base=str(base), hvp_mode=str(config.hvp),
                      swap_epsilons=_swap_epsilons(cfg, rates))
-    if config.hvp == "auto":
+    if config.hvp == "auto" and "bracket" in spec.effects:  # no HVP to choose for a sweep without the bracket
         from .hvp_choice import choose_hvp_mode
 
         chosen = choose_hvp_mode(config, checkpoints[0]["path"], spec.examples, spec.pair_positions, log)

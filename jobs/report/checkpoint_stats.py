@@ -17,7 +17,10 @@ from storage.scores import SCORES
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["checkpoint_stats", "rankings", "verify_curves", "num", "gram_ranks"]
+__all__ = ["checkpoint_stats", "rankings", "verify_curves", "num", "gram_ranks", "PAIR_COLUMNS"]
+
+# the top-pairs tables' columns, each where the store's effects give it
+PAIR_COLUMNS = ("norm", "c", "r2", "logit_rms", "swap_norm", "swap_logit_rms", "lead_rel_err")
 
 
 def gram_ranks(sweep: Sweep, fits: "pd.DataFrame", table: "pd.DataFrame",
@@ -44,16 +47,18 @@ def gram_ranks(sweep: Sweep, fits: "pd.DataFrame", table: "pd.DataFrame",
 
 def checkpoint_stats(sweep: Sweep, fits: "pd.DataFrame", table: "pd.DataFrame",
                      shown: list[int]) -> tuple[dict[str, np.ndarray], str]:
-    """Per checkpoint: mean bracket norm, median c and R², completed pairs, and the effective rank of the
-    gradients' Gram matrix (over the ``shown`` examples unless the store keeps the whole one), with the
-    examples it is over."""
+    """Per checkpoint: completed pairs; mean bracket norm, median c and R² (effect bracket); mean exact swap
+    norm and the median leading-order error (effect swap); and the effective rank of the gradients' Gram
+    matrix (over the ``shown`` examples unless the store keeps the whole one), with the examples it is over."""
     steps = sweep.steps
-    stats = {k: np.full(len(steps), np.nan) for k in ("mean_norm", "median_c", "median_r2", "n_pairs")}
+    columns = {"mean_norm": ("norm", "mean"), "median_c": ("c", "median"), "median_r2": ("r2", "median"),
+               "mean_swap": ("swap_norm", "mean"), "median_lead_err": ("lead_rel_err", "median")}
+    columns = {k: v for k, v in columns.items() if v[0] in fits.columns}
+    stats = {k: np.full(len(steps), np.nan) for k in [*columns, "n_pairs"]}
     for step, group in fits.groupby("step"):
         c = steps.index(int(step))
-        stats["mean_norm"][c] = group["norm"].mean()
-        stats["median_c"][c] = group["c"].median()
-        stats["median_r2"][c] = group["r2"].median()
+        for key, (column, how) in columns.items():
+            stats[key][c] = getattr(group[column], how)()
         stats["n_pairs"][c] = len(group)
     scope = ""
     if sweep.store.layout.keeps_gram:  # schema <= 3 stored the whole Gram matrix's effective rank
@@ -83,11 +88,12 @@ def rankings(sweep: Sweep, fits: "pd.DataFrame", table: "pd.DataFrame", by: str,
         pairs = rank_pairs(fits[fits["step"] == step], top, by=by)
         ex = stats[stats["step"] == step].sort_values(column, ascending=False, kind="stable").head(top)
         out.append({
-            "pairs": [{"pair": int(r.pair), "i": int(r.i), "j": int(r.j), "norm": num(r.norm), "c": num(r.c),
-                       "r2": num(r.r2), "logit_rms": num(r.logit_rms)} for r in pairs.itertuples()],
+            "pairs": [{"pair": int(r["pair"]), "i": int(r["i"]), "j": int(r["j"]),
+                       **{k: num(r[k]) for k in PAIR_COLUMNS if k in r.index}} for _, r in pairs.iterrows()],
             "examples": [{"example": int(r["example"]), "score": num(r[column]),
                           "se": num(r[se]) if se else None, "partners": int(r["partners"]),
-                          "mean_c": num(r["mean_c"]), "loss": num(loss.get((step, int(r["example"]))))}
+                          "mean_c": num(r["mean_c"]) if "mean_c" in r.index else None,
+                          "loss": num(loss.get((step, int(r["example"]))))}
                          for _, r in ex.iterrows()]})
     return out
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from lie_sweep.errors import ConfigError
 from storage.ranking import rank_examples
-from storage.scores import SCORES
+from storage.scores import SCORES, default_score
 from storage.reader import Sweep, rank_pairs
 
 from .checkpoint_stats import checkpoint_stats, rankings, verify_curves
@@ -34,8 +34,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ReportData", "collect_report", "shrink", "PAIR_SCORES"]
 
-# per checkpoint × pair scores the page embeds, from the pairs table
-PAIR_SCORES = ("norm", "c", "r2", "logit_rms", "grad_dot")
+# per checkpoint × pair scores the page embeds, from the pairs table (each where the store's effects give it)
+PAIR_SCORES = ("norm", "c", "r2", "logit_rms", "grad_dot", "swap_norm", "swap_logit_rms", "lead_rel_err",
+               "lead_logit_rel_err", "order_rel_err")
 
 
 @dataclass
@@ -57,6 +58,7 @@ class ReportData:
     done: np.ndarray
     scores: dict[str, np.ndarray]
     logits: np.ndarray | None
+    swap_logits: np.ndarray | None
     tensors: list[str]
     rms_bracket: np.ndarray
     rms_grad: np.ndarray
@@ -115,32 +117,35 @@ def _done_mask(sweep: Sweep, positions: np.ndarray) -> np.ndarray:
 def _pair_scores(fits: "pd.DataFrame", steps: list[int], positions: np.ndarray) -> dict[str, np.ndarray]:
     col = {int(p): k for k, p in enumerate(positions)}
     row = {s: c for c, s in enumerate(steps)}
-    out = {name: np.full((len(steps), len(positions)), np.nan) for name in PAIR_SCORES}
+    names = [name for name in PAIR_SCORES if name in fits.columns]
+    out = {name: np.full((len(steps), len(positions)), np.nan) for name in names}
     sub = fits[fits["pair"].isin(col)]
     cs = sub["step"].map(row).to_numpy()
     ps = sub["pair"].map(col).to_numpy()
-    for name in PAIR_SCORES:
-        if name in sub.columns:
-            out[name][cs, ps] = sub[name].to_numpy(dtype=np.float64)
+    for name in names:
+        out[name][cs, ps] = sub[name].to_numpy(dtype=np.float64)
     return out
 
 
-def _logits(sweep: Sweep, positions: np.ndarray, done: np.ndarray) -> np.ndarray | None:
-    """(C, Ps, B, O) logit deltas of the embedded pairs, NaN where not complete; reads only their chunks."""
-    if not sweep.store.layout.keeps_logits:
-        return None
+def _logits(sweep: Sweep, positions: np.ndarray, done: np.ndarray, exact: bool = False) -> np.ndarray | None:
+    """(C, Ps, B, O) logit deltas of the embedded pairs, NaN where not complete; reads only their chunks. With
+    ``exact``, the exact swap's f(θ_ij) − f(θ_ji) at its first step size (None where the store has neither)."""
     layout = sweep.store.layout
-    arr = sweep.store.array("logit_deltas")
+    if not (layout.keeps_logits and (layout.keeps_swaps if exact else layout.keeps_lead_logits)):
+        return None
+    arr = sweep.store.array("swap_logit_deltas" if exact else "logit_deltas")
+    lead = (0,) if exact else ()
     out = np.full((len(sweep.steps), len(positions), layout.n_eval, layout.n_outputs), np.nan, dtype=np.float32)
     for c in range(len(sweep.steps)):
         cols = np.flatnonzero(done[c])
         if len(cols):
-            out[c, cols] = arr.get_orthogonal_selection((c, positions[cols], slice(None), slice(None)))
+            out[c, cols] = arr.get_orthogonal_selection((c, *lead, positions[cols], slice(None), slice(None)))
     return out
 
 
 def _rms(sweep: Sweep, positions: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Tensor names and (C, Ps, T) bracket RMS and gradient RMS (geometric mean of the pair's) from ``pair_rms``."""
+    """Tensor names and (C, Ps, T) bracket RMS (the exact swap's, in a store without the bracket) and gradient
+    RMS (geometric mean of the pair's) from ``pair_rms``."""
     frame = sweep.rms_table(pairs=positions.tolist())
     names = [e["name"] for e in sweep.param_spec]
     shape = (len(sweep.steps), len(positions), len(names))
@@ -150,7 +155,8 @@ def _rms(sweep: Sweep, positions: np.ndarray) -> tuple[list[str], np.ndarray, np
         cs = frame["step"].map({s: c for c, s in enumerate(sweep.steps)}).to_numpy()
         ps = frame["pair"].map(col).to_numpy()
         ts = frame["tensor"].map({n: t for t, n in enumerate(names)}).to_numpy()
-        bracket[cs, ps, ts] = frame["rms_bracket"].to_numpy(np.float64)
+        column = "rms_bracket" if "rms_bracket" in frame.columns else "rms_swap"
+        bracket[cs, ps, ts] = frame[column].to_numpy(np.float64)
         grad[cs, ps, ts] = frame["rms_grad"].to_numpy(np.float64)
     return names, bracket, grad
 
@@ -172,7 +178,7 @@ def _losses(sweep: Sweep, table: "pd.DataFrame", ranked: list[int]) -> tuple[np.
 
 
 def _info(sweep: Sweep, by: str) -> dict[str, Any]:
-    meta, cfg = sweep.meta, sweep.config
+    meta, cfg, layout = sweep.meta, sweep.config, sweep.store.layout
     done, total = len(sweep.store.ledger.done_tasks()), meta.n_tasks
     field_cfg = cfg.get("field", {})
     field_name = field_cfg.get("name", "sgd")
@@ -191,14 +197,23 @@ def _info(sweep: Sweep, by: str) -> dict[str, Any]:
         "data": str(cfg.get("data", {}).get("_target_", "")), "by": by, "schema": meta.schema_version,
         "n_params": int(sum(int(np.prod(e["shape"])) for e in sweep.param_spec)),
         "package_version": meta.package_version,
+        "effects": [e for e in ("bracket", "order", "swap") if {"bracket": layout.keeps_brackets,
+                                                                "order": layout.keeps_order,
+                                                                "swap": layout.keeps_swaps}[e]],
+        "swap_epsilon": sweep.swap_epsilons[0] if sweep.swap_epsilons else None,
+        "swap_rule": next((dict(sweep.store.group[a].attrs).get("rule") for a in ("swaps", "swap_logit_deltas")
+                           if a in sweep.store.group), None),
+        "outputs_exact": layout.keeps_swaps and not layout.keeps_lead_logits,  # the outputs panel's logit deltas
     }
 
 
-def collect_report(sweep: Sweep, *, top: int = 16, examples: Sequence[int] | None = None, by: str = "norm",
+def collect_report(sweep: Sweep, *, top: int = 16, examples: Sequence[int] | None = None, by: str | None = None,
                    top_pairs: int = 10) -> ReportData:
     """Read what the page shows (see the module docstring): the first ``top`` examples by ``by`` (or
-    ``examples``), the grid pairs among them, and each checkpoint's ``top_pairs`` pairs."""
-    SCORES[by]  # an unknown score is one error line naming the known ones
+    ``examples``; None: :func:`storage.scores.default_score`), the grid pairs among them, and each checkpoint's
+    ``top_pairs`` pairs."""
+    if by is not None:
+        SCORES[by]  # an unknown score is one error line naming the known ones
     if top < 2:
         raise ConfigError("--top too small", expected="2 or more examples", found=str(top), fix="--top 16")
     fits = sweep.fits()
@@ -206,6 +221,8 @@ def collect_report(sweep: Sweep, *, top: int = 16, examples: Sequence[int] | Non
         raise ConfigError("no completed task in this store yet", expected="at least one completed task",
                           found=f"0 of {sweep.meta.n_tasks} done",
                           fix=f"wait for the sweep (lie-sweep status {sweep.store.path}) or resume it")
+    by = by or default_score(fits.columns)
+    SCORES[by].require(fits.columns)
     table = sweep.example_table()
     ranked = _pick_examples(sweep, fits, examples, by)
     k = min(top, len(ranked)) if examples is None else len(ranked)
@@ -227,7 +244,8 @@ def collect_report(sweep: Sweep, *, top: int = 16, examples: Sequence[int] | Non
     return ReportData(info=_info(sweep, by), steps=list(sweep.steps), ranked=ranked, k=k,
                       top_pairs_set=sorted(top_set), positions=positions, pairs=sweep.pairs[positions],
                       done=done, scores=_pair_scores(fits, sweep.steps, positions),
-                      logits=_logits(sweep, positions, done), tensors=tensors, rms_bracket=rms_bracket,
+                      logits=_logits(sweep, positions, done), swap_logits=_logits(sweep, positions, done, exact=True),
+                      tensors=tensors, rms_bracket=rms_bracket,
                       rms_grad=rms_grad, loss_mean=mean, loss_q10=q10, loss_q90=q90, losses=per,
                       ckpt_stats=stats, rank_scope=scope, rankings=rankings(sweep, fits, table, by, top_pairs),
                       outputs=outputs, outputs_pairs=n_out_pairs, verify=verify_curves(sweep))
@@ -241,4 +259,5 @@ def shrink(data: ReportData, k: int) -> ReportData:
     return replace(data, k=k, positions=data.positions[keep], pairs=data.pairs[keep], done=data.done[:, keep],
                    scores={n: v[:, keep] for n, v in data.scores.items()},
                    logits=None if data.logits is None else data.logits[:, keep],
+                   swap_logits=None if data.swap_logits is None else data.swap_logits[:, keep],
                    rms_bracket=data.rms_bracket[:, keep], rms_grad=data.rms_grad[:, keep])

@@ -75,6 +75,7 @@ def payload(data: ReportData, thumbs: Thumbnails, logit_enc: str = "f16s", expli
         "done": encode(data.done.astype(np.int32), "i32"),
         "scores": {name: encode(v, "f32") for name, v in data.scores.items()},
         "logits": None if data.logits is None else encode(data.logits, logit_enc, block_dims=2),
+        "swap_logits": None if data.swap_logits is None else encode(data.swap_logits, logit_enc, block_dims=2),
         "logit_precision": PRECISION.get(logit_enc, ""),
         "tensors": data.tensors,
         "rms_bracket": encode(data.rms_bracket, "f32"),

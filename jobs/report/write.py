@@ -79,7 +79,7 @@ def _thumbs_for(all_thumbs: Thumbnails, data: ReportData) -> Thumbnails:
 def _fit(data: ReportData, thumbs: Thumbnails, budget: int, explicit: bool) -> tuple[str, ReportData, str | None,
                                                                                     list[tuple[int, str | None, int]]]:
     """The largest page within ``budget`` characters: float16 then 8-bit logit deltas, then fewer examples."""
-    encodings: list[str | None] = [None] if data.logits is None else ["f16s", "i8s"]
+    encodings: list[str | None] = [None] if data.logits is None and data.swap_logits is None else ["f16s", "i8s"]
     tried = []
     k = data.k
     while True:
@@ -102,7 +102,7 @@ def _fit(data: ReportData, thumbs: Thumbnails, budget: int, explicit: bool) -> t
 
 
 def write_report(store: str, out: str | None = None, *, top: int = 16, examples: Sequence[int] | None = None,
-                 by: str = "norm", max_mb: float = 20.0, images: bool = True,
+                 by: str | None = None, max_mb: float = 20.0, images: bool = True,
                  storage_options: Mapping[str, Any] | None = None) -> ReportResult:
     """Write the results page of the store at ``store`` to ``out`` (see the module docstring)."""
     if max_mb <= 0:

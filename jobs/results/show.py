@@ -12,6 +12,7 @@ import numpy as np
 
 from storage.ranking import rank_examples
 from storage.reader import Sweep, open_sweep, rank_pairs
+from storage.scores import default_score
 
 from jobs.units import format_bytes
 from .verify_text import format_verify_summary
@@ -54,8 +55,10 @@ def _header(sweep: Sweep) -> list[str]:
         f"stored       {kept}, codec {meta.codec}"
         + (f" (keepbits {meta.keepbits})" if meta.codec == "bitround" else "")
         + f", {format_bytes(sweep.store.bytes_on_disk())} on disk",
-        "convention   theta_ij - theta_ji = lr^2 [u_i,u_j] + O(lr^3); BatchNorm in eval mode"
-        + (f"; logit deltas at epsilon = {sweep.epsilon:g}" if sweep.eval_examples else ""),
+        ("convention   theta_ij - theta_ji = lr^2 [u_i,u_j] + O(lr^3); BatchNorm in eval mode"
+         + (f"; logit deltas at epsilon = {sweep.epsilon:g}" if sweep.eval_examples else "")
+         if layout.keeps_brackets else
+         "convention   theta_ij - theta_ji from two real steps in each order (no expansion); BatchNorm in eval mode"),
     ]
 
 
@@ -72,16 +75,18 @@ def _top_pairs(pairs: "pd.DataFrame") -> list[str]:
 def _per_checkpoint(sweep: Sweep, fits: "pd.DataFrame") -> list[str]:
     ckpts = sweep.checkpoint_table()
     rank = "effective_rank" in ckpts.columns
+    bracket = "norm" in fits.columns
     lines = ["", "per checkpoint",
              f"{'step':>8} {'pairs':>6} {'mean loss':>10}" + (f" {'eff. rank':>9}" if rank else "")
-             + f" {'mean |[u,u]|':>13} {'median c':>9} {'median R^2':>10}"]
+             + (f" {'mean |[u,u]|':>13} {'median c':>9} {'median R^2':>10}" if bracket else f" {'mean |swap|':>13}")]
     info: Mapping[int, Any] = {int(r.step): r for r in ckpts.itertuples()} if not ckpts.empty else {}
     for step, group in fits.groupby("step"):
         r = info.get(int(step))
         lines.append(f"{int(step):>8} {len(group):>6} {_fmt(r.mean_loss if r else None, '.4f'):>10}"
                      + (f" {_fmt(r.effective_rank if r else None, '.2f'):>9}" if rank else "")
-                     + f" {_fmt(group['norm'].mean()):>13} "
-                     f"{_fmt(group['c'].median(), '.3g'):>9} {_fmt(group['r2'].median(), '.2f'):>10}")
+                     + (f" {_fmt(group['norm'].mean()):>13} {_fmt(group['c'].median(), '.3g'):>9} "
+                        f"{_fmt(group['r2'].median(), '.2f'):>10}" if bracket else
+                        f" {_fmt(group['swap_norm'].mean()):>13}"))
     return lines
 
 
@@ -90,9 +95,10 @@ def _tensors_and_outputs(sweep: Sweep, fits: "pd.DataFrame", top: int) -> list[s
     last = int(fits["step"].max())
     rms = sweep.rms_table(last)
     if not rms.empty:
-        ratio = rms.assign(ratio=rms["rms_bracket"] / rms["rms_grad"]).groupby("tensor", sort=False)["ratio"].median()
+        column, what = ("rms_bracket", "bracket") if "rms_bracket" in rms.columns else ("rms_swap", "exact swap")
+        ratio = rms.assign(ratio=rms[column] / rms["rms_grad"]).groupby("tensor", sort=False)["ratio"].median()
         ratio = ratio.sort_values(ascending=False).head(top)
-        lines += ["", f"tensors with the largest bracket RMS / gradient RMS at step {last} (median over pairs)"]
+        lines += ["", f"tensors with the largest {what} RMS / gradient RMS at step {last} (median over pairs)"]
         lines += [f"  {name:<40} {_fmt(v, '.3g'):>10}" for name, v in ratio.items()]
     moved = output_movement(sweep)
     if moved:
@@ -102,15 +108,18 @@ def _tensors_and_outputs(sweep: Sweep, fits: "pd.DataFrame", top: int) -> list[s
 
 
 def _examples(sweep: Sweep, fits: "pd.DataFrame", top: int) -> list[str]:
-    ranking = rank_examples(fits, by="norm", top=min(top, 8))
+    ranking = rank_examples(fits, top=min(top, 8))
     losses = sweep.example_table().groupby("example")["loss"].mean() if len(ranking) else None
-    lines = ["", "examples ranked by order sensitivity (mean |[u_e,u_j]| over partners and checkpoints, ± s.e.; "
+    bracket = "norm" in fits.columns
+    what = "|swap_ej|" if default_score(fits.columns) == "swap" else "|[u_e,u_j]|"  # what rank_examples ranks by
+    lines = ["", f"examples ranked by order sensitivity (mean {what} over partners and checkpoints, ± s.e.; "
                  "sweep.example_ranking())",
-             f"{'example':>8} {'mean |[u_e,u_j]|':>17} {'± s.e.':>10} {'partners':>8} {'mean c':>9} {'mean loss':>10}"]
+             f"{'example':>8} {'mean ' + what:>17} {'± s.e.':>10} {'partners':>8}"
+             + (f" {'mean c':>9}" if bracket else "") + f" {'mean loss':>10}"]
     for row in ranking.itertuples():
         loss = _fmt(losses.get(row.example) if losses is not None else None, ".4f")
-        lines.append(f"{row.example:>8} {_fmt(row.mean_norm):>17} {_fmt(row.se_norm, '.2e'):>10} "
-                     f"{row.partners:>8} {_fmt(row.mean_c, '.3g'):>9} {loss:>10}")
+        lines.append(f"{row.example:>8} {_fmt(row.score):>17} {_fmt(row.se, '.2e'):>10} {row.partners:>8}"
+                     + (f" {_fmt(row.mean_c, '.3g'):>9}" if bracket else "") + f" {loss:>10}")
     return lines
 
 
@@ -123,9 +132,10 @@ def _order_terms(sweep: Sweep, fits: "pd.DataFrame") -> list[str]:
              f"{'step':>8} {'eps |D1|':>11} {'eps^2 |D2|':>11} {'eps^2 |[u,u]|':>14} {'first-order dominant':>21}"]
     for step, group in fits.groupby("step"):
         first = float((group["dominant"] == "first").mean())
+        bracket = eps * eps * group["norm"].median() if "norm" in group else None
         lines.append(f"{int(step):>8} {_fmt(eps * group['order1_norm'].median()):>11} "
                      f"{_fmt(eps * eps * group['order2_norm'].median()):>11} "
-                     f"{_fmt(eps * eps * group['norm'].median()):>14} {100 * first:>20.0f}%")
+                     f"{_fmt(bracket):>14} {100 * first:>20.0f}%")
     return lines
 
 
@@ -135,21 +145,23 @@ def _swaps(sweep: Sweep, fits: "pd.DataFrame", top: int) -> list[str]:
     if "swap_norm" not in fits.columns:
         return []
     eps = sweep.swap_epsilons[0]
-    logit = "lead_logit_rel_err" in fits.columns
     rule = sweep.config.get("field", {}).get("name", "sgd")
-    lines = ["", f"exact swaps theta_ij - theta_ji at epsilon = {eps:g} (field={rule} steps) against the leading "
-                 "order eps^2 [u_i,u_j]: medians over pairs of the relative error",
-             f"{'step':>8} {'|swap|':>11} {'lead err':>9}" + (f" {'logit err':>10}" if logit else "")
-             + (f" {'order err':>10}" if "order_rel_err" in fits.columns else "")]
+    # relative errors of the expansions against the exact swap, where the store has them: medians over pairs
+    errors = [(c, label) for c, label in (("lead_rel_err", "lead err"), ("lead_logit_rel_err", "logit err"),
+                                          ("order_rel_err", "order err")) if c in fits.columns]
+    against = " against the leading order eps^2 [u_i,u_j]: medians over pairs of the relative error" if errors else \
+        ": medians over pairs"
+    lines = ["", f"exact swaps theta_ij - theta_ji at epsilon = {eps:g} (field={rule} steps){against}",
+             f"{'step':>8} {'|swap|':>11}" + "".join(f" {label:>10}" for _, label in errors)]
     for step, group in fits.groupby("step"):
-        lines.append(f"{int(step):>8} {_fmt(group['swap_norm'].median()):>11} "
-                     f"{100 * group['lead_rel_err'].median():>8.1f}%"
-                     + (f" {100 * group['lead_logit_rel_err'].median():>9.1f}%" if logit else "")
-                     + (f" {100 * group['order_rel_err'].median():>9.1f}%" if "order_rel_err" in group else ""))
+        lines.append(f"{int(step):>8} {_fmt(group['swap_norm'].median()):>11}"
+                     + "".join(f" {100 * group[c].median():>9.1f}%" for c, _ in errors))
     best = rank_pairs(fits, top, by="swap", over_checkpoints=True)
+    bracket = "norm" in best.columns
     lines += ["", f"top {len(best)} pairs by exact swap |theta_ij - theta_ji| (mean over checkpoints)",
-              f"{'i':>6} {'j':>6} {'|swap|':>11} {'eps^2 |[u,u]|':>14}"]
-    lines += [f"{int(r.i):>6} {int(r.j):>6} {_fmt(r.swap_norm):>11} {_fmt(eps * eps * r.norm):>14}"
+              f"{'i':>6} {'j':>6} {'|swap|':>11}" + (f" {'eps^2 |[u,u]|':>14}" if bracket else "")]
+    lines += [f"{int(r.i):>6} {int(r.j):>6} {_fmt(r.swap_norm):>11}" + (f" {_fmt(eps * eps * r.norm):>14}"
+                                                                         if bracket else "")
               for r in best.itertuples()]
     return lines
 
@@ -158,10 +170,11 @@ def format_show(sweep: Sweep, top: int = 10) -> str:
     """The terminal summary of a sweep (what ``lie-sweep show`` prints), from its tables and logit deltas."""
     lines = _header(sweep)
     fits = sweep.fits()  # the pairs table, read once for every ranking below
-    pairs = rank_pairs(fits, top, over_checkpoints=True)
-    if pairs.empty:
+    if fits.empty:
         return "\n".join(lines + ["", "no completed task yet: nothing to show"])
-    lines += _top_pairs(pairs) + _per_checkpoint(sweep, fits) + _tensors_and_outputs(sweep, fits, top)
+    if "norm" in fits.columns:  # the bracket's top pairs; a sweep without it shows the exact swap's below
+        lines += _top_pairs(rank_pairs(fits, top, by="norm", over_checkpoints=True))
+    lines += _per_checkpoint(sweep, fits) + _tensors_and_outputs(sweep, fits, top)
     lines += _examples(sweep, fits, top) + _order_terms(sweep, fits) + _swaps(sweep, fits, top)
     verified = format_verify_summary(sweep)
     if verified:

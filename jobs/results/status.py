@@ -32,16 +32,9 @@ def sweep_status(path: str) -> dict[str, Any]:
     pairs_total = layout.n_checkpoints * layout.n_pairs
     item = np.dtype(store.meta.dtype).itemsize
     store.fs.invalidate_cache(store.root)
-    files = set(store.fs.find(store.root))
-    written = 0  # values held by the shard files present (done or not), for an honest ratio
-    for t in tasks:
-        owned = store.files_of(t)
-        if owned.get("brackets") in files:
-            written += t.n_pairs * layout.n_params
-        if owned.get("gradients") in files:
-            written += layout.n_examples * (layout.n_params + 1)
-    raw_written = written * item
-    on_disk = store.array_bytes_on_disk()
+    raw_written = _values_written(store, tasks) * item
+    on_disk = store.array_bytes_on_disk([*store.pair_arrays, *(["swaps"] if layout.keeps_swaps else []),
+                                         "gradients", "losses"])
     now = time.time()
     runs = store.ledger.runs()
     pairs_by_run: dict[int, int] = {}
@@ -64,13 +57,32 @@ def sweep_status(path: str) -> dict[str, Any]:
                       "attempts": f.get("attempts"), "error": f.get("error"), "log": f.get("log")}
                      for k, f in sorted(failures.items()) if k not in done],
         "bytes_on_disk": store.bytes_on_disk(),   # the whole store: arrays, tables, ledger
-        "array_bytes_on_disk": on_disk,           # brackets, gradients, losses: what the ratio is about
+        "array_bytes_on_disk": on_disk,           # parameter-sized arrays and losses: what the ratio is about
         "raw_bytes_written": raw_written,
         "compression_ratio": raw_written / on_disk if on_disk and raw_written else None,
         "runs": len(runs),
         "pairs_per_second": rate,
         "eta_seconds": (pairs_total - pairs_done) / rate if rate else None,
     }
+
+
+def _values_written(store: SweepStore, tasks: list) -> int:
+    """Values held by the array files present (done or not): each pair-array shard its task's pairs × D, each
+    example block's gradients and losses; the compression ratio is this over their bytes on disk."""
+    layout = store.layout
+    files = set(store.fs.find(store.root))
+    written = 0
+    for t in tasks:
+        for key, path in store.files_of(t).items():
+            if path not in files:
+                continue
+            kind, _, block = key.partition(" ")
+            if kind in store.pair_arrays or kind == "swaps":       # one shard: the task's pairs (one step size)
+                written += t.n_pairs * layout.n_params
+            elif kind == "gradients":                              # an example block's gradients and losses
+                start, stop = layout.block_range(int(block or 0))
+                written += (stop - start) * (layout.n_params + 1)
+    return written
 
 
 def format_status(st: dict[str, Any]) -> str:
@@ -82,7 +94,7 @@ def format_status(st: dict[str, Any]) -> str:
         lines.append(f"driver     `{d.get('command')}` pid {d.get('pid')} on {d.get('host')}")
     lines.append(f"tasks      {t['done']} done, {t['failed']} failed, {t['pending']} pending, of {t['total']}")
     lines.append(f"pairs      {p['done']} of {p['total']} computed")
-    ratio = (f"; brackets, gradients, losses {format_bytes(st['array_bytes_on_disk'])} (compression ratio "
+    ratio = (f"; parameter-sized arrays and losses {format_bytes(st['array_bytes_on_disk'])} (compression ratio "
              f"{st['compression_ratio']:.2f}x)" if st["compression_ratio"] else "")
     lines.append(f"disk       {format_bytes(st['bytes_on_disk'])} in all{ratio}")
     rate = st["pairs_per_second"]

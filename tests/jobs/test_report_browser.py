@@ -230,3 +230,55 @@ def test_a_store_without_logit_deltas_or_arrays_renders_what_it_has(browser, ref
         assert np.array_equal(z, z.T)
     finally:
         opened.close()
+
+
+def test_swap_pages_show_the_exact_swap_its_trust_map_and_each_effect(browser, reference, tmp_path, local_ray):
+    from jobs.execution.runs import run_sweep
+
+    from .sweeps import glob_overrides
+
+    both, alone = tmp_path / "both.zarr", tmp_path / "alone.zarr"
+    run_sweep(glob_overrides(reference, both, "effects=[bracket,swap]"), log=lambda m: None)
+    run_sweep(glob_overrides(reference, alone, "effects=[swap]", "storage.keep=summary"), log=lambda m: None)
+    sweep = open_sweep(str(both))
+    step, (i, j) = sweep.steps[-1], (int(v) for v in sweep.pairs[2])
+    write_report(str(both), str(tmp_path / "both.html"))
+    opened = Opened(browser, tmp_path / "both.html")
+    try:
+        assert opened.errors == []
+        effects = opened.js("Array.from(document.querySelectorAll('#effect-select option'), o => o.value)")
+        assert effects == ["swap", "bracket"] and opened.js("window.lieSweep.state.effect") == "swap"
+        opened.js(f"window.lieSweep.select({i}, {j})")
+        heat = np.array(opened.js("document.getElementById('heatmap-plot').data[0].z"), dtype=np.float64)
+        exact = sweep.swap_logit_deltas().sel(epsilon=sweep.swap_epsilons[0]).sel(step=step, i=i, j=j).values
+        assert np.all(np.abs(heat - exact) <= logit_tolerance(exact))
+        assert "exactly" in opened.page.inner_text("#heatmap-caption")
+        # the trust map: the leading order's relative error per pair, colours capped at 100%
+        opened.page.select_option("#score-select", "mag:lead_rel_err")
+        shown = opened.js("window.lieSweep.data.shown")
+        z = np.array(opened.js("document.getElementById('matrix-plot').data[0].z"), dtype=np.float64)
+        fit = sweep.fits(step)
+        want = fit[(fit.i == i) & (fit.j == j)].lead_rel_err.iloc[0]
+        assert z[shown.index(i), shown.index(j)] == pytest.approx(float(np.float32(want)), rel=1e-7)
+        assert opened.js("document.getElementById('matrix-plot').data[0].zmax") == 1
+        opened.page.select_option("#effect-select", "bracket")
+        opened.page.wait_for_function("() => !document.getElementById('heatmap-caption').textContent"
+                                      ".includes('exactly')")
+        heat = np.array(opened.js("document.getElementById('heatmap-plot').data[0].z"), dtype=np.float64)
+        lead = sweep.logit_deltas().sel(step=step, i=i, j=j).values
+        assert np.all(np.abs(heat - lead) <= logit_tolerance(lead))
+        assert opened.js("window.lieSweep.state.score") == "signed:all" and opened.errors == []
+    finally:
+        opened.close()
+    write_report(str(alone), str(tmp_path / "alone.html"))
+    opened = Opened(browser, tmp_path / "alone.html")
+    try:
+        assert opened.errors == [] and opened.js("document.getElementById('effect-select').parentElement.hidden")
+        options = opened.js("Array.from(document.querySelectorAll('#score-select option'), o => o.value)")
+        assert "mag:swap_norm" in options and "mag:norm" not in options and "mag:lead_rel_err" not in options
+        assert opened.page.inner_text("#scatter-title").startswith("Exact swap RMS")
+        header = opened.page.inner_text("#top-pairs tr:first-child")
+        assert "θ_ij − θ_ji" in header and "[u_i,u_j]" not in header
+        assert "ε²[u" not in opened.page.inner_text("#conventions").split("\n", 1)[1]  # only the definition line
+    finally:
+        opened.close()

@@ -10,10 +10,12 @@ import torch
 
 from jobs.execution.runs import resume_sweep, run_sweep
 from jobs.results.show import show_store
+from jobs.results.status import sweep_status
 from lie_sweep import SGDField, apply_checkpoint, load_checkpoint, open_sweep
 from lie_sweep.data import stack_examples
 from lie_sweep.fields import FunctionalModel, bce_per_example
 from lie_sweep.verify import real_swap as field_steps
+from storage.errors import StoreKeyError
 
 from .cli_runner import run_cli
 from .sweeps import glob_overrides, model_and_data
@@ -116,6 +118,35 @@ def test_sgd_swaps_are_two_real_steps_and_the_tables_measure_the_leading_order(r
     g = open_sweep(str(store)).store.group
     assert np.array_equal(g["swaps"][:], before[0]) and np.array_equal(g["swap_logit_deltas"][:], before[1])
 
+    # effects=[swap] alone: the same swaps bit for bit, without the bracket's arrays, tables keyed on the swap
+    alone = tmp_path / "alone"
+    run_sweep(glob_overrides(reference, alone, "precision=float64", "effects=[swap]",
+                             f"swap_epsilon=[{LADDER[0]},{LADDER[1]}]", "pairs.per_task=4"), **QUIET)
+    only = open_sweep(str(alone))
+    h = only.store.group
+    assert np.array_equal(h["swaps"][:], before[0]) and np.array_equal(h["swap_logit_deltas"][:], before[1])
+    assert "brackets" not in h and "logit_deltas" not in h and "gradients" in h
+    table = only.fits()
+    assert "norm" not in table.columns and "lead_rel_err" not in table.columns
+    both = fits.set_index(["step", "pair"])
+    for column in ("swap_norm", "swap_logit_rms", "grad_dot"):
+        assert np.array_equal(table.set_index(["step", "pair"])[column], both[column]), column
+    rms = only.rms_table(only.steps[0])
+    assert {"rms_swap", "rms_grad"} <= set(rms.columns) and "rms_bracket" not in rms.columns
+    row = rms[(rms["pair"] == 0)].set_index("tensor")["rms_swap"]
+    swap0 = only.swap(only.steps[0], *(int(v) for v in only.pairs[0]))
+    assert all(row[n] == pytest.approx(np.sqrt(np.mean(swap0[n].astype(np.float64) ** 2))) for n in names)
+    ranking = only.example_ranking()                                   # the default score: the exact swap
+    assert ranking["score"].equals(ranking["mean_swap_norm"]) and ranking["se"].notna().all()
+    with pytest.raises(StoreKeyError, match="this store has no brackets"):
+        only.bracket(only.steps[0], *(int(v) for v in only.pairs[0]))
+    with pytest.raises(StoreKeyError, match="this store has no norm scores"):
+        only.top_pairs(by="norm")
+    text = show_store(str(alone))
+    assert "mean |swap_ej|" in text and "top 10 pairs by exact swap" in text and "|[u_i,u_j]|" not in text
+    assert "tensors with the largest exact swap RMS" in text
+    assert sweep_status(str(alone))["compression_ratio"] > 0
+
 
 def test_optimizer_swaps_are_the_checkpoints_own_adam_steps(reference, local_ray, tmp_path):
     store = tmp_path / "o"
@@ -140,7 +171,7 @@ def test_optimizer_swaps_are_the_checkpoints_own_adam_steps(reference, local_ray
 
 
 def test_effects_are_checked_before_anything_runs(tmp_path):
-    for args, needle in ((["effects=[swap]"], "effects without the bracket"),
+    for args, needle in ((["effects=[]"], "no effect chosen"),
                          (["effects=[bracket,order]"], "needs the checkpoint's own optimizer"),
                          (["swap_epsilon=0.1"], "swap_epsilon without the swap effect"),
                          (["effects=[bracket,swap]", "swap_epsilon=[0.1,0.1]"], "bad value for swap_epsilon")):

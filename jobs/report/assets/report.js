@@ -70,7 +70,17 @@
   const done = decode(D.done).data;
   const scores = {};
   for (const k in D.scores) scores[k] = decode(D.scores[k]).data;
-  const logits = decode(D.logits);
+  const logits = decode(D.logits), swapLogits = decode(D.swap_logits);
+  const effects = info.effects || ["bracket"];
+  const hasBracket = effects.indexOf("bracket") >= 0, hasOrder = effects.indexOf("order") >= 0, hasSwap = effects.indexOf("swap") >= 0;
+  // the logit deltas each effect's views read: the exact swap's, or the stored expansion's (the bracket's
+  // ε²J_f[u_i,u_j], or under field=optimizer J_f(εΔ₁ + ε²Δ₂); a store holds one of those two)
+  function logitsOf(effect) {
+    if (effect === "swap") return swapLogits;
+    if (effect === "order") return logits;
+    return hasOrder ? null : logits;
+  }
+  const EFFECT_TEXT = { swap: "exact swap θ_ij − θ_ji", bracket: "leading order ε²[u_i, u_j]", order: "optimizer expansion εΔ₁ + ε²Δ₂" };
   const B = info.eval_examples.length, O = info.outputs.length;
   const T = D.tensors.length;
   const rmsBracket = decode(D.rms_bracket).data, rmsGrad = decode(D.rms_grad).data;
@@ -86,8 +96,9 @@
 
   // signed scores from the logit deltas: mean over evaluation examples (of one output, or of all)
   const signedCache = new Map();
-  function signedMeans(c) {  // Float64Array (Ps, O + 1): per output, then over all outputs
-    if (signedCache.has(c)) return signedCache.get(c);
+  function signedMeans(c) {  // Float64Array (Ps, O + 1): per output, then over all outputs, of the effect's logit deltas
+    const key = state.effect + ":" + c, logits = logitsOf(state.effect);
+    if (signedCache.has(key)) return signedCache.get(key);
     const out = new Float64Array(Ps * (O + 1)).fill(NaN);
     if (logits) {
       for (let p = 0; p < Ps; p++) {
@@ -103,12 +114,19 @@
         out[p * (O + 1) + O] = all / (B * O);
       }
     }
-    signedCache.set(c, out);
+    signedCache.set(key, out);
     return out;
   }
 
   // ---- state --------------------------------------------------------------------------------------------
-  const state = { c: C - 1, sel: null, score: logits ? "signed:all" : "mag:norm" };
+  // the exact swap is the answer where the store has it; the leading order and the expansion approximate it
+  const state = { c: C - 1, sel: null, effect: hasSwap ? "swap" : hasOrder && !hasBracket ? "order" : "bracket", score: null };
+  function scoreKeys(effect) {  // the matrix's scores for an effect: signed from its logit deltas, then magnitudes
+    const mags = { bracket: ["norm", "c", "logit_rms"], swap: ["swap_norm", "swap_logit_rms", "lead_rel_err", "lead_logit_rel_err"],
+                   order: ["order_rel_err"] }[effect].filter((k) => k in scores && (k !== "logit_rms" || logitsOf("bracket")));
+    return (logitsOf(effect) ? ["signed:all"].concat(info.outputs.map((_, o) => "signed:" + o)) : []).concat(mags.map((k) => "mag:" + k));
+  }
+  state.score = scoreKeys(state.effect)[0] || "mag:norm";
   for (let c = C - 1; c >= 0; c--) { let any = false; for (let p = 0; p < Ps; p++) any = any || isDone(c, p); if (any) { state.c = c; break; } }
 
   function scoreOf(c, p, key) {  // value for the stored orientation (i, j)
@@ -124,11 +142,17 @@
     "mag:norm": "‖[u_i, u_j]‖ (magnitude: same for (i, j) and (j, i))",
     "mag:logit_rms": "logit-delta RMS (magnitude: same for (i, j) and (j, i))",
     "mag:c": "slope-1 fit constant c (magnitude: same for (i, j) and (j, i))",
+    "mag:swap_norm": "‖θ_ij − θ_ji‖, the exact swap (magnitude: same for (i, j) and (j, i))",
+    "mag:swap_logit_rms": "RMS of the exact logit deltas f(θ_ij) − f(θ_ji) (magnitude)",
+    "mag:lead_rel_err": "trust map: the leading order's relative error ‖Δ − ε²[u_i,u_j]‖ / ‖Δ‖ against the exact swap Δ",
+    "mag:lead_logit_rel_err": "trust map of the logits: ‖δf − ε²J_f[u_i,u_j]‖ / ‖δf‖ against the exact logit deltas δf",
+    "mag:order_rel_err": "the optimizer expansion's relative error ‖Δ − εΔ₁ − ε²Δ₂‖ / ‖Δ‖ against the exact swap Δ",
   };
   function scoreText(key) {
-    return key.startsWith("signed:") && key !== "signed:all"
+    const of = key.startsWith("signed:") ? " (" + EFFECT_TEXT[state.effect] + ")" : "";
+    return (key.startsWith("signed:") && key !== "signed:all"
       ? "Δ logit of " + info.outputs[parseInt(key.slice(7), 10)] + ", mean over evaluation examples (signed)"
-      : SCORE_TEXT[key];
+      : SCORE_TEXT[key]) + of;
   }
   const label = (e) => "#" + e;
 
@@ -154,25 +178,46 @@
     slider.addEventListener("input", () => setCheckpoint(parseInt(slider.value, 10)));
     document.getElementById("prev").addEventListener("click", () => setCheckpoint(Math.max(0, state.c - 1)));
     document.getElementById("next").addEventListener("click", () => setCheckpoint(Math.min(C - 1, state.c + 1)));
-    const sel = document.getElementById("score-select");
-    const keys = (logits ? ["signed:all"].concat(info.outputs.map((_, o) => "signed:" + o)) : [])
-      .concat(["mag:norm", "mag:c"], logits ? ["mag:logit_rms"] : []);
-    for (const k of keys) { const opt = document.createElement("option"); opt.value = k; opt.textContent = scoreText(k); sel.appendChild(opt); }
-    sel.value = state.score;
-    sel.addEventListener("change", () => { state.score = sel.value; drawMatrix(); });
+    if (!hasBracket) document.getElementById("scatter-title").textContent = "Exact swap RMS against gradient RMS, per tensor";
+    const effectSel = document.getElementById("effect-select");
+    for (const e of ["swap", "bracket", "order"].filter((e) => effects.indexOf(e) >= 0)) {
+      const opt = document.createElement("option"); opt.value = e; opt.textContent = EFFECT_TEXT[e]; effectSel.appendChild(opt);
+    }
+    effectSel.value = state.effect;
+    effectSel.parentElement.hidden = effects.length < 2;
+    effectSel.addEventListener("change", () => { setEffect(effectSel.value); });
+    fillScores();
+    document.getElementById("score-select").addEventListener("change", (ev) => { state.score = ev.target.value; drawMatrix(); });
     const conv = [
       "θ<sub>ij</sub> − θ<sub>ji</sub> = ε²[u<sub>i</sub>, u<sub>j</sub>] + O(ε³): the bracket is the leading-order difference between training on i then j and on j then i, one step of size ε each.",
+    ].concat(hasSwap ? [
+      `Exact swap: θ<sub>ij</sub> − θ<sub>ji</sub> itself, two real steps in each order (${info.swap_rule || "field"}) at ε = ${info.swap_epsilon}, no expansion; its logit deltas f(θ<sub>ij</sub>) − f(θ<sub>ji</sub>) are exact too. The trust map is the leading order's relative error against it.`,
+    ] : []).concat([
       "Sign: a signed cell in row i, column j, and the heatmap titled “i → j”, show order i-then-j minus order j-then-i. Cell (j, i) is the negative of cell (i, j), since [u<sub>j</sub>, u<sub>i</sub>] = −[u<sub>i</sub>, u<sub>j</sub>].",
-      `Logit deltas: f(θ<sub>ij</sub>) − f(θ<sub>ji</sub>) ≈ ε² J<sub>f</sub>(θ)[u<sub>i</sub>, u<sub>j</sub>] on ${B} evaluation examples, ε = ${info.epsilon}.`,
+      hasBracket ? `Logit deltas: f(θ<sub>ij</sub>) − f(θ<sub>ji</sub>) ≈ ε² J<sub>f</sub>(θ)[u<sub>i</sub>, u<sub>j</sub>] on ${B} evaluation examples, ε = ${info.epsilon}.` : null,
       "Magnitudes: ‖[u<sub>i</sub>, u<sub>j</sub>]‖, RMS values, the fit constant c and logit-delta RMS do not change sign when i and j swap; views of them are symmetric and say so.",
       `Field: ${info.field_text}.`,
       "BatchNorm runs in eval mode (running statistics) while brackets are computed, so each example's loss is well defined.",
-      "Slope-1 fit, per pair across tensors: log RMS[u<sub>i</sub>, u<sub>j</sub>] = log c + log RMS g, with RMS g = √(RMS g<sub>i</sub> · RMS g<sub>j</sub>); R² of that constrained fit can be negative.",
+      hasBracket ? "Slope-1 fit, per pair across tensors: log RMS[u<sub>i</sub>, u<sub>j</sub>] = log c + log RMS g, with RMS g = √(RMS g<sub>i</sub> · RMS g<sub>j</sub>); R² of that constrained fit can be negative." : null,
       `Effective rank: exp(entropy of the normalised singular values of the per-example gradient matrix), ${D.rank_scope || "n/a"}.`,
       `Stored as ${info.dtype}, codec ${info.codec}${info.keepbits ? " (keepbits " + info.keepbits + ")" : ""}. Embedded here: logit deltas ${D.logit_precision || "(none)"}; other values float32.`,
       `Store schema ${info.schema}, lie-sweep ${info.package_version}; model ${info.model}, data ${info.data}.`,
-    ];
+    ]).filter((line) => line);
     document.getElementById("conventions").innerHTML = conv.map((t) => "<li>" + t + "</li>").join("");
+  }
+
+  function fillScores() {  // the score menu of the chosen effect
+    const sel = document.getElementById("score-select");
+    sel.innerHTML = "";
+    for (const k of scoreKeys(state.effect)) { const opt = document.createElement("option"); opt.value = k; opt.textContent = scoreText(k); sel.appendChild(opt); }
+    sel.value = state.score;
+  }
+  function setEffect(effect) {
+    state.effect = effect;
+    state.score = scoreKeys(effect)[0] || state.score;
+    document.getElementById("effect-select").value = effect;
+    fillScores();
+    return Promise.all([drawMatrix(), drawHeatmap()]);
   }
 
   function checkpointLabel() {
@@ -206,19 +251,23 @@
   // ---- per-checkpoint statistics ------------------------------------------------------------------------
   function drawCheckpointStats() {
     const t = (y, axis, name, color) => ({ x: steps, y, xaxis: "x", yaxis: axis, mode: "lines+markers", name, line: { color }, hovertemplate: name + " at step %{x}: %{y:.3g}<extra></extra>" });
-    const traces = [t(ckpt.effective_rank, "y", "effective rank of the Gram matrix", "#6c3483"),
-                    t(ckpt.median_c, "y2", "median c", "#b9770e"), t(ckpt.mean_norm, "y3", "mean ‖[u_i,u_j]‖", "#2458a6")];
-    const layout = {
-      font: FONT, height: 300, margin: { l: 64, r: 12, t: 8, b: 40 }, showlegend: false, hovermode: "closest",
-      xaxis: Object.assign({ title: { text: "training step" }, anchor: "y3" }, stepAxis),
-      yaxis: { domain: [0.70, 1], title: { text: "eff. rank" } },
-      yaxis2: Object.assign({ domain: [0.36, 0.64], type: "log", title: { text: "median c" } }, logTicks(ckpt.median_c)),
-      yaxis3: Object.assign({ domain: [0, 0.30], type: "log", title: { text: "mean ‖[u,u]‖" } }, logTicks(ckpt.mean_norm)),
-      shapes: [marker(steps[state.c])],
-    };
-    document.getElementById("ckpt-caption").textContent =
-      `At step ${steps[state.c]}: effective rank ${fmt(ckpt.effective_rank[state.c])} (${D.rank_scope || "n/a"}), ` +
-      `median c ${fmt(ckpt.median_c[state.c])}, mean ‖[u_i,u_j]‖ ${fmt(ckpt.mean_norm[state.c])} over ${ckpt.n_pairs[state.c] || 0} completed pairs.`;
+    // stacked panels, each where the store has it: effective rank, the bracket's fit constant and norm, the
+    // exact swap's norm and the leading order's error against it
+    const series = [["effective_rank", "effective rank of the Gram matrix", "eff. rank", "#6c3483", false],
+                    ["median_c", "median c", "median c", "#b9770e", true], ["mean_norm", "mean ‖[u_i,u_j]‖", "‖[u,u]‖", "#2458a6", true],
+                    ["mean_swap", "mean ‖θ_ij − θ_ji‖", "‖swap‖", "#1e8449", true],
+                    ["median_lead_err", "median leading-order error", "lead err", "#c0392b", true]].filter((v) => ckpt[v[0]]);
+    const n = series.length, gap = 0.06, h = (1 - gap * (n - 1)) / n;
+    const layout = { font: FONT, height: 110 + 70 * n, margin: { l: 64, r: 12, t: 8, b: 40 }, showlegend: false, hovermode: "closest",
+                     xaxis: Object.assign({ title: { text: "training step" }, anchor: "y" + (n > 1 ? n : "") }, stepAxis), shapes: [marker(steps[state.c])] };
+    const traces = series.map((v, k) => {
+      const axis = "yaxis" + (k ? k + 1 : ""), top = 1 - k * (h + gap);
+      layout[axis] = Object.assign({ domain: [Math.max(0, top - h), top], title: { text: v[2] } }, v[4] ? Object.assign({ type: "log" }, logTicks(ckpt[v[0]])) : {});
+      return t(ckpt[v[0]], "y" + (k ? k + 1 : ""), v[1], v[3]);
+    });
+    document.getElementById("ckpt-caption").textContent = `At step ${steps[state.c]} (${D.rank_scope || "n/a"} for the rank): ` +
+      series.map((v) => `${v[1]} ${v[0] === "median_lead_err" ? fmt(100 * ckpt[v[0]][state.c]) + "%" : fmt(ckpt[v[0]][state.c])}`).join(", ") +
+      ` over ${ckpt.n_pairs[state.c] || 0} completed pairs.`;
     return Plotly.react("ckpt-plot", traces, layout, CONFIG);
   }
 
@@ -264,6 +313,8 @@
       colorbar: { title: { text: signed ? "signed" : "magnitude", side: "right" }, thickness: 12, exponentformat: "e" },
     };
     if (signed) Object.assign(trace, { zmid: 0, zmin: -(peak || 1), zmax: peak || 1 });
+    const relative = /_rel_err$/.test(state.score);  // a trust map: colours capped at 100% error, so small errors show
+    if (relative) Object.assign(trace, { zmin: 0, zmax: 1, colorbar: Object.assign(trace.colorbar, { title: { text: "rel. error (capped at 1)", side: "right" } }) });
     const sel = state.sel ? pairs[state.sel.p] : null;
     const shapes = [];
     if (sel && shownIndex.has(sel[0]) && shownIndex.has(sel[1])) {
@@ -282,6 +333,7 @@
     document.getElementById("matrix-caption").textContent =
       `Cell (row i, column j) at step ${steps[state.c]}: ${scoreText(state.score)}.` +
       (signed ? " Cell (j, i) is the negative of cell (i, j); the colour scale is centred at 0." : " Magnitudes: the matrix is symmetric by construction.") +
+      (relative ? " Colours stop at 1 (100% error); hover for the value." : "") +
       " Click a cell to select the pair.";
     return Plotly.react("matrix-plot", [trace], layout, CONFIG);
   }
@@ -299,7 +351,12 @@
     if (!state.sel) { document.getElementById("pair-title").textContent = "Selected pair"; caption.textContent = ""; return empty("click a cell of the pair matrix"); }
     const [a, b, sign] = oriented(), p = state.sel.p;
     document.getElementById("pair-title").textContent = `Selected pair: ${label(a)} → ${label(b)} at step ${steps[state.c]}`;
-    if (!logits) { caption.textContent = "This store holds no logit deltas (derived.eval_count = 0)."; return empty("no logit deltas in this store"); }
+    const logits = logitsOf(state.effect);
+    if (!logits) {
+      const why = !B ? "This store holds no logit deltas (derived.eval_count = 0)." :
+        "The stored logit deltas are the optimizer expansion's: pick that effect, or the exact swap.";
+      caption.textContent = why; return empty(B ? "no logit deltas of the " + EFFECT_TEXT[state.effect] : "no logit deltas in this store");
+    }
     if (!isDone(state.c, p)) { caption.textContent = ""; return empty(`pair (${a}, ${b}) not computed yet at step ${steps[state.c]}`); }
     const base = (state.c * Ps + p) * B * O;
     const z = [];
@@ -330,8 +387,10 @@
                tickfont: { size: B > 24 ? 9 : 11 }, title: { text: "evaluation example" }, showgrid: false, zeroline: false },
       images: evalImages,
     };
-    caption.textContent = `f(θ after ${a} then ${b}) − f(θ after ${b} then ${a}) ≈ ε²·J_f[u_${a}, u_${b}] per evaluation example and output, ` +
-      `ε = ${info.epsilon}; signed, colour scale centred at 0 (largest |Δ| ${fmt(peak)}). Embedded as ${D.logit_precision}.`;
+    const how = { swap: `exactly (two real steps each way, ${info.swap_rule || "field"}), ε = ${info.swap_epsilon}`,
+                  bracket: `≈ ε²·J_f[u_${a}, u_${b}], ε = ${info.epsilon}`, order: `≈ J_f(εΔ₁ + ε²Δ₂), ε = ${info.epsilon}` }[state.effect];
+    caption.textContent = `f(θ after ${a} then ${b}) − f(θ after ${b} then ${a}) ${how}, per evaluation example and output; ` +
+      `signed, colour scale centred at 0 (largest |Δ| ${fmt(peak)}). Embedded as ${D.logit_precision}.`;
     return Plotly.react(el, [trace], layout, CONFIG);
   }
   function drawScatter() {
@@ -347,17 +406,19 @@
       const k = (state.c * Ps + p) * T + t;
       if (isFinite(rmsGrad[k]) && isFinite(rmsBracket[k]) && rmsGrad[k] > 0 && rmsBracket[k] > 0) { x.push(rmsGrad[k]); y.push(rmsBracket[k]); names.push(D.tensors[t]); }
     }
-    const c = at2(scores.c, state.c, p), r2 = at2(scores.r2, state.c, p);
+    const c = scores.c ? at2(scores.c, state.c, p) : NaN, r2 = scores.r2 ? at2(scores.r2, state.c, p) : NaN;
+    const what = hasBracket ? "[u_i, u_j]" : "θ_ij − θ_ji";
     const traces = [{ x, y, text: names, mode: "markers", type: "scatter", name: "tensors", marker: { size: 8, color: "#2458a6", opacity: 0.8 },
-                      hovertemplate: "%{text}<br>RMS g %{x:.3e}<br>RMS [u,u] %{y:.3e}<extra></extra>" }];
+                      hovertemplate: "%{text}<br>RMS g %{x:.3e}<br>RMS " + what + " %{y:.3e}<extra></extra>" }];
     if (x.length && isFinite(c)) {
       const lo = Math.min.apply(null, x), hi = Math.max.apply(null, x);
       traces.push({ x: [lo, hi], y: [c * lo, c * hi], mode: "lines", name: `slope-1 fit: c = ${fmt(c)}, R² = ${fmt(r2, 2)}`, line: { color: "#c0392b", dash: "dash" }, hoverinfo: "skip" });
     }
     const layout = { font: FONT, height: 360, margin: { l: 70, r: 12, t: 28, b: 52 }, legend: { x: 0.01, y: 0.99 },
                      xaxis: Object.assign({ type: "log", title: { text: "RMS gradient √(RMS g_i · RMS g_j) per tensor" } }, logTicks(x)),
-                     yaxis: Object.assign({ type: "log", title: { text: "RMS [u_i, u_j] per tensor" } }, logTicks(y)) };
-    caption.textContent = `Pair ${label(a)}, ${label(b)} at step ${steps[state.c]}: ${x.length} tensors; c = ${fmt(c)}, R² = ${fmt(r2, 2)}. ` +
+                     yaxis: Object.assign({ type: "log", title: { text: "RMS " + what + " per tensor" } }, logTicks(y)) };
+    caption.textContent = `Pair ${label(a)}, ${label(b)} at step ${steps[state.c]}: ${x.length} tensors` +
+      (hasBracket ? `; c = ${fmt(c)}, R² = ${fmt(r2, 2)}. ` : ` (the exact swap at ε = ${info.swap_epsilon}; this store has no bracket). `) +
       "RMS values are magnitudes: the same for (i, j) and (j, i).";
     return Plotly.react(el, traces, layout, CONFIG);
   }
@@ -371,7 +432,7 @@
     const trace = { type: "bar", orientation: "h", x: order.map((t) => t[0]), y: order.map((t) => info.outputs[t[1]]), marker: { color: "#b9770e" },
                     hovertemplate: "%{y}: %{x:.3e}<extra></extra>" };
     const layout = { font: FONT, height: 360, margin: { l: 150, r: 12, t: 8, b: 48 }, xaxis: { title: { text: "mean |Δ logit| (magnitude)" }, exponentformat: "e" }, yaxis: { automargin: true } };
-    caption.textContent = `Mean |ε²·J_f[u_i,u_j]| over the ${D.outputs_pairs[state.c] || 0} completed pairs of the whole sweep and ${B} evaluation examples at step ${steps[state.c]}; a magnitude.`;
+    caption.textContent = `Mean |${info.outputs_exact ? "f(θ_ij) − f(θ_ji)| (exact swaps, ε = " + info.swap_epsilon + ")" : "ε²·J_f[u_i,u_j]|"} over the ${D.outputs_pairs[state.c] || 0} completed pairs of the whole sweep and ${B} evaluation examples at step ${steps[state.c]}; a magnitude.`;
     return Plotly.react("outputs-plot", [trace], layout, CONFIG);
   }
   function drawVerify() {
@@ -400,30 +461,42 @@
       : `Checkpoint step ${steps[state.c]} was not verified.`;
     return Plotly.react("verify-plot", traces, layout, CONFIG);
   }
+  const PAIR_COLUMNS = [["norm", "‖[u_i,u_j]‖"], ["c", "c"], ["r2", "R²"], ["logit_rms", "logit RMS"], ["swap_norm", "‖θ_ij − θ_ji‖"],
+                        ["swap_logit_rms", "exact logit RMS"], ["lead_rel_err", "lead err"]];
+  const BY_TEXT = {
+    norm: { pair: "‖[u_i,u_j]‖", example: "mean ‖[u_e,u_j]‖ over partners" }, rms: { pair: "bracket RMS", example: "RMS of ‖[u_e,u_j]‖ over partners" },
+    c: { pair: "c", example: "mean c over partners" }, logit_rms: { pair: "logit RMS", example: "mean logit RMS over partners" },
+    swap: { pair: "the exact swap ‖θ_ij − θ_ji‖", example: "mean ‖θ_ej − θ_je‖ over partners (exact swaps)" },
+    swap_logit_rms: { pair: "exact logit RMS", example: "mean exact logit RMS over partners" },
+  };
   function thumb(e) { const s = images[String(e)]; return s ? `<img src="${s}" alt="example ${e}">` : ""; }
   function drawTables() {
     const r = D.rankings[state.c];
     const tp = document.getElementById("top-pairs");
-    tp.innerHTML = "<tr><th>i</th><th>j</th><th>‖[u_i,u_j]‖</th><th>c</th><th>R²</th><th>logit RMS</th></tr>";
+    // with the exact swap: the bracket's norm beside the swap's (c and R² are in the scatter's caption)
+    const cols = PAIR_COLUMNS.filter((col) => r.pairs.length && col[0] in r.pairs[0] && !(hasSwap && (col[0] === "c" || col[0] === "r2")));
+    tp.innerHTML = "<tr><th>i</th><th>j</th>" + cols.map((col) => "<th>" + col[1] + "</th>").join("") + "</tr>";
     for (const row of r.pairs) {
       const tr = document.createElement("tr");
       const embedded = pairIndex.has(row.i + "," + row.j);
       tr.className = embedded ? "clickable" : "absent";
       if (state.sel && embedded && pairIndex.get(row.i + "," + row.j) === state.sel.p) tr.className += " selected";
       tr.title = embedded ? "show this pair" : "not on this page: rerun report with --examples " + row.i + "," + row.j;
-      tr.innerHTML = `<td class="ex">${thumb(row.i)}${row.i}</td><td class="ex">${thumb(row.j)}${row.j}</td><td>${fmt(row.norm)}</td><td>${fmt(row.c)}</td><td>${fmt(row.r2, 2)}</td><td>${fmt(row.logit_rms)}</td>`;
+      tr.innerHTML = `<td class="ex">${thumb(row.i)}${row.i}</td><td class="ex">${thumb(row.j)}${row.j}</td>` +
+        cols.map((col) => "<td>" + fmt(row[col[0]], col[0] === "r2" ? 2 : undefined) + "</td>").join("");
       if (embedded) tr.addEventListener("click", () => select(row.i, row.j));
       tp.appendChild(tr);
     }
-    document.getElementById("top-pairs-caption").textContent = `Over all completed pairs of the sweep at step ${steps[state.c]}, by ${info.by === "c" ? "c" : info.by === "logit_rms" ? "logit RMS" : info.by === "rms" ? "bracket RMS" : "‖[u_i,u_j]‖"}; magnitudes. Click a row to select it.`;
+    document.getElementById("top-pairs-caption").textContent = `Over all completed pairs of the sweep at step ${steps[state.c]}, by ${BY_TEXT[info.by].pair}; magnitudes. Click a row to select it.`;
     const te = document.getElementById("top-examples");
-    te.innerHTML = "<tr><th>example</th><th>score</th><th>± s.e.</th><th>partners</th><th>mean c</th><th>loss</th></tr>";
+    te.innerHTML = "<tr><th>example</th><th>score</th><th>± s.e.</th><th>partners</th>" + (hasBracket ? "<th>mean c</th>" : "") + "<th>loss</th></tr>";
     for (const row of r.examples) {
       const tr = document.createElement("tr");
-      tr.innerHTML = `<td class="ex">${thumb(row.example)}${row.example}</td><td>${fmt(row.score)}</td><td>${fmt(row.se)}</td><td>${row.partners}</td><td>${fmt(row.mean_c)}</td><td>${fmt(row.loss)}</td>`;
+      tr.innerHTML = `<td class="ex">${thumb(row.example)}${row.example}</td><td>${fmt(row.score)}</td><td>${fmt(row.se)}</td><td>${row.partners}</td>` +
+        (hasBracket ? `<td>${fmt(row.mean_c)}</td>` : "") + `<td>${fmt(row.loss)}</td>`;
       te.appendChild(tr);
     }
-    const what = { norm: "mean ‖[u_e,u_j]‖ over partners", rms: "RMS of ‖[u_e,u_j]‖ over partners", c: "mean c over partners", logit: "mean logit RMS over partners" }[info.by];
+    const what = BY_TEXT[info.by].example;
     document.getElementById("top-examples-caption").textContent = `Score: ${what}, with its standard error; magnitudes.`;
   }
 
@@ -465,5 +538,5 @@
     performance.mark("lie-sweep-ready");
     document.body.dataset.ready = "true";
   });
-  window.lieSweep = { data: D, state, select, setCheckpoint, ready, decode, scoreOf };
+  window.lieSweep = { data: D, state, select, setCheckpoint, setEffect, ready, decode, scoreOf };
 })();
