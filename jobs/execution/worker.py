@@ -103,8 +103,10 @@ class BracketWorker:
         self.hvp = (hvp_batches(self.state.fmodel, self.state.params, self.state.field, self.spec.hvp_mode)
                     if "bracket" in self.spec.effects else None)
         self.jacobian = None  # J_f on the evaluation batch, when it fits: logit deltas become a matmul
-        if self.eval_inputs is not None and jacobian_fits(len(self.spec.eval_examples), len(self.spec.output_names),
-                                                          self.full_spec.size, self.dtype, self.device):
+        expansion = "bracket" in self.spec.effects or "order" in self.spec.effects  # J_f for their logit deltas
+        if expansion and self.eval_inputs is not None and jacobian_fits(
+                len(self.spec.eval_examples), len(self.spec.output_names), self.full_spec.size, self.dtype,
+                self.device):
             self.jacobian = output_jacobian(self.state.fmodel, self.state.params, self.eval_inputs)
         self.loaded = checkpoint
         self.loads += 1

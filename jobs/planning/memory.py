@@ -67,12 +67,17 @@ class TaskMemory:
 
 def task_memory(*, n_params: int, n_examples: int, local_examples: int, pairs_per_task: int,
                 chunk_size: int | None, dtype: torch.dtype, device: torch.device, cache_bytes: int,
-                jacobian_bytes: int = 0, pair_arrays: int = 1, swaps: bool = False) -> TaskMemory:
-    """A worker's peak memory for tasks of ``pairs_per_task`` pairs touching ``local_examples`` examples."""
+                jacobian_bytes: int = 0, pair_arrays: int = 1, swaps: bool = False,
+                bracket: bool = True) -> TaskMemory:
+    """A worker's peak memory for tasks of ``pairs_per_task`` pairs touching ``local_examples`` examples
+    (without the bracket, the kernel call is the swap's batch of partners' gradients and second steps at one
+    shifted point: 2·min(64, local_examples)·D)."""
     item = torch.empty((), dtype=dtype).element_size()
     chunk = chunk_size or default_chunk_size(n_params, dtype, device)
+    call = (call_buffer_bytes(min(chunk, pairs_per_task), n_params, dtype) if bracket else
+            2 * min(64, local_examples) * n_params * item)
     return TaskMemory(cache=min(cache_bytes, 2 * n_examples * n_params * item),
                       task_rows=(3 if swaps else 2) * local_examples * n_params * item,
-                      kernel_call=call_buffer_bytes(min(chunk, pairs_per_task), n_params, dtype),
+                      kernel_call=call,
                       brackets=2 * pair_arrays * pairs_per_task * n_params * item, jacobian=jacobian_bytes,
                       chunk_size=chunk)

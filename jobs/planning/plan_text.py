@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from lie_sweep.field_kinds import FIELDS
-
 from jobs.units import format_bytes
 
 from .dry_run import PlanReport
@@ -34,13 +32,7 @@ def format_plan(r: PlanReport) -> str:
         f"tasks        {r.n_tasks:,} tasks of ≤ {r.pairs_per_task} consecutive pairs of the grid's order "
         f"({per_ckpt:,} per checkpoint); blocks of {r.block} examples' gradients and losses are spread over them",
         f"files        {r.n_files:,} (shards, chunks, table parts and completion marks)",
-        f"work         {r.n_checkpoints * r.n_pairs:,} brackets = {r.hvps:,} Hessian-vector products, "
-        f"{r.n_checkpoints * r.n_examples:,} example gradients"
-        + ((f", logit deltas from the output Jacobian ({r.n_eval} × {r.n_outputs} reverse passes per checkpoint, "
-            "then one matrix product per task)" if r.calibration["s_per_checkpoint"] else
-            f", {r.n_checkpoints * r.n_pairs:,} × {r.n_eval} output jvps (logit deltas; the {r.n_eval} × "
-            f"{r.n_outputs} output Jacobian exceeds the memory budget)")
-           if r.n_eval else ", no logit deltas (derived.eval_count=0)"),
+        f"work         {_work(r)}",
         f"parameters   D = {r.n_params:,} in {r.n_tensors} tensors ({r.dtype}); stored: {stored}",
         f"memory       ~{format_bytes(sum(r.memory.values()))} per worker of parameter-sized buffers on {r.device} "
         f"(activations extra), of {format_bytes(r.worker_memory)} a worker has: "
@@ -50,10 +42,16 @@ def format_plan(r: PlanReport) -> str:
     if cal["peak_bytes"]:
         lines.append(f"               {format_bytes(cal['peak_bytes']):>10}  measured peak of the calibration "
                      f"on {r.device}")
+    effects = cal["effects"]
+    parts = [f"{cal[key] * 1e3:.1f} ms/pair ({what})" for effect, key, what in (
+        ("bracket", "s_per_pair", "brackets"), ("order", "s_per_order_pair", "optimizer expansion"),
+        ("swap", "s_per_swap_pair", "exact swaps" + (", their logit deltas included" if r.n_eval else "")))
+        if effect in effects and (effect != "order" or cal[key])]
+    if cal["s_per_logit_pair"]:
+        parts.append(f"{cal['s_per_logit_pair'] * 1e3:.1f} ms/pair (expansion logit deltas)")
     lines += [
-        f"calibration  {cal['pairs']} pairs at the {cal['where']} on {r.device}: {cal['s_per_pair'] * 1e3:.1f} ms/pair "
-        f"(brackets), {cal['s_per_logit_pair'] * 1e3:.1f} ms/pair (logit deltas), "
-        f"{cal['s_per_example'] * 1e3:.1f} ms/example (gradients)"
+        f"calibration  {cal['pairs']} pairs at the {cal['where']} on {r.device}: " + ", ".join(parts)
+        + f", {cal['s_per_example'] * 1e3:.1f} ms/example (gradients)"
         + (f", {cal['s_per_checkpoint']:.2f} s/checkpoint (output Jacobian)" if cal["s_per_checkpoint"] else ""),
     ]
     lines += _mode_lines(r)
@@ -62,10 +60,27 @@ def format_plan(r: PlanReport) -> str:
     if workers > 1:
         time_line += f", ~{_duration(r.seconds(workers))} with cluster.workers={workers}"
     lines.append(time_line + " (excluding start-up; GPU workers are faster)")
-    if FIELDS[r.field].steps_optimizer:
-        lines.append("             field=optimizer: the order expansion (Δ₁, Δ₂) is not in this estimate; it costs "
-                     "about 5-20x a bracket per pair (benchmarks/bench_order.py)")
+    if "order" in effects and not cal["s_per_order_pair"]:
+        lines.append("             the order expansion (Δ₁, Δ₂) is not in this estimate (no optimizer state before "
+                     "training); it costs about 5-20x a bracket per pair (benchmarks/bench_order.py)")
     return "\n".join(lines + _disk_lines(r))
+
+
+def _work(r: PlanReport) -> str:
+    """What the sweep computes, by effect: HVPs, expansions, swaps, gradients, logit deltas."""
+    effects, cells = r.calibration["effects"], r.n_checkpoints * r.n_pairs
+    parts = ([f"{cells:,} brackets = {r.hvps:,} Hessian-vector products"] if "bracket" in effects else []) + (
+        [f"{cells:,} optimizer expansions (Δ₁, Δ₂)"] if "order" in effects else []) + (
+        [f"{cells:,} × {r.swap_steps} exact swaps = {2 * cells * r.swap_steps:,} gradients at shifted weights"
+         + (f" and {2 * cells * r.swap_steps:,} forward passes (exact logit deltas)" if r.n_eval else "")]
+        if "swap" in effects else [])
+    parts.append(f"{r.n_checkpoints * r.n_examples:,} example gradients")
+    if "bracket" in effects or "order" in effects:
+        parts.append((f"logit deltas from the output Jacobian ({r.n_eval} × {r.n_outputs} reverse passes per "
+                      "checkpoint, then one matrix product per task)" if r.calibration["s_per_checkpoint"] else
+                      f"{cells:,} × {r.n_eval} output jvps (logit deltas; the {r.n_eval} × {r.n_outputs} output "
+                      "Jacobian exceeds the memory budget)") if r.n_eval else "no logit deltas (derived.eval_count=0)")
+    return ", ".join(parts)
 
 
 def _mode_lines(r: PlanReport) -> list[str]:
@@ -89,7 +104,8 @@ def _disk_lines(r: PlanReport) -> list[str]:
     lines: list[str] = []
     raw_nxn = r.n_checkpoints * r.n_examples ** 2 * r.n_params * (4 if r.dtype == "float32" else 8)
     if r.codecs:
-        lines += ["disk         brackets on disk, estimated from the calibration pairs (raw n×n: the full "
+        what = "brackets" if "bracket" in r.calibration["effects"] else "exact swaps (one step size)"
+        lines += [f"disk         {what} on disk, estimated from the calibration pairs (raw n×n: the full "
                   f"n×n matrix of every checkpoint, {format_bytes(raw_nxn)}):",
                   f"               {'codec':<14} {'bytes/pair':>11} {'sweep total':>12} {'vs raw n×n':>11} "
                   f"{'L2 rel. err':>12}"]

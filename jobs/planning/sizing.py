@@ -25,7 +25,8 @@ from .grids import positions_of
 from .memory import TaskMemory, cache_budget, task_memory, worker_memory
 from jobs.units import format_bytes
 
-__all__ = ["GridShape", "grid_shape", "fit_problem", "WorkerFit", "worker_fit", "check_fit"]
+__all__ = ["GridShape", "grid_shape", "fit_problem", "WorkerFit", "worker_fit", "check_fit", "sweep_effects",
+           "pair_arrays"]
 
 
 @dataclass
@@ -48,12 +49,18 @@ def _examples_per_task(positions: np.ndarray, per_task: int) -> np.ndarray:
     return distinct - (rows[:, 0] < 0)  # the padding's -1 is not an example
 
 
+def sweep_effects(cfg: Any) -> tuple[str, ...]:
+    """The effects ``cfg``'s sweep computes (:func:`lie_sweep.effects.resolve_effects`)."""
+    return resolve_effects(cfg.effects, FIELDS[cfg.field.name].steps_optimizer)
+
+
 def pair_arrays(cfg: Any) -> tuple[int, int]:
-    """(parameter-sized arrays per pair, of them the swaps' K) of the sweep's effects: the bracket, order1 and order2
-    (effect order), one per swap step size (effect swap; one where the step size is the checkpoints' own)."""
-    effects = resolve_effects(cfg.effects, FIELDS[cfg.field.name].steps_optimizer)
+    """(parameter-sized arrays per pair, of them the swaps' K) of the sweep's effects: the bracket (effect
+    bracket), order1 and order2 (effect order), one per swap step size (effect swap; one where the step size is
+    the checkpoints' own)."""
+    effects = sweep_effects(cfg)
     k = max(1, len(swap_epsilons(cfg.swap_epsilon))) if "swap" in effects else 0
-    return 1 + (2 if "order" in effects else 0) + k, k
+    return ("bracket" in effects) + (2 if "order" in effects else 0) + k, k
 
 
 def grid_shape(cfg: Any, grid: Any, n_checkpoints: int, n_stored: int) -> GridShape:
@@ -83,12 +90,15 @@ def worker_need(cfg: Any, grid: Any, local_examples: int, n_params: int, device:
     """A local worker's peak memory for this grid (see :func:`jobs.planning.memory.task_memory`)."""
     item = torch.empty((), dtype=dtype).element_size()
     n_eval, n_out = len(grid.eval_examples), len(grid.output_names)
-    jac = n_eval * n_out * n_params * item if n_eval and jacobian_fits(n_eval, n_out, n_params, dtype, device) else 0
+    effects = sweep_effects(cfg)
+    expansion = "bracket" in effects or "order" in effects  # logit deltas of an expansion: J_f times a vector
+    jac = n_eval * n_out * n_params * item if (expansion and n_eval and
+                                              jacobian_fits(n_eval, n_out, n_params, dtype, device)) else 0
     arrays, swaps = pair_arrays(cfg)
     return task_memory(n_params=n_params, n_examples=len(grid.examples), local_examples=local_examples,
                        pairs_per_task=int(cfg.pairs.per_task), chunk_size=chunk, dtype=dtype, device=device,
                        cache_bytes=cache_budget(device, cfg.cluster), jacobian_bytes=jac,
-                       pair_arrays=arrays, swaps=swaps > 0)
+                       pair_arrays=arrays, swaps=swaps > 0, bracket="bracket" in effects)
 
 
 def fit_problem(cfg: Any, need: TaskMemory, n_params: int, item: int, share: int) -> str | None:

@@ -189,3 +189,19 @@ def test_plan_counts_each_effects_arrays():
     assert pair_arrays(load_config(["field=optimizer"])) == (3, 0)                      # bracket, order1, order2
     assert pair_arrays(load_config(["effects=[bracket,swap]", "swap_epsilon=[0.01,0.001]"])) == (3, 2)
     assert pair_arrays(load_config(["field=optimizer", "effects=[bracket,swap,order]"])) == (4, 1)
+
+
+def test_plan_times_the_swap_of_a_sweep_without_the_bracket(tmp_path):
+    from jobs.planning.config import load_config
+    from jobs.planning.dry_run import plan_sweep
+    from jobs.planning.plan_text import format_plan
+
+    report = plan_sweep(load_config(["effects=[swap]", "swap_epsilon=[0.01,0.001]", "examples.count=4",
+                                     f"checkpoints.dir={tmp_path / 'ck'}"]), calibration_pairs=3)
+    cal = report.calibration
+    assert cal["s_per_pair"] == 0 and cal["s_per_swap_pair"] > 0 and not report.hvp_modes and report.hvps == 0
+    assert report.seconds() >= report.n_checkpoints * report.n_pairs * cal["s_per_swap_pair"]
+    text = format_plan(report)
+    work = next(line for line in text.splitlines() if line.startswith("work"))
+    assert f"{5 * 6} × 2 exact swaps" in work and "Hessian" not in work and "2 swaps" in text
+    assert "exact swaps (one step size) on disk" in text and not (tmp_path / "ck").exists()
