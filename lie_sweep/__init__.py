@@ -27,6 +27,7 @@ _EXPORTS = {
     "params": ("ParamEntry", "ParamSpec"),
     "training": ("train",),
     "swap": ("FieldRule", "OptimizerRule", "SwapResult", "swap_kernel"),
+    "torch_swap": ("torch_optim_swap",),
     "reader": ("open_sweep", "Sweep"),  # the store's lazy reader (zarr only when used)
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -51,6 +52,8 @@ __all__ = [
     # brackets
     "compute_brackets", "bracket_kernel", "batch_bracket", "example_gradients", "KernelResult",
     "ExampleFields", "compute_example_fields",
+    # exact swaps
+    "swap_kernel", "FieldRule", "OptimizerRule", "SwapResult", "torch_optim_swap",
     # fields
     "UpdateField", "SGDField", "PreconditionedField", "FunctionalModel", "bce_per_example",
     # parameters

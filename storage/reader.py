@@ -377,6 +377,16 @@ class Sweep:
         table = self.store.read_verify()
         return pd.DataFrame() if table is None else table.to_pandas()
 
+    def verify_swaps(self) -> "pd.DataFrame":
+        """``lie-sweep verify``'s check of the stored exact swaps (effect swap): per checkpoint × sampled pair ×
+        swap step size, ``swap_rel_err`` (stored against a float64 torch.optim or field-step reference),
+        ``norm_rel_err``, ``logit_rel_err``, ``norm_ref`` and ``reference`` (see jobs.results.verify_swaps); empty
+        when verify has not run."""
+        import pandas as pd
+
+        table = self.store.read_verify("swaps")
+        return pd.DataFrame() if table is None else table.to_pandas()
+
     def verify_summary(self) -> "pd.DataFrame":
         """Per checkpoint: ``at_lr`` = median rel_theta over the sampled pairs at the largest ε (the
         training learning rate), ``max_rel_at_lr`` its worst pair, ``within_10pct`` = the largest ε whose

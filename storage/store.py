@@ -379,17 +379,27 @@ class SweepStore:
     # -- the verify table: written whole by `lie-sweep verify`, not by tasks --------------------------
     @property
     def verify_path(self) -> str:
-        """``tables/verify/verify.parquet``: the last verify run's rows (see jobs.results.verify)."""
-        return posixpath.join(self.tree.tables, "verify", "verify.parquet")
+        """``tables/verify/verify.parquet``: the last verify run's rows of the expansion against real swaps
+        (see jobs.results.verify)."""
+        return self.verify_file("verify")
 
-    def write_verify(self, columns: Mapping[str, Any], metadata: Mapping[str, Any]) -> None:
-        """Replace the verify table (atomically)."""
-        write_part(self.fs, self.verify_path, columns, self.tree.tmp, metadata=metadata)
+    def verify_file(self, name: str = "verify") -> str:
+        """``tables/verify/NAME.parquet``: ``verify`` (the expansion against real swaps) or ``swaps`` (the stored
+        exact swaps against torch.optim)."""
+        if name not in ("verify", "swaps"):
+            raise StoreError(f"unknown verify table {name!r}", expected="verify | swaps", found=repr(name),
+                             fix="pick one of those")
+        return posixpath.join(self.tree.tables, "verify", f"{name}.parquet")
 
-    def read_verify(self):
-        """The verify table (pyarrow), or None when ``verify`` has not run on this store."""
-        self._fresh(posixpath.dirname(self.verify_path))
-        return read_parts(self.fs, [self.verify_path]) if self.fs.exists(self.verify_path) else None
+    def write_verify(self, columns: Mapping[str, Any], metadata: Mapping[str, Any], name: str = "verify") -> None:
+        """Replace verify table ``name`` (atomically)."""
+        write_part(self.fs, self.verify_file(name), columns, self.tree.tmp, metadata=metadata)
+
+    def read_verify(self, name: str = "verify"):
+        """Verify table ``name`` (pyarrow), or None when ``verify`` has not written it on this store."""
+        path = self.verify_file(name)
+        self._fresh(posixpath.dirname(path))
+        return read_parts(self.fs, [path]) if self.fs.exists(path) else None
 
     def _step_folder(self, table: str, step: int) -> str | None:
         """The folder of ``table`` at ``step`` that exists (``step-S``, or ``step=S`` in older stores)."""

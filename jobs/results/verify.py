@@ -7,12 +7,16 @@ the training learning rate) is compared with the stored prediction ε²[u_i, u_j
 (:mod:`lie_sweep.verify`). Brackets come from the store when it keeps every tensor, else they are
 recomputed (float64). The rows replace the store's verify table (``tables/verify/verify.parquet``)
 under the store's lock; ``show`` and the results page summarise it.
+
+A store with exact swaps (effect swap) has them checked on the same sampled pairs against a float64 reference
+taken by ``torch.optim`` itself (:mod:`jobs.results.verify_swaps`; table ``tables/verify/swaps.parquet``,
+``sweep.verify_swaps()``). A store without the bracket and the expansion has only that check.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -28,6 +32,8 @@ from storage.store import SweepStore
 from jobs.planning.build import build_dataset, build_model
 from jobs.planning.config import config_from_stored
 from jobs.planning.loader import load_into
+
+from .verify_swaps import SWAP_COLUMNS, swap_check_rows
 
 __all__ = ["verify_store"]
 
@@ -68,43 +74,63 @@ def _verify(sweep: Sweep, path: str, pairs: int, seed: int, log: Callable[[str],
     if fits.empty:
         raise ConfigError("no completed pair to verify", expected="a store with completed tasks",
                           found=f"0 of {sweep.meta.n_tasks} tasks done", fix=f"lie-sweep resume {path}")
+    layout = sweep.store.layout
+    expansion = layout.keeps_brackets or layout.keeps_order  # a prediction to measure against real swaps
     model = build_model(cfg.model).to(torch.float64)
     data = build_dataset(cfg.data)
     eval_inputs = (stack_examples(data, sweep.eval_examples)[0].to(torch.float64) if sweep.eval_examples else None)
-    deltas = sweep.logit_deltas() if sweep.store.layout.keeps_logits else None
     rng = np.random.default_rng(seed)
     epsilons = [sweep.epsilon * f for f in LADDER]
     rows: dict[str, list] = {c: [] for c in COLUMNS}
+    swap_rows: dict[str, list] = {c: [] for c in SWAP_COLUMNS}
     start = time.perf_counter()
     for c, step in enumerate(sweep.steps):
         done = fits[fits["step"] == step]
         if done.empty:
             continue
         loaded = load_into(model, sweep.meta.checkpoints[c], cfg.field)
-        fm, params, field, optimizer = loaded.fmodel, loaded.params, loaded.field, loaded.optimizer
         picked = done.iloc[np.sort(rng.choice(len(done), size=min(pairs, len(done)), replace=False))]
         for r in picked.itertuples():
             xs, ys = stack_examples(data, [int(r.i), int(r.j)])
             xs, ys = xs.to(torch.float64), ys.to(torch.float64)
             ex_i, ex_j = (xs[0], ys[0]), (xs[1], ys[1])
-            if optimizer is not None:
-                errors = _optimizer_errors(sweep, fm, params, optimizer, int(cfg.field.follow_steps), step,
-                                           int(r.i), int(r.j), ex_i, ex_j, eval_inputs, epsilons)
-            else:
-                b = {n: t.reshape(params[n].shape) for n, t in _bracket(sweep, fm, params, field, step, int(r.i),
-                                                                         int(r.j), xs, ys).items()}
-                logit_b = None
-                if deltas is not None:
-                    stored = np.asarray(deltas.sel(step=step, i=int(r.i), j=int(r.j)).values, dtype=np.float64)
-                    logit_b = torch.from_numpy(stored / sweep.epsilon**2)
-                errors = field_swap_errors(fm, field, params, ex_i, ex_j, b, eval_inputs, logit_b, epsilons)
-            for e in errors:
-                for key, value in (("step", step), ("pair", int(r.pair)), ("i", int(r.i)), ("j", int(r.j)), *e.items()):
-                    rows[key].append(value)
+            if expansion:
+                _add(rows, ({"step": step, "pair": int(r.pair), "i": int(r.i), "j": int(r.j), **e} for e in
+                            _expansion_errors(sweep, cfg, loaded, step, r, xs, ys, eval_inputs, epsilons)))
+            if layout.keeps_swaps:
+                _add(swap_rows, swap_check_rows(sweep, loaded, int(cfg.field.follow_steps), step, r, ex_i, ex_j,
+                                                eval_inputs))
         log(f"step {step}: {len(picked)} pairs verified ({time.perf_counter() - start:.1f} s so far)")
-    sweep.store.write_verify(rows, metadata={"pairs_per_checkpoint": pairs, "seed": seed, "ladder": list(LADDER),
-                                             "epsilon": sweep.epsilon, "field": str(cfg.field.name),
-                                             "seconds": round(time.perf_counter() - start, 2)})
+    meta = {"pairs_per_checkpoint": pairs, "seed": seed, "field": str(cfg.field.name),
+            "seconds": round(time.perf_counter() - start, 2)}
+    if expansion:
+        sweep.store.write_verify(rows, metadata={**meta, "ladder": list(LADDER), "epsilon": sweep.epsilon})
+    if layout.keeps_swaps:
+        sweep.store.write_verify(swap_rows, metadata={**meta, "epsilons": sweep.swap_epsilons}, name="swaps")
+
+
+def _add(columns: dict[str, list], rows: Iterable[Mapping[str, Any]]) -> None:
+    for row in rows:
+        for key, value in row.items():
+            columns[key].append(value)
+
+
+def _expansion_errors(sweep: Sweep, cfg: Any, loaded: Any, step: int, r: Any, xs: torch.Tensor, ys: torch.Tensor,
+                      eval_inputs: torch.Tensor | None, epsilons: list[float]) -> list[dict[str, float]]:
+    """The stored expansion (the bracket's ε²b, or the optimizer's εΔ₁ + ε²Δ₂) against real swaps of the pair of
+    pairs-table row ``r`` along the ladder ``epsilons`` (:mod:`lie_sweep.verify`)."""
+    fm, params, field, optimizer = loaded.fmodel, loaded.params, loaded.field, loaded.optimizer
+    ex_i, ex_j = (xs[0], ys[0]), (xs[1], ys[1])
+    if optimizer is not None:
+        return _optimizer_errors(sweep, fm, params, optimizer, int(cfg.field.follow_steps), step, int(r.i), int(r.j),
+                                 ex_i, ex_j, eval_inputs, epsilons)
+    b = {n: t.reshape(params[n].shape) for n, t in _bracket(sweep, fm, params, field, step, int(r.i), int(r.j),
+                                                             xs, ys).items()}
+    logit_b = None
+    if sweep.store.layout.keeps_lead_logits:
+        stored = np.asarray(sweep.logit_deltas().sel(step=step, i=int(r.i), j=int(r.j)).values, dtype=np.float64)
+        logit_b = torch.from_numpy(stored / sweep.epsilon**2)
+    return field_swap_errors(fm, field, params, ex_i, ex_j, b, eval_inputs, logit_b, epsilons)
 
 
 def _optimizer_errors(sweep: Sweep, fm: FunctionalModel, params, optimizer, follow: int, step: int, i: int, j: int,

@@ -11,6 +11,7 @@ import torch
 from jobs.execution.runs import resume_sweep, run_sweep
 from jobs.results.show import show_store
 from jobs.results.status import sweep_status
+from jobs.results.verify import verify_store
 from lie_sweep import SGDField, apply_checkpoint, load_checkpoint, open_sweep
 from lie_sweep.data import stack_examples
 from lie_sweep.fields import FunctionalModel, bce_per_example
@@ -146,6 +147,13 @@ def test_sgd_swaps_are_two_real_steps_and_the_tables_measure_the_leading_order(r
     assert "mean |swap_ej|" in text and "top 10 pairs by exact swap" in text and "|[u_i,u_j]|" not in text
     assert "tensors with the largest exact swap RMS" in text
     assert sweep_status(str(alone))["compression_ratio"] > 0
+    # verify checks the stored swaps against independent float64 steps; with no expansion stored, only that
+    checked = verify_store(str(alone), pairs=2, log=lambda m: None)
+    rows = checked.verify_swaps()
+    assert len(rows) == 2 * 2 * len(LADDER) and set(rows["reference"]) == {"field steps"}
+    # the reference subtracts two parameter vectors: its own round-off, ~u·|θ| ≈ 1e-16, is the floor at small ε
+    assert (rows["swap_rel_err"] * rows["norm_ref"] <= 1e-9 * rows["norm_ref"] + 1e-14).all()
+    assert rows["logit_rel_err"].max() < 1e-6 and checked.verify_table().empty
 
 
 def test_optimizer_swaps_are_the_checkpoints_own_adam_steps(reference, local_ray, tmp_path):
@@ -168,6 +176,12 @@ def test_optimizer_swaps_are_the_checkpoints_own_adam_steps(reference, local_ray
     # under Adam the order effect is first order: the SGD bracket is no approximation of it
     assert (fits["first_order_share"] > 0.5).all() and (fits["lead_rel_err"] > 0.9).all()
     assert fits["order_rel_err"].median() < 0.5               # the expansion does better, not exactly
+    # verify: the stored swaps against torch.optim's own (float64), the expansion against real swaps
+    proc = run_cli("verify", str(store), "--pairs", "2", cwd=tmp_path)
+    assert proc.returncode == 0 and "against torch.optim on 2 pairs" in proc.stdout, proc.stderr
+    rows = open_sweep(str(store)).verify_swaps()
+    assert set(rows["reference"]) == {"torch.optim"} and rows["swap_rel_err"].max() < 1e-9
+    assert rows["norm_rel_err"].max() < 1e-9 and not open_sweep(str(store)).verify_table().empty
 
 
 def test_effects_are_checked_before_anything_runs(tmp_path):
