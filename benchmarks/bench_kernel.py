@@ -8,13 +8,16 @@ Every measurement runs in a fresh process (its peak RSS is its own), methods int
 ``--repeats`` times; a process makes one warm-up call and then ``--calls`` timed calls. Printed per
 method: median [min–max] over processes of seconds per call, pairs/s, the OS share of the call's CPU
 time and its page faults (``getrusage``), peak memory, and the largest deviation from the first method
-(brackets projected on a fixed random vector). ``--malloc`` runs each method with glibc's default
-allocator (``system``) and with the workers' settings (``retain``, :mod:`jobs.execution.worker_env`). For an n
+(brackets projected on a fixed random vector). ``--malloc`` runs each method in a process started with
+the default environment (``system``: lie-sweep's kernels still set glibc's ``mallopt`` on their first call, as
+documented in :mod:`lie_sweep.allocator`; the published method runs with glibc's defaults), with that opted out
+(``off``: ``LIE_SWEEP_MALLOC=system``, the library before it set anything) and with the workers' settings
+(``retain``, :mod:`jobs.execution.worker_env`). For an n
 whose published method would not fit in memory (4× its n/2 peak, or more than this machine has), it is
 skipped with the reason.
 
 Usage: python benchmarks/bench_kernel.py [--model resnet convnet] [--n 16 32 64] [--modes forward reverse]
-       [--malloc system retain] [--repeats 3] [--calls 2]
+       [--malloc off system retain] [--repeats 3] [--calls 2]
 """
 
 from __future__ import annotations
@@ -116,7 +119,7 @@ def main() -> None:
     ap.add_argument("--model", nargs="+", default=["resnet", "convnet"], choices=list(MODELS))
     ap.add_argument("--n", type=int, nargs="+", default=[16, 32, 64])
     ap.add_argument("--modes", nargs="+", default=["forward", "reverse"], choices=["forward", "reverse", "compile"])
-    ap.add_argument("--malloc", nargs="+", default=["system", "retain"], choices=["system", "retain"])
+    ap.add_argument("--malloc", nargs="+", default=["system", "retain"], choices=["off", "system", "retain"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--calls", type=int, default=2)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -139,7 +142,8 @@ def main() -> None:
         published_peak: dict[str, float] = {}
         for n in sorted(args.n):
             for malloc in args.malloc:
-                env = {**os.environ, **(RETAIN_FREED_MEMORY if malloc == "retain" else {})}
+                env = {**os.environ, **(RETAIN_FREED_MEMORY if malloc == "retain" else {}),
+                       **({"LIE_SWEEP_MALLOC": "system"} if malloc == "off" else {})}
                 methods = list(args.modes) + ([] if args.no_published else ["published"])
                 skip = {}
                 if "published" in methods:

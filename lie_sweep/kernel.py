@@ -32,6 +32,7 @@ from torch.func import jvp, vmap
 
 from .errors import ConfigError, ExampleIndexError, PairError
 from .fields import FunctionalModel, LossFn, Params, SGDField, UpdateField, eval_mode, like_params
+from .allocator import kernel_allocator
 from .budget import default_chunk_size
 from .hvp import HVPBatches, hvp_batches
 from .params import ParamSpec
@@ -256,6 +257,7 @@ def bracket_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor
     accumulates the brackets instead of a new allocation per call: the result's ``brackets`` are then a
     view of it, valid until the workspace's next use.
     """
+    kernel_allocator()  # once per process; documented in lie_sweep.allocator (opt out: LIE_SWEEP_MALLOC=system)
     field = (field if field is not None else SGDField()).bind(params)
     inputs, targets = _prepare(fmodel, inputs, targets, params)
     pair_t = as_pair_tensor(pairs, inputs.shape[0])

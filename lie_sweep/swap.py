@@ -35,7 +35,9 @@ from dataclasses import dataclass
 from typing import Mapping, Protocol
 
 import torch
+from torch.func import vmap
 
+from .allocator import kernel_allocator
 from .fields import FunctionalModel, Params, UpdateField, eval_mode, like_params
 from .kernel import as_pair_tensor, example_gradients
 from .optim import OptimizerStep, State
@@ -114,6 +116,7 @@ def swap_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor, t
 
     ``gradients``: the batch's loss gradients at θ (n × D), when already computed; ``eval_inputs``: a batch
     on which to take f(θ_ij) − f(θ_ji)."""
+    kernel_allocator()  # once per process; documented in lie_sweep.allocator (opt out: LIE_SWEEP_MALLOC=system)
     pairs = as_pair_tensor(pairs, inputs.shape[0])
     spec = ParamSpec.from_tensors(params)
     state = {} if state is None else state
@@ -149,11 +152,13 @@ def swap_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor, t
 
 def _rests(rule: StepRule, moved: Params, state: State, grads: torch.Tensor, follow_steps: int,
            spec: ParamSpec) -> torch.Tensor:
-    """r_ab for every partner b (rows of ``grads``, their gradients at θ + δ_a), flat (partners × D): in one call
-    for a field rule, one partner at a time for a stateful one."""
+    """r_ab for every partner b (rows of ``grads``, their gradients at θ + δ_a), flat (partners × D), in one
+    call: a field rule acts elementwise on a batch of gradients; a stateful rule's steps (and drain steps) are
+    vmapped over the partners, the state θ + δ_a and s_a shared (elementwise kinds give the loop's bits; Muon's
+    batched matrix products may differ from one partner at a time in the last bits)."""
     if isinstance(rule, FieldRule):
         return spec.flatten(rule.increment(moved, state, spec.unflatten(grads))[0], batch_dims=1)
-    return torch.stack([spec.flatten(_rest(rule, moved, state, spec.unflatten(g), follow_steps)) for g in grads])
+    return vmap(lambda g: spec.flatten(_rest(rule, moved, state, spec.unflatten(g), follow_steps)))(grads)
 
 
 def _outputs(fmodel: FunctionalModel, spec: ParamSpec, moved: torch.Tensor, rests: torch.Tensor,

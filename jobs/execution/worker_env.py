@@ -19,8 +19,6 @@ at its defaults.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import resource
 
 __all__ = ["RETAIN_FREED_MEMORY", "THREAD_VARIABLES", "WORKER_VARIABLES", "worker_env", "retain_freed_memory_here",
@@ -49,17 +47,14 @@ def worker_env(threads: int, malloc: str = "retain") -> dict[str, str]:
 
 
 def retain_freed_memory_here() -> bool:
-    """Keep freed memory in this process from now on (glibc ``mallopt``: no ``mmap``, no trimming), for what
-    the command line computes itself (``plan``'s calibration, ``hvp=auto``'s timing, training), so that
-    it measures what the workers will see. The arena count cannot change once threads exist, so this
-    covers the main thread, where that work runs. Returns whether the allocator took the settings
-    (False where it is not glibc)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_max = -1, -4  # malloc.h
-        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
-    except (OSError, AttributeError):
-        return False
+    """Keep freed memory in this process from now on (:func:`lie_sweep.allocator.retain_freed_memory`), for what
+    the command line computes itself (``plan``'s calibration, ``hvp=auto``'s timing, training), so that it
+    measures what the workers will see. The arena count cannot change once threads exist, so this covers the
+    main thread, where that work runs. Returns whether the allocator took the settings (False where it is not
+    glibc)."""
+    from lie_sweep.allocator import retain_freed_memory
+
+    return retain_freed_memory()
 
 
 def ray_node_id() -> str | None:
