@@ -44,26 +44,27 @@ MODELS = {
 }
 
 
-def trained(name: str, steps: int = 5) -> tuple[FunctionalModel, dict, torch.optim.Optimizer, SyntheticShapes]:
-    """The model after ``steps`` Adam steps on batches of 16 (so that it has an optimizer state)."""
+def trained(name: str, steps: int = 5, device: str = "cpu") -> tuple[FunctionalModel, dict, torch.optim.Optimizer,
+                                                                     SyntheticShapes]:
+    """The model on ``device`` after ``steps`` Adam steps on batches of 16 (so that it has an optimizer state)."""
     torch.manual_seed(0)
-    model = MODELS[name]()
+    model = MODELS[name]().to(device)
     data = SyntheticShapes(length=256, image_size=32)
     opt = torch.optim.Adam(model.parameters(), lr=5e-3, betas=(0.8, 0.999))
     fm = FunctionalModel(model)
     for k in range(steps):
-        x, y = stack_examples(data, range(16 * k, 16 * k + 16))
+        x, y = (t.to(device) for t in stack_examples(data, range(16 * k, 16 * k + 16)))
         opt.zero_grad()
         fm.loss_fn(model(x), y).mean().backward()
         opt.step()
     return fm, fm.params(), opt, data
 
 
-def methods(name: str, n: int, order_pairs: int) -> dict:
+def methods(name: str, n: int, order_pairs: int, device: str = "cpu") -> dict:
     """{method: (function, pairs per call)} on ``name``'s trained model (see the module docstring)."""
-    fm, params, opt, data = trained(name)
-    x, y = stack_examples(data, range(100, 100 + n))
-    x_eval = stack_examples(data, range(200, 216))[0]
+    fm, params, opt, data = trained(name, device=device)
+    x, y = (t.to(device) for t in stack_examples(data, range(100, 100 + n)))
+    x_eval = stack_examples(data, range(200, 216))[0].to(device)
     pairs = list(itertools.combinations(range(n), 2))
     step, state = from_state_dict(opt.state_dict(), fm.param_names)
     with eval_mode(fm.module):
@@ -86,15 +87,25 @@ def methods(name: str, n: int, order_pairs: int) -> dict:
     }
 
 
-def bench_kernels(name: str, n: int, repeats: int, order_pairs: int) -> None:
-    table = methods(name, n, order_pairs)
+def interleaved(table: dict, repeats: int, device: str = "cpu") -> dict[str, list[float]]:
+    """Seconds per call of each method of ``table``, methods interleaved over ``repeats`` rounds after a
+    warm-up round (a CUDA device synchronised around each call)."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times: dict[str, list[float]] = {m: [] for m in table}
     for r in range(repeats + 1):
         for m, (fn, _) in table.items():
+            sync()
             t = time.perf_counter()
             fn()
+            sync()
             if r:  # round 0 warms up
                 times[m].append(time.perf_counter() - t)
+    return times
+
+
+def bench_kernels(name: str, n: int, repeats: int, order_pairs: int) -> None:
+    table = methods(name, n, order_pairs)
+    times = interleaved(table, repeats)
     params = sum(p.numel() for p in MODELS[name]().parameters())
     print(f"\n{name}: D = {params:,}, n = {n} ({n * (n - 1) // 2} pairs; order on {order_pairs}), "
           f"{torch.get_num_threads()} threads, {repeats} rounds")
@@ -107,9 +118,10 @@ def bench_kernels(name: str, n: int, repeats: int, order_pairs: int) -> None:
               f"{med / bracket:>9.2f}x")
 
 
-def bench_sweeps(repeats: int) -> None:
+def bench_sweeps(repeats: int, extra: tuple[str, ...] = ()) -> dict[str, list[float]]:
     """The demo grid as whole sweeps, bracket against swap, interleaved; compute seconds per pair from the
-    tasks' own records (start-up excluded), and the wall time of each run."""
+    tasks' own records (start-up excluded), and the wall time of each run; ``extra`` overrides (a device, a
+    smaller grid). Returns the pairs per worker-second of each run."""
     import os
     import tempfile
 
@@ -119,7 +131,7 @@ def bench_sweeps(repeats: int) -> None:
     from jobs.execution.runs import run_sweep
 
     root = tempfile.mkdtemp(prefix="bench-effects-")
-    base = [f"checkpoints.dir={root}/ck"]
+    base = [f"checkpoints.dir={root}/ck", *extra]
     run_sweep([*base, f"storage.path={root}/warm"], log=lambda m: None)  # trains the checkpoints, starts Ray
     rates: dict[str, list[float]] = {"bracket": [], "swap": []}
     walls: dict[str, list[float]] = {"bracket": [], "swap": []}
@@ -131,10 +143,11 @@ def bench_sweeps(repeats: int) -> None:
             walls[effect].append(time.perf_counter() - t)
             done = result.report.completed
             rates[effect].append(sum(d["stop"] - d["start"] for d in done) / sum(d["compute_s"] for d in done))
-    print(f"\ndemo sweep (5 checkpoints x 28 pairs, 2 CPU workers), {repeats} runs each, interleaved:")
+    print(f"\ndemo sweep {' '.join(extra)} ({repeats} runs each, interleaved):")
     for effect in rates:
         print(f"  effects=[{effect}]  {statistics.median(rates[effect]):7.1f} pairs per worker-second "
               f"[{min(rates[effect]):.1f}-{max(rates[effect]):.1f}], wall {statistics.median(walls[effect]):.2f} s")
+    return rates
 
 
 def main() -> None:

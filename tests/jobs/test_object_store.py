@@ -1,6 +1,8 @@
 """kill -9 of a driver whose store is on S3 (an S3-compatible server, moto, on 127.0.0.1): no process of its Ray
 session survives, a report and status read the partial store, resume takes the stale lock over, recomputes only
-what is missing (the marks of completed tasks stand) and gives the bits of an uninterrupted local run."""
+what is missing (the marks of completed tasks stand) and gives the bits of an uninterrupted local run. The sweep
+is a tournament with exact swaps under the checkpoints' own Adam (field=optimizer, effects=[bracket,swap]), so
+brackets, gradients and swaps all come back bit for bit."""
 
 import os
 import signal
@@ -42,8 +44,12 @@ def test_kill_9_of_a_driver_on_s3_leaves_no_process_and_resume_gives_bitwise_ide
     fs = s3fs.S3FileSystem(endpoint_url=s3)
     fs.mkdir("sweeps")
     url = "s3://sweeps/exp.zarr"
-    smaller = ("examples.count=5", "pairs.per_task=2")           # 10 tasks of 2 pairs
+    # a tournament of the checkpoints' own Adam swaps beside the brackets: 10 pairs, 10 tasks of 2 pairs
+    smaller = ("examples.count=6", "pairs=tournament", "pairs.group=3", "pairs.rounds=2", "pairs.per_task=2",
+               "field=optimizer", "effects=[bracket,swap]")
     want = reference_arrays(reference, tmp_path, *smaller)
+    ref = open_sweep(str(tmp_path / "ref.zarr")).store.group
+    want_swaps = np.asarray(ref["swaps"][:]), np.asarray(ref["swap_logit_deltas"][:])
 
     def marks() -> int:
         if not fs.exists("sweeps/exp.zarr/ledger/marks"):
@@ -93,8 +99,9 @@ def test_kill_9_of_a_driver_on_s3_leaves_no_process_and_resume_gives_bitwise_ide
     final = sweep.store.ledger.done_tasks()
     assert sorted(final) == list(range(10)) and all(final[tid] == mark for tid, mark in before.items())
     g = sweep.store.group
-    for got, ref in zip((g["brackets"][:], g["gradients"][:], g["losses"][:]), want):
-        assert np.array_equal(np.asarray(got), ref)
+    for got, expected in zip((g["brackets"][:], g["gradients"][:], g["losses"][:], g["swaps"][:],
+                              g["swap_logit_deltas"][:]), (*want, *want_swaps)):
+        assert np.array_equal(np.asarray(got), expected)
     assert not fs.exists("sweeps/exp.zarr/ledger/lock.json")
     page = page_data(tmp_path / "partial.html")
     assert page["info"]["tasks_done"] == killed_at and not page["info"]["complete"]

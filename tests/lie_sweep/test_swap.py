@@ -110,3 +110,22 @@ def test_torch_optim_swap_rebuilds_the_saved_optimizers_bit_for_bit(case):
         got = torch_optim_swap(net, saved, *examples, lr, follow_steps=follow, loss_fn=mse)
         assert torch.equal(got, want) and torch.equal(torch_optim_swap(net, saved, *examples, lr, follow_steps=follow,
                                                                        loss_fn=mse), got)
+
+
+@pytest.mark.gpu
+def test_swaps_on_cuda_equal_the_cpus():
+    net, optimizers, _ = trained("adam")
+    fm = FunctionalModel(net, mse)
+    names = fm.param_names
+    step, state = from_state_dict(optimizers[0].state_dict(), names)
+    x, y = batch()
+    want = [swap_kernel(fm, fm.params(), x, y, PAIRS, rule, state=state).deltas
+            for rule in (FieldRule(SGDField(), 0.05), OptimizerRule(step, 5e-3))]
+    net.cuda()
+    fm = FunctionalModel(net, mse)
+    state = {n: {k: (v.cuda() if torch.is_tensor(v) and v.ndim else v) for k, v in s.items()} for n, s in state.items()}
+    got = [swap_kernel(fm, fm.params(), x.cuda(), y.cuda(), PAIRS, rule, state=state).deltas.cpu()
+           for rule in (FieldRule(SGDField(), 0.05), OptimizerRule(step, 5e-3))]
+    net.cpu()
+    for g, w in zip(got, want):
+        assert float((g - w).norm() / w.norm()) <= 1e-10

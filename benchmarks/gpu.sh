@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The GPU figures in one table, in about 5-8 minutes on an H100/H200:
+#   1. the tests marked gpu (CUDA against CPU, float64);
+#   2. benchmarks/gpu_table.py: the bracket kernel per HVP mode against the published method (convnet and narrow
+#      MXResNet, n = 32 and 64), each effect's cost per pair, and demo sweeps by effect, on the GPU.
+# Usage: benchmarks/gpu.sh            on a machine with CUDA (torch with CUDA installed; see README's setup)
+#        benchmarks/gpu.sh --cpu      the same steps at tiny sizes on the CPU (CI runs it, so this cannot rot;
+#                                     the gpu tests then skip and the figures mean nothing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0
+if [ "${1:-}" = "--cpu" ]; then
+  device=cpu; table_args=(--device cpu --tiny)
+else
+  device=cuda; table_args=(--device cuda --repeats "${REPEATS:-3}")
+  python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu.sh: no CUDA device (use --cpu)')"
+fi
+echo "== gpu tests ($device)"
+python -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tail -n 3
+echo "== kernel, effects and sweeps ($device)"
+python benchmarks/gpu_table.py "${table_args[@]}" 2>&1 | grep -v '^\[#*  *\]' | grep -v 'pairs/s  ETA'
