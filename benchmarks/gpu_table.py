@@ -79,7 +79,8 @@ def main() -> None:
         table = methods(name, n, order_pairs=2, device=args.device)
         rows += rows_of("effect", name, n, table, interleaved(table, repeats, args.device), "bracket")
     extra = (f"cluster.device={'cuda' if args.device.startswith('cuda') else 'cpu'}",
-             *(["examples.count=4", "checkpoints.steps=20", "checkpoints.save_every=10"] if args.tiny else []))
+             *(["examples.count=4", "model.width=4", "data.length=64", "data.image_size=16", "checkpoints.steps=4",
+                "checkpoints.save_every=2", "checkpoints.batch_size=8", "cluster.workers=1"] if args.tiny else []))
     rates = bench_sweeps(repeats, extra)
     ref = statistics.median(rates["bracket"])
     for effect, values in rates.items():
