@@ -19,6 +19,7 @@ also times whole sweeps of the demo grid (``lie-sweep run`` in-process, warm wor
 and ``effects=[swap]``, interleaved, from the workers' own compute seconds per pair.
 
 Usage: python benchmarks/bench_effects.py [--model convnet resnet] [--n 16] [--repeats 5] [--threads 2] [--sweep]
+       [--sweep-args derived.eval_count=0]
 """
 
 from __future__ import annotations
@@ -158,12 +159,14 @@ def main() -> None:
     ap.add_argument("--order-pairs", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sweep", action="store_true", help="also time whole demo sweeps, bracket against swap")
+    ap.add_argument("--sweep-args", nargs="*", default=[], metavar="OVERRIDE",
+                    help="overrides for those sweeps, e.g. derived.eval_count=0")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     for name in args.model:
         bench_kernels(name, args.n, args.repeats, args.order_pairs)
     if args.sweep:
-        bench_sweeps(args.repeats)
+        bench_sweeps(args.repeats, tuple(args.sweep_args))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from .errors import ConfigError, require_indices
 
-__all__ = ["SyntheticShapes", "SHAPE_ATTRIBUTES", "stack_examples"]
+__all__ = ["SyntheticShapes", "SHAPE_ATTRIBUTES", "stack_examples", "Minibatches", "seeded_minibatches"]
 
 SHAPE_ATTRIBUTES: tuple[str, ...] = (
     "Circle", "Square", "Triangle",      # exactly one: the shape
@@ -111,3 +111,32 @@ def stack_examples(dataset: Dataset, indices: Sequence[int]) -> tuple[torch.Tens
     inputs = torch.stack([torch.as_tensor(x) for x, _ in items])
     targets = torch.stack([torch.as_tensor(y, dtype=torch.float32) for _, y in items])
     return inputs, targets
+
+
+class Minibatches(Dataset):
+    """A dataset whose items are minibatches of another's examples: item k is (inputs, targets) of the examples
+    ``batches[k]`` stacked (B × input shape, B × outputs). With a :class:`~lie_sweep.fields.FunctionalModel` of
+    ``batched_items=True`` an item's loss is the mean of its examples', so its field is the mean field and a
+    step on it is a mean-gradient step; the bracket of two items is the mean of their examples' pairwise brackets
+    (the bracket is bilinear)."""
+
+    def __init__(self, dataset: Dataset, batches: Sequence[Sequence[int]]) -> None:
+        self.dataset = dataset
+        self.batches = [[int(k) for k in b] for b in batches]
+        self.attribute_names = list(getattr(dataset, "attribute_names", []) or [])
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return stack_examples(self.dataset, self.batches[int(k)])
+
+
+def seeded_minibatches(examples: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:
+    """Disjoint minibatches of ``batch_size`` of ``examples`` (dataset indices): a seeded permutation cut in
+    order, each batch sorted; ``len(examples)`` must be a multiple of ``batch_size``."""
+    if batch_size < 1 or len(examples) % batch_size:
+        raise ValueError(f"{len(examples)} examples do not make minibatches of {batch_size}")
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(int(seed))).tolist()
+    shuffled = [int(examples[k]) for k in order]
+    return [sorted(shuffled[k:k + batch_size]) for k in range(0, len(shuffled), batch_size)]

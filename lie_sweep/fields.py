@@ -66,9 +66,10 @@ class FunctionalModel:
     as it is configured; wrap them in :func:`eval_mode` to use BatchNorm's running statistics.
     """
 
-    def __init__(self, module: torch.nn.Module, loss_fn: LossFn | None = None) -> None:
+    def __init__(self, module: torch.nn.Module, loss_fn: LossFn | None = None, *, batched_items: bool = False) -> None:
         self.module = module
         self.loss_fn: LossFn = loss_fn if loss_fn is not None else bce_per_example
+        self.batched_items = batched_items  # an item is a minibatch: its loss is the mean of its examples' losses
         trainable = {n: p for n, p in module.named_parameters() if p.requires_grad}
         if not trainable:
             raise ConfigError("model has no trainable parameters",
@@ -89,7 +90,10 @@ class FunctionalModel:
         return functional_call(self.module, (dict(params), self.fixed), (inputs,))
 
     def example_loss(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """L_x(θ) for one example (no batch dimension on ``x`` and ``y``); a scalar."""
+        """L_x(θ) for one item, a scalar: one example (no batch dimension on ``x`` and ``y``), or with
+        ``batched_items`` a minibatch (B × …), whose loss is the mean of its examples' (a mean-gradient step)."""
+        if self.batched_items:
+            return self.loss_fn(self.outputs(params, x), y).mean()
         out = self.outputs(params, x.unsqueeze(0))
         return self.loss_fn(out, y.unsqueeze(0)).reshape(())
 

@@ -46,7 +46,7 @@ def rebuild_optimizers(module: torch.nn.Module, saved: Mapping | Sequence[Mappin
 
 
 def _one_order(module: torch.nn.Module, saved: Any, loss_fn: LossFn, examples: Sequence[Any], lr: float,
-               follow_steps: int) -> torch.Tensor:
+               follow_steps: int, batched_items: bool) -> torch.Tensor:
     model = copy.deepcopy(module).eval()
     optimizers = rebuild_optimizers(model, saved)
     base = float(optimizers[0].param_groups[0]["lr"])
@@ -62,25 +62,28 @@ def _one_order(module: torch.nn.Module, saved: Any, loss_fn: LossFn, examples: S
                 p.grad = torch.zeros_like(p)
         else:
             x, y = example
-            loss_fn(model(x[None]), y[None]).sum().backward()
+            (loss_fn(model(x), y).mean() if batched_items else loss_fn(model(x[None]), y[None]).sum()).backward()
         for opt in optimizers:
             opt.step()
     return torch.cat([p.detach().reshape(-1) for p in params])
 
 
 def torch_optim_ends(module: torch.nn.Module, saved: Mapping | Sequence[Mapping], example_i: Any, example_j: Any,
-                     lr: float, *, follow_steps: int = 0,
-                     loss_fn: LossFn | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     lr: float, *, follow_steps: int = 0, loss_fn: LossFn | None = None,
+                     batched_items: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(θ_ij, θ_ji), flat over ``module``'s trainable parameters in ``named_parameters()`` order: two
     ``torch.optim`` steps at learning rate ``lr`` in each order (see the module docstring); ``module`` itself
-    is left as it was. ``example_*`` are (input, target) without a batch dimension."""
+    is left as it was. ``example_*`` are (input, target) without a batch dimension, or with ``batched_items``
+    minibatches (B × …), each step then on the minibatch's mean loss."""
     loss_fn = loss_fn or bce_per_example
-    return (_one_order(module, saved, loss_fn, (example_i, example_j), lr, follow_steps),
-            _one_order(module, saved, loss_fn, (example_j, example_i), lr, follow_steps))
+    return (_one_order(module, saved, loss_fn, (example_i, example_j), lr, follow_steps, batched_items),
+            _one_order(module, saved, loss_fn, (example_j, example_i), lr, follow_steps, batched_items))
 
 
 def torch_optim_swap(module: torch.nn.Module, saved: Mapping | Sequence[Mapping], example_i: Any, example_j: Any,
-                     lr: float, *, follow_steps: int = 0, loss_fn: LossFn | None = None) -> torch.Tensor:
+                     lr: float, *, follow_steps: int = 0, loss_fn: LossFn | None = None,
+                     batched_items: bool = False) -> torch.Tensor:
     """θ_ij − θ_ji of :func:`torch_optim_ends` (its round-off: that of the parameters, u·max|θ|)."""
-    ij, ji = torch_optim_ends(module, saved, example_i, example_j, lr, follow_steps=follow_steps, loss_fn=loss_fn)
+    ij, ji = torch_optim_ends(module, saved, example_i, example_j, lr, follow_steps=follow_steps, loss_fn=loss_fn,
+                              batched_items=batched_items)
     return ij - ji

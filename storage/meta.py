@@ -40,6 +40,7 @@ class StoreMeta:
     eval_examples: list[int] = field(default_factory=list)
     epsilon: float = 0.0                        # ε of the logit deltas ε²·J_f[u_i,u_j]
     hvp_mode: str = "forward"                   # how the tasks computed HVPs (lie_sweep.hvp; older stores: forward)
+    batches: list[list[int]] | None = None      # pairs.unit=batch: each item's dataset indices (None: examples)
     package_version: str = ""
     python: str = ""
     torch: str = ""

@@ -48,13 +48,21 @@ class Sweep:
         self.output_names: list[str] = list(self.meta.output_names)
         self.eval_examples: list[int] = [int(e) for e in self.meta.eval_examples]
         self.epsilon: float = float(self.meta.epsilon)
+        # pairs.unit=batch: the items are minibatches, ``examples`` their ids, ``batches[k]`` item k's dataset indices
+        self.batches: list[list[int]] | None = self.meta.batches
         self._pair_index = {(int(i), int(j)): p for p, (i, j) in enumerate(self.pairs)}
         self._example_index = {e: k for k, e in enumerate(self.examples)}
         self._ckpt_index = {s: k for k, s in enumerate(self.steps)}
         self._entries = {e["name"]: e for e in self.stored_spec}
 
+    @property
+    def unit(self) -> str:
+        """What the grid's items are: ``example``, or ``batch`` (minibatches: see :attr:`batches`)."""
+        return "example" if self.batches is None else "batch"
+
     def __repr__(self) -> str:
-        return (f"Sweep({self.store.path!r}: {len(self.steps)} checkpoints, {len(self.examples)} examples, "
+        return (f"Sweep({self.store.path!r}: {len(self.steps)} checkpoints, {len(self.examples)} "
+                f"{'examples' if self.batches is None else 'minibatches'}, "
                 f"{len(self.pairs)} pairs, {len(self.param_names)} tensors)")
 
     @property

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from lie_sweep import ParamSpec, bracket_kernel, stack_examples
+from lie_sweep.data import Minibatches
 from lie_sweep.analysis import jacobian_fits, logit_deltas, norms_from_rms, output_jacobian
 from lie_sweep.devices import DTYPES, resolve_device
 from lie_sweep.hvp import hvp_batches
@@ -73,6 +74,8 @@ class BracketWorker:
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model).to(device=self.device, dtype=self.dtype)
         self.data = build_dataset(cfg.data)
+        # the grid's items: examples, or minibatches of them (pairs.unit=batch: an item's loss is their mean)
+        self.items = self.data if spec.batches is None else Minibatches(self.data, spec.batches)
         self.eval_inputs = (stack_examples(self.data, spec.eval_examples)[0].to(self.device, self.dtype)
                             if spec.eval_examples else None)
         self.pairs = np.asarray(spec.pair_positions, dtype=np.int64).reshape(-1, 2)
@@ -99,7 +102,7 @@ class BracketWorker:
         self.loaded = None  # until this load completes: a failed load leaves nothing half-loaded in use
         self.cache.clear()
         self.state = load_into(self.model, self.spec.checkpoints[checkpoint], self.spec.config.field,
-                               kind=self.spec.field_kind)
+                               kind=self.spec.field_kind, batched_items=self.spec.batches is not None)
         self.hvp = (hvp_batches(self.state.fmodel, self.state.params, self.state.field, self.spec.hvp_mode)
                     if "bracket" in self.spec.effects else None)
         self.jacobian = None  # J_f on the evaluation batch, when it fits: logit deltas become a matmul
@@ -114,7 +117,7 @@ class BracketWorker:
     def _example_rows(self, positions: list[int]) -> ExampleRows:
         """The cache's misses at the loaded checkpoint (:func:`jobs.execution.derive.example_rows`)."""
         prov = self.spec.checkpoints[self.loaded if self.loaded is not None else 0]
-        return example_rows(self.state, self.data, [self.spec.examples[p] for p in positions], positions,
+        return example_rows(self.state, self.items, [self.spec.examples[p] for p in positions], positions,
                             self.device, self.dtype, self.full_spec, prov)
 
     def _sync(self) -> None:

@@ -14,12 +14,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from lie_sweep.errors import ConfigError, ExampleIndexError, LieSweepError, first_line
+from lie_sweep.data import Minibatches, seeded_minibatches
 from lie_sweep.fields import eval_mode
 
 from .checks import keep_globs
 from .grids import GRIDS, GridContext, GridInput, example_indices, pairs_of
 
-__all__ = ["ResolvedGrid", "resolve_grid", "grid_pairs", "build_model", "build_dataset", "kept_tensors",
+__all__ = ["ResolvedGrid", "resolve_grid", "grid_pairs", "unit_batches", "build_model", "build_dataset", "kept_tensors",
            "eval_indices", "epsilon_of"]
 
 
@@ -97,6 +98,12 @@ class ResolvedGrid:
     kept_names: list[str] | None
     attribute_names: list[str]
     output_names: list[str]
+    batches: list[list[int]] | None = None   # pairs.unit=batch: the items' dataset indices (examples are items)
+
+    @property
+    def items(self) -> Any:
+        """The dataset of the grid's items: ``data``, or its :class:`~lie_sweep.data.Minibatches`."""
+        return self.data if self.batches is None else Minibatches(self.data, self.batches)
 
 
 def resolve_grid(cfg: DictConfig) -> ResolvedGrid:
@@ -105,7 +112,8 @@ def resolve_grid(cfg: DictConfig) -> ResolvedGrid:
     Cheap and side-effect free (nothing trained or written): ``plan`` and ``run`` both start here.
     """
     data = build_dataset(cfg.data)
-    examples, pairs = grid_pairs(cfg, len(data))
+    batches = unit_batches(cfg, len(data))
+    examples, pairs = grid_pairs(cfg, len(data) if batches is None else len(batches), items=batches is not None)
     evals = eval_indices(cfg.derived.eval_count, cfg.derived.eval_start, len(data))
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model)
@@ -115,15 +123,27 @@ def resolve_grid(cfg: DictConfig) -> ResolvedGrid:
     attributes = list(getattr(data, "attribute_names", []) or [])
     outputs = attributes if len(attributes) == n_out else [f"output_{k}" for k in range(n_out)]
     return ResolvedGrid(data=data, examples=examples, pairs=pairs, eval_examples=evals, model=model, params=params,
-                        kept_names=kept, attribute_names=attributes, output_names=outputs)
+                        kept_names=kept, attribute_names=attributes, output_names=outputs, batches=batches)
 
 
-def grid_pairs(cfg: DictConfig, dataset_length: int) -> tuple[list[int], list[tuple[int, int]]]:
-    """The sweep's examples and its pairs in the canonical order of the grid ``pairs.mode`` names
-    (:data:`jobs.planning.grids.GRIDS`), as dataset indices."""
+def unit_batches(cfg: DictConfig, dataset_length: int) -> list[list[int]] | None:
+    """``pairs.unit=batch``: the examples cut into disjoint seeded minibatches of ``pairs.batch_size`` (dataset
+    indices; seed ``pairs.seed``, else the sweep's); None for example units."""
     ex, pc = cfg.examples, cfg.pairs
+    if pc.unit != "batch":
+        return None
     examples = example_indices(ex.mode, count=ex.count, start=ex.start, indices=list(ex.indices),
                                dataset_length=dataset_length)
+    return seeded_minibatches(examples, int(pc.batch_size), int(pc.seed if pc.seed is not None else cfg.seed))
+
+
+def grid_pairs(cfg: DictConfig, dataset_length: int, items: bool = False) -> tuple[list[int], list[tuple[int, int]]]:
+    """The sweep's examples and its pairs in the canonical order of the grid ``pairs.mode`` names
+    (:data:`jobs.planning.grids.GRIDS`), as dataset indices; with ``items`` (minibatches), over the items
+    0..dataset_length−1."""
+    ex, pc = cfg.examples, cfg.pairs
+    examples = list(range(dataset_length)) if items else example_indices(
+        ex.mode, count=ex.count, start=ex.start, indices=list(ex.indices), dataset_length=dataset_length)
     kind = GRIDS[pc.mode]
     grid = GridInput(examples, block=pc.block, rounds=pc.rounds, group=pc.group,
                      seed=int(pc.seed if pc.seed is not None else cfg.seed))

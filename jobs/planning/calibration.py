@@ -41,10 +41,10 @@ def calibration_setup(cfg: DictConfig, grid: Any, first: Any, device: torch.devi
     the SGD field: no optimizer state exists yet)."""
     model = grid.model.to(device=device, dtype=dtype)
     if first is not None:
-        loaded = load_into(model, first, cfg.field)
+        loaded = load_into(model, first, cfg.field, batched_items=grid.batches is not None)
         return Setup(loaded.fmodel, loaded.params, loaded.field, f"checkpoint step {loaded.checkpoint.step}",
                       loaded.optimizer)
-    fmodel = FunctionalModel(model)
+    fmodel = FunctionalModel(model, batched_items=grid.batches is not None)
     where = "initial weights (run trains the checkpoints" + (
         "; no optimizer state yet, so calibrated with the SGD field, which costs about the same)"
         if FIELDS[cfg.field.name].needs_state else ")")
@@ -66,7 +66,7 @@ def calibrate(cfg: DictConfig, grid: Any, setup: Setup, chunk: int, calibration_
     effects = sweep_effects(cfg)
     first_pairs = grid.pairs[:max(1, min(calibration_pairs, len(grid.pairs)))]
     cal_examples = sorted({k for p in first_pairs for k in p})
-    inputs, targets = stack_examples(grid.data, cal_examples)
+    inputs, targets = stack_examples(grid.items, cal_examples)
     pos = {e: k for k, e in enumerate(cal_examples)}
     batch = _Batch(inputs, targets, [(pos[i], pos[j]) for i, j in first_pairs])
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)

@@ -82,10 +82,38 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("bad value for examples.count", expected="2 or more", found=str(cfg.examples.count),
                           fix="set examples.count=8")
     GRIDS[cfg.pairs.mode].check(cfg.pairs)  # the grid's own checks of keys that only make sense together
+    check_units(cfg)
     effects = resolve_effects(cfg.effects, FIELDS[cfg.field.name].steps_optimizer)
     if swap_epsilons(cfg.swap_epsilon) and "swap" not in effects:
         raise ConfigError("swap_epsilon without the swap effect", expected="effects that include swap",
                           found=f"effects={list(effects)}", fix="add swap to effects, e.g. effects=[bracket,swap]")
+
+
+UNIT_GRIDS = ("all", "tournament")  # grids over minibatches: the others name or rank dataset examples
+
+
+def check_units(cfg: DictConfig) -> None:
+    """``pairs.unit=batch`` needs ``pairs.batch_size`` dividing the examples' count, and a grid over items
+    (all, tournament); ``batch_size`` alone is refused (it would be silently ignored)."""
+    pc = cfg.pairs
+    if pc.unit != "batch":
+        if pc.batch_size is not None:
+            raise ConfigError("pairs.batch_size without minibatches", expected="pairs.unit=batch with it",
+                              found=f"pairs.batch_size={pc.batch_size}", fix="add pairs.unit=batch, or drop batch_size")
+        return
+    if pc.batch_size is None:
+        raise ConfigError("missing value for pairs.batch_size", expected="examples per minibatch with pairs.unit=batch",
+                          found="none", fix="add pairs.batch_size=8 (a divisor of the examples' count)")
+    if pc.mode not in UNIT_GRIDS:
+        raise ConfigError("this grid cannot pair minibatches",
+                          expected=f"pairs={' or pairs='.join(UNIT_GRIDS)} with pairs.unit=batch",
+                          found=f"pairs={pc.mode}", fix="pick one of those grids, or drop pairs.unit")
+    count = len(cfg.examples.indices) if cfg.examples.mode == "list" else cfg.examples.count
+    if count % pc.batch_size or count // pc.batch_size < 2:
+        raise ConfigError("the examples do not make minibatches", expected=f"two or more whole minibatches of "
+                          f"{pc.batch_size}", found=f"{count} examples", fix=f"set examples.count to a multiple of "
+                          f"{pc.batch_size} (e.g. {max(2, count // pc.batch_size) * pc.batch_size}), or another "
+                          "pairs.batch_size")
 
 
 def swap_epsilons(value: Any) -> list[float]:

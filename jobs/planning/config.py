@@ -46,6 +46,7 @@ IDENTITY_KEYS = ("model", "data", "checkpoints", "examples", "pairs", "field", "
                  "effects", "swap_epsilon")
 # identity keys added after stores existed: recorded only when set, so that an older store keeps its identity
 LATER_IDENTITY_KEYS = ("effects", "swap_epsilon")
+LATER_PAIR_KEYS = ("unit", "batch_size")  # the same for keys of the pairs group
 
 def config_dir() -> Path:
     """The ``conf/`` directory: packaged as ``jobs.conf`` in a wheel, or beside ``jobs/`` in a checkout."""
@@ -231,4 +232,5 @@ def identity_of(cfg: DictConfig) -> dict[str, Any]:
     for key in LATER_IDENTITY_KEYS:
         if out[key] is None:
             del out[key]
+    out["pairs"] = {k: v for k, v in out["pairs"].items() if not (k in LATER_PAIR_KEYS and v is None)}
     return out

@@ -61,6 +61,7 @@ class PlanReport:
     hvp: str = "forward"       # the configured mode (config.hvp)
     hvp_choice: str = "forward"  # the fastest mode that agrees with forward on the calibration pairs
     swap_steps: int = 0        # effect swap: its step sizes (K); swaps of each pair and checkpoint
+    batch_size: int | None = None  # pairs.unit=batch: examples per item (the grid's "examples" are minibatches)
     field: str = "sgd"         # (last: the name shadows dataclasses.field in this class body)
 
     @property
@@ -108,7 +109,7 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
                       codec=cfg.storage.codec, workers=cfg.cluster.workers, grid=str(cfg.pairs.mode),
                       n_files=fit.shape.n_files, block=fit.shape.block, field=str(cfg.field.name),
                       worker_memory=fit.share, fit=fit.problem, hvp=str(cfg.hvp), hvp_choice=choice, hvp_modes=modes,
-                      swap_steps=pair_arrays(cfg)[1])
+                      swap_steps=pair_arrays(cfg)[1], batch_size=None if grid.batches is None else len(grid.batches[0]))
 
 
 def _codec_rows(cfg: DictConfig, values: np.ndarray) -> list[dict[str, Any]]:

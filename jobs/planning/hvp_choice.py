@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from lie_sweep.data import Minibatches
 from lie_sweep import stack_examples
 from lie_sweep.devices import DTYPES, resolve_device
 from lie_sweep.hvp_calibration import ModeTiming, fastest_agreeing, time_hvp_modes
@@ -29,17 +30,21 @@ CALIBRATION_PAIRS = 256
 
 
 def calibrate_modes(cfg: SweepConfig, checkpoint: str, examples: Sequence[int], pairs: Sequence[tuple[int, int]],
-                    modes: tuple[str, ...] = ("forward", "reverse"),
-                    max_pairs: int = CALIBRATION_PAIRS) -> tuple[list[ModeTiming], float]:
+                    modes: tuple[str, ...] = ("forward", "reverse"), max_pairs: int = CALIBRATION_PAIRS,
+                    batches: Sequence[Sequence[int]] | None = None) -> tuple[list[ModeTiming], float]:
     """Timings of ``modes`` on the first task's pairs (``pairs``: positions into ``examples``, the sweep's
-    canonical order) at ``checkpoint``, with the worker's threads; and seconds per example gradient."""
+    canonical order) at ``checkpoint``, with the worker's threads; and seconds per example gradient
+    (``batches``: the items' dataset indices of a minibatch sweep)."""
     device, dtype = resolve_device(cfg.cluster.device), DTYPES[cfg.precision]
-    loaded = load_into(build_model(cfg.model).to(device=device, dtype=dtype), checkpoint, cfg.field)
+    loaded = load_into(build_model(cfg.model).to(device=device, dtype=dtype), checkpoint, cfg.field,
+                       batched_items=batches is not None)
     first = list(pairs)[:min(cfg.pairs.per_task, max_pairs)]
     positions = list(dict.fromkeys(k for p in first for k in p))
     row = {p: k for k, p in enumerate(positions)}
     local = torch.tensor([[row[i], row[j]] for i, j in first], dtype=torch.long)
-    inputs, targets = stack_examples(build_dataset(cfg.data), [examples[p] for p in positions])
+    data = build_dataset(cfg.data)
+    items = data if batches is None else Minibatches(data, batches)
+    inputs, targets = stack_examples(items, [examples[p] for p in positions])
     inputs, targets = inputs.to(device, dtype), targets.to(device, dtype)
     threads = torch.get_num_threads()
     if device.type == "cpu":
@@ -53,13 +58,13 @@ def calibrate_modes(cfg: SweepConfig, checkpoint: str, examples: Sequence[int], 
 
 
 def choose_hvp_mode(cfg: SweepConfig, checkpoint: str, examples: Sequence[int], pairs: Sequence[tuple[int, int]],
-                    log: Callable[[str], None] = print) -> str:
+                    log: Callable[[str], None] = print, batches: Sequence[Sequence[int]] | None = None) -> str:
     """The mode a new sweep's tasks use: ``cfg.hvp``, or for ``auto`` the fastest agreeing one (timed as
     :func:`calibrate_modes` says)."""
     mode = str(cfg.hvp)
     if mode != "auto":
         return mode
-    timings, s_grad = calibrate_modes(cfg, checkpoint, examples, pairs)
+    timings, s_grad = calibrate_modes(cfg, checkpoint, examples, pairs, batches=batches)
     chosen = fastest_agreeing(timings)
     by = ", ".join(f"{t.mode} {t.s_per_hvp * 1e3:.2f}" for t in timings if not t.error)
     log(f"hvp: {chosen} (ms per HVP on the first task's pairs: {by}; a gradient {s_grad * 1e3:.2f} ms)")

@@ -58,13 +58,14 @@ def verify_checkpoint(prov: Mapping[str, Any], sha256: str | None = None) -> Non
 
 
 def load_into(model: torch.nn.Module, source: str | Path | Mapping[str, Any], field: Any, *,
-              position: int = 0, kind: FieldKind | None = None) -> LoadedCheckpoint:
+              position: int = 0, kind: FieldKind | None = None, batched_items: bool = False) -> LoadedCheckpoint:
     """Load ``source`` into ``model`` (in place) and build what a sweep computes with at it.
 
     ``source``: a checkpoint path, or a sweep's provenance record of one (then verified against it);
     ``field``: the ``field.*`` config (``name`` and the field's own keys); ``position``: the file's
     place in its list (a step for files that record none); ``kind``: the field's registry entry when the
-    caller has it resolved already (a worker's spec carries it), else ``FIELDS[field.name]``.
+    caller has it resolved already (a worker's spec carries it), else ``FIELDS[field.name]``;
+    ``batched_items``: the sweep's items are minibatches (``pairs.unit=batch``), each one loss, their mean.
     """
     kind = kind if kind is not None else FIELDS[field.name]
     prov = source if isinstance(source, Mapping) else None
@@ -76,7 +77,7 @@ def load_into(model: torch.nn.Module, source: str | Path | Mapping[str, Any], fi
         verify_checkpoint(prov, sha256=ckpt.sha256)
     check_finite(ckpt)
     apply_checkpoint(model, ckpt)  # one error line when it does not fit
-    fmodel = FunctionalModel(model)
+    fmodel = FunctionalModel(model, batched_items=batched_items)
     params = fmodel.params()
     names = [n for n, _ in model.named_parameters()]  # the order a saved optimizer indexes its parameters by
     bound = build_field(field, ckpt.optimizer_state, names, path, kind=kind).bind(params)

@@ -92,7 +92,13 @@ class PairsConfig:
     block: int = opt(8, "examples per block: tiles are block x block; gradients are stored per block", min=1)
     rounds: int = opt(2, "tournament: seeded permutations of the examples", min=1)
     group: int = opt(16, "tournament: group size (all pairs inside each group of each round)", min=2)
-    seed: Optional[int] = opt(None, "tournament: permutation seed (null: the sweep's seed)")
+    seed: Optional[int] = opt(None, "tournament: permutation seed (null: the sweep's seed); unit=batch: the "
+                                    "minibatches' seed too")
+    unit: Optional[str] = opt(None, "the grid's items: example (null) or batch: disjoint seeded minibatches of "
+                              "batch_size examples, a step on one its mean-gradient step",
+                              choices=("example", "batch"))
+    batch_size: Optional[int] = opt(None, "unit=batch: examples per minibatch (a divisor of the examples' count)",
+                                    min=2)
     pool: PoolConfig = opt(factory=PoolConfig)
     top: TopConfig = opt(factory=TopConfig)
 

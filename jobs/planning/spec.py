@@ -64,6 +64,7 @@ class SweepSpec:
     # it even where the registering module was never imported (a plug-in or a test's own field)
     field_kind: FieldKind | None = None
     swap_epsilons: tuple[float, ...] = ()     # effect swap: its step sizes (the first is the tables')
+    batches: list[list[int]] | None = None    # pairs.unit=batch: each item's dataset indices (examples are items)
 
     def __post_init__(self) -> None:
         if self.field_kind is None:
@@ -131,7 +132,7 @@ class SweepSpec:
                 "attribute_names": self.attribute_names,
                 "output_names": self.output_names, "eval_examples": self.eval_examples, "epsilon": self.epsilon,
                 "n_tasks": n_tasks, "python": sys.version.split()[0], "torch": torch.__version__,
-                "hvp_mode": self.hvp_mode}
+                "hvp_mode": self.hvp_mode, **({"batches": self.batches} if self.batches is not None else {})}
 
     @classmethod
     def from_store_meta(cls, meta: StoreMeta, config: SweepConfig, examples: list[int],
@@ -145,7 +146,7 @@ class SweepSpec:
                    eval_examples=list(meta.eval_examples), output_names=list(meta.output_names),
                    epsilon=float(meta.epsilon), checkpoint_base=meta.checkpoint_base,
                    hvp_mode=meta.hvp_mode if config.hvp == "auto" else config.hvp,
-                   swap_epsilons=tuple(meta.layout.get("swap_epsilons", ())))
+                   swap_epsilons=tuple(meta.layout.get("swap_epsilons", ())), batches=meta.batches)
 
 
 def checkpoint_location(checkpoints: Any) -> str | list[str]:
@@ -217,11 +218,12 @@ def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepS
                      storage_options=dict(config.storage.options), kept_names=grid.kept_names,
                      eval_examples=grid.eval_examples, output_names=grid.output_names,
                      epsilon=epsilon_of(cfg), checkpoint_base=str(base), hvp_mode=str(config.hvp),
-                     swap_epsilons=_swap_epsilons(cfg, rates))
+                     swap_epsilons=_swap_epsilons(cfg, rates), batches=grid.batches)
     if config.hvp == "auto" and "bracket" in spec.effects:  # no HVP to choose for a sweep without the bracket
         from .hvp_choice import choose_hvp_mode
 
-        chosen = choose_hvp_mode(config, checkpoints[0]["path"], spec.examples, spec.pair_positions, log)
+        chosen = choose_hvp_mode(config, checkpoints[0]["path"], spec.examples, spec.pair_positions, log,
+                                 batches=spec.batches)
         spec = dataclasses.replace(spec, hvp_mode=chosen)
     return spec
 

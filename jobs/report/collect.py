@@ -204,6 +204,7 @@ def _info(sweep: Sweep, by: str) -> dict[str, Any]:
         "swap_rule": next((dict(sweep.store.group[a].attrs).get("rule") for a in ("swaps", "swap_logit_deltas")
                            if a in sweep.store.group), None),
         "outputs_exact": layout.keeps_swaps and not layout.keeps_lead_logits,  # the outputs panel's logit deltas
+        "unit": sweep.unit,  # example, or batch: the items are minibatches (sweep.batches)
     }
 
 

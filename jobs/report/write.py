@@ -113,8 +113,11 @@ def write_report(store: str, out: str | None = None, *, top: int = 16, examples:
     sweep = open_sweep(store, storage_options=storage_options)
     data = collect_report(sweep, top=top, examples=examples, by=by)
     wanted = set(data.ranked[:data.k]) | {int(x) for x in data.pairs.ravel()} | set(sweep.eval_examples)
-    thumbs = example_thumbnails(sweep.config.get("data", {}), wanted) if images else \
-        Thumbnails(note="example images left out (--no-images)")
+    if sweep.batches is not None:  # the page's ids are minibatches: no one image stands for one
+        thumbs = Thumbnails(note="no images: the sweep's items are minibatches (pairs.unit=batch)")
+    else:
+        thumbs = example_thumbnails(sweep.config.get("data", {}), wanted) if images else \
+            Thumbnails(note="example images left out (--no-images)")
     page, view, enc, tried = _fit(data, thumbs, int(max_mb * 2**20), explicit=examples is not None)
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,10 @@ def _header(sweep: Sweep) -> list[str]:
     return [
         f"store        {sweep.store.path}",
         f"grid         {len(sweep.steps)} checkpoints (steps {sweep.steps[0]}..{sweep.steps[-1]}) × "
-        f"{len(sweep.pairs)} pairs of {len(sweep.examples)} examples; {done} of {n_tasks} tasks done",
+        f"{len(sweep.pairs)} pairs of {len(sweep.examples)} "
+        + ("examples" if sweep.batches is None else f"minibatches of {len(sweep.batches[0])} examples (items "
+           "0..; sweep.batches[k]: item k's dataset indices; a step on one is its mean-gradient step)")
+        + f"; {done} of {n_tasks} tasks done",
         f"stored       {kept}, codec {meta.codec}"
         + (f" (keepbits {meta.keepbits})" if meta.codec == "bitround" else "")
         + f", {format_bytes(sweep.store.bytes_on_disk())} on disk",

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from lie_sweep import FunctionalModel, bracket_kernel, stack_examples
+from lie_sweep.data import Minibatches
 from lie_sweep.errors import ConfigError
 from lie_sweep.fields import eval_mode
 from lie_sweep.order import order_expansion, swap_parameters
@@ -79,6 +80,7 @@ def _verify(sweep: Sweep, path: str, pairs: int, seed: int, log: Callable[[str],
     model = build_model(cfg.model).to(torch.float64)
     data = build_dataset(cfg.data)
     eval_inputs = (stack_examples(data, sweep.eval_examples)[0].to(torch.float64) if sweep.eval_examples else None)
+    items = data if sweep.meta.batches is None else Minibatches(data, sweep.meta.batches)  # pairs.unit=batch
     rng = np.random.default_rng(seed)
     epsilons = [sweep.epsilon * f for f in LADDER]
     rows: dict[str, list] = {c: [] for c in COLUMNS}
@@ -88,10 +90,10 @@ def _verify(sweep: Sweep, path: str, pairs: int, seed: int, log: Callable[[str],
         done = fits[fits["step"] == step]
         if done.empty:
             continue
-        loaded = load_into(model, sweep.meta.checkpoints[c], cfg.field)
+        loaded = load_into(model, sweep.meta.checkpoints[c], cfg.field, batched_items=sweep.meta.batches is not None)
         picked = done.iloc[np.sort(rng.choice(len(done), size=min(pairs, len(done)), replace=False))]
         for r in picked.itertuples():
-            xs, ys = stack_examples(data, [int(r.i), int(r.j)])
+            xs, ys = stack_examples(items, [int(r.i), int(r.j)])
             xs, ys = xs.to(torch.float64), ys.to(torch.float64)
             ex_i, ex_j = (xs[0], ys[0]), (xs[1], ys[1])
             if expansion:

@@ -39,7 +39,7 @@ def _reference(loaded: Any, follow_steps: int, ex_i: Any, ex_j: Any, eps: float)
         a, b = real_swap(fm, loaded.field, params, ex_i, ex_j, eps)
         return a, b, "field steps"
     ends = torch_optim_ends(fm.module, loaded.checkpoint.optimizer_state, ex_i, ex_j, eps,
-                            follow_steps=follow_steps, loss_fn=fm.loss_fn)
+                            follow_steps=follow_steps, loss_fn=fm.loss_fn, batched_items=fm.batched_items)
     shapes = [(n, params[n].shape, params[n].numel()) for n in fm.param_names]
     named = []
     for flat in ends:
