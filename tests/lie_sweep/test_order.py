@@ -17,6 +17,7 @@ OPTIMIZERS = {
     "nesterov-wd": lambda ps: [torch.optim.SGD(ps, lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.01)],
     "adam": lambda ps: [torch.optim.Adam(ps, lr=5e-3, betas=(0.8, 0.999))],
     "adamw": lambda ps: [torch.optim.AdamW(ps, lr=5e-3, weight_decay=0.1)],
+    "amsgrad": lambda ps: [torch.optim.Adam(ps, lr=5e-3, amsgrad=True)],
     "muon": lambda ps: [torch.optim.Muon([(n, p) for n, p in ps if p.ndim == 2], lr=0.02),
                         torch.optim.AdamW([(n, p) for n, p in ps if p.ndim != 2], lr=5e-3)],
 }

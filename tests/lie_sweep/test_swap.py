@@ -78,7 +78,7 @@ def test_optimizer_swaps_equal_real_torch_optim_swaps(case, request):
         got = swap_kernel(fm, params, x, y, PAIRS, OptimizerRule(step, eps), state=state, follow_steps=follow)
         for p, (i, j) in enumerate(PAIRS):
             want = real_swap(net, optimizers, [(x[i], y[i]), (x[j], y[j])], eps, follow_steps=follow)
-            assert float((got.deltas[p] - want).norm()) <= 1e-9 * float(want.norm()), (case, eps, p)
+            assert float((got.deltas[p] - want).norm()) <= 1e-10 * float(want.norm()), (case, eps, p)
 
 
 def test_the_swap_is_antisymmetric_and_the_state_is_not_consumed():
@@ -129,3 +129,49 @@ def test_swaps_on_cuda_equal_the_cpus():
     net.cpu()
     for g, w in zip(got, want):
         assert float((g - w).norm() / w.norm()) <= 1e-10
+
+
+def test_muons_bfloat16_swap_is_torchs_to_within_bfloat16s_own_rounding(monkeypatch):
+    """With torch's own bfloat16 Newton–Schulz the swap is not torch's bit for bit (the increments round at other
+    points): it differs from it by no more than bfloat16 rounding moves torch's own swap (against the same
+    iteration in float64): 4-8% of ‖Δ‖ on this model."""
+    import torch.optim._muon as muon
+
+    net, optimizers, _ = trained("muon")
+    fm = FunctionalModel(net, mse)
+    step, state = from_state_dict([o.state_dict() for o in optimizers], fm.param_names, ns_dtype=torch.bfloat16)
+    x, y = batch()
+    lr = step.learning_rate()
+    got = swap_kernel(fm, fm.params(), x, y, PAIRS, OptimizerRule(step, lr), state=state).deltas
+    original = muon._zeropower_via_newtonschulz
+
+    def in_float64(g, coefficients, steps, eps):
+        with monkeypatch.context() as m:
+            m.setattr(torch.Tensor, "bfloat16", lambda t: t.clone())
+            return original(g, coefficients, steps, eps)
+
+    for p, (i, j) in enumerate(PAIRS):
+        examples = [(x[i], y[i]), (x[j], y[j])]
+        torch_bf16 = real_swap(net, optimizers, examples, lr)
+        monkeypatch.setattr(muon, "_zeropower_via_newtonschulz", in_float64)
+        torch_f64 = real_swap(net, optimizers, examples, lr)
+        monkeypatch.setattr(muon, "_zeropower_via_newtonschulz", original)
+        rounding = float((torch_bf16 - torch_f64).norm())
+        assert 0 < float((got[p] - torch_bf16).norm()) <= 2 * rounding, p
+
+
+def test_a_momentum_swap_is_first_order_and_tends_to_minus_mu_times_the_gradient_difference():
+    """SGD with momentum μ: Δ(ε)/ε → −μ(g_i − g_j) as ε → 0, the error falling like ε (lie_sweep/README.md)."""
+    net, optimizers, _ = trained("momentum")
+    fm = FunctionalModel(net, mse)
+    params, names = fm.params(), fm.param_names
+    step, state = from_state_dict(optimizers[0].state_dict(), names)
+    mu = optimizers[0].param_groups[0]["momentum"]
+    x, y = batch()
+    grads = torch.stack([flat(torch.func.grad(fm.example_loss)(params, x[k], y[k]), names) for k in range(3)])
+    errors = []
+    for eps in (1e-2, 1e-3, 1e-4):
+        d = swap_kernel(fm, params, x, y, PAIRS, OptimizerRule(step, eps), state=state).deltas
+        want = torch.stack([-mu * (grads[i] - grads[j]) for i, j in PAIRS])
+        errors.append(float((d / eps - want).norm() / want.norm()))
+    assert all(0.05 < errors[k + 1] / errors[k] < 0.2 for k in range(2)), errors
