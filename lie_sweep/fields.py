@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from abc import ABC, abstractmethod
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -120,6 +120,11 @@ class UpdateField(ABC):
     def direction(self, params: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor]) -> Params:
         """The update direction for gradient ``grads`` at parameters ``params``."""
 
+    def flat_factor(self, spec: Any) -> float | torch.Tensor | None:
+        """f with direction(θ, g) = f ⊙ g on ``spec``'s flat axis (a number or a D-vector), for fields that
+        scale the gradient elementwise independently of θ; None for any other (the default)."""
+        return None
+
     def bind(self, params: Mapping[str, torch.Tensor]) -> "UpdateField":
         """Check the field against the parameters it will act on; returns the field to use."""
         return self
@@ -139,6 +144,10 @@ class SGDField(UpdateField):
     def direction(self, params: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor]) -> Params:
         """u = −g."""
         return {n: -g for n, g in grads.items()}
+
+    def flat_factor(self, spec: Any) -> float:
+        """−1: u = −g."""
+        return -1.0
 
 
 class PreconditionedField(UpdateField):
@@ -204,3 +213,7 @@ class PreconditionedField(UpdateField):
     def direction(self, params: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor]) -> Params:
         """u = −P g."""
         return {n: -self.diagonal[n] * g for n, g in grads.items()}
+
+    def flat_factor(self, spec: Any) -> torch.Tensor:
+        """−P on the flat axis (a bound field: P on the parameters' device and dtype)."""
+        return -spec.flatten(self.diagonal)

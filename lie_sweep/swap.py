@@ -32,7 +32,7 @@ logit deltas are differences of two outputs of size ‖f‖, so their relative e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Protocol
+from typing import Callable, Mapping, Protocol
 
 import torch
 from torch.func import vmap
@@ -128,26 +128,45 @@ def swap_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor, t
         for p, (i, j) in enumerate(pairs.tolist()):
             partners.setdefault(i, []).append((p, j, 1.0))
             partners.setdefault(j, []).append((p, i, -1.0))
-        first = {a: rule.increment(params, state, spec.unflatten(gradients[a])) for a in partners}
-        first_flat = {a: spec.flatten(d) for a, (d, _) in first.items()}
+        flat = _flat_increments(rule, spec)  # a field scaling g elementwise: increments on the flat axis
+        if flat is not None:
+            first_flat = flat(gradients)      # δ_a for every example of the batch, n × D
+            first = {a: (spec.unflatten(first_flat[a]), state) for a in partners}
+        else:
+            first = {a: rule.increment(params, state, spec.unflatten(gradients[a])) for a in partners}
+            first_flat = torch.stack([spec.flatten(first[a][0]) if a in first else gradients[a].new_zeros(spec.size)
+                                      for a in range(gradients.shape[0])])
         deltas = gradients.new_zeros((pairs.shape[0], spec.size))
         logits = None
         for a, items in partners.items():
             delta_a, state_a = first[a]
             moved = _add(params, delta_a)
+            rows = torch.tensor([p for p, _, _ in items])
             others = [b for _, b, _ in items]
+            signs = gradients.new_tensor([sign for _, _, sign in items])
             moved_grads, _ = example_gradients(fmodel, moved, inputs[others], targets[others], chunk_size)
-            rests = _rests(rule, moved, state_a, moved_grads, follow_steps, spec)
-            for k, (p, b, sign) in enumerate(items):
-                # a = i adds r_ij − δ_j, a = j adds −(r_ji − δ_i): the grouping of the module docstring
-                deltas[p] += sign * (rests[k] - first_flat[b])
+            rests = flat(moved_grads) if flat is not None else _rests(rule, moved, state_a, moved_grads,
+                                                                      follow_steps, spec)
+            # a = i adds r_ij − δ_j, a = j adds −(r_ji − δ_i): the grouping of the module docstring (each row of
+            # ``deltas`` appears once per a, so the indexed add is exact and order-free)
+            deltas.index_add_(0, rows, (rests - first_flat[others]).mul_(signs[:, None]))
             if eval_inputs is not None:
                 ends = _outputs(fmodel, spec, spec.flatten(moved), rests, eval_inputs.to(gradients))
                 if logits is None:
                     logits = ends.new_zeros((pairs.shape[0], *ends.shape[1:]))
-                for k, (p, _, sign) in enumerate(items):
-                    logits[p] += sign * ends[k]
+                logits.index_add_(0, rows, ends.mul_(signs.reshape(-1, *[1] * (ends.ndim - 1)).to(ends)))
     return SwapResult(deltas, logits)
+
+
+def _flat_increments(rule: StepRule, spec: ParamSpec) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """For a field rule whose field scales the gradient elementwise (``flat_factor``), g ↦ ε·u(g) on rows of
+    flat gradients in one or two passes, the same bits as ε·direction(g) by name; None for any other rule."""
+    factor = rule.field.flat_factor(spec) if isinstance(rule, FieldRule) else None
+    if factor is None:
+        return None
+    if isinstance(factor, float):  # ε·(f g) = (ε f) g exactly for f = ±1
+        return lambda g: g.mul(factor * rule.epsilon)
+    return lambda g: g.mul(factor).mul_(rule.epsilon)
 
 
 def _rests(rule: StepRule, moved: Params, state: State, grads: torch.Tensor, follow_steps: int,

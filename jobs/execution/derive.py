@@ -22,7 +22,8 @@ from lie_sweep.swap import FieldRule, OptimizerRule, swap_kernel
 from . import rows
 from .field_cache import ExampleRows
 
-__all__ = ["first_nonfinite", "pair_dots", "nonfinite_example_values", "require_finite", "pair_tables",
+__all__ = ["first_nonfinite", "pair_dots", "nonfinite_example_values", "require_finite", "require_finite_outputs",
+           "pair_tables",
            "swap_pair_tables", "order_terms", "order_columns", "example_rows", "swap_terms", "swap_columns"]
 
 
@@ -69,6 +70,20 @@ def require_finite(values: torch.Tensor, spec: ParamSpec, prov: dict[str, Any], 
                          expected=f"finite {what}s from finite gradients",
                          found=f"NaN/Inf in {term.format(i=i, j=j)} for tensor {bad[1]}",
                          fix=f"{source} overflow at these weights: try precision=float64")
+
+
+def require_finite_outputs(values: torch.Tensor, prov: dict[str, Any], pair: Any, epsilons: Sequence[float]) -> None:
+    """One :class:`NonFiniteError` line where exact logit deltas (K × P × B × O) first hold NaN/Inf: the model's
+    outputs overflowed at the swapped weights (``pair(row)``: the dataset indices of a row's pair)."""
+    bad = (~torch.isfinite(values)).flatten(2).any(dim=2).nonzero()
+    if not bad.numel():
+        return
+    k, row = (int(v) for v in bad[0])
+    i, j = pair(row)
+    raise NonFiniteError(f"non-finite exact logit deltas at step {prov['step']} ({os.path.basename(prov['path'])})",
+                         expected="finite outputs f(θ_ij), f(θ_ji) on the evaluation batch",
+                         found=f"NaN/Inf in f(θ_ij) − f(θ_ji) of ({i}, {j}) at ε = {epsilons[k]:g}",
+                         fix="the model overflows at the swapped weights: lower swap_epsilon, or try precision=float64")
 
 
 def pair_tables(step: int, ids: np.ndarray, pairs: np.ndarray, local: np.ndarray, ex: ExampleRows,

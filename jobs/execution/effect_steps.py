@@ -25,7 +25,8 @@ import torch
 from lie_sweep import ParamSpec
 from storage.layout import Task
 
-from .derive import order_columns, order_terms, pair_tables, swap_columns, swap_pair_tables, swap_terms
+from .derive import (order_columns, order_terms, pair_tables, require_finite_outputs, swap_columns,
+                     swap_pair_tables, swap_terms)
 from .field_cache import ExampleRows
 
 __all__ = ["TaskInputs", "TaskEffects", "EffectStep", "EFFECT_STEPS", "task_tables"]
@@ -83,6 +84,10 @@ def _swap(worker: Any, inputs: TaskInputs, out: TaskEffects) -> None:
                                             worker.eval_inputs)
     for values in out.swaps:  # one step size at a time: rows are the task's pairs
         worker.require_finite(inputs.task, values, "swap", "θ_ij − θ_ji of ({i}, {j})", "steps")
+    if out.swap_logits is not None:
+        task = inputs.task
+        require_finite_outputs(out.swap_logits, worker.spec.checkpoints[task.checkpoint],
+                               lambda row: worker.spec.pairs[task.start + row], worker.spec.swap_epsilons)
 
 
 EFFECT_STEPS: dict[str, EffectStep] = {step.name: step for step in (

@@ -219,3 +219,15 @@ def test_plan_times_the_swap_of_a_sweep_without_the_bracket(tmp_path):
     work = next(line for line in text.splitlines() if line.startswith("work"))
     assert f"{5 * 6} × 2 exact swaps" in work and "Hessian" not in work and "2 swaps" in text
     assert "exact swaps (one step size) on disk" in text and not (tmp_path / "ck").exists()
+
+
+def test_non_finite_exact_logit_deltas_name_the_pair_and_step_size():
+    from jobs.execution.derive import require_finite_outputs
+    from lie_sweep.errors import NonFiniteError
+
+    values = torch.zeros(2, 3, 4, 5)
+    require_finite_outputs(values, {"step": 7, "path": "/x/s.pt"}, lambda r: None, [0.1, 0.01])  # finite: nothing
+    values[1, 2, 0, 1] = float("inf")
+    with pytest.raises(NonFiniteError, match=r"of \(1, 2\) at ε = 0.01"):
+        require_finite_outputs(values, {"step": 7, "path": "/x/s.pt"}, lambda r: [(0, 1), (0, 2), (1, 2)][r],
+                               [0.1, 0.01])
