@@ -131,19 +131,19 @@ def bench_sweeps(repeats: int, extra: tuple[str, ...] = ()) -> dict[str, list[fl
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from jobs.execution.runs import run_sweep
 
-    root = tempfile.mkdtemp(prefix="bench-effects-")
-    base = [f"checkpoints.dir={root}/ck", *extra]
-    run_sweep([*base, f"storage.path={root}/warm"], log=lambda m: None)  # trains the checkpoints, starts Ray
     rates: dict[str, list[float]] = {"bracket": [], "swap": []}
     walls: dict[str, list[float]] = {"bracket": [], "swap": []}
-    for r in range(repeats):
-        for effect in rates:
-            t = time.perf_counter()
-            result = run_sweep([*base, "checkpoints=glob", f"checkpoints.glob={root}/ck", f"effects=[{effect}]",
-                                f"storage.path={root}/{effect}-{r}"], log=lambda m: None)
-            walls[effect].append(time.perf_counter() - t)
-            done = result.report.completed
-            rates[effect].append(sum(d["stop"] - d["start"] for d in done) / sum(d["compute_s"] for d in done))
+    with tempfile.TemporaryDirectory(prefix="bench-effects-") as root:
+        base = [f"checkpoints.dir={root}/ck", *extra]
+        run_sweep([*base, f"storage.path={root}/warm"], log=lambda m: None)  # trains the checkpoints, starts Ray
+        for r in range(repeats):
+            for effect in rates:
+                t = time.perf_counter()
+                result = run_sweep([*base, "checkpoints=glob", f"checkpoints.glob={root}/ck", f"effects=[{effect}]",
+                                    f"storage.path={root}/{effect}-{r}"], log=lambda m: None)
+                walls[effect].append(time.perf_counter() - t)
+                done = result.report.completed
+                rates[effect].append(sum(d["stop"] - d["start"] for d in done) / sum(d["compute_s"] for d in done))
     print(f"\ndemo sweep {' '.join(extra)} ({repeats} runs each, interleaved):")
     for effect in rates:
         print(f"  effects=[{effect}]  {statistics.median(rates[effect]):7.1f} pairs per worker-second "

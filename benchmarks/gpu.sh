@@ -4,8 +4,9 @@
 #   2. benchmarks/gpu_table.py: the bracket kernel per HVP mode against the published method (convnet and narrow
 #      MXResNet, n = 32 and 64), each effect's cost per pair, and demo sweeps by effect, on the GPU.
 # Usage: benchmarks/gpu.sh            on a machine with CUDA (torch with CUDA installed; see README's setup)
-#        benchmarks/gpu.sh --cpu      the same steps at tiny sizes on the CPU (CI runs it, so this cannot rot;
-#                                     the gpu tests then skip and the figures mean nothing)
+#        benchmarks/gpu.sh --cpu      the same steps at tiny sizes on the CPU (the gpu tests then skip and the
+#                                     figures mean nothing); CI checks this script parses and runs its table
+#                                     in-process at these sizes (tests/jobs/test_gpu_script.py), so it cannot rot
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0

@@ -55,12 +55,12 @@ def rows_of(section: str, name: str, n: int, table: dict, times: dict, reference
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tiny", action="store_true", help="small sizes: the CPU smoke run of gpu.sh --cpu")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("gpu_table: no CUDA device here (torch.cuda.is_available() is False); run gpu.sh --cpu instead")
     repeats = 1 if args.tiny else args.repeats
