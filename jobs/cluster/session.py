@@ -4,10 +4,17 @@
 from __future__ import annotations
 
 import os
+import socket
+import time
+from urllib.parse import urlsplit
+
+from lie_sweep.errors import ConfigError
 
 from .reaper import start_reaper
 
-__all__ = ["RAY_LOCAL_DEFAULTS", "apply_ray_defaults", "init_ray"]
+__all__ = ["RAY_LOCAL_DEFAULTS", "apply_ray_defaults", "init_ray", "require_reachable"]
+
+DEFAULT_PORTS = {"ray": 10001, "http": 8265, "https": 8265, "": 6379}  # Ray Client, dashboard, GCS
 
 _REAPER = None  # the watchdog of the embedded Ray this process started; lives as long as we do
 
@@ -21,6 +28,31 @@ def apply_ray_defaults() -> None:
     processes started from here inherit them)."""
     for key, value in RAY_LOCAL_DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+def require_reachable(address: str | None, timeout: float = 30.0) -> None:
+    """Reach ``address`` (``host:port`` of a Ray head's GCS, or ``ray://host:port``) by TCP within ``timeout``
+    seconds, retrying; one error line naming it and how to run locally instead when nothing answers there (Ray
+    itself would retry for minutes). Nothing to check for a local Ray (null, "local") or ``auto``."""
+    if not address or address in ("local", "auto"):
+        return
+    parts = urlsplit(address if "://" in address else f"//{address}")
+    host, port = parts.hostname, parts.port or DEFAULT_PORTS.get(parts.scheme, 6379)
+    deadline, error = time.monotonic() + timeout, None
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=max(0.1, min(5.0, deadline - time.monotonic()))):
+                return
+        except OSError as exc:
+            error = exc
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    raise ConfigError(f"cannot reach the Ray cluster at {address}",
+                      expected=f"a Ray head listening on {host}:{port}",
+                      found=f"{type(error).__name__}: {error.strerror or error} after {timeout:g} s",
+                      fix="start it (ray start --head), correct cluster.address, or run on this machine with "
+                          "cluster.address=null")
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:

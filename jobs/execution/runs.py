@@ -17,6 +17,7 @@ from storage.identity import identity_diff
 from storage.layout import SCHEMA_VERSION, Task
 from storage.store import SweepStore
 
+from jobs.cluster.session import require_reachable
 from jobs.planning.config import (CHECKPOINT_LOCATION_KEYS, EXECUTION_KEYS, as_dict, config_from_stored, finalize,
                                   identity_of, load_config, storage_options_of, typed)
 from jobs.planning.loader import verify_checkpoint
@@ -46,7 +47,9 @@ def _execute_holding_lock(spec: SweepSpec, store: SweepStore, tasks: list[Task],
 
 
 def run_config(cfg: DictConfig, *, log: Callable[[str], None] = print, progress_stream=None) -> RunResult:
-    """Run a new sweep from a validated config (the store must be new unless storage.overwrite)."""
+    """Run a new sweep from a validated config (the store must be new unless storage.overwrite); a cluster
+    address that does not answer ends it before anything is trained or written."""
+    require_reachable(cfg.cluster.address, cfg.cluster.connect_timeout)
     spec = prepare_sweep(cfg, log=log)
     layout = spec.layout()
     tasks = layout.tasks()
@@ -96,6 +99,7 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
         raise ConfigError("resume would change what defines this sweep's results",
                           expected=f"only execution settings ({allowed})",
                           found="; ".join(diff), fix="drop those overrides, or pass --restart to start the store over")
+    require_reachable(cfg.cluster.address, cfg.cluster.connect_timeout)  # before the lock: nothing to clean up
     if restart:
         cfg = OmegaConf.to_container(cfg, resolve=True)
         cfg["storage"]["path"], cfg["storage"]["overwrite"] = str(path), True

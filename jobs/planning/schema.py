@@ -142,6 +142,8 @@ class ClusterConfig:
     """How the work runs (execution settings: they may change on resume)."""
 
     address: Optional[str] = opt(None, "null: Ray on this machine (127.0.0.1); or a running cluster's address")
+    connect_timeout: float = opt(30.0, "seconds to reach cluster.address before anything is trained or written",
+                                 gt=0)
     workers: Optional[int] = opt(None, "null: one per GPU, or one per cpus_per_worker CPUs where there is none",
                                  min=1)
     gpus_per_worker: float = opt(1.0, "GPUs per worker where the cluster has GPUs (fractions share one)", gt=0)

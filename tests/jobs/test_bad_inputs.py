@@ -81,6 +81,28 @@ def test_resume_with_a_changed_identity_is_refused_with_a_diff(store, tmp_path, 
     assert "3 computed now, 5 already done" in format_account(ok)
 
 
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_unreachable_cluster_ends_run_and_resume_at_once_with_nothing_written(store, tmp_path):
+    address = f"127.0.0.1:{_closed_port()}"
+    proc = cli("run", f"cluster.address={address}", "cluster.connect_timeout=1", f"storage.path={tmp_path / 'new'}",
+               f"checkpoints.dir={tmp_path / 'ck'}", cwd=tmp_path)
+    assert_one_line(proc, f"cannot reach the Ray cluster at {address}")
+    assert "cluster.address=null" in proc.stderr
+    assert not (tmp_path / "ck").exists() and not (tmp_path / "new").exists()  # nothing trained, nothing written
+    before = snapshot(store)
+    proc = cli("resume", str(store), f"cluster.address={address}", "cluster.connect_timeout=1", cwd=tmp_path)
+    assert_one_line(proc, f"cannot reach the Ray cluster at {address}")
+    assert snapshot(store) == before and not (store / "ledger" / "lock.json").exists()   # no lock left behind
+
+
 def test_restart_starts_the_store_over_with_the_new_config(store, local_ray):
     resume_sweep(str(store), ["model.width=8"], restart=True, log=lambda m: None)
     meta = json.loads((store / "arrays.zarr" / "zarr.json").read_text())["attributes"]["lie_sweep"]
