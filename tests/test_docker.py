@@ -83,6 +83,8 @@ def test_kuberay_manifests_name_real_commands_images_and_versions(manifest):
     containers = [spec["headGroupSpec"]["template"]["spec"]["containers"][0]]
     containers += [g["template"]["spec"]["containers"][0] for g in spec["workerGroupSpecs"]]
     assert all(c["image"] == image for c in containers)
+    # credentials by Kubernetes Secret, the only way they reach a cluster (never a job's runtime environment)
+    assert all({"name": "lie-sweep-s3"}.items() <= c["envFrom"][0]["secretRef"].items() for c in containers)
     for group in spec["workerGroupSpecs"]:
         gpus = group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
         assert int(group["rayStartParams"]["num-gpus"]) == gpus >= 1

@@ -29,7 +29,8 @@ def follow_job(args: argparse.Namespace, job_id: str) -> int:
 def _submit(args: argparse.Namespace) -> int:
     from jobs.cluster.submit import submit_run
 
-    return follow_job(args, submit_run(args.overrides, args.address))
+    return follow_job(args, submit_run(args.overrides, args.address, env=args.env or (),
+                                       allow_secret_env=args.allow_secret_env))
 
 
 def _job(args: argparse.Namespace) -> int:
@@ -53,7 +54,12 @@ SUBMIT = Command(
     epilog=EPILOG,
     arguments=(OVERRIDES, DASHBOARD,
                Arg(("--wait",), dict(action="store_true", help="follow the job's output until it ends; exit with its "
-                                                               "status"))))
+                                                               "status")),
+               Arg(("--env",), dict(action="append", metavar="NAME", help="forward this shell's variable NAME to "
+                                    "the job (repeatable); the Ray dashboard shows a job's environment to anyone who "
+                                    "can read it, so names that look like secrets are refused")),
+               Arg(("--allow-secret-env",), dict(action="store_true", help="forward --env names that look like "
+                                                 "secrets anyway (they become readable on the dashboard)"))))
 
 JOB = Command(
     "job", "status, logs or stop of a submitted sweep job", _job,

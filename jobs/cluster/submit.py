@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -19,16 +20,20 @@ from typing import Any, Callable, Sequence
 
 from omegaconf import OmegaConf
 
-from lie_sweep.errors import LieSweepError, first_line
+from lie_sweep.errors import ConfigError, LieSweepError, first_line
 
 from jobs.planning.config import load_config
 
 __all__ = ["submit_run", "submit_resume", "follow", "job_client", "job_status", "job_logs", "job_stop", "JobError",
-           "PASS_ENV"]
+           "PASS_ENV", "SECRET_NAME", "forwarded_env"]
 
-# environment passed on to the job: Ray's local settings and each filesystem's usual credentials
-PASS_ENV = ("RAY_USAGE_STATS_ENABLED", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-            "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL", "GOOGLE_APPLICATION_CREDENTIALS")
+# environment passed on to the job: Ray's local settings and where object stores are, never a credential. A job's
+# runtime environment is readable by anyone who can read the Ray dashboard (GET /api/jobs/), so credentials reach
+# the workers from the cluster side: the Ray nodes' environment, a Kubernetes Secret (docker/kuberay/), an
+# instance role.
+PASS_ENV = ("RAY_USAGE_STATS_ENABLED", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL")
+# names that look like secrets: never forwarded unless asked for by name with --allow-secret-env
+SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSW|PRIVATE|CREDENTIAL|ACCESS_KEY|API_KEY|(^|_)KEY($|_)", re.IGNORECASE)
 
 
 class JobError(LieSweepError):
@@ -53,14 +58,30 @@ def job_client(address: str):
                        fix="check --address and that the head runs the dashboard (ray[default])") from None
 
 
-def _runtime_env(workdir: str | None) -> dict[str, Any]:
+def forwarded_env(names: Sequence[str] = (), allow_secrets: bool = False) -> dict[str, str]:
+    """The variables a job's runtime environment carries: :data:`PASS_ENV`, ``FSSPEC_*`` settings and ``names``
+    (``submit --env NAME``), those set here; a name that looks like a secret (:data:`SECRET_NAME`) is skipped
+    among the automatic ones and refused in one line among ``names`` unless ``allow_secrets``."""
+    for name in names:
+        if SECRET_NAME.search(name) and not allow_secrets:
+            raise ConfigError(f"--env {name} looks like a secret", expected="a variable whose value the Ray "
+                              "dashboard may show to anyone who can read it", found=name,
+                              fix="give the cluster its credentials (the nodes' environment, a Kubernetes Secret: "
+                                  "docker/kuberay/), or pass --allow-secret-env to forward it anyway")
+        if name not in os.environ:
+            raise ConfigError(f"--env {name} is not set here", expected="a variable of this shell to forward",
+                              found="unset", fix=f"export {name}=... first, or drop --env {name}")
+    automatic = [k for k in os.environ if k in PASS_ENV or (k.startswith("FSSPEC_") and not SECRET_NAME.search(k))]
+    return {k: os.environ[k] for k in [*automatic, *names] if k in os.environ}
+
+
+def _runtime_env(workdir: str | None, env_vars: dict[str, str]) -> dict[str, Any]:
     import jobs
     import lie_sweep
     import storage
 
     env: dict[str, Any] = {"py_modules": [str(Path(m.__file__).parent) for m in (lie_sweep, storage, jobs)],
-                           "env_vars": {k: os.environ[k] for k in PASS_ENV if k in os.environ}}
-    env["env_vars"].update({k: v for k, v in os.environ.items() if k.startswith("FSSPEC_")})
+                           "env_vars": dict(env_vars)}
     if workdir:
         env["working_dir"] = workdir
     return env
@@ -85,8 +106,11 @@ def _absolute(path: str) -> str:
     return path if "://" in path else str(Path(path).expanduser().resolve())
 
 
-def submit_run(overrides: Sequence[str], address: str, *, log: Callable[[str], None] = print) -> str:
-    """Submit the sweep that ``overrides`` describe; returns the job id."""
+def submit_run(overrides: Sequence[str], address: str, *, log: Callable[[str], None] = print,
+               env: Sequence[str] = (), allow_secret_env: bool = False) -> str:
+    """Submit the sweep that ``overrides`` describe, its runtime environment carrying :func:`forwarded_env`
+    (``env``: more variables by name); returns the job id."""
+    env_vars = forwarded_env(env, allow_secret_env)
     cfg = OmegaConf.to_container(load_config(overrides), resolve=True)
     cfg["storage"]["path"] = _absolute(cfg["storage"]["path"])
     cfg["checkpoints"]["dir"] = _absolute(cfg["checkpoints"]["dir"])
@@ -98,7 +122,7 @@ def submit_run(overrides: Sequence[str], address: str, *, log: Callable[[str], N
     with tempfile.TemporaryDirectory(prefix="lie-sweep-job-") as workdir:
         Path(workdir, "config.json").write_text(json.dumps(cfg, indent=1))
         job_id = _submit(client, entrypoint="python -m jobs.cli run --config config.json",
-                         runtime_env=_runtime_env(workdir),
+                         runtime_env=_runtime_env(workdir, env_vars),
                          metadata={"lie_sweep": "run", "store": cfg["storage"]["path"]})
     log(f"submitted {job_id}: sweep into {cfg['storage']['path']}")
     return job_id
@@ -114,7 +138,8 @@ def submit_resume(store: str, overrides: Sequence[str], address: str, *, restart
     if restart:
         args.append("--restart")
     client = job_client(address)
-    job_id = _submit(client, entrypoint=" ".join(shlex.quote(a) for a in args), runtime_env=_runtime_env(None),
+    job_id = _submit(client, entrypoint=" ".join(shlex.quote(a) for a in args), runtime_env=_runtime_env(None,
+                                                                                                   forwarded_env()),
                      metadata={"lie_sweep": "resume", "store": store})
     log(f"submitted {job_id}: resume of {store}")
     return job_id

@@ -24,10 +24,15 @@ def ray_head(tmp_path_factory):
     stop_ray_head(proc, previous)
 
 
+SECRET = "lie-sweep-test-secret-0b7e"   # a credential in the submitting shell: it must not reach the job's metadata
+
+
 def cli(*args, cwd, timeout=600):
-    """A real ``lie-sweep`` process (the first submission: what a shell sees)."""
+    """A real ``lie-sweep`` process (the first submission: what a shell sees), with cloud credentials set."""
+    env = {**env_with_venv(), "AWS_ACCESS_KEY_ID": "AKIA" + SECRET, "AWS_SECRET_ACCESS_KEY": SECRET,
+           "AWS_SESSION_TOKEN": SECRET, "FSSPEC_S3_SECRET": SECRET, "AWS_DEFAULT_REGION": "us-east-1"}
     return subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env=env_with_venv())
+                          timeout=timeout, env=env)
 
 
 def test_submit_stop_resume_on_the_cluster_and_read_the_jobs(ray_head, reference, tmp_path):
@@ -39,6 +44,14 @@ def test_submit_stop_resume_on_the_cluster_and_read_the_jobs(ray_head, reference
     proc = cli("submit", "--address", ray_head, *glob_overrides(reference, store, *bigger), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     job_id = proc.stdout.strip().splitlines()[-1]
+    # no secret in what the Jobs API shows anyone who can read the dashboard: the job list and the job's info
+    from jobs.cluster.submit import job_client
+
+    client = job_client(ray_head)
+    as_data = lambda job: job.model_dump() if hasattr(job, "model_dump") else job.dict()  # noqa: E731 - pydantic 2/1
+    shown = json.dumps([as_data(j) for j in client.list_jobs()], default=str)
+    shown += json.dumps(as_data(client.get_job_info(job_id)), default=str)
+    assert job_id in shown and "us-east-1" in shown and SECRET not in shown
     deadline = time.monotonic() + 300
     while not ((store / "ledger" / "marks").is_dir() and len(marks_of(store)) >= 3):
         assert time.monotonic() < deadline, cli("job", "logs", job_id, "--address", ray_head, cwd=tmp_path).stdout
@@ -65,7 +78,11 @@ def test_submit_stop_resume_on_the_cluster_and_read_the_jobs(ray_head, reference
     assert logs.returncode == 0 and f"{56 - stopped_at} computed now" in logs.stdout
 
 
-def test_submit_refuses_a_bad_config_before_sending_anything(ray_head, tmp_path):
+def test_submit_refuses_a_bad_config_before_sending_anything(ray_head, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    proc = run_cli("submit", "--address", ray_head, "--env", "AWS_SECRET_ACCESS_KEY", cwd=tmp_path)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "--env AWS_SECRET_ACCESS_KEY looks like a secret" in proc.stderr and "--allow-secret-env" in proc.stderr
     proc = run_cli("submit", "--address", ray_head, "pairs.per_task=-1", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("lie-sweep: error: bad value for pairs.per_task")
