@@ -23,8 +23,17 @@ __all__ = ["filesystem_of", "check_writable", "check_creatable", "refuse_foreign
 
 
 def filesystem_of(path: str, storage_options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """(filesystem, root path inside it) for a local path or an fsspec URL."""
-    fs, root = fsspec.core.url_to_fs(str(path), **dict(storage_options or {}))
+    """(filesystem, root path inside it) for a local path or an fsspec URL; one error line naming the package
+    (and lie-sweep's extra) when the URL's filesystem is not installed."""
+    try:
+        fs, root = fsspec.core.url_to_fs(str(path), **dict(storage_options or {}))
+    except ImportError as exc:
+        scheme = str(path).split("://", 1)[0]
+        extra = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}.get(scheme)
+        raise StoreError(f"no filesystem for {scheme}:// installed", expected=f"the fsspec package for {scheme}://",
+                         found=f"ImportError: {str(exc).splitlines()[0]}",
+                         fix=f"pip install 'lie-sweep[{extra}]'" if extra else "install the fsspec implementation "
+                             f"of {scheme}:// (see the fsspec documentation)") from None
     return fs, root.rstrip("/")
 
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import fsspec
 
-__all__ = ["MARKER", "ARRAYS", "TABLES_DIR", "LEDGER", "META_KEY", "StoreTree", "detect", "has_metadata",
-           "marker_record"]
+__all__ = ["MARKER", "ARRAYS", "TABLES_DIR", "LEDGER", "META_KEY", "StoreTree", "detect", "enclosing_store",
+           "has_metadata", "marker_record"]
 
 MARKER = "lie-sweep.json"
 ARRAYS = "arrays.zarr"
@@ -108,6 +108,21 @@ def detect(fs: fsspec.AbstractFileSystem, root: str) -> StoreTree | None:
         return StoreTree(root)
     if has_metadata(fs, root):
         return StoreTree(root, legacy=True)
+    return None
+
+
+def enclosing_store(fs: fsspec.AbstractFileSystem, root: str, levels: int = 3) -> str | None:
+    """The root of the lie-sweep store (found by its marker) that ``root`` lies inside, up to ``levels``
+    folders up; None when there is none (``root`` itself being a store does not count)."""
+    here = root.rstrip("/")
+    for _ in range(levels):
+        parent = posixpath.dirname(here)
+        if not parent or parent == here:
+            return None
+        marker = _json(fs, posixpath.join(parent, MARKER))
+        if marker is not None and marker.get("format") == FORMAT:
+            return parent
+        here = parent
     return None
 
 

@@ -40,7 +40,7 @@ from .ledger import Ledger
 from .location import check_creatable, check_writable, delete_own_entries, filesystem_of
 from .lock import StoreLock
 from .meta import StoreMeta
-from .paths import META_KEY, StoreTree, detect, has_metadata, marker_record
+from .paths import META_KEY, StoreTree, detect, enclosing_store, has_metadata, marker_record
 from .tables import part_path, read_parts, step_of_folder, table_dir, task_of_part, write_part
 
 __all__ = ["SweepStore"]
@@ -119,6 +119,10 @@ class SweepStore:
     def open(cls, path: str, mode: str = "r", storage_options: Mapping[str, Any] | None = None) -> "SweepStore":
         """Open an existing store (``mode`` "r" or "r+"); a path that holds no sweep is one error line."""
         fs, root = filesystem_of(path, storage_options)
+        outer = enclosing_store(fs, root)
+        if outer is not None:  # e.g. STORE/arrays.zarr: a Zarr group, but not the sweep
+            raise NotASweepError(f"{path} is inside a lie-sweep store", expected="the store's own path",
+                                 found=f"a path inside {outer}", fix=f"pass {outer}")
         tree = detect(fs, root)
         if tree is None:
             found = ("no such path" if not fs.exists(root) else

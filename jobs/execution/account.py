@@ -23,8 +23,9 @@ def format_account(result: RunResult, top: int = 8) -> str:
         f"store        {spec.store_path}",
         f"tasks        {len(report.completed)} computed now, {report.skipped} already done, "
         f"{len(report.failures)} failed, of {result.n_tasks}",
-        f"pairs        {report.pairs_computed} computed in {report.seconds:.1f} s ({rate:.1f} pairs/s, "
-        f"{report.workers} worker(s))",
+        (f"pairs        {report.pairs_computed} computed in {report.seconds:.1f} s ({rate:.1f} pairs/s, "
+         f"{report.workers} worker(s))" if report.pairs_computed else
+         "pairs        none computed now: every task was done already"),
         (f"disk         {format_bytes(on_disk)} on disk for {format_bytes(raw)} of raw parameter-sized arrays "
          f"(compression ratio {raw / max(on_disk, 1):.2f}x)" if raw else
          f"disk         {format_bytes(on_disk)} on disk "

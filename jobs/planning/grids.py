@@ -242,6 +242,16 @@ def _prepare_top(grid: GridInput, pc: Any, context: GridContext) -> GridInput:
     return replace(grid, examples=examples, explicit=explicit)
 
 
+def _prepare_tournament(grid: GridInput, pairs_cfg: Any, context: GridContext) -> GridInput:
+    """Refuse groups as large as the examples: every round would be every pair (the ``all`` grid, not a
+    tournament)."""
+    if grid.group >= len(grid.examples):
+        raise ConfigError("the tournament's groups hold every example",
+                          expected=f"pairs.group below the {len(grid.examples)} examples",
+                          found=f"pairs.group={grid.group}", fix="use pairs=all for every pair, or lower pairs.group")
+    return grid
+
+
 def _top_positions(grid: GridInput) -> np.ndarray:
     return tile_order(positions_of(grid.examples, grid.explicit), grid.block)
 
@@ -259,7 +269,7 @@ GRIDS: Registry[GridKind] = Registry("pairs.mode", (
              lambda g: cross_pairs(g.n_probes, list(g.pool), g.block), prepare=_prepare_cross, check=_check_cross),
     GridKind("tournament", "pairs.rounds seeded permutations cut into groups of pairs.group, all pairs inside each "
                            "group: about E*rounds*(group-1)/2 pairs",
-             lambda g: tournament_pairs(len(g.examples), g.rounds, g.group, g.seed)),
+             lambda g: tournament_pairs(len(g.examples), g.rounds, g.group, g.seed), prepare=_prepare_tournament),
     GridKind("top", "the pairs.top.k pairs of the store pairs.top.store with the largest pairs.top.by",
              _top_positions, prepare=_prepare_top, check=_check_top),
     GridKind("list", "an explicit list of [i, j] pairs of dataset indices (pairs.list)", _listed_positions,

@@ -93,7 +93,7 @@ class PairsConfig:
     rounds: int = opt(2, "tournament: seeded permutations of the examples", min=1)
     group: int = opt(16, "tournament: group size (all pairs inside each group of each round)", min=2)
     seed: Optional[int] = opt(None, "tournament: permutation seed (null: the sweep's seed); unit=batch: the "
-                                    "minibatches' seed too")
+                                    "minibatches' seed too", min=0)
     unit: Optional[str] = opt(None, "the grid's items: example (null) or batch: disjoint seeded minibatches of "
                               "batch_size examples, a step on one its mean-gradient step",
                               choices=("example", "batch"))
@@ -181,7 +181,7 @@ class SweepConfig:
     hvp: str = opt("forward", "how HVPs are computed: forward, reverse, compile, or auto (the fastest that agrees "
                               "with forward, timed when the store is created and recorded in it; lie_sweep/README.md)",
                    choices=HVP_CHOICES)
-    seed: int = opt(0, "seed of the model's initialisation and of training")
+    seed: int = opt(0, "seed of the model's initialisation and of training", min=0)
     effects: Optional[list[str]] = opt(None, "what is computed per pair, a list of: " + " | ".join(EFFECTS)
                                        + " (null: bracket, and order under field=optimizer; lie_sweep/README.md)")
     swap_epsilon: Any = opt(None, "swap: the step size eps of the exact swaps, or a list (a ladder; the first is the "

@@ -59,6 +59,9 @@ def _check_output(out: str, store: str) -> None:
     if "://" not in store and path.resolve().is_relative_to(Path(store).resolve()):
         raise ConfigError("the report would be written inside the store", expected="a path outside the store",
                           found=out, fix=f"use -o {default_report_path(store)}")
+    if not path.parent.is_dir():
+        raise ConfigError("the report's folder does not exist", expected="-o in an existing folder",
+                          found=str(path.parent), fix=f"create it first (mkdir -p {path.parent}), or pick another -o")
     if path.is_dir():
         raise ConfigError("report output is a directory", expected="a file path (e.g. report.html)", found=out,
                           fix=f"use -o {path / 'report.html'}")
@@ -120,11 +123,13 @@ def write_report(store: str, out: str | None = None, *, top: int = 16, examples:
             Thumbnails(note="example images left out (--no-images)")
     page, view, enc, tried = _fit(data, thumbs, int(max_mb * 2**20), explicit=examples is not None)
     target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         tmp.write_text(page, encoding="utf-8")
         os.replace(tmp, target)
+    except OSError as exc:
+        raise ConfigError("cannot write the report", expected=f"a writable place for {target}",
+                          found=f"{type(exc).__name__}: {exc.strerror or exc}", fix="pick another -o") from None
     finally:
         tmp.unlink(missing_ok=True)
     return ReportResult(path=str(target), n_bytes=target.stat().st_size, shown=view.k, of=len(sweep.examples),

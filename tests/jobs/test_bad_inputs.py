@@ -79,6 +79,8 @@ def test_resume_with_a_changed_identity_is_refused_with_a_diff(store, tmp_path, 
     # execution settings may change (in this process, on the session's Ray: the CLI path is the one above)
     ok = resume_sweep(str(store), ["cluster.workers=1", "chunk_size=2"], log=lambda m: None)
     assert "3 computed now, 5 already done" in format_account(ok)
+    again = format_account(resume_sweep(str(store), log=lambda m: None))   # a finished store: no "nan pairs/s"
+    assert "0 computed now, 8 already done" in again and "none computed now" in again and "nan" not in again
 
 
 def _closed_port() -> int:
@@ -169,3 +171,23 @@ def test_status_reports_pending_failed_and_eta(store, tmp_path):
     assert st["pairs_per_second"] > 0 and st["eta_seconds"] > 0 and st["compression_ratio"] > 0
     text = cli("status", str(store), cwd=tmp_path).stdout
     assert "FAILED task 4" in text and "time left" in text
+
+
+def test_the_issue_24_inputs_end_in_one_line_with_nothing_written(store, tmp_path):
+    """Each ended in a traceback, a silent side effect or a wrong account before (issue 24, item 3)."""
+    new = [f"storage.path={tmp_path / 'new'}", f"checkpoints.dir={tmp_path / 'ck'}"]
+    for args, needle in ((["pairs=tournament", "pairs.seed=-1"], "bad value for pairs.seed"),
+                         (["pairs=tournament", "pairs.group=20", "examples.count=12"],
+                          "the tournament's groups hold every example"),
+                         (["storage.path=gs://bucket/x.zarr"], "pip install 'lie-sweep[gcs]'")):
+        assert_one_line(cli("run", *new, *args, cwd=tmp_path), needle)
+    assert not (tmp_path / "ck").exists() and not (tmp_path / "new").exists()
+    before = snapshot(store)
+    inner = cli("show", str(store / "arrays.zarr"), cwd=tmp_path)
+    assert_one_line(inner, "is inside a lie-sweep store")
+    assert f"pass {store}" in inner.stderr
+    assert_one_line(cli("report", str(store), "-o", str(tmp_path / "no" / "dir" / "r.html"), cwd=tmp_path),
+                    "the report's folder does not exist")
+    assert not (tmp_path / "no").exists()
+    assert_one_line(cli("report", str(store), "-o", "/proc/r.html", cwd=tmp_path), "cannot write the report")
+    assert snapshot(store) == before
