@@ -73,13 +73,15 @@ def _numeric_columns(store: SweepStore, path: str) -> np.ndarray:
     return np.nan_to_num(np.concatenate(cols) if cols else np.zeros(0), nan=0.0)
 
 
-def check_store(path: str, *, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Check every completed task of the store at ``path``; returns {checked, damaged: [...]}."""
-    store = SweepStore.open(path, mode="r+")
-    store.ledger.acquire_lock("check")
+def check_store(path: str, *, repair: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Check every completed task of the store at ``path``; returns {checked, damaged: [...], repaired}. Only
+    reads, unless ``repair``: then (holding the store's lock) each damaged task's files are removed and its
+    completion mark cleared, so that the next ``resume`` recomputes exactly those tasks."""
+    store = SweepStore.open(path, mode="r+" if repair else "r")
+    if repair:
+        store.ledger.acquire_lock("check")
     try:
-        layout = store.layout
-        tasks = layout.tasks()
+        tasks = store.layout.tasks()
         done = store.ledger.done_tasks()
         steps = store.steps
         damaged = []
@@ -88,12 +90,14 @@ def check_store(path: str, *, log: Callable[[str], None] = print) -> dict[str, A
                 continue
             problems, files = _task_problems(store, task, done[task.task_id])
             if problems:
-                store.discard_files(files)
-                store.ledger.clear_mark(task.task_id)
+                if repair:
+                    store.discard_files(files)
+                    store.ledger.clear_mark(task.task_id)
                 damaged.append({"task_id": task.task_id, "step": steps[task.checkpoint],
                                 "pairs": [task.start, task.stop], "problems": problems})
                 log(f"damaged task {task.task_id} (step {steps[task.checkpoint]}, pairs {task.start}-{task.stop}): "
-                    f"{'; '.join(problems)}; mark cleared")
-        return {"checked": len(done), "damaged": damaged}
+                    f"{'; '.join(problems)}" + ("; mark cleared" if repair else ""))
+        return {"checked": len(done), "damaged": damaged, "repaired": repair}
     finally:
-        store.ledger.release()
+        if repair:
+            store.ledger.release()

@@ -152,7 +152,7 @@ def test_a_value_changed_through_zarr_is_found_by_check_and_recomputed_by_resume
     value = group["brackets"][1, 4, 7]
     group["brackets"][1, 4, 7] = value * 2 + 1                  # rewrites the shard with valid CRC32Cs
     assert shard.read_bytes() != original
-    proc = cli("check", str(store), cwd=tmp_path)
+    proc = cli("check", str(store), "--repair", cwd=tmp_path)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     assert "damaged task 19 " in proc.stdout and "changed after completion" in proc.stdout
     assert "1 damaged" in proc.stdout and 19 not in marks_of(store) and len(marks_of(store)) == 29

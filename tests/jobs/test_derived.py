@@ -228,8 +228,11 @@ def test_show_and_check_cover_tables(sweeps, capsys):
     part = sweep.store.files_of(sweep.store.layout.tasks()[1])["table pairs"]
     with open(part, "r+b") as f:
         f.truncate(20)
-    report = check_store(sweeps["summary"], log=lambda m: None)
+    report = check_store(sweeps["summary"], log=lambda m: None)            # reports, changes nothing
     assert [d["task_id"] for d in report["damaged"]] == [1] and "table pairs" in report["damaged"][0]["problems"][0]
+    assert open_sweep(sweeps["summary"]).complete
+    report = check_store(sweeps["summary"], repair=True, log=lambda m: None)
+    assert [d["task_id"] for d in report["damaged"]] == [1] and report["repaired"]
     assert not open_sweep(sweeps["summary"]).complete
     resume_sweep(sweeps["summary"], log=lambda m: None)
     after = open_sweep(sweeps["summary"])

@@ -57,10 +57,13 @@ def test_a_damaged_store_is_found_by_check_and_repaired_by_resume(reference, tmp
     raw = bytearray(flipped.read_bytes())
     raw[len(raw) // 3] ^= 0xFF
     flipped.write_bytes(bytes(raw))
-    proc = run_cli("check", str(store), cwd=tmp_path)
+    dry = run_cli("check", str(store), cwd=tmp_path)                  # by default check reports and changes nothing
+    assert dry.returncode == 1 and "2 damaged, nothing changed" in dry.stdout and "--repair" in dry.stdout
+    assert len(marks_of(store)) == 30 and truncated.exists()
+    proc = run_cli("check", str(store), "--repair", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "damaged task 3 " in proc.stdout and "damaged task 22 " in proc.stdout   # task 22 = checkpoint 1, pair 7
-    assert "2 damaged" in proc.stdout
+    assert "2 damaged, marks cleared" in proc.stdout
     assert len(marks_of(store)) == 28
     result = resume_sweep(str(store), log=lambda m: None)
     assert sorted(r["task_id"] for r in result.report.completed) == [3, 22]
@@ -89,7 +92,8 @@ def test_a_store_in_use_is_refused_and_a_stale_lock_is_taken_over(reference, loc
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "holding"
-        for args in (["run", *glob_overrides(reference, store)], ["resume", str(store)], ["check", str(store)]):
+        for args in (["run", *glob_overrides(reference, store)], ["resume", str(store)],
+                     ["check", str(store), "--repair"]):
             second = run_cli(*args, cwd=tmp_path)
             assert second.returncode == 2 and "Traceback" not in second.stderr
             line = second.stderr.strip()

@@ -110,7 +110,7 @@ def test_sgd_swaps_are_two_real_steps_and_the_tables_measure_the_leading_order(r
     assert run_cli("check", str(store), cwd=tmp_path).stdout.strip().endswith("all intact")
     shard = Path(sweep.store.files_of(sweep.store.layout.tasks()[1])["swaps 1"])
     shard.write_bytes(shard.read_bytes()[:50])
-    proc = run_cli("check", str(store), cwd=tmp_path)
+    proc = run_cli("check", str(store), "--repair", cwd=tmp_path)
     assert proc.returncode == 1 and "damaged task 1 " in proc.stdout and "swaps 1 unreadable" in proc.stdout
     sweep.store.ledger.clear_mark(5)
     sweep.store.discard_files(list(sweep.store.files_of(sweep.store.layout.tasks()[5]).values()))
