@@ -10,7 +10,9 @@ keyword arguments of their ``_target_`` (so users plug in their own), checked ag
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.resources
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,7 +29,7 @@ from lie_sweep.field_kinds import FIELDS
 
 from .checks import check_target, validate
 from .grids import GRIDS
-from .schema import GROUP_CLASSES, SweepConfig
+from .schema import GROUP_CLASSES, SweepConfig, schema_fields
 
 __all__ = ["SweepConfig", "config_dir", "load_config", "config_from_stored", "finalize", "identity_of",
            "storage_options_of", "group_options", "REGISTRY_GROUPS", "IDENTITY_KEYS", "EXECUTION_KEYS",
@@ -87,6 +89,25 @@ def _check_overrides(overrides: Sequence[str]) -> None:
 REGISTRY_GROUPS = {"pairs": (GRIDS, "mode"), "field": (FIELDS, "name")}
 
 
+GROUPS = ("model", "data", "checkpoints", "examples", "pairs", "field", "storage", "derived", "cluster", "experiment")
+
+
+def known_keys() -> list[str]:
+    """Every key a user may set: the schema's, and the model's and data's from their group options' files."""
+    keys = [key for key, _, _ in schema_fields()]
+    for group in ("model", "data"):
+        for path in (config_dir() / group).glob("*.yaml"):
+            node = OmegaConf.load(path)
+            keys += [f"{group}.{k}" for k in node if isinstance(k, str)]
+    return sorted(set(keys))
+
+
+def did_you_mean(word: str, candidates: Sequence[str]) -> str | None:
+    """The candidate closest to a mistyped ``word`` (difflib ratio ≥ 0.75), or None."""
+    near = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.75)
+    return near[0] if near else None
+
+
 def group_options(group: str) -> list[str]:
     """The options of a config group: a registry's names, or the group's YAML files in ``conf/``."""
     if group in REGISTRY_GROUPS:
@@ -116,8 +137,17 @@ def _compose(overrides: Sequence[str]) -> DictConfig:
         line = _one_line(exc)
         if "Key '" in line and "is not in struct" in line or "Could not override" in line:
             key = line.split("'")[1] if "'" in line else line
+            near = did_you_mean(key, known_keys())
             raise ConfigError(f"unknown key {key!r}", expected="a key of lie-sweep's config", found=line,
-                              fix="see `lie-sweep run --help` for the groups and keys") from None
+                              fix=(f"did you mean {near}? " if near else "")
+                              + "see `lie-sweep run --help` for the groups and keys") from None
+        missing = re.search(r"Could not find '([\w.-]+)/([^']+)'", line)
+        if missing and missing.group(1) in GROUPS:  # a group option that does not exist: name the ones that do
+            group, option = missing.groups()
+            options = group_options(group)
+            near = did_you_mean(option, options)
+            raise ConfigError(f"unknown {group} option {option!r}", expected=" | ".join(options), found=line,
+                              fix=f"set {group}={near or options[0]}") from None
         if line.startswith("Error merging override "):  # a value the schema's type refuses (checked at compose)
             key = line[len("Error merging override "):].split("=", 1)[0]
             cause = exc.__cause__ if exc.__cause__ is not None else exc

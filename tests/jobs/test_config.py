@@ -162,3 +162,13 @@ def test_the_demo_preset_restates_no_default():
     demo = OmegaConf.to_container(OmegaConf.load(config_dir() / "experiment" / "demo.yaml"))
     assert demo == {"pairs": {"per_task": 7}}
     assert load_config(["checkpoints.steps=60"]).checkpoints.steps == 60   # a group's own value is not masked
+
+
+def test_near_miss_keys_and_group_options_are_named():
+    for override, needle in (("model.widht=8", "did you mean model.width?"),
+                             ("exampels.count=3", "did you mean examples.count?"),
+                             ("model=resnet", "unknown model option 'resnet'; expected convnet | mlp | mxresnet"),
+                             ("pairs=tournamnet", "set pairs=tournament")):
+        with pytest.raises(ConfigError) as caught:
+            load_config([override])
+        assert needle in str(caught.value) and "\n" not in str(caught.value), str(caught.value)
