@@ -51,6 +51,8 @@ def test_dockerfile_copies_what_exists_and_pins_a_ray_the_package_accepts():
     ray_version = dockerfile_arg("RAY_VERSION")
     assert pyproject_requirement("ray").specifier.contains(ray_version)
     assert 'ray[default]==${RAY_VERSION}' in text and "torch==${TORCH_VERSION}" in text
+    tested = re.search(r"torch==(\S+)", (ROOT / "README.md").read_text().split("<!-- test-command -->")[1]).group(1)
+    assert dockerfile_arg("TORCH_VERSION") == tested            # the image runs the torch the tests run
     assert 'pip install --no-cache-dir ".[celeba]"' in text
 
 
@@ -59,6 +61,8 @@ def test_compose_starts_a_head_and_two_workers_sharing_a_store_volume():
     services = compose["services"]
     assert set(services) == {"head", "worker-1", "worker-2"}
     build = services["head"]["build"]
+    assert build["args"]["BASE_SUFFIX"] == "" and "/whl/cpu" in build["args"]["TORCH_INDEX"]   # a CPU cluster
+    assert all(svc["image"].endswith("-cpu") for svc in services.values())
     assert (DOCKER / build["context"] / build["dockerfile"]).resolve() == (DOCKER / "Dockerfile").resolve()
     for name, svc in services.items():
         check_ray_start(svc["command"])
