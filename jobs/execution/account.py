@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from storage.accounting import compression, pairs_per_second
+
 from jobs.report.write import default_report_path
 from jobs.units import format_bytes
 
@@ -16,19 +18,20 @@ __all__ = ["format_account"]
 def format_account(result: RunResult, top: int = 8) -> str:
     """The run's account and a results table (per checkpoint, then the most order-sensitive pairs)."""
     spec, store, report = result.spec, result.store, result.report
-    on_disk, raw = store.bytes_on_disk(), store.raw_bytes()
-    rate = report.pairs_computed / report.seconds if report.seconds > 0 else float("nan")
+    packed = compression(store)  # the one definition of status, show and the page (storage.accounting)
+    rate = pairs_per_second(report.pairs_computed, report.seconds, report.startup_s)
     lines = [
         "",
         f"store        {spec.store_path}",
         f"tasks        {len(report.completed)} computed now, {report.skipped} already done, "
         f"{len(report.failures)} failed, of {result.n_tasks}",
-        (f"pairs        {report.pairs_computed} computed in {report.seconds:.1f} s ({rate:.1f} pairs/s, "
-         f"{report.workers} worker(s))" if report.pairs_computed else
+        (f"pairs        {report.pairs_computed} computed in {report.seconds:.1f} s, {report.startup_s:.1f} s of it "
+         f"starting workers ({rate:.1f} pairs/s once they were ready, {report.workers} worker(s))" if rate else
          "pairs        none computed now: every task was done already"),
-        (f"disk         {format_bytes(on_disk)} on disk for {format_bytes(raw)} of raw parameter-sized arrays "
-         f"(compression ratio {raw / max(on_disk, 1):.2f}x)" if raw else
-         f"disk         {format_bytes(on_disk)} on disk "
+        (f"disk         {format_bytes(store.bytes_on_disk())} in all; parameter-sized arrays and losses "
+         f"{format_bytes(packed.bytes_on_disk)} for {format_bytes(packed.raw_bytes)} raw (compression ratio "
+         f"{packed.ratio:.2f}x)" if packed.ratio else
+         f"disk         {format_bytes(store.bytes_on_disk())} on disk "
          "(storage.keep=summary: tables, logit deltas, losses)"),
     ]
     if report.completed:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from lie_sweep.errors import ConfigError
+from storage.accounting import compression, throughput
 from storage.ranking import rank_examples
 from storage.scores import SCORES, default_score
 from storage.reader import Sweep, rank_pairs
@@ -205,6 +206,9 @@ def _info(sweep: Sweep, by: str) -> dict[str, Any]:
                            if a in sweep.store.group), None),
         "outputs_exact": layout.keeps_swaps and not layout.keeps_lead_logits,  # the outputs panel's logit deltas
         "unit": sweep.unit,  # example, or batch: the items are minibatches (sweep.batches)
+        # the figures run, status and show print (storage.accounting)
+        "compression_ratio": compression(sweep.store).ratio,
+        "pairs_per_second": throughput(sweep.store).pairs_per_second,
     }
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from storage.accounting import compression, throughput
 from storage.ranking import rank_examples
 from storage.reader import Sweep, open_sweep, rank_pairs
 from storage.scores import default_score
@@ -57,12 +58,19 @@ def _header(sweep: Sweep) -> list[str]:
         + f"; {done} of {n_tasks} tasks done",
         f"stored       {kept}, codec {meta.codec}"
         + (f" (keepbits {meta.keepbits})" if meta.codec == "bitround" else "")
-        + f", {format_bytes(sweep.store.bytes_on_disk())} on disk",
+        + f", {format_bytes(sweep.store.bytes_on_disk())} on disk" + _rates(sweep),
         ("convention   theta_ij - theta_ji = lr^2 [u_i,u_j] + O(lr^3); BatchNorm in eval mode"
          + (f"; logit deltas at epsilon = {sweep.epsilon:g}" if sweep.eval_examples else "")
          if layout.keeps_brackets else
          "convention   theta_ij - theta_ji from two real steps in each order (no expansion); BatchNorm in eval mode"),
     ]
+
+
+def _rates(sweep: Sweep) -> str:
+    """Compression and throughput as ``status`` and the run's account define them (storage.accounting)."""
+    ratio, rate = compression(sweep.store).ratio, throughput(sweep.store).pairs_per_second
+    return ((f" (compression ratio {ratio:.2f}x)" if ratio else "")
+            + (f"; {rate:.1f} pairs/s once workers were ready" if rate else ""))
 
 
 def _top_pairs(pairs: "pd.DataFrame") -> list[str]:

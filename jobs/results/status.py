@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import numpy as np
 
+from storage.accounting import compression, throughput
 from storage.store import SweepStore
 
 from jobs.units import format_bytes, format_seconds
@@ -30,19 +29,9 @@ def sweep_status(path: str) -> dict[str, Any]:
                          "pending": len(mine) - n_done - n_failed})
     pairs_done = sum(t.n_pairs for t in tasks if t.task_id in done)
     pairs_total = layout.n_checkpoints * layout.n_pairs
-    item = np.dtype(store.meta.dtype).itemsize
-    store.fs.invalidate_cache(store.root)
-    raw_written = _values_written(store, tasks) * item
-    on_disk = store.array_bytes_on_disk([*store.pair_arrays, *(["swaps"] if layout.keeps_swaps else []),
-                                         "gradients", "losses"])
-    now = time.time()
-    runs = store.ledger.runs()
-    pairs_by_run: dict[int, int] = {}
-    for tid, mark in done.items():
-        pairs_by_run[mark.get("run", 0)] = pairs_by_run.get(mark.get("run", 0), 0) + tasks[tid].n_pairs
-    seconds = sum(r.get("seconds", now - r.get("started", now)) - r.get("startup_s", 0.0) for r in runs.values())
-    computed = sum(pairs_by_run.get(k, 0) for k in runs)
-    rate = computed / seconds if seconds > 0 else None
+    packed = compression(store)
+    speed = throughput(store)
+    rate = speed.pairs_per_second
     holder = store.ledger.lock_holder()
     return {
         "store": path,
@@ -57,32 +46,13 @@ def sweep_status(path: str) -> dict[str, Any]:
                       "attempts": f.get("attempts"), "error": f.get("error"), "log": f.get("log")}
                      for k, f in sorted(failures.items()) if k not in done],
         "bytes_on_disk": store.bytes_on_disk(),   # the whole store: arrays, tables, ledger
-        "array_bytes_on_disk": on_disk,           # parameter-sized arrays and losses: what the ratio is about
-        "raw_bytes_written": raw_written,
-        "compression_ratio": raw_written / on_disk if on_disk and raw_written else None,
-        "runs": len(runs),
+        "array_bytes_on_disk": packed.bytes_on_disk,   # parameter-sized arrays and losses (storage.accounting)
+        "raw_bytes_written": packed.raw_bytes,
+        "compression_ratio": packed.ratio,
+        "runs": speed.runs,
         "pairs_per_second": rate,
         "eta_seconds": (pairs_total - pairs_done) / rate if rate else None,
     }
-
-
-def _values_written(store: SweepStore, tasks: list) -> int:
-    """Values held by the array files present (done or not): each pair-array shard its task's pairs × D, each
-    example block's gradients and losses; the compression ratio is this over their bytes on disk."""
-    layout = store.layout
-    files = set(store.fs.find(store.root))
-    written = 0
-    for t in tasks:
-        for key, path in store.files_of(t).items():
-            if path not in files:
-                continue
-            kind, _, block = key.partition(" ")
-            if kind in store.pair_arrays or kind == "swaps":       # one shard: the task's pairs (one step size)
-                written += t.n_pairs * layout.n_params
-            elif kind == "gradients":                              # an example block's gradients and losses
-                start, stop = layout.block_range(int(block or 0))
-                written += (stop - start) * (layout.n_params + 1)
-    return written
 
 
 def format_status(st: dict[str, Any]) -> str:

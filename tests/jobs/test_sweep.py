@@ -60,6 +60,18 @@ def test_demo_at_test_size_through_ray_and_zarr_reopened_by_another_process(loca
     assert worst["bracket"] <= 1e-5 and worst["gradient"] <= 1e-5 and worst["loss"] <= 1e-5, worst
     sweep = open_sweep(str(tmp_path / "s.zarr"))
     assert sweep.complete and sweep.steps == [2, 4] and sweep.examples == [0, 1, 2, 3, 4]
+    # one definition of throughput and compression: the run's account, status, show and the page agree
+    from jobs.report.collect import collect_report
+    from jobs.results.show import show_store
+    from jobs.results.status import format_status, sweep_status
+
+    st = sweep_status(str(tmp_path / "s.zarr"))
+    rate, ratio = f"{st['pairs_per_second']:.1f} pairs/s", f"compression ratio {st['compression_ratio']:.2f}x"
+    shown = show_store(str(tmp_path / "s.zarr"))
+    for text in (summary, format_status(st), shown):
+        assert rate in text and ratio in text, text
+    info = collect_report(sweep).info
+    assert (info["pairs_per_second"], info["compression_ratio"]) == (st["pairs_per_second"], st["compression_ratio"])
 
 
 def test_results_do_not_depend_on_workers_or_pairs_per_task(local_ray, small, tmp_path):

@@ -161,7 +161,9 @@
     const field = { adam: "Adam-preconditioned field", optimizer: "SGD bracket + the saved optimizer's expansion" }[info.field] || "SGD field";
     document.getElementById("subtitle").textContent =
       `${info.store} · ${C} checkpoints (steps ${steps[0]}–${steps[C - 1]}) × ${info.n_pairs} pairs of ` +
-      `${info.n_examples} ${info.unit === "batch" ? "minibatches" : "examples"} (${info.grid} grid) · ${field} · ${info.n_params.toLocaleString()} parameters · made ${D.made}`;
+      `${info.n_examples} ${info.unit === "batch" ? "minibatches" : "examples"} (${info.grid} grid) · ${field} · ${info.n_params.toLocaleString()} parameters` +
+      (info.compression_ratio ? ` · compression ${fmt(info.compression_ratio)}×` : "") +
+      (info.pairs_per_second ? ` · ${fmt(info.pairs_per_second)} pairs/s` : "") + ` · made ${D.made}`;
     if (!info.complete) {
       const b = document.getElementById("progress-banner");
       b.hidden = false;
