@@ -33,6 +33,33 @@ def _submit(args: argparse.Namespace) -> int:
                                        allow_secret_env=args.allow_secret_env))
 
 
+def _sweep_progress(store: str | None) -> dict | None:
+    """The submitted sweep's own progress from its store (tasks, pairs/s, ETA: ``status``'s account), where this
+    machine can read the store; None where it cannot (a path only the cluster sees)."""
+    if not store:
+        return None
+    from jobs.results.status import sweep_status
+    from storage.errors import LieSweepError
+
+    try:
+        st = sweep_status(store)
+    except (LieSweepError, OSError):
+        return None
+    return {"store": store, "tasks": st["tasks"], "pairs": st["pairs"], "pairs_per_second": st["pairs_per_second"],
+            "eta_seconds": st["eta_seconds"]}
+
+
+def _progress_text(sweep: dict | None) -> str:
+    if sweep is None:
+        return ""
+    from jobs.units import format_seconds
+
+    t, rate, eta = sweep["tasks"], sweep["pairs_per_second"], sweep["eta_seconds"]
+    return (f"; sweep {sweep['store']}: {t['done']} of {t['total']} tasks done, {t['failed']} failed"
+            + (f", {rate:.1f} pairs/s" if rate else "")
+            + (f", about {format_seconds(eta)} left" if eta else ""))
+
+
 def _job(args: argparse.Namespace) -> int:
     import json
 
@@ -40,8 +67,9 @@ def _job(args: argparse.Namespace) -> int:
 
     if args.action == "status":
         st = job_status(args.address, args.job_id)
+        st["sweep"] = _sweep_progress((st.get("metadata") or {}).get("store"))
         print(json.dumps(st, indent=2, default=str) if args.json else f"{st['job_id']}: {st['status']}"
-              + (f" ({st['message']})" if st["message"] else ""))
+              + (f" ({st['message']})" if st["message"] else "") + _progress_text(st["sweep"]))
     elif args.action == "logs":
         print(job_logs(args.address, args.job_id), end="")
     else:

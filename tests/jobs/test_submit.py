@@ -63,6 +63,7 @@ def test_submit_stop_resume_on_the_cluster_and_read_the_jobs(ray_head, reference
         time.sleep(0.5)
     status = run_cli("job", "status", job_id, "--address", ray_head, cwd=tmp_path)
     assert status.returncode == 0 and "STOPPED" in status.stdout
+    assert "of 56 tasks done" in status.stdout                     # the sweep's own progress, from its store
     stopped_at = len(marks_of(store))
     assert 3 <= stopped_at < 56
     done = run_cli("resume", str(store), "--address", ray_head, "--wait", cwd=tmp_path)
