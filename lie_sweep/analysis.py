@@ -27,6 +27,7 @@ from torch.func import jacrev, jvp, vmap
 from .budget import memory_budget
 from .fields import FunctionalModel, Params, eval_mode, like_params
 from .params import ParamSpec
+from .spectra import effective_rank_of_gram
 
 __all__ = ["logit_deltas", "output_jacobian", "jacobian_fits", "tensor_rms", "norms_from_rms", "PairFits",
            "slope_one_fit", "pair_fits", "gram_matrix", "effective_rank"]
@@ -158,11 +159,6 @@ def gram_matrix(gradients: torch.Tensor, columns: int = 1 << 18) -> torch.Tensor
 
 
 def effective_rank(gram: torch.Tensor) -> float:
-    """exp(entropy of the normalised singular values of g), from G = g gᵀ (see the module docstring)."""
-    eig = torch.linalg.eigvalsh(gram.double()).clamp_min(0)
-    sigma = eig.sqrt()
-    total = sigma.sum()
-    if total <= 0:
-        return 0.0
-    p = sigma[sigma > 0] / total
-    return float(torch.exp(-(p * p.log()).sum()))
+    """exp(entropy of the normalised singular values of g), from G = g gᵀ (see the module docstring;
+    :func:`lie_sweep.spectra.effective_rank_of_gram` on the tensor's values)."""
+    return effective_rank_of_gram(gram.detach().double().cpu().numpy())

@@ -7,9 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from lie_sweep.analysis import effective_rank
+from lie_sweep.spectra import effective_rank_of_gram
 from storage.ranking import example_stats
 from storage.reader import Sweep, rank_pairs
 from storage.scores import SCORES
@@ -41,7 +40,7 @@ def gram_ranks(sweep: Sweep, fits: "pd.DataFrame", table: "pd.DataFrame",
         gram[a, b] = gram[b, a] = sub["grad_dot"].to_numpy(np.float64)
         d = norms["example"].map(index).to_numpy()
         gram[d, d] = norms["grad_norm"].to_numpy(np.float64) ** 2
-        ranks[c] = effective_rank(torch.from_numpy(gram))
+        ranks[c] = effective_rank_of_gram(gram)
     return ranks, f"over {len(members)} examples"
 
 

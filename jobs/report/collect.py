@@ -1,5 +1,5 @@
-"""What a report page shows, read from a store through the lazy reader (numpy and pandas; torch only for the
-effective rank, :func:`lie_sweep.analysis.effective_rank`).
+"""What a report page shows, read from a store through the lazy reader (numpy and pandas, no torch; the
+effective rank: :func:`lie_sweep.spectra.effective_rank_of_gram`).
 
 ``collect_report`` reads:
 
