@@ -37,15 +37,16 @@ carried to second order in ε: about two forward-over-forward-over-reverse passe
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 from torch.func import grad, jvp
 
 from .fields import FunctionalModel, Params, eval_mode
 from .optim import OptimizerStep, State
+from .params import ParamSpec
 
-__all__ = ["order_expansion", "swap_difference", "swap_parameters"]
+__all__ = ["order_expansion", "order_terms_of_pairs", "swap_difference", "swap_parameters"]
 
 
 def _orders(fmodel: FunctionalModel, step: OptimizerStep, params: Mapping[str, torch.Tensor], state: State,
@@ -98,3 +99,18 @@ def order_expansion(fmodel: FunctionalModel, step: OptimizerStep, params: Mappin
 
     d1, d2 = jvp(first_derivative, (zero,), (one,))
     return {n: t.detach() for n, t in d1.items()}, {n: (t / 2).detach() for n, t in d2.items()}
+
+
+def order_terms_of_pairs(fmodel: FunctionalModel, step: OptimizerStep, params: Mapping[str, torch.Tensor],
+                         state: State, inputs: torch.Tensor, targets: torch.Tensor, pairs: Sequence[Sequence[int]],
+                         follow_steps: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Δ₁, Δ₂) of each pair (i, j) of ``pairs`` (indices into the batch ``inputs``, ``targets``), flat over the
+    parameters (pairs × D each), one pair at a time (:func:`order_expansion`)."""
+    spec = ParamSpec.from_tensors(params)
+    d1, d2 = [], []
+    for i, j in pairs:
+        a, b = order_expansion(fmodel, step, params, state, (inputs[i], targets[i]), (inputs[j], targets[j]),
+                               follow_steps=follow_steps)
+        d1.append(spec.flatten(a))
+        d2.append(spec.flatten(b))
+    return torch.stack(d1), torch.stack(d2)

@@ -434,10 +434,3 @@ class SweepStore:
             if self.fs.exists(where):
                 total += sum(info["size"] for info in self.fs.find(where, detail=True).values())
         return int(total)
-
-    def raw_bytes(self) -> int:
-        """Bytes the parameter-sized arrays (every array with a ``param`` axis: brackets, gradients, order
-        terms, swaps) would take uncompressed."""
-        item = np.dtype(self.meta.dtype).itemsize
-        return int(sum(np.prod(spec["shape"]) * item for name, spec in self.layout.float_arrays().items()
-                       if "param" in spec["dims"] and name in self.group))

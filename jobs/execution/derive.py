@@ -16,7 +16,7 @@ from lie_sweep import ParamSpec, compute_example_fields, stack_examples
 from lie_sweep.analysis import gram_matrix, norms_from_rms, pair_fits, tensor_rms
 from lie_sweep.errors import NonFiniteError
 from lie_sweep.kernel import ExampleFields
-from lie_sweep.order import order_expansion
+from lie_sweep.order import order_terms_of_pairs
 from lie_sweep.swap import FieldRule, OptimizerRule, swap_kernel
 
 from . import rows
@@ -119,16 +119,10 @@ def swap_pair_tables(step: int, ids: np.ndarray, pairs: np.ndarray, local: np.nd
 
 def order_terms(fmodel: Any, optimizer: tuple[Any, Any], params: dict[str, torch.Tensor], ex: ExampleRows,
                 local: np.ndarray, follow_steps: int, spec: ParamSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Δ₁, Δ₂) of the optimizer ``(step, state)`` for each pair (rows ``local`` of ``ex``), (P × D) each, one
-    pair at a time (:func:`lie_sweep.order.order_expansion`)."""
+    """(Δ₁, Δ₂) of the optimizer ``(step, state)`` for each pair (rows ``local`` of ``ex``), (P × D) each, on
+    ``spec``'s flat axis (:func:`lie_sweep.order.order_terms_of_pairs`)."""
     step, state = optimizer
-    d1, d2 = [], []
-    for i, j in local.tolist():
-        a, b = order_expansion(fmodel, step, params, state, (ex.inputs[i], ex.targets[i]),
-                               (ex.inputs[j], ex.targets[j]), follow_steps=follow_steps)
-        d1.append(spec.flatten(a))
-        d2.append(spec.flatten(b))
-    return torch.stack(d1), torch.stack(d2)
+    return order_terms_of_pairs(fmodel, step, params, state, ex.inputs, ex.targets, local.tolist(), follow_steps)
 
 
 def order_columns(order: tuple[torch.Tensor, torch.Tensor], epsilon: float) -> dict[str, np.ndarray]:

@@ -10,11 +10,11 @@ from typing import Any, Callable
 import torch
 from omegaconf import DictConfig
 
-from lie_sweep import FunctionalModel, ParamSpec, SGDField, bracket_kernel, compute_example_fields, stack_examples
+from lie_sweep import FunctionalModel, SGDField, bracket_kernel, compute_example_fields, stack_examples
 from lie_sweep.analysis import jacobian_fits, logit_deltas, output_jacobian
 from lie_sweep.field_kinds import FIELDS
 from lie_sweep.hvp_calibration import fastest_agreeing, time_hvp_modes
-from lie_sweep.order import order_expansion
+from lie_sweep.order import order_terms_of_pairs
 from lie_sweep.swap import FieldRule, OptimizerRule, swap_kernel
 
 from .build import epsilon_of
@@ -83,7 +83,10 @@ def calibrate(cfg: DictConfig, grid: Any, setup: Setup, chunk: int, calibration_
         modes, choice, seconds, values = _bracket_seconds(cfg, setup, batch, chunk, sync)
         cal["s_per_pair"] = max(seconds - t_grads, 0.0) / n  # the kernel's time includes the examples' gradients
     if "order" in effects and setup.optimizer is not None:
-        seconds, order = _time(lambda: _order_terms(cfg, setup, batch), sync)
+        step, state = setup.optimizer
+        seconds, order = _time(lambda: order_terms_of_pairs(setup.fmodel, step, setup.params, state, batch.inputs,
+                                                            batch.targets, batch.pairs, int(cfg.field.follow_steps)),
+                               sync)
         cal["s_per_order_pair"] = seconds / n
     if values is not None or ("order" in effects and setup.optimizer is not None):
         s_logit, cal["s_per_checkpoint"] = _logit_seconds(cfg, grid, setup.fmodel, setup.params,
@@ -144,19 +147,6 @@ def _swap_seconds(cfg: DictConfig, grid: Any, setup: Setup, batch: _Batch, gradi
     swaps()
     seconds, out = _time(swaps, sync)
     return seconds * max(1, len(given)), out.deltas
-
-
-def _order_terms(cfg: DictConfig, setup: Setup, batch: _Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Δ₁, Δ₂) of the calibration pairs under the checkpoint's own optimizer (flat, pairs × D)."""
-    step, state = setup.optimizer
-    spec = ParamSpec.from_tensors(setup.params)
-    d1, d2 = [], []
-    for i, j in batch.pairs:
-        a, b = order_expansion(setup.fmodel, step, setup.params, state, (batch.inputs[i], batch.targets[i]),
-                               (batch.inputs[j], batch.targets[j]), follow_steps=int(cfg.field.follow_steps))
-        d1.append(spec.flatten(a))
-        d2.append(spec.flatten(b))
-    return torch.stack(d1), torch.stack(d2)
 
 
 def _logit_seconds(cfg: DictConfig, grid: Any, fmodel: FunctionalModel, params: dict[str, torch.Tensor],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from storage.accounting import compression, throughput
 from storage.store import SweepStore
 
