@@ -6,7 +6,7 @@ import torch
 from lie_sweep import SGDField, compute_brackets
 from lie_sweep.fields import FunctionalModel, PreconditionedField
 from lie_sweep.optim import from_state_dict
-from lie_sweep.swap import FieldRule, OptimizerRule, swap_kernel
+from lie_sweep.swap import FieldRule, OptimizerRule, shift_groups, swap_kernel
 from lie_sweep.torch_swap import torch_optim_swap
 from lie_sweep.verify import real_swap as field_steps
 
@@ -175,3 +175,44 @@ def test_a_momentum_swap_is_first_order_and_tends_to_minus_mu_times_the_gradient
         want = torch.stack([-mu * (grads[i] - grads[j]) for i, j in PAIRS])
         errors.append(float((d / eps - want).norm() / want.norm()))
     assert all(0.05 < errors[k + 1] / errors[k] < 0.2 for k in range(2)), errors
+
+
+def _partners(pairs):
+    out = {}
+    for p, (i, j) in enumerate(pairs):
+        out.setdefault(i, []).append((p, j, 1.0))
+        out.setdefault(j, []).append((p, i, -1.0))
+    return out
+
+
+def test_shifted_points_group_by_tile_and_every_partner_is_in_its_groups_union():
+    triangle = [(i, j) for i in range(8) for j in range(i + 1, 8)]
+    rectangle = [(i, j) for i in range(4) for j in range(4, 8)]
+    scattered = [(0, 5), (2, 9), (3, 7)]
+    assert shift_groups(_partners(triangle), 128) == [(list(range(8)), [1, 2, 3, 4, 5, 6, 7, 0])]
+    assert shift_groups(_partners(rectangle), 128) == [([0, 1, 2, 3], [4, 5, 6, 7]), ([4, 5, 6, 7], [0, 1, 2, 3])]
+    assert [g for g, _ in shift_groups(_partners(scattered), 128)] == [[0], [2], [3], [5], [7], [9]]
+    for pairs, limit in ((triangle, 20), (rectangle, 8), (triangle, 1)):
+        partners = _partners(pairs)
+        groups = shift_groups(partners, limit)
+        assert sorted(a for g, _ in groups for a in g) == sorted(partners)
+        for group, union in groups:
+            assert len(group) == 1 or len(group) * len(union) <= limit
+            assert all(b in union for a in group for _, b, _ in partners[a])
+
+
+def test_a_tiles_swaps_batched_over_shifted_points_equal_one_pair_at_a_time_on_a_convnet():
+    from lie_sweep import SmallConvNet
+    torch.manual_seed(0)
+    net = SmallConvNet(num_outputs=3, width=4).double()
+    fm = FunctionalModel(net)
+    params = fm.params()
+    x = torch.randn(6, 3, 8, 8, dtype=torch.float64)
+    y = (torch.rand(6, 3, dtype=torch.float64) > 0.5).double()
+    pairs = [(i, j) for i in range(6) for j in range(i + 1, 6)]
+    rule = FieldRule(SGDField(), 1e-2)
+    together = swap_kernel(fm, params, x, y, pairs, rule, eval_inputs=x[:2])
+    for p, pair in enumerate(pairs):
+        alone = swap_kernel(fm, params, x, y, [pair], rule, eval_inputs=x[:2])
+        torch.testing.assert_close(together.deltas[p], alone.deltas[0], rtol=1e-12, atol=1e-18)
+        torch.testing.assert_close(together.logit_deltas[p], alone.logit_deltas[0], rtol=1e-12, atol=1e-18)
