@@ -47,8 +47,10 @@ __all__ = ["SCHEMA_VERSION", "StoreLayout", "Task", "block_owners"]
 
 # 2: keep, logit deltas, Gram matrices, Parquet tables; 3: arrays.zarr / tables / ledger side by side,
 # NaN fill, content digests in completion marks, step-S table folders, relative checkpoint provenance;
-# 4: example blocks owned by tile tasks (memory bounded per task), no gram array, checkpoints table derived on read
-SCHEMA_VERSION = 4
+# 4: example blocks owned by tile tasks (memory bounded per task), no gram array, checkpoints table derived on read;
+# 5: coordinate arrays named after their dimensions (checkpoint = steps, example, eval_example, output, epsilon),
+# each parameter-sized array's flat axis in its own attributes, consolidated metadata, step-0000000100 table folders
+SCHEMA_VERSION = 5
 
 
 @dataclass(frozen=True)

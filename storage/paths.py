@@ -1,11 +1,12 @@
 """Where a store's parts live on disk, and how a directory is recognised as a store. Pure but for
 :func:`detect`, which reads one or two small files.
 
-A store (schema 3) is a directory with four entries, so that each part is readable by the tool
+A store (schema ≥ 3) is a directory with four entries, so that each part is readable by the tool
 made for it:
 
     STORE/
-      lie-sweep.json      marker, written first: {"format": "lie-sweep", "schema_version": 3}
+      lie-sweep.json      marker, written first: {"format": "lie-sweep", "schema_version": 5, "arrays":
+                          "arrays.zarr", "tables": "tables", "ledger": "ledger"}; checked on open
       arrays.zarr/        a pure Zarr v3 group: the arrays, and the sweep's metadata in its attributes
       tables/NAME/step-S/part-T.parquet     summary tables (Parquet; see storage.tables)
       ledger/             bookkeeping: lock.json, marks/, failures/, runs/, tmp/ (files being written)
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import fsspec
 
 __all__ = ["MARKER", "ARRAYS", "TABLES_DIR", "LEDGER", "META_KEY", "StoreTree", "detect", "enclosing_store",
-           "has_metadata", "marker_record"]
+           "has_metadata", "marker_record", "read_marker", "marker_problem"]
 
 MARKER = "lie-sweep.json"
 ARRAYS = "arrays.zarr"
@@ -123,6 +124,27 @@ def enclosing_store(fs: fsspec.AbstractFileSystem, root: str, levels: int = 3) -
         if marker is not None and marker.get("format") == FORMAT:
             return parent
         here = parent
+    return None
+
+
+def read_marker(fs: fsspec.AbstractFileSystem, root: str) -> dict | None:
+    """The store's marker (``lie-sweep.json``) as written, or None where it is missing or not JSON."""
+    return _json(fs, posixpath.join(root, MARKER))
+
+
+def marker_problem(marker: dict | None, schema_version: int) -> str | None:
+    """What is wrong with a store's marker next to its metadata's ``schema_version`` (None: nothing): the
+    marker must name this format, the same schema, and the entries this lie-sweep reads (arrays, tables,
+    ledger: markers of schema ≥ 3 name them; a marker naming others describes a layout this reader does not
+    know)."""
+    if marker is None or marker.get("format") != FORMAT:
+        return f"{MARKER} is missing or not lie-sweep's"
+    if marker.get("schema_version") != schema_version:
+        return (f"{MARKER} says schema {marker.get('schema_version')!r}, the group's metadata schema "
+                f"{schema_version}")
+    for key, expected in (("arrays", ARRAYS), ("tables", TABLES_DIR), ("ledger", LEDGER)):
+        if key in marker and marker[key] != expected:
+            return f"{MARKER} names {key} {marker[key]!r}, this lie-sweep reads {expected!r}"
     return None
 
 

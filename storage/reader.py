@@ -101,6 +101,11 @@ class Sweep:
                                     found=repr(n), fix="list them with sweep.param_names")
         return [self._entries[n] for n in names]
 
+    def _array_attrs(self, name: str) -> dict[str, Any]:
+        """Array ``name``'s own attributes for a view, less those that label the raw array (its CF ``coordinates``
+        and ``flat_axis``: a view has coordinates and one variable per tensor instead)."""
+        return {k: v for k, v in self.store.group[name].attrs.items() if k not in ("coordinates", "flat_axis")}
+
     def _read_flat(self, array: str, row: tuple[int, ...], names: Sequence[str] | None) -> dict[str, np.ndarray]:
         entries = self._slices(names)
         arr = self._array_getter(array)()
@@ -228,7 +233,7 @@ class Sweep:
 
         self._epsilon(None)
         return self._flat_dataset("swaps", "pair", pair_coords(self.pairs), names,
-                                  {**dict(self.store.group["swaps"].attrs), "quantity": "theta_ij - theta_ji",
+                                  {**self._array_attrs("swaps"), "quantity": "theta_ij - theta_ji",
                                    "convention": "two steps from the checkpoint, i then j minus j then i; BatchNorm "
                                                  "in eval mode"})
 
@@ -271,7 +276,7 @@ class Sweep:
                                  "eval_example": ("eval_example", self.eval_examples),
                                  "output": ("output", self.output_names)}).merge(pair_coords(self.pairs)).coords
         return xr.DataArray(var, coords=coords, name="swap_logit_deltas",
-                            attrs={**dict(self.store.group["swap_logit_deltas"].attrs),
+                            attrs={**self._array_attrs("swap_logit_deltas"),
                                    "convention": "f(theta_ij) - f(theta_ji): order i then j minus order j then i"})
 
     def gram(self) -> "xr.DataArray":

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import zarr
 
-from .arrays import create_arrays
+from .arrays import INDEX_ARRAYS, consolidate, create_arrays
 from .atomic import discard, file_digest, write_atomic
 from .codecs import DEFAULT_KEEPBITS, check_encodable
 from .errors import NotASweepError, StoreError, StoreKeyError, first_line
@@ -40,8 +40,9 @@ from .ledger import Ledger
 from .location import check_creatable, check_writable, delete_own_entries, filesystem_of
 from .lock import StoreLock
 from .meta import StoreMeta
-from .paths import META_KEY, StoreTree, detect, enclosing_store, has_metadata, marker_record
-from .tables import part_path, read_parts, step_of_folder, table_dir, task_of_part, write_part
+from .paths import (MARKER, META_KEY, StoreTree, detect, enclosing_store, has_metadata, marker_problem,
+                    marker_record, read_marker)
+from .tables import STEP_DIGITS, part_path, read_parts, step_of_folder, table_dir, task_of_part, write_part
 
 __all__ = ["SweepStore"]
 
@@ -103,11 +104,13 @@ class SweepStore:
                                  found=first_line(exc), fix="check permissions and the path") from None
             create_arrays(group, layout, dtype=dtype, codec=codec, level=level, keepbits=keepbits, pairs=pairs,
                           examples=examples, steps=steps, eval_examples=eval_examples,
-                          swap_attrs=dict(swap_attrs or {}))
+                          swap_attrs=dict(swap_attrs or {}), output_names=meta.get("output_names", ()),
+                          stored_spec=meta.get("stored_spec", ()))
             full_meta = StoreMeta.from_dict({**meta, "schema_version": SCHEMA_VERSION, "layout": layout.to_dict(),
                                              "dtype": dtype, "codec": codec, "level": level, "keepbits": keepbits,
                                              "created": time.time()})
             group.attrs[META_KEY] = full_meta.to_dict()  # written last: a store without it is not a sweep
+            consolidate(group)
         except BaseException:
             lock.release()
             raise
@@ -141,6 +144,11 @@ class SweepStore:
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise StoreError(f"store {path} has a newer schema", expected=f"schema version <= {SCHEMA_VERSION}",
                              found=str(version), fix="upgrade lie-sweep to read it")
+        problem = None if tree.legacy else marker_problem(read_marker(fs, root), version)
+        if problem is not None:
+            raise StoreError(f"store {path} does not describe itself consistently", expected=f"a {MARKER} as "
+                             f"lie-sweep writes it ({json.dumps(marker_record(version))})", found=problem,
+                             fix="restore the marker from a copy of the store, or recompute the store")
         return cls(path, group, tree, storage_options)
 
     # -- shard files, for integrity checks ------------------------------------------------------
@@ -199,7 +207,8 @@ class SweepStore:
         if task.writes_examples:
             tables += ("examples", "example_rms") + (("checkpoints",) if self.layout.keeps_gram else ())
         for name in tables:
-            files[f"table {name}"] = part_path(self.tree.tables, name, self.steps[c], task.task_id)
+            files[f"table {name}"] = part_path(self.tree.tables, name, self.steps[c], task.task_id,
+                                                  self.step_digits)
         return files
 
     def digests(self, paths: Sequence[str]) -> dict[str, str]:
@@ -221,19 +230,29 @@ class SweepStore:
         """Rewrite keys of the sweep's metadata (the driver holding the lock only: a moved checkpoint
         location on resume)."""
         self.meta = self.meta.replace(**changes)
-        self.group.attrs[META_KEY] = self.meta.to_dict()
+        self.group.attrs[META_KEY] = self.meta.to_dict()  # the root's own: its consolidated children stay true
 
     @property
     def steps(self) -> list[int]:
         """Training step of each checkpoint, in store order (read once)."""
         if not hasattr(self, "_steps"):
-            self._steps = [int(s) for s in self.group["steps"][:]]
+            self._steps = [int(s) for s in self.group[self._index_array("steps")][:]]
         return self._steps
+
+    @property
+    def step_digits(self) -> int:
+        """Digits of the table folders' steps: ``STEP_DIGITS`` (schema ≥ 5), 0 in older stores."""
+        return STEP_DIGITS if self.meta.schema_version >= 5 else 0
+
+    def _index_array(self, role: str) -> str:
+        """The name of index array ``role`` (``steps``, ``examples``, ``eval_examples``) in this store's schema."""
+        new, old = INDEX_ARRAYS[role]
+        return new if self.meta.schema_version >= 5 else old
 
     @property
     def examples(self) -> list[int]:
         """Dataset indices of the sweep's examples."""
-        return [int(e) for e in self.group["examples"][:]]
+        return [int(e) for e in self.group[self._index_array("examples")][:]]
 
     @property
     def pairs(self) -> list[tuple[int, int]]:
@@ -341,7 +360,8 @@ class SweepStore:
         """Write task ``task_id``'s rows of ``table`` at ``checkpoint`` (replacing an earlier attempt's).
 
         The part's metadata says what its quantities are computed over (all parameters, see storage/README.md)."""
-        write_part(self.fs, part_path(self.tree.tables, table, self.steps[checkpoint], task_id), columns,
+        write_part(self.fs, part_path(self.tree.tables, table, self.steps[checkpoint], task_id, self.step_digits),
+                   columns,
                    self.tree.tmp, metadata=self.table_metadata)
 
     @property
@@ -407,7 +427,7 @@ class SweepStore:
 
     def _step_folder(self, table: str, step: int) -> str | None:
         """The folder of ``table`` at ``step`` that exists (``step-S``, or ``step=S`` in older stores)."""
-        where = table_dir(self.tree.tables, table, step)
+        where = table_dir(self.tree.tables, table, step, self.step_digits)
         for folder in (where, where.replace("/step-", "/step=") if self.tree.legacy else None):
             if folder is not None:
                 self._fresh(folder)

@@ -1,21 +1,23 @@
 """Parquet summary tables of a sweep: small, loadable whole, partitioned by checkpoint step.
 
-Each table lives under ``tables/NAME/step-S/part-TTTTTT.parquet``: one file per task (T: the task
-id that wrote it), so a task owns its files as it owns its shards, a retried task overwrites
-them, and reading one checkpoint lists and reads one folder. Every file holds ``step`` as a column,
-and the folder is named ``step-S``, not Hive's ``step=S``: a Hive name would make pandas, pyarrow,
-polars and duckdb add a second ``step`` column of another type from the folder name. So each table
-folder reads whole with any of them, with the same rows and dtypes:
+Each table lives under ``tables/NAME/step-SSSSSSSSSS/part-TTTTTT.parquet``: one file per task (T: the
+task id that wrote it; S the checkpoint's step in ten digits, so that folders sort as their steps do), so
+a task owns its files as it owns its shards, a retried task overwrites them, and reading one checkpoint
+lists and reads one folder. Every file holds ``step`` as a column, and the folder is named ``step-S``,
+not Hive's ``step=S``: a Hive name would make pandas, pyarrow, polars and duckdb add a second ``step``
+column of another type from the folder name. So each table folder reads whole with any of them, with the
+same rows and dtypes, in the order of the steps:
 
     pandas.read_parquet("STORE/tables/pairs")
     pyarrow.dataset.dataset("STORE/tables/pairs").to_table()
-    polars.read_parquet("STORE/tables/pairs")
+    polars.read_parquet("STORE/tables/pairs/*/*.parquet")
     duckdb.sql("select * from read_parquet('STORE/tables/pairs/*/*.parquet')")
 
 A plain reader reads every part present; lie-sweep's reader only those of completed tasks (a part
 of a task killed before its completion mark may be there until the task is recomputed).
 Files are written in the store's ``ledger/tmp`` and renamed into place, so no temporary file ever
-sits in a table folder. Stores of schema ≤ 2 named the folders ``step=S``; they are still read.
+sits in a table folder. Stores of schema 3–4 named the folders ``step-S`` (unpadded: ``step-100`` sorted
+before ``step-20``), of schema ≤ 2 ``step=S``; they are still read.
 
 Each part's Parquet schema metadata ``lie_sweep`` (JSON) says what its quantities are computed
 over: all parameters of the model, also where ``storage.keep`` stores only some tensors' values.
@@ -48,25 +50,26 @@ from .atomic import write_atomic
 from .errors import StoreError
 
 __all__ = ["TABLES", "OLDER_TABLES", "table_dir", "part_path", "task_of_part", "write_part", "read_parts",
-           "step_of_folder", "part_metadata"]
+           "step_of_folder", "part_metadata", "STEP_DIGITS"]
 
 TABLES = ("pairs", "pair_rms", "examples", "example_rms")
 OLDER_TABLES = ("checkpoints",)  # schema <= 3 stored it; schema 4 derives it on read (Sweep.checkpoint_table)
+STEP_DIGITS = 10  # schema >= 5: step-0000000100, so a listing's order is the steps' (0 in older stores: step-100)
 
 
-def table_dir(tables: str, table: str, step: int | None = None) -> str:
-    """``table``'s folder under the store's ``tables`` folder, or its folder of checkpoint ``step``;
-    an unknown table is a one-line error."""
+def table_dir(tables: str, table: str, step: int | None = None, digits: int = STEP_DIGITS) -> str:
+    """``table``'s folder under the store's ``tables`` folder, or its folder of checkpoint ``step`` (zero-padded
+    to ``digits``); an unknown table is a one-line error."""
     if table not in TABLES + OLDER_TABLES:
         raise StoreError(f"unknown table {table!r}", expected=" | ".join(TABLES), found=repr(table),
                          fix="pick one of those")
     where = posixpath.join(tables, table)
-    return where if step is None else posixpath.join(where, f"step-{int(step)}")
+    return where if step is None else posixpath.join(where, f"step-{int(step):0{digits}d}")
 
 
-def part_path(tables: str, table: str, step: int, part: int) -> str:
+def part_path(tables: str, table: str, step: int, part: int, digits: int = STEP_DIGITS) -> str:
     """Where task ``part`` writes its rows of ``table`` at checkpoint ``step``."""
-    return posixpath.join(table_dir(tables, table, step), f"part-{int(part):06d}.parquet")
+    return posixpath.join(table_dir(tables, table, step, digits), f"part-{int(part):06d}.parquet")
 
 
 def task_of_part(path: str) -> int | None:

@@ -27,6 +27,10 @@ from .driver import RunReport, execute
 
 __all__ = ["run_sweep", "run_config", "resume_sweep", "RunResult", "verify_checkpoints"]
 
+# schema 4 stores resume as they are (their tasks write the same arrays and tables; only the coordinates'
+# names, the table folders' padding and consolidated metadata, all fixed at creation, differ from schema 5)
+OLDEST_RESUMABLE = 4
+
 
 @dataclass
 class RunResult:
@@ -86,9 +90,9 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
     store over with the new config (everything in it is deleted and recomputed).
     """
     store = SweepStore.open(path, mode="r+", storage_options=storage_options_of(overrides))
-    if store.meta.schema_version < SCHEMA_VERSION and not restart:
-        raise StoreError(f"store {path} was written by an older lie-sweep", expected=f"schema {SCHEMA_VERSION} to "
-                         "resume", found=f"schema {store.meta.schema_version}",
+    if store.meta.schema_version < OLDEST_RESUMABLE and not restart:
+        raise StoreError(f"store {path} was written by an older lie-sweep", expected=f"schema {OLDEST_RESUMABLE}–"
+                         f"{SCHEMA_VERSION} to resume", found=f"schema {store.meta.schema_version}",
                          fix="read it as it is (the reader takes older stores), or recompute it with resume --restart")
     stored = dict(store.meta.config)
     stored["storage"] = {**stored["storage"], "options": {}}  # options are this machine's, never the store's

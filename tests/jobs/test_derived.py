@@ -48,7 +48,7 @@ def test_summary_store_keeps_no_parameter_sized_array_yet_every_table(sweeps):
     with warnings.catch_warnings():  # the group holds only Zarr: listing it warns about nothing
         warnings.simplefilter("error")
         arrays = dict(summary.store.group.arrays())
-    assert {"losses", "logit_deltas", "pairs", "examples", "steps", "eval_examples"} <= set(arrays)
+    assert {"losses", "logit_deltas", "pairs", "example", "checkpoint", "eval_example", "output"} <= set(arrays)
     assert "gram" not in arrays                     # schema 4: g_i·g_j of each pair is the pairs table's grad_dot
     big = [name for name, arr in arrays.items() if full.store.layout.n_params in arr.shape]
     assert big == []

@@ -159,11 +159,11 @@ def test_plain_zarr_lists_the_group_without_warnings_and_unwritten_cells_are_nan
         warnings.simplefilter("error")                                      # a ZarrUserWarning fails the test
         group = zarr.open_group(str(tmp_path / "s" / "arrays.zarr"), mode="r")
         members = dict(group.members())
-    assert set(members) == {"brackets", "gradients", "losses", "pairs", "examples", "steps", "eval_examples"}
+    assert set(members) == {"brackets", "gradients", "losses", "pairs", "example", "checkpoint", "eval_example"}
     brackets = group["brackets"][:]
     assert (brackets[0, :2] == 1).all() and np.isnan(brackets[0, 2:]).all() and np.isnan(brackets[1]).all()
     assert np.isnan(group["losses"][:]).all()
-    assert group["steps"][:].tolist() == [100, 200] and group["pairs"][:].tolist() == pairs.tolist()
+    assert group["checkpoint"][:].tolist() == [100, 200] and group["pairs"][:].tolist() == pairs.tolist()
     for name, arr in group.arrays():                                        # every chunk carries a CRC32C
         assert any(isinstance(c, Crc32cCodec) for c in arr.metadata.codecs) or \
             any(isinstance(c, Crc32cCodec) for c in arr.metadata.codecs[0].codecs), name

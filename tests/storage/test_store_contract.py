@@ -83,8 +83,8 @@ def test_tables_digests_and_changed_files(root):
     files = store.files_of(task)
     assert sorted(files) == ["brackets", "table pair_rms", "table pairs"]  # 3 tasks, 2 blocks: it owns none
     digests = store.digests(list(files.values()))
-    assert sorted(digests) == ["arrays.zarr/brackets/c/0/2/0", "tables/pair_rms/step-100/part-000002.parquet",
-                               "tables/pairs/step-100/part-000002.parquet"]    # relative to the store root
+    assert sorted(digests) == ["arrays.zarr/brackets/c/0/2/0", "tables/pair_rms/step-0000000100/part-000002.parquet",
+                               "tables/pairs/step-0000000100/part-000002.parquet"]    # relative to the store root
     assert store.changed_files(digests) == []
     store.write_brackets(0, 4, np.full((2, 15), 7.0, dtype=np.float32))
     assert store.changed_files(digests) == ["arrays.zarr/brackets/c/0/2/0"]

@@ -22,8 +22,8 @@ def test_parts_are_per_task_per_checkpoint_and_only_completed_tasks_are_read(tmp
     store.write_table_part("pairs", 0, 0, rows(100, [0, 1]))
     store.write_table_part("pairs", 0, 1, rows(100, [2, 3]))
     store.write_table_part("pairs", 1, 3, rows(200, [0, 1]))
-    assert (tmp_path / "s.zarr" / "tables" / "pairs" / "step-100" / "part-000001.parquet").is_file()
-    assert part_path("/r/tables", "pairs", 200, 3) == "/r/tables/pairs/step-200/part-000003.parquet"
+    assert (tmp_path / "s.zarr" / "tables" / "pairs" / "step-0000000100" / "part-000001.parquet").is_file()
+    assert part_path("/r/tables", "pairs", 200, 3) == "/r/tables/pairs/step-0000000200/part-000003.parquet"
     assert store.read_table("pairs") is None  # no task is marked done yet
     for task in (0, 1, 3):
         store.ledger.mark_done(task, {})
