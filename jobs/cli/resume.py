@@ -14,7 +14,8 @@ DESCRIPTION = ("Re-plan the sweep from the store's own config and run only the t
                "(failed ones included). Execution settings may change (cluster.*, chunk_size); a change to anything "
                "that defines the results is refused with a key-by-key diff unless --restart.")
 EPILOG = ("examples:\n  lie-sweep resume lie-sweep-out/sweep\n"
-          "  lie-sweep resume out/exp1.zarr cluster.workers=4 chunk_size=8")
+          "  lie-sweep resume out/exp1.zarr cluster.workers=4 chunk_size=8\n"
+          "  lie-sweep resume lie-sweep-out/multirun/2026-12-03_10-00-00   (every store of a `run -m`)")
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -25,7 +26,14 @@ def _resume(args: argparse.Namespace) -> int:
         return follow_job(args, job_id)
     from jobs.execution.account import format_account
     from jobs.execution.runs import resume_sweep
+    from jobs.planning.multirun import read_index
 
+    if read_index(args.store) is not None:
+        from jobs.execution.multirun import multirun_summary, resume_multirun
+
+        multirun = resume_multirun(args.store, args.overrides, restart=args.restart, log=emit)
+        print(multirun_summary(multirun))
+        return 1 if multirun.failed else 0
     result = resume_sweep(args.store, args.overrides, restart=args.restart, log=emit)
     print(format_account(result, top=args.top))
     return 1 if result.report.failures else 0

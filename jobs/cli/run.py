@@ -54,12 +54,28 @@ def _run(args: argparse.Namespace) -> int:
                             found=f"{args.address} (a dashboard URL)",
                             fix=f"to run the driver on the cluster, use `lie-sweep submit --address {args.address}`")
     overrides = [*args.overrides, *([f"cluster.address={args.address}"] if args.address else [])]
+    if args.multirun:
+        return _multirun(args, overrides)
     if args.config:
         result = run_config(_stored_config(args.config, overrides), log=emit)
     else:
         result = run_sweep(overrides, log=emit)
     print(format_account(result, top=args.top))
     return 1 if result.report.failures else 0
+
+
+def _multirun(args: argparse.Namespace, overrides: list[str]) -> int:
+    from jobs.execution.account import format_account
+    from jobs.execution.multirun import multirun_summary, run_multirun
+
+    if args.config:
+        raise LieSweepError("run -m composes its sweeps from conf/", expected="overrides such as field=sgd,adam",
+                            found="--config FILE", fix="drop --config, or drop -m to run that one config")
+    result = run_multirun(overrides, log=emit)
+    for run in result.results:
+        print(format_account(run, top=min(args.top, 3)))
+    print(multirun_summary(result))
+    return 1 if result.failed else 0
 
 
 COMMAND = Command(
@@ -70,4 +86,8 @@ COMMAND = Command(
                                                            "HEAD:6379); same as cluster.address=")),
                Arg(("--config",), dict(default=None, metavar="FILE", help="run a resolved config (JSON, as `submit` "
                                                                           "ships it) instead of composing conf/")),
+               Arg(("-m", "--multirun"), dict(action="store_true", help="Hydra multirun: one sweep per combination "
+                                                                        "of KEY=a,b values, each its own store under "
+                                                                        "storage.path (default lie-sweep-out/multirun/"
+                                                                        "DATE_TIME), indexed in multirun.json")),
                top_arg(8)))
