@@ -7,7 +7,7 @@ import argparse
 from lie_sweep.errors import LieSweepError
 from storage.scores import SCORES
 
-from .table import STORE, Arg, Command
+from .table import Arg, Command
 
 __all__ = ["COMMAND"]
 
@@ -17,6 +17,8 @@ DESCRIPTION = ("Write one HTML file showing a sweep: the loss over checkpoints w
                "or any static host, with no network. Reads only what it shows; on a store still being written, only "
                "completed tasks.")
 EPILOG = ("examples:\n  lie-sweep report lie-sweep-out/sweep\n"
+          "  lie-sweep report out/sgd out/adam          (one page comparing the two stores)\n"
+          "  lie-sweep report lie-sweep-out/multirun/2026-12-03_10-00-00   (compares the multirun's stores)\n"
           "  lie-sweep report s3://bucket/exp1 -o exp1.html --top 24 --max-mb 10\n"
           "  lie-sweep report out/sweep --examples 3,8,21,40")
 
@@ -32,9 +34,24 @@ def _examples_arg(text: str | None) -> list[int] | None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from jobs.planning.multirun import read_index
+
+    stores, multirun = list(args.stores), None
+    index = read_index(stores[0]) if len(stores) == 1 else None
+    if index is not None:  # a multirun directory: compare its stores
+        multirun, stores = stores[0], [job["path"] for job in index["jobs"]]
+    if len(stores) > 1:
+        from jobs.report.write import write_comparison
+
+        if args.examples is not None or args.no_images:
+            raise LieSweepError("--examples and --no-images are options of a one-store page", expected="report STORE "
+                                "with them, or report A B … without", found=f"{len(stores)} stores",
+                                fix="drop them to compare the stores")
+        print(write_comparison(stores, args.output, top=min(args.top, 24), by=args.by, multirun=multirun))
+        return 0
     from jobs.report import write_report
 
-    result = write_report(args.store, args.output, top=args.top, examples=_examples_arg(args.examples), by=args.by,
+    result = write_report(stores[0], args.output, top=args.top, examples=_examples_arg(args.examples), by=args.by,
                           max_mb=args.max_mb, images=not args.no_images)
     print(result.summary())
     return 0
@@ -43,7 +60,9 @@ def _report(args: argparse.Namespace) -> int:
 COMMAND = Command(
     "report", "write a self-contained results page (HTML, works offline)", _report, description=DESCRIPTION,
     epilog=EPILOG,
-    arguments=(STORE,
+    arguments=(Arg(("stores",), dict(nargs="+", metavar="STORE", help="the store's path or fsspec URL; two or more "
+                                                                      "stores, or a multirun directory: one page "
+                                                                      "comparing them")),
                Arg(("-o", "--output"), dict(default=None, metavar="PATH",
                                             help="the HTML file to write (default: STORE-report.html beside a local "
                                                  "store)")),

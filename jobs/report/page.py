@@ -93,10 +93,13 @@ def payload(data: ReportData, thumbs: Thumbnails, logit_enc: str = "f16s", expli
     }
 
 
-def render_page(body: dict[str, Any]) -> str:
-    """The whole HTML page for a payload (``</`` escaped inside the JSON so it cannot close its script)."""
+def render_page(body: dict[str, Any], page: str = "report") -> str:
+    """The whole HTML page for a payload (``</`` escaped inside the JSON so it cannot close its script):
+    ``page`` "report" (one store) or "compare" (:mod:`jobs.report.compare`), its ``.html`` and ``.js`` assets."""
     data = json.dumps(body, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
-    values = {"GENERATOR": GENERATOR, "TITLE": html.escape(f"lie-sweep report: {body['info']['store']}"),
-              "CSS": _asset("report.css"), "DATA": data, "PLOTLY": plotly_js(), "JS": _asset("report.js")}
-    parts = re.split(r"\{\{([A-Z]+)\}\}", _asset("report.html"))  # text, name, text, name, ...
+    title = (f"lie-sweep report: {body['info']['store']}" if page == "report" else
+             f"lie-sweep comparison: {', '.join(s['label'] for s in body['stores'])}")
+    values = {"GENERATOR": GENERATOR, "TITLE": html.escape(title), "CSS": _asset("report.css"), "DATA": data,
+              "PLOTLY": plotly_js(), "JS": _asset(f"{page}.js")}
+    parts = re.split(r"\{\{([A-Z]+)\}\}", _asset(f"{page}.html"))  # text, name, text, name, ...
     return "".join(values[part] if k % 2 else part for k, part in enumerate(parts))

@@ -21,7 +21,7 @@ from .collect import ReportData, collect_report, shrink
 from .images import Thumbnails, example_thumbnails
 from .page import GENERATOR, payload, render_page
 
-__all__ = ["ReportResult", "write_report", "default_report_path"]
+__all__ = ["ReportResult", "write_report", "default_report_path", "write_comparison", "default_comparison_path"]
 
 
 @dataclass
@@ -122,6 +122,38 @@ def write_report(store: str, out: str | None = None, *, top: int = 16, examples:
         thumbs = example_thumbnails(sweep.config.get("data", {}), wanted) if images else \
             Thumbnails(note="example images left out (--no-images)")
     page, view, enc, tried = _fit(data, thumbs, int(max_mb * 2**20), explicit=examples is not None)
+    target = _write_atomically(out, page)
+    return ReportResult(path=str(target), n_bytes=target.stat().st_size, shown=view.k, of=len(sweep.examples),
+                        logit_encoding=enc, tasks_done=view.info["tasks_done"], n_tasks=view.info["n_tasks"],
+                        tried=tried)
+
+
+def default_comparison_path(stores: Sequence[str], multirun: str | None = None) -> str:
+    """``MULTIRUN/compare-report.html`` for a multirun directory, else ``compare-report.html`` beside the first
+    local store (in the working directory for stores at URLs)."""
+    if multirun is not None:
+        return os.path.join(multirun, "compare-report.html")
+    first = stores[0]
+    return "compare-report.html" if "://" in first else str(Path(first.rstrip("/\\")).with_name("compare-report.html"))
+
+
+def write_comparison(stores: Sequence[str], out: str | None = None, *, top: int = 12, by: str | None = None,
+                     multirun: str | None = None, storage_options: Mapping[str, Any] | None = None) -> str:
+    """Write one page comparing ``stores`` (:mod:`jobs.report.compare`) to ``out``; returns one summary line."""
+    from .compare import compare_payload
+
+    out = out or default_comparison_path(stores, multirun)
+    for store in stores:
+        _check_output(out, store)
+    sweeps = [open_sweep(s, storage_options=storage_options) for s in stores]
+    body = compare_payload(sweeps, top=top, by=by)
+    target = _write_atomically(out, render_page(body, page="compare"))
+    return (f"comparison: {target} ({target.stat().st_size / 2**20:.1f} MiB; {len(stores)} stores, "
+            f"{body['shared']['pairs']} shared pairs, by {body['score']['name']}); open it in a browser")
+
+
+def _write_atomically(out: str, page: str) -> Path:
+    """Write ``page`` to ``out`` in full or not at all (one error line when the place is not writable)."""
     target = Path(out)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
@@ -132,6 +164,4 @@ def write_report(store: str, out: str | None = None, *, top: int = 16, examples:
                           found=f"{type(exc).__name__}: {exc.strerror or exc}", fix="pick another -o") from None
     finally:
         tmp.unlink(missing_ok=True)
-    return ReportResult(path=str(target), n_bytes=target.stat().st_size, shown=view.k, of=len(sweep.examples),
-                        logit_encoding=enc, tasks_done=view.info["tasks_done"], n_tasks=view.info["n_tasks"],
-                        tried=tried)
+    return target

@@ -282,3 +282,48 @@ def test_swap_pages_show_the_exact_swap_its_trust_map_and_each_effect(browser, r
         assert "ε²[u" not in opened.page.inner_text("#conventions").split("\n", 1)[1]  # only the definition line
     finally:
         opened.close()
+
+
+def test_a_comparison_page_shows_stores_side_by_side_and_its_selector_filters_them(browser, reference, tmp_path,
+                                                                                   local_ray, artifacts):
+    """issue 24, item 8: `lie-sweep report A B` (and a multirun directory) writes one page comparing the stores;
+    its numbers are the stores' own; stores that share no example are refused in one line."""
+    from jobs.cli import main
+    from jobs.execution.runs import run_sweep
+    from jobs.report.compare import spearman
+
+    from .sweeps import glob_overrides
+
+    sgd, adam, apart = tmp_path / "sgd.zarr", tmp_path / "adam.zarr", tmp_path / "apart.zarr"
+    run_sweep(glob_overrides(reference, sgd), log=lambda m: None)
+    run_sweep(glob_overrides(reference, adam, "field=adam"), log=lambda m: None)
+    run_sweep(glob_overrides(reference, apart, "examples.start=40"), log=lambda m: None)
+    page = tmp_path / "cmp.html"
+    assert main(["report", str(sgd), str(adam), "-o", str(page)]) == 0
+    opened = Opened(browser, page)
+    try:
+        assert opened.errors == [] and opened.requests == []
+        labels = opened.js("Array.from(document.querySelectorAll('#store-select label'), l => l.textContent.trim())")
+        assert labels == ["field.name=sgd", "field.name=adam"]
+        assert opened.js("document.getElementById('loss-plot').data.length") == 2
+        assert opened.js("document.querySelectorAll('#matrix-plots .matrix').length") == 2
+        # the matrix (mean over checkpoints) holds each store's own pairs-table means
+        data = opened.js("JSON.parse(document.getElementById('lie-sweep-data').textContent)")
+        shown = data["matrix"]["examples"]
+        for k, store in enumerate((sgd, adam)):
+            fits = open_sweep(str(store)).fits()
+            z = np.array(opened.js(f"document.querySelectorAll('#matrix-plots .matrix')[{k}].data[0].z"), dtype=float)
+            a, b = shown[0], shown[1]
+            want = fits[(fits.i == min(a, b)) & (fits.j == max(a, b))].norm.mean()
+            assert z[0, 1] == pytest.approx(want, rel=1e-12) and z[1, 0] == z[0, 1]
+        values = np.array(data["scatter"]["values"], dtype=float)
+        assert opened.page.inner_text("#rank-corr").split()[-2] == f"{spearman(values[0], values[1]):.3g}".rstrip("0")
+        opened.page.screenshot(path=str(artifacts / "compare.png"), full_page=True)
+        opened.page.click("#store-select input[data-store='1']")          # the selector filters every panel
+        assert opened.js("document.getElementById('loss-plot').data.length") == 1
+        assert opened.js("document.querySelectorAll('#matrix-plots .matrix').length") == 1
+        assert opened.js("document.querySelectorAll('#rank-corr tr').length") == 2 and opened.errors == []
+    finally:
+        opened.close()
+    assert main(["report", str(sgd), str(apart), "-o", str(tmp_path / "no.html")]) == 2
+    assert not (tmp_path / "no.html").exists()
