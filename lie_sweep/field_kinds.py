@@ -17,12 +17,14 @@ line's help and ``plan`` take its name and help from there.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from storage.registry import Registry
 
 from .errors import ConfigError
-from .fields import PreconditionedField, SGDField, UpdateField
+
+if TYPE_CHECKING:  # the registry's names and help load without torch (`lie-sweep run --help`, the schema)
+    from .fields import UpdateField
 
 __all__ = ["FieldKind", "FIELDS", "build_field"]
 
@@ -35,20 +37,30 @@ class FieldKind:
 
     name: str
     help: str
-    build: Callable[[Mapping | None, Sequence[str], Any], UpdateField]
+    build: Callable[[Mapping | None, Sequence[str], Any], "UpdateField"]
     needs_state: bool = False
     steps_optimizer: bool = False
 
 
+def _sgd(state: Mapping | None, names: Sequence[str], options: Any) -> "UpdateField":
+    from .fields import SGDField
+
+    return SGDField()
+
+
+def _adam(state: Mapping | None, names: Sequence[str], options: Any) -> "UpdateField":
+    from .fields import PreconditionedField
+
+    return PreconditionedField.from_adam_state(state, list(names), eps=options.eps)
+
+
 FIELDS: Registry[FieldKind] = Registry("field", (
-    FieldKind("sgd", "u = -grad L", lambda state, names, options: SGDField()),
+    FieldKind("sgd", "u = -grad L", _sgd),
     FieldKind("adam", "u = -P grad L with Adam's frozen P = 1/(sqrt(v_hat)+eps) from each checkpoint's state",
-              lambda state, names, options: PreconditionedField.from_adam_state(state, list(names),
-                                                                                eps=options.eps),
-              needs_state=True),
+              _adam, needs_state=True),
     FieldKind("optimizer", "u = -grad L, plus the exact order expansion (order1, order2) of each checkpoint's own "
                            "saved optimizer (SGD, Adam, AdamW, Muon)",
-              lambda state, names, options: SGDField(), needs_state=True, steps_optimizer=True),
+              _sgd, needs_state=True, steps_optimizer=True),
 ), error=ConfigError)
 
 

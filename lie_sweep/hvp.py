@@ -23,19 +23,20 @@ Modes (same values up to floating-point reassociation):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
-import torch
-from torch.func import grad, jvp, vjp, vmap
+from typing import TYPE_CHECKING, Any, Callable
 
 from storage.registry import Registry
 
 from .errors import ConfigError
-from .fields import FunctionalModel, Params, UpdateField
+
+if TYPE_CHECKING:  # the registry (names, help: the schema, `lie-sweep run --help`) loads without torch
+    import torch
+
+    from .fields import FunctionalModel, Params, UpdateField
 
 __all__ = ["HVPMode", "HVP_MODES", "HVP_CHOICES", "HVPBatches", "hvp_batches", "check_hvp_mode"]
 
-Batched = Callable[[torch.Tensor, torch.Tensor, Params], Params]
+Batched = Callable[..., Any]  # (x, y, tangents) -> HVPs: see the module docstring
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class HVPMode:
 
     name: str
     help: str
-    batches: Callable[[FunctionalModel, Params, UpdateField], HVPBatches]
+    batches: Callable[["FunctionalModel", "Params", "UpdateField"], HVPBatches]
     linear_only: bool = False
 
 
@@ -67,6 +68,8 @@ def check_hvp_mode(mode: str, field: UpdateField) -> None:
 
 
 def _forward(fmodel: FunctionalModel, params: Params, field: UpdateField) -> HVPBatches:
+    from torch.func import jvp, vmap
+
     def ordered(x: torch.Tensor, y: torch.Tensor, tangent: Params) -> Params:
         return jvp(lambda p: field.value(fmodel, p, x, y), (params,), (tangent,))[1]
 
@@ -75,6 +78,8 @@ def _forward(fmodel: FunctionalModel, params: Params, field: UpdateField) -> HVP
 
 
 def _reverse(fmodel: FunctionalModel, params: Params, field: UpdateField, mode: str = "reverse") -> HVPBatches:
+    from torch.func import grad, vjp, vmap
+
     def along(x: torch.Tensor, y: torch.Tensor) -> Callable[[Params], Params]:
         # one forward + backward of example x; its pullback H_x v for any v
         _, pull = vjp(lambda p: grad(fmodel.example_loss)(p, x, y), params)
@@ -87,6 +92,8 @@ def _reverse(fmodel: FunctionalModel, params: Params, field: UpdateField, mode: 
 
 
 def _compiled(fmodel: FunctionalModel, params: Params, field: UpdateField) -> HVPBatches:
+    import torch
+
     rev = _reverse(fmodel, params, field, "compile")
     return HVPBatches("compile", block=torch.compile(rev.block), flat=torch.compile(rev.flat))
 
