@@ -93,8 +93,8 @@ def test_configs_are_found_from_an_installed_wheel(tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     assert (site / "jobs" / "conf" / "experiment" / "demo.yaml").is_file()
-    assert {p.name for p in (site / "jobs" / "report" / "assets").iterdir()} == {"report.html", "report.css",
-                                                                                 "report.js"}
+    assert {p.name for p in (site / "jobs" / "report" / "assets").iterdir()} == {
+        "report.html", "report.css", "report.js", "compare.html", "compare.js"}
     code = ("import jobs.planning.config as c; assert c.__file__.startswith(%r), c.__file__; "
             "print(c.config_dir()); print(c.load_config(['model=mlp']).model._target_)" % str(site))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,

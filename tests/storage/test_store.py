@@ -159,7 +159,8 @@ def test_plain_zarr_lists_the_group_without_warnings_and_unwritten_cells_are_nan
         warnings.simplefilter("error")                                      # a ZarrUserWarning fails the test
         group = zarr.open_group(str(tmp_path / "s" / "arrays.zarr"), mode="r")
         members = dict(group.members())
-    assert set(members) == {"brackets", "gradients", "losses", "pairs", "example", "checkpoint", "eval_example"}
+    assert set(members) == {"brackets", "gradients", "losses", "pairs", "example", "checkpoint", "eval_example",
+                            "i", "j"}
     brackets = group["brackets"][:]
     assert (brackets[0, :2] == 1).all() and np.isnan(brackets[0, 2:]).all() and np.isnan(brackets[1]).all()
     assert np.isnan(group["losses"][:]).all()
