@@ -48,6 +48,9 @@ def test_run_m_makes_one_store_per_combination_and_resume_and_status_take_the_di
     a, b = (np.asarray(s.store.group["brackets"][:]) for s in sweeps)
     assert np.array_equal(sweeps[0].pairs, sweeps[1].pairs) and not np.allclose(a, b)
 
+    assert main(["report", str(root)]) == 0                    # one page comparing the multirun's stores
+    assert "2 stores" in capsys.readouterr().out and (root / "compare-report.html").is_file()
+
     assert main(["status", str(root), "--json"]) == 0
     st = json.loads(capsys.readouterr().out)
     assert [(j["job"], j["state"]) for j in st["jobs"]] == [(0, "complete"), (1, "complete")]
