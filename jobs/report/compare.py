@@ -41,15 +41,23 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def store_labels(sweeps: Sequence[Sweep]) -> tuple[list[str], list[str]]:
-    """(one label per store, the identity keys whose values differ between the stores)."""
+def store_labels(sweeps: Sequence[Sweep], longest: int = 48) -> tuple[list[str], list[str], list[str]]:
+    """(one short label per store, the identity keys whose values differ between the stores, one full
+    description per store). Checkpoint settings are left out where every store swept the same checkpoint files
+    (by sha256: trained once, then glob'd); a label longer than ``longest`` becomes "store A", "store B", …
+    (the full description goes in the page's tooltips and store list)."""
     flats = [_flat(dict(s.meta.identity)) for s in sweeps]
     keys = sorted({k for f in flats for k in f})
     varies = [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
-    labels = [", ".join(f"{k}={f.get(k)}" for k in varies) or s.store.path for f, s in zip(flats, sweeps)]
-    if len(set(labels)) < len(labels):  # the same identity twice: tell them apart by path
-        labels = [f"{label} ({s.store.path})" for label, s in zip(labels, sweeps)]
-    return labels, varies
+    same_files = len({tuple(c.get("sha256") for c in s.meta.checkpoints) for s in sweeps}) == 1
+    if same_files:
+        varies = [k for k in varies if not k.startswith("checkpoints.")]
+    full = [", ".join(f"{k}={f.get(k)}" for k in varies) or s.store.path for f, s in zip(flats, sweeps)]
+    if len(set(full)) < len(full):  # the same identity twice: tell them apart by path
+        full = [f"{label} ({s.store.path})" for label, s in zip(full, sweeps)]
+    labels = full if max(len(label) for label in full) <= longest else [f"store {chr(65 + k)}" if k < 26 else
+                                                                        f"store {k + 1}" for k in range(len(full))]
+    return labels, varies, full
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -136,7 +144,7 @@ def _matrices(fits_list, column: str, shown: list[int], steps: list[int]) -> lis
 
 def compare_payload(sweeps: Sequence[Sweep], *, top: int = 12, by: str | None = None) -> dict[str, Any]:
     """The JSON object the comparison page's script reads (see the module docstring)."""
-    labels, varies = store_labels(sweeps)
+    labels, varies, full = store_labels(sweeps)
     shared_examples = _check_shared(sweeps, labels)
     fits = [s.fits() for s in sweeps]
     score = SCORES[_score_name(sweeps, fits, by)]
@@ -163,9 +171,9 @@ def compare_payload(sweeps: Sequence[Sweep], *, top: int = 12, by: str | None = 
         "kind": "compare", "made": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "score": {"name": score.name, "help": score.help, "column": column},
         "varies": varies,
-        "stores": [{"label": label, "path": s.store.path, "effects": _effects(s), "n_examples": len(s.examples),
-                    "n_pairs": len(s.pairs), "complete": s.complete, "field": s.config.get("field", {}).get("name"),
-                    **_curves(s, f, column)} for label, s, f in zip(labels, sweeps, fits)],
+        "stores": [{"label": label, "full": text, "path": s.store.path, "effects": _effects(s),
+                    "n_examples": len(s.examples), "n_pairs": len(s.pairs), "complete": s.complete, "field": s.config.get("field", {}).get("name"),
+                    **_curves(s, f, column)} for label, text, s, f in zip(labels, full, sweeps, fits)],
         "shared": {"examples": len(shared_examples), "pairs": len(shared_pairs), "steps": steps},
         "matrix": {"examples": shown, "views": _matrices(fits, column, shown, steps)},
         "scatter": {"pairs": [list(shared_pairs[k]) for k in order], "values": _finite(values[:, order])},

@@ -32,9 +32,12 @@
       label.appendChild(cb);
       label.appendChild(text("span", ` ${s.label}` + (s.complete ? "" : " (in progress)")));
       label.style.color = COLORS[k % COLORS.length];
-      label.title = `${s.path}: effects ${s.effects.join(", ")}, ${s.n_examples} examples, ${s.n_pairs} pairs`;
+      label.title = `${s.full}\n${s.path}: effects ${s.effects.join(", ")}, ${s.n_examples} examples, ${s.n_pairs} pairs`;
       box.appendChild(label);
     });
+    const list = el("store-list");  // the full description of each store, where its label is short
+    S.forEach((s) => { if (s.label !== s.full) list.appendChild(text("li", `${s.label}: ${s.full} (${s.path})`)); });
+    list.hidden = !list.children.length;
   }
   function lines(key, plotId, yTitle, dash) {
     const traces = [];
