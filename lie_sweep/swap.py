@@ -142,6 +142,7 @@ def swap_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor, t
         deltas = gradients.new_zeros((pairs.shape[0], spec.size))
         logits = None
         base = spec.flatten(params)
+        eval_inputs = None if eval_inputs is None else eval_inputs.to(gradients)
         for group, union in shift_groups(partners, 2 * chunk_size):
             grid = _gradient_grid(fmodel, spec, base, first_flat, group, union, inputs, targets, 2 * chunk_size)
             column = {b: c for c, b in enumerate(union)}
@@ -158,7 +159,7 @@ def swap_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor, t
                 # of ``deltas`` appears once per a, so the indexed add is exact and order-free)
                 deltas.index_add_(0, rows, (rests - first_flat[others]).mul_(signs[:, None]))
                 if eval_inputs is not None:
-                    ends = _outputs(fmodel, spec, moved, rests, eval_inputs.to(gradients))
+                    ends = _outputs(fmodel, spec, moved, rests, eval_inputs)
                     if logits is None:
                         logits = ends.new_zeros((pairs.shape[0], *ends.shape[1:]))
                     logits.index_add_(0, rows, ends.mul_(signs.reshape(-1, *[1] * (ends.ndim - 1)).to(ends)))

@@ -76,11 +76,12 @@ def create_arrays(group: zarr.Group, layout: StoreLayout, *, dtype: str, codec: 
             created.attrs.update(flat_axis_attrs(stored_spec))
         if "pair" in array["dims"]:
             created.attrs["coordinates"] = "i j"  # CF: the pair axis is labelled by the arrays i and j
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     index_arrays = {
         "eval_example": (np.asarray(eval_examples, dtype=np.int64).reshape(-1), ("eval_example",)),
-        "pairs": (np.asarray(pairs, dtype=np.int64).reshape(-1, 2), ("pair", "side")),
-        "i": (np.asarray(pairs, dtype=np.int64).reshape(-1, 2)[:, 0], ("pair",)),
-        "j": (np.asarray(pairs, dtype=np.int64).reshape(-1, 2)[:, 1], ("pair",)),
+        "pairs": (pairs, ("pair", "side")),
+        "i": (pairs[:, 0], ("pair",)),
+        "j": (pairs[:, 1], ("pair",)),
         "example": (np.asarray(examples, dtype=np.int64).reshape(-1), ("example",)),
         "checkpoint": (np.asarray(steps, dtype=np.int64).reshape(-1), ("checkpoint",)),
     }

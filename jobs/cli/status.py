@@ -13,7 +13,7 @@ def _status(args: argparse.Namespace) -> int:
     import json
     import os
 
-    from jobs.planning.multirun import read_index
+    from jobs.planning.multirun import describe, read_index
     from jobs.results.status import format_status, sweep_status
 
     index = read_index(args.store)
@@ -25,7 +25,7 @@ def _status(args: argparse.Namespace) -> int:
             print(json.dumps({"multirun": args.store, "varies": index["varies"], "jobs": statuses}, indent=2,
                              default=str))
         else:
-            print("\n\n".join(f"job {st['job']}: {' '.join(f'{k}={v}' for k, v in st['values'].items())}\n"
+            print("\n\n".join(f"job {st['job']}: {describe(st['values'])}\n"
                               + (f"{st['store']}: not started" if st["state"] == "not started" else format_status(st))
                               for st in statuses))
         return 0

@@ -17,7 +17,7 @@ from lie_sweep.errors import ConfigError
 from storage.paths import MARKER
 
 from jobs.planning.config import load_config
-from jobs.planning.multirun import INDEX, index_record, job_overrides, plan_jobs, read_index
+from jobs.planning.multirun import INDEX, describe, index_record, job_overrides, plan_jobs, read_index
 
 from .runs import RunResult, resume_sweep, run_config
 
@@ -66,7 +66,7 @@ def run_multirun(overrides: Sequence[str], *, log: Callable[[str], None] = print
     log(f"multirun: {len(jobs)} sweeps varying {', '.join(keys)} -> {root}/ (index: {INDEX})")
     results = []
     for job, cfg in zip(jobs, configs):
-        log(f"[{job.job + 1}/{len(jobs)}] {' '.join(f'{k}={v}' for k, v in job.values.items())}")
+        log(f"[{job.job + 1}/{len(jobs)}] {describe(job.values)}")
         results.append(run_config(cfg, log=log))
     return MultirunResult(root, index, results)
 
@@ -80,7 +80,7 @@ def resume_multirun(path: str, overrides: Sequence[str] = (), *, restart: bool =
                           found="none", fix="pass a store, or the directory `run -m` wrote")
     results = []
     for job in index["jobs"]:
-        log(f"[{job['job'] + 1}/{len(index['jobs'])}] {' '.join(f'{k}={v}' for k, v in job['values'].items())}")
+        log(f"[{job['job'] + 1}/{len(index['jobs'])}] {describe(job['values'])}")
         if os.path.isfile(os.path.join(job["path"], MARKER)):
             results.append(resume_sweep(job["path"], overrides, restart=restart, log=log))
         else:
@@ -91,11 +91,11 @@ def resume_multirun(path: str, overrides: Sequence[str] = (), *, restart: bool =
 def multirun_summary(result: MultirunResult) -> str:
     """One line per job: what it varies, its store, tasks and pairs computed now, failures."""
     keys = result.index["varies"]
-    width = max([len(" ".join(f"{k}={v}" for k, v in j["values"].items())) for j in result.index["jobs"]] + [6])
+    width = max([len(describe(j["values"])) for j in result.index["jobs"]] + [6])
     lines = ["", f"multirun {result.root}/ ({len(result.results)} sweeps varying {', '.join(keys)})",
              f"  {'job':>3}  {'values':<{width}}  {'tasks':>9}  {'failed':>6}  store"]
     for job, run in zip(result.index["jobs"], result.results):
-        values = " ".join(f"{k}={v}" for k, v in job["values"].items())
+        values = describe(job["values"])
         done = f"{len(run.report.completed) + run.report.skipped}/{run.n_tasks}"
         lines.append(f"  {job['job']:>3}  {values:<{width}}  {done:>9}  "
                      f"{len(run.report.failures):>6}  {os.path.join(result.root, job['store'])}")

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 from lie_sweep.errors import ConfigError, first_line
 
 __all__ = ["INDEX", "MultirunJob", "expand", "plan_jobs", "index_record", "read_index", "default_root",
-           "job_overrides"]
+           "job_overrides", "describe"]
 
 INDEX = "multirun.json"
 FORMAT = "lie-sweep-multirun"
@@ -47,6 +47,11 @@ class MultirunJob:
     overrides: tuple[str, ...]
     values: dict[str, str]
     own_checkpoints: bool
+
+
+def describe(values: dict[str, str]) -> str:
+    """What a job varies, as overrides: ``field=adam examples.count=6``."""
+    return " ".join(f"{k}={v}" for k, v in values.items())
 
 
 def job_overrides(root: str, job: dict[str, Any]) -> list[str]:

@@ -75,7 +75,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
 
 def _score_name(sweeps: Sequence[Sweep], fits: list, by: str | None) -> str:
     if by is not None:
-        for s, f in zip(sweeps, fits):
+        for f in fits:
             SCORES[by].require(f.columns)
         return by
     if all("swap_norm" in f.columns for f in fits):
