@@ -98,7 +98,8 @@
     const head = document.createElement("tr"); head.appendChild(text("th", "rank"));
     ks.forEach((k) => { head.appendChild(text("th", `${S[k].label}: pair`)); head.appendChild(text("th", score.column)); });
     t.appendChild(head);
-    for (let r = 0; r < 10; r++) {
+    const rows = Math.max.apply(null, ks.map((k) => D.rankings[k].length).concat([0]));
+    for (let r = 0; r < rows; r++) {
       const tr = document.createElement("tr"); tr.appendChild(text("td", String(r + 1)));
       ks.forEach((k) => {
         const p = D.rankings[k][r];
