@@ -292,12 +292,14 @@ def test_a_comparison_page_shows_stores_side_by_side_and_its_selector_filters_th
     from jobs.execution.runs import run_sweep
     from jobs.report.compare import spearman
 
-    from .sweeps import glob_overrides
+    from .sweeps import copy_of_reference, glob_overrides
 
-    sgd, adam, apart = tmp_path / "sgd.zarr", tmp_path / "adam.zarr", tmp_path / "apart.zarr"
-    run_sweep(glob_overrides(reference, sgd), log=lambda m: None)
+    # the session's reference sweep (SGD field) beside the same grid under Adam's field, and a one-pair sweep of
+    # other examples
+    sgd = copy_of_reference(reference, tmp_path / "sgd.zarr")
+    adam, apart = tmp_path / "adam.zarr", tmp_path / "apart.zarr"
     run_sweep(glob_overrides(reference, adam, "field=adam"), log=lambda m: None)
-    run_sweep(glob_overrides(reference, apart, "examples.start=40"), log=lambda m: None)
+    run_sweep(glob_overrides(reference, apart, "examples.start=40", "examples.count=2"), log=lambda m: None)
     page = tmp_path / "cmp.html"
     assert main(["report", str(sgd), str(adam), "-o", str(page)]) == 0
     opened = Opened(browser, page)
