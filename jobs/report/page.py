@@ -24,7 +24,7 @@ from .collect import ReportData
 from .encode import PRECISION, encode
 from .images import Thumbnails
 
-__all__ = ["GENERATOR", "payload", "render_page", "plotly_js"]
+__all__ = ["GENERATOR", "payload", "render_page", "script_json", "plotly_js"]
 
 GENERATOR = '<meta name="generator" content="lie-sweep report">'
 
@@ -93,10 +93,22 @@ def payload(data: ReportData, thumbs: Thumbnails, logit_enc: str = "f16s", expli
     }
 
 
+# characters a JSON text keeps as they are but an HTML parser reads inside a <script>: escaped as \uXXXX, so that no
+# stored string can close the script, open a comment (<!--) or a nested script, or end a line of JavaScript
+_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def script_json(body: Any) -> str:
+    """``body`` as JSON safe to embed in a ``<script type="application/json">`` element (see _SCRIPT_UNSAFE);
+    ``JSON.parse`` of the element's text gives back ``body`` exactly."""
+    text = json.dumps(body, separators=(",", ":"), allow_nan=False)
+    return re.sub("[<>&\u2028\u2029]", lambda m: _SCRIPT_UNSAFE[m.group(0)], text)
+
+
 def render_page(body: dict[str, Any], page: str = "report") -> str:
-    """The whole HTML page for a payload (``</`` escaped inside the JSON so it cannot close its script):
-    ``page`` "report" (one store) or "compare" (:mod:`jobs.report.compare`), its ``.html`` and ``.js`` assets."""
-    data = json.dumps(body, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    """The whole HTML page for a payload (its JSON embedded by :func:`script_json`): ``page`` "report" (one
+    store) or "compare" (:mod:`jobs.report.compare`), its ``.html`` and ``.js`` assets."""
+    data = script_json(body)
     title = (f"lie-sweep report: {body['info']['store']}" if page == "report" else
              f"lie-sweep comparison: {', '.join(s['label'] for s in body['stores'])}")
     values = {"GENERATOR": GENERATOR, "TITLE": html.escape(title), "CSS": _asset("report.css"), "DATA": data,

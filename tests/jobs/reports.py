@@ -14,7 +14,7 @@ DATA = re.compile(r'<script type="application/json" id="lie-sweep-data">(.*?)</s
 def page_data(path):
     """The JSON object embedded in a report page."""
     text = Path(path).read_text(encoding="utf-8")
-    return json.loads(DATA.search(text).group(1).replace("<\\/", "</"))
+    return json.loads(DATA.search(text).group(1))
 
 
 def page_pairs(data):

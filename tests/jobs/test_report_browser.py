@@ -329,3 +329,56 @@ def test_a_comparison_page_shows_stores_side_by_side_and_its_selector_filters_th
         opened.close()
     assert main(["report", str(sgd), str(apart), "-o", str(tmp_path / "no.html")]) == 2
     assert not (tmp_path / "no.html").exists()
+
+
+XSS = "<img src=x onerror=window.__pwned=1>"   # issue 30: stored strings that ran script in the reader's browser
+
+
+def test_stored_strings_are_text_on_the_single_store_and_the_comparison_pages(browser, reference, tmp_path, artifacts):
+    """Every string a store holds reaches the page as text: payloads in the model and dataset names, the package
+    version, the codec, an output name, a tensor name, a checkpoint's path, the store's folder and a
+    comparison label execute nothing, break neither page, and show as the characters they are."""
+    from jobs.cli import main
+
+    from .plant import edit_meta
+    from .sweeps import copy_of_reference
+
+    def plant(meta):
+        meta["config"]["model"]["_target_"] = XSS
+        meta["config"]["data"]["_target_"] = "<!--<script>window.__pwned=2</script>"
+        meta.update(package_version=XSS, codec=XSS)
+        meta["output_names"][0] = "<!--<script>"
+        meta["output_names"][1] = XSS
+        meta["checkpoints"][0]["path"] = f"/ck/{XSS}.pt"
+    folder = tmp_path / "s<!--<script>"
+    store = copy_of_reference(reference, folder)
+    edit_meta(store, plant)
+    other = copy_of_reference(reference, tmp_path / "other")
+    edit_meta(other, lambda meta: meta["identity"]["model"].update(width=XSS))   # a comparison label
+    page, compare = tmp_path / "xss.html", tmp_path / "xss-compare.html"
+    assert main(["report", str(store), "-o", str(page), "--no-images"]) == 0
+    assert main(["report", str(store), str(other), "-o", str(compare)]) == 0
+    for path in (page, compare):
+        assert "<!--<script>" not in path.read_text().split('id="lie-sweep-data">', 1)[1].split("</script>", 1)[0]
+        opened = Opened(browser, path)
+        try:
+            assert opened.js("window.__pwned") is None and opened.errors == [], opened.errors
+            assert opened.js("document.querySelectorAll('img[src=x]').length") == 0
+            if path == page:
+                conventions = opened.js("document.getElementById('conventions').textContent")
+                assert f"lie-sweep {XSS}; model {XSS}, data <!--<script>" in conventions
+                assert f"codec {XSS}" in conventions
+                assert "s<!--<script>" in opened.js("document.getElementById('subtitle').textContent")
+                ticks = opened.js("Array.from(document.querySelectorAll('#heatmap-plot .xtick text'), "
+                                  "t => t.textContent)")
+                assert "<!--<script>" in ticks and XSS in ticks            # drawn as the characters they are
+                opened.js("window.lieSweep.setCheckpoint(0)")
+                assert opened.js("window.__pwned") is None and opened.errors == []
+            else:
+                labels = opened.js("Array.from(document.querySelectorAll('#store-select label'), l => l.textContent)")
+                assert any(XSS in label for label in labels)
+                titles = opened.js("Array.from(document.querySelectorAll('#matrix-plots .gtitle'), t => t.textContent)")
+                assert any(XSS in t for t in titles), titles
+            opened.page.screenshot(path=str(artifacts / f"xss-{path.stem}.png"), full_page=True)
+        finally:
+            opened.close()

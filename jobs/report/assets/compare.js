@@ -15,6 +15,9 @@
     if (x !== 0 && (Math.abs(x) >= 1e4 || Math.abs(x) < 1e-3)) return x.toExponential(2);
     return String(Number(x.toPrecision(3)));
   }
+  // every string reaches the page as text (DOM text nodes, never parsed as HTML); Plotly renders a subset of HTML
+  // in labels, titles and hover texts, so strings taken from the stores go to Plotly entity-escaped
+  const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   function text(tag, content, cls) { const e = document.createElement(tag); e.textContent = content; if (cls) e.className = cls; return e; }
   const layout = (extra) => Object.assign({ margin: { l: 60, r: 12, t: 8, b: 44 }, height: 320, font: FONT,
     legend: { orientation: "h", y: -0.25 } }, extra);
@@ -43,15 +46,15 @@
     const traces = [];
     S.forEach((s, k) => {
       if (!shown[k]) return;
-      traces.push({ x: s.steps, y: s[key], name: s.label, mode: "lines+markers", line: { color: COLORS[k % COLORS.length] } });
-      if (dash) traces.push({ x: s.steps, y: s[dash], name: `${s.label} (90th percentile)`, mode: "lines",
+      traces.push({ x: s.steps, y: s[key], name: esc(s.label), mode: "lines+markers", line: { color: COLORS[k % COLORS.length] } });
+      if (dash) traces.push({ x: s.steps, y: s[dash], name: `${esc(s.label)} (90th percentile)`, mode: "lines",
         line: { color: COLORS[k % COLORS.length], dash: "dot" } });
     });
     Plotly.react(el(plotId), traces, layout({ xaxis: { title: "step" }, yaxis: { title: yTitle, type: "log" } }), CONFIG);
   }
   function matrices() {
     const view = Number(el("view-select").value), ex = D.matrix.examples.map(String), box = el("matrix-plots");
-    box.innerHTML = "";
+    box.replaceChildren();
     const divs = S.map((s, k) => {  // every cell first, so that each plot is drawn at its cell's final width
       if (!shown[k]) return null;
       const div = document.createElement("div");
@@ -63,8 +66,8 @@
       if (!shown[k]) return;
       const div = divs[k];
       Plotly.newPlot(div, [{ type: "heatmap", z: D.matrix.views[k][view], x: ex, y: ex, colorscale: SEQ,
-        hovertemplate: `${s.label}<br>(%{y}, %{x}): %{z:.3g}<extra></extra>` }],
-        layout({ height: 340, title: { text: s.label, font: { size: 13 } }, margin: { l: 44, r: 8, t: 30, b: 40 },
+        hovertemplate: `${esc(s.label)}<br>(%{y}, %{x}): %{z:.3g}<extra></extra>` }],
+        layout({ height: 340, title: { text: esc(s.label), font: { size: 13 } }, margin: { l: 44, r: 8, t: 30, b: 40 },
           xaxis: { type: "category", title: "j" }, yaxis: { type: "category", title: "i", autorange: "reversed" } }), CONFIG);
     });
     el("matrix-caption").textContent = `${score.column} of each pair among the ${ex.length} shared examples whose ` +
@@ -76,12 +79,12 @@
     const xs = D.scatter.values[a], ys = D.scatter.values[b];
     Plotly.react(el("scatter-plot"), [{ x: xs, y: ys, mode: "markers", type: "scattergl", marker: { size: 5, color: "#2458a6" },
       text: D.scatter.pairs.map((p) => `(${p[0]}, ${p[1]})`), hovertemplate: "%{text}: %{x:.3g}, %{y:.3g}<extra></extra>" }],
-      layout({ showlegend: false, xaxis: { title: S[a].label, type: "log" }, yaxis: { title: S[b].label, type: "log" } }), CONFIG);
+      layout({ showlegend: false, xaxis: { title: esc(S[a].label), type: "log" }, yaxis: { title: esc(S[b].label), type: "log" } }), CONFIG);
     el("scatter-caption").textContent = `${D.scatter.pairs.length} shared pairs, ${score.column} averaged over ` +
       `checkpoints; Spearman's rho ${fmt(D.rank_corr[a][b])}.`;
   }
   function corrTable() {
-    const t = el("rank-corr"); t.innerHTML = "";
+    const t = el("rank-corr"); t.replaceChildren();
     const head = document.createElement("tr"); head.appendChild(text("th", ""));
     S.forEach((s, k) => { if (shown[k]) head.appendChild(text("th", s.label)); });
     t.appendChild(head);
@@ -93,7 +96,7 @@
     });
   }
   function rankings() {
-    const t = el("rankings"); t.innerHTML = "";
+    const t = el("rankings"); t.replaceChildren();
     const ks = S.map((_, k) => k).filter((k) => shown[k]);
     const head = document.createElement("tr"); head.appendChild(text("th", "rank"));
     ks.forEach((k) => { head.appendChild(text("th", `${S[k].label}: pair`)); head.appendChild(text("th", score.column)); });

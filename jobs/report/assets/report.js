@@ -44,6 +44,18 @@
     return { shape: o.shape, data: out };
   }
   const num = (x) => (x === null || x === undefined || !isFinite(x) ? null : x);
+  // every string reaches the page as text (DOM text nodes, never parsed as HTML); Plotly renders a subset of HTML
+  // in labels, titles and hover texts, so strings taken from the store go to Plotly entity-escaped
+  const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  function node(tag, text, cls) { const e = document.createElement(tag); if (text !== undefined) e.textContent = text; if (cls) e.className = cls; return e; }
+  function richLine(text) {  // an <li> of text in which our own "_{...}" marks subscripts (stored values stay text)
+    const li = document.createElement("li");
+    text.split(/(_\{[^}]*\})/).forEach((part) => {
+      if (/^_\{[^}]*\}$/.test(part)) li.appendChild(node("sub", part.slice(2, -1)));
+      else if (part) li.appendChild(document.createTextNode(part));
+    });
+    return li;
+  }
   function fmt(x, d) {  // 3 significant digits (d + 1 when given), exponent outside [1e-3, 1e4)
     if (num(x) === null) return "–";
     const digits = d === undefined ? 3 : d + 1;
@@ -191,26 +203,26 @@
     fillScores();
     document.getElementById("score-select").addEventListener("change", (ev) => { state.score = ev.target.value; drawMatrix(); });
     const conv = [
-      "θ<sub>ij</sub> − θ<sub>ji</sub> = ε²[u<sub>i</sub>, u<sub>j</sub>] + O(ε³): the bracket is the leading-order difference between training on i then j and on j then i, one step of size ε each.",
+      "θ_{ij} − θ_{ji} = ε²[u_{i}, u_{j}] + O(ε³): the bracket is the leading-order difference between training on i then j and on j then i, one step of size ε each.",
     ].concat(hasSwap ? [
-      `Exact swap: θ<sub>ij</sub> − θ<sub>ji</sub> itself, two real steps in each order (${info.swap_rule || "field"}) at ε = ${info.swap_epsilon}, no expansion; its logit deltas f(θ<sub>ij</sub>) − f(θ<sub>ji</sub>) are exact too. The trust map is the leading order's relative error against it.`,
+      `Exact swap: θ_{ij} − θ_{ji} itself, two real steps in each order (${info.swap_rule || "field"}) at ε = ${info.swap_epsilon}, no expansion; its logit deltas f(θ_{ij}) − f(θ_{ji}) are exact too. The trust map is the leading order's relative error against it.`,
     ] : []).concat([
-      "Sign: a signed cell in row i, column j, and the heatmap titled “i → j”, show order i-then-j minus order j-then-i. Cell (j, i) is the negative of cell (i, j), since [u<sub>j</sub>, u<sub>i</sub>] = −[u<sub>i</sub>, u<sub>j</sub>].",
-      hasBracket ? `Logit deltas: f(θ<sub>ij</sub>) − f(θ<sub>ji</sub>) ≈ ε² J<sub>f</sub>(θ)[u<sub>i</sub>, u<sub>j</sub>] on ${B} evaluation examples, ε = ${info.epsilon}.` : null,
-      "Magnitudes: ‖[u<sub>i</sub>, u<sub>j</sub>]‖, RMS values, the fit constant c and logit-delta RMS do not change sign when i and j swap; views of them are symmetric and say so.",
+      "Sign: a signed cell in row i, column j, and the heatmap titled “i → j”, show order i-then-j minus order j-then-i. Cell (j, i) is the negative of cell (i, j), since [u_{j}, u_{i}] = −[u_{i}, u_{j}].",
+      hasBracket ? `Logit deltas: f(θ_{ij}) − f(θ_{ji}) ≈ ε² J_{f}(θ)[u_{i}, u_{j}] on ${B} evaluation examples, ε = ${info.epsilon}.` : null,
+      "Magnitudes: ‖[u_{i}, u_{j}]‖, RMS values, the fit constant c and logit-delta RMS do not change sign when i and j swap; views of them are symmetric and say so.",
       `Field: ${info.field_text}.`,
       "BatchNorm runs in eval mode (running statistics) while brackets are computed, so each example's loss is well defined.",
-      hasBracket ? "Slope-1 fit, per pair across tensors: log RMS[u<sub>i</sub>, u<sub>j</sub>] = log c + log RMS g, with RMS g = √(RMS g<sub>i</sub> · RMS g<sub>j</sub>); R² of that constrained fit can be negative." : null,
+      hasBracket ? "Slope-1 fit, per pair across tensors: log RMS[u_{i}, u_{j}] = log c + log RMS g, with RMS g = √(RMS g_{i} · RMS g_{j}); R² of that constrained fit can be negative." : null,
       `Effective rank: exp(entropy of the normalised singular values of the per-example gradient matrix), ${D.rank_scope || "n/a"}.`,
       `Stored as ${info.dtype}, codec ${info.codec}${info.keepbits ? " (keepbits " + info.keepbits + ")" : ""}. Embedded here: logit deltas ${D.logit_precision || "(none)"}; other values float32.`,
       `Store schema ${info.schema}, lie-sweep ${info.package_version}; model ${info.model}, data ${info.data}.`,
     ]).filter((line) => line);
-    document.getElementById("conventions").innerHTML = conv.map((t) => "<li>" + t + "</li>").join("");
+    document.getElementById("conventions").replaceChildren(...conv.map(richLine));
   }
 
   function fillScores() {  // the score menu of the chosen effect
     const sel = document.getElementById("score-select");
-    sel.innerHTML = "";
+    sel.replaceChildren();
     for (const k of scoreKeys(state.effect)) { const opt = document.createElement("option"); opt.value = k; opt.textContent = scoreText(k); sel.appendChild(opt); }
     sel.value = state.score;
   }
@@ -376,14 +388,14 @@
     const trace = {
       type: "heatmap", z, x: info.outputs.map((_, o) => o), y: info.eval_examples.map((_, r) => r), zmid: 0, zmin: -(peak || 1), zmax: peak || 1,
       colorscale: DIVERGING, xgap: 0.5, ygap: 0.5,
-      customdata: info.eval_examples.map((e) => info.outputs.map((name) => [e, name])),
+      customdata: info.eval_examples.map((e) => info.outputs.map((name) => [e, esc(name)])),
       hovertemplate: "eval #%{customdata[0]}, %{customdata[1]}: %{z:.3e}<extra></extra>",
       colorbar: { title: { text: "Δ logit", side: "right" }, thickness: 12, exponentformat: "e" },
     };
     const layout = {
       font: FONT, height: 560, margin: { l: 60, r: 12, t: 8, b: 130 }, plot_bgcolor: "#fff",
       xaxis: { tickangle: -60, tickfont: { size: O > 24 ? 9.5 : 11 }, automargin: true, title: { text: "model output" },
-               tickvals: info.outputs.map((_, o) => o), ticktext: info.outputs, range: [evalImages.length ? -1.5 : -0.5, O - 0.5],
+               tickvals: info.outputs.map((_, o) => o), ticktext: info.outputs.map(esc), range: [evalImages.length ? -1.5 : -0.5, O - 0.5],
                showgrid: false, zeroline: false },
       yaxis: { range: [B - 0.5, -0.5], tickvals: info.eval_examples.map((_, r) => r), ticktext: info.eval_examples.map(label),
                tickfont: { size: B > 24 ? 9 : 11 }, title: { text: "evaluation example" }, showgrid: false, zeroline: false },
@@ -406,7 +418,7 @@
     const x = [], y = [], names = [];
     for (let t = 0; t < T; t++) {
       const k = (state.c * Ps + p) * T + t;
-      if (isFinite(rmsGrad[k]) && isFinite(rmsBracket[k]) && rmsGrad[k] > 0 && rmsBracket[k] > 0) { x.push(rmsGrad[k]); y.push(rmsBracket[k]); names.push(D.tensors[t]); }
+      if (isFinite(rmsGrad[k]) && isFinite(rmsBracket[k]) && rmsGrad[k] > 0 && rmsBracket[k] > 0) { x.push(rmsGrad[k]); y.push(rmsBracket[k]); names.push(esc(D.tensors[t])); }
     }
     const c = scores.c ? at2(scores.c, state.c, p) : NaN, r2 = scores.r2 ? at2(scores.r2, state.c, p) : NaN;
     const what = hasBracket ? "[u_i, u_j]" : "θ_ij − θ_ji";
@@ -431,7 +443,7 @@
     if (!outputs) { caption.textContent = "This store holds no logit deltas."; return Plotly.react("outputs-plot", [], { font: FONT, height: 360 }, CONFIG); }
     const row = Array.from(outputs.data.slice(state.c * O, (state.c + 1) * O));
     const order = row.map((v, o) => [v, o]).filter((t) => isFinite(t[0])).sort((u, v) => v[0] - u[0]).slice(0, 15).reverse();
-    const trace = { type: "bar", orientation: "h", x: order.map((t) => t[0]), y: order.map((t) => info.outputs[t[1]]), marker: { color: "#b9770e" },
+    const trace = { type: "bar", orientation: "h", x: order.map((t) => t[0]), y: order.map((t) => esc(info.outputs[t[1]])), marker: { color: "#b9770e" },
                     hovertemplate: "%{y}: %{x:.3e}<extra></extra>" };
     const layout = { font: FONT, height: 360, margin: { l: 150, r: 12, t: 8, b: 48 }, xaxis: { title: { text: "mean |Δ logit| (magnitude)" }, exponentformat: "e" }, yaxis: { automargin: true } };
     caption.textContent = `Mean |${info.outputs_exact ? "f(θ_ij) − f(θ_ji)| (exact swaps, ε = " + info.swap_epsilon + ")" : "ε²·J_f[u_i,u_j]|"} over the ${D.outputs_pairs[state.c] || 0} completed pairs of the whole sweep and ${B} evaluation examples at step ${steps[state.c]}; a magnitude.`;
@@ -471,31 +483,36 @@
     swap: { pair: "the exact swap ‖θ_ij − θ_ji‖", example: "mean ‖θ_ej − θ_je‖ over partners (exact swaps)" },
     swap_logit_rms: { pair: "exact logit RMS", example: "mean exact logit RMS over partners" },
   };
-  function thumb(e) { const s = images[String(e)]; return s ? `<img src="${s}" alt="example ${e}">` : ""; }
+  function exampleCell(e) {  // a table cell: the example's thumbnail (where the page has one) and its index
+    const td = node("td", undefined, "ex"), src = images[String(e)];
+    if (src) { const img = document.createElement("img"); img.src = src; img.alt = "example " + e; td.appendChild(img); }
+    td.appendChild(document.createTextNode(String(e)));
+    return td;
+  }
+  function headerRow(titles) { const tr = document.createElement("tr"); titles.forEach((t) => tr.appendChild(node("th", t))); return tr; }
   function drawTables() {
     const r = D.rankings[state.c];
     const tp = document.getElementById("top-pairs");
     // with the exact swap: the bracket's norm beside the swap's (c and R² are in the scatter's caption)
     const cols = PAIR_COLUMNS.filter((col) => r.pairs.length && col[0] in r.pairs[0] && !(hasSwap && (col[0] === "c" || col[0] === "r2")));
-    tp.innerHTML = "<tr><th>i</th><th>j</th>" + cols.map((col) => "<th>" + col[1] + "</th>").join("") + "</tr>";
+    tp.replaceChildren(headerRow(["i", "j"].concat(cols.map((col) => col[1]))));
     for (const row of r.pairs) {
       const tr = document.createElement("tr");
       const embedded = pairIndex.has(row.i + "," + row.j);
       tr.className = embedded ? "clickable" : "absent";
       if (state.sel && embedded && pairIndex.get(row.i + "," + row.j) === state.sel.p) tr.className += " selected";
       tr.title = embedded ? "show this pair" : "not on this page: rerun report with --examples " + row.i + "," + row.j;
-      tr.innerHTML = `<td class="ex">${thumb(row.i)}${row.i}</td><td class="ex">${thumb(row.j)}${row.j}</td>` +
-        cols.map((col) => "<td>" + fmt(row[col[0]], col[0] === "r2" ? 2 : undefined) + "</td>").join("");
+      tr.append(exampleCell(row.i), exampleCell(row.j), ...cols.map((col) => node("td", fmt(row[col[0]], col[0] === "r2" ? 2 : undefined))));
       if (embedded) tr.addEventListener("click", () => select(row.i, row.j));
       tp.appendChild(tr);
     }
     document.getElementById("top-pairs-caption").textContent = `Over all completed pairs of the sweep at step ${steps[state.c]}, by ${BY_TEXT[info.by].pair}; magnitudes. Click a row to select it.`;
     const te = document.getElementById("top-examples");
-    te.innerHTML = "<tr><th>example</th><th>score</th><th>± s.e.</th><th>partners</th>" + (hasBracket ? "<th>mean c</th>" : "") + "<th>loss</th></tr>";
+    te.replaceChildren(headerRow(["example", "score", "± s.e.", "partners"].concat(hasBracket ? ["mean c"] : [], ["loss"])));
     for (const row of r.examples) {
       const tr = document.createElement("tr");
-      tr.innerHTML = `<td class="ex">${thumb(row.example)}${row.example}</td><td>${fmt(row.score)}</td><td>${fmt(row.se)}</td><td>${row.partners}</td>` +
-        (hasBracket ? `<td>${fmt(row.mean_c)}</td>` : "") + `<td>${fmt(row.loss)}</td>`;
+      tr.append(exampleCell(row.example), node("td", fmt(row.score)), node("td", fmt(row.se)), node("td", String(row.partners)),
+                ...(hasBracket ? [node("td", fmt(row.mean_c))] : []), node("td", fmt(row.loss)));
       te.appendChild(tr);
     }
     const what = BY_TEXT[info.by].example;
