@@ -1,8 +1,9 @@
 """Sweeps as Ray jobs: ``lie-sweep submit``, ``lie-sweep resume --address``, ``lie-sweep job ...``.
 
 The driver runs on the cluster. ``submit`` validates the config here (errors are one line, before
-anything is sent), resolves relative local paths against this directory (the cluster must see
-them: a shared filesystem, or use fsspec URLs), and submits ``lie-sweep run --config config.json``
+anything is sent; a credential never travels with a job: :mod:`jobs.cluster.credentials`), resolves
+relative local paths against this directory (the cluster must see them: a shared filesystem, or use
+fsspec URLs), and submits ``lie-sweep run --config config.json``
 with a runtime environment that carries the resolved config (``working_dir``) and this checkout's
 packages ``lie_sweep``, ``storage`` and ``jobs`` (``py_modules``), so the cluster runs exactly
 this code; its image must provide the dependencies (torch, ray, zarr, …; see ``docker/``).
@@ -11,8 +12,6 @@ this code; its image must provide the dependencies (torch, ray, zarr, …; see `
 from __future__ import annotations
 
 import json
-import os
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -20,20 +19,13 @@ from typing import Any, Callable, Sequence
 
 from omegaconf import OmegaConf
 
-from lie_sweep.errors import ConfigError, LieSweepError, first_line
+from lie_sweep.errors import LieSweepError, first_line
 
-from jobs.planning.config import load_config
+from jobs.planning.config import load_config, storage_options_of
 
-__all__ = ["submit_run", "submit_resume", "follow", "job_client", "job_status", "job_logs", "job_stop", "JobError",
-           "PASS_ENV", "SECRET_NAME", "forwarded_env"]
+from .credentials import forwarded_env, refuse_credential_options
 
-# environment passed on to the job: Ray's local settings and where object stores are, never a credential. A job's
-# runtime environment is readable by anyone who can read the Ray dashboard (GET /api/jobs/), so credentials reach
-# the workers from the cluster side: the Ray nodes' environment, a Kubernetes Secret (docker/kuberay/), an
-# instance role.
-PASS_ENV = ("RAY_USAGE_STATS_ENABLED", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL")
-# names that look like secrets: never forwarded unless asked for by name with --allow-secret-env
-SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSW|PRIVATE|CREDENTIAL|ACCESS_KEY|API_KEY|(^|_)KEY($|_)", re.IGNORECASE)
+__all__ = ["submit_run", "submit_resume", "follow", "job_client", "job_status", "job_logs", "job_stop", "JobError"]
 
 
 class JobError(LieSweepError):
@@ -56,23 +48,6 @@ def job_client(address: str):
         raise JobError(f"cannot reach the Ray Jobs API at {address}", expected="a Ray dashboard address such as "
                        "http://HEAD:8265", found=first_line(exc, 160),
                        fix="check --address and that the head runs the dashboard (ray[default])") from None
-
-
-def forwarded_env(names: Sequence[str] = (), allow_secrets: bool = False) -> dict[str, str]:
-    """The variables a job's runtime environment carries: :data:`PASS_ENV`, ``FSSPEC_*`` settings and ``names``
-    (``submit --env NAME``), those set here; a name that looks like a secret (:data:`SECRET_NAME`) is skipped
-    among the automatic ones and refused in one line among ``names`` unless ``allow_secrets``."""
-    for name in names:
-        if SECRET_NAME.search(name) and not allow_secrets:
-            raise ConfigError(f"--env {name} looks like a secret", expected="a variable whose value the Ray "
-                              "dashboard may show to anyone who can read it", found=name,
-                              fix="give the cluster its credentials (the nodes' environment, a Kubernetes Secret: "
-                                  "docker/kuberay/), or pass --allow-secret-env to forward it anyway")
-        if name not in os.environ:
-            raise ConfigError(f"--env {name} is not set here", expected="a variable of this shell to forward",
-                              found="unset", fix=f"export {name}=... first, or drop --env {name}")
-    automatic = [k for k in os.environ if k in PASS_ENV or (k.startswith("FSSPEC_") and not SECRET_NAME.search(k))]
-    return {k: os.environ[k] for k in [*automatic, *names] if k in os.environ}
 
 
 def _runtime_env(workdir: str | None, env_vars: dict[str, str]) -> dict[str, Any]:
@@ -110,8 +85,9 @@ def submit_run(overrides: Sequence[str], address: str, *, log: Callable[[str], N
                env: Sequence[str] = (), allow_secret_env: bool = False) -> str:
     """Submit the sweep that ``overrides`` describe, its runtime environment carrying :func:`forwarded_env`
     (``env``: more variables by name); returns the job id."""
-    env_vars = forwarded_env(env, allow_secret_env)
+    env_vars = forwarded_env(env, allow_secret_env, log=log)
     cfg = OmegaConf.to_container(load_config(overrides), resolve=True)
+    refuse_credential_options(cfg["storage"]["options"])  # config.json travels with the job
     cfg["storage"]["path"] = _absolute(cfg["storage"]["path"])
     cfg["checkpoints"]["dir"] = _absolute(cfg["checkpoints"]["dir"])
     if cfg["checkpoints"]["source"] == "glob":
@@ -129,17 +105,20 @@ def submit_run(overrides: Sequence[str], address: str, *, log: Callable[[str], N
 
 
 def submit_resume(store: str, overrides: Sequence[str], address: str, *, restart: bool = False,
-                  log: Callable[[str], None] = print) -> str:
+                  trust_store: bool = False, log: Callable[[str], None] = print) -> str:
     """Submit ``lie-sweep resume STORE [overrides]`` as a job; returns the job id."""
     import shlex
 
+    refuse_credential_options(storage_options_of(overrides))  # the entrypoint is on the dashboard
     store = _absolute(store)
     args = ["python", "-m", "jobs.cli", "resume", store, *overrides, "cluster.address=auto"]
     if restart:
         args.append("--restart")
+    if trust_store:
+        args.append("--trust-store")
     client = job_client(address)
-    job_id = _submit(client, entrypoint=" ".join(shlex.quote(a) for a in args), runtime_env=_runtime_env(None,
-                                                                                                   forwarded_env()),
+    job_id = _submit(client, entrypoint=" ".join(shlex.quote(a) for a in args),
+                     runtime_env=_runtime_env(None, forwarded_env(log=log)),
                      metadata={"lie_sweep": "resume", "store": store})
     log(f"submitted {job_id}: resume of {store}")
     return job_id

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,9 +29,15 @@ SECRET = "lie-sweep-test-secret-0b7e"   # a credential in the submitting shell: 
 
 
 def cli(*args, cwd, timeout=600):
-    """A real ``lie-sweep`` process (the first submission: what a shell sees), with cloud credentials set."""
+    """A real ``lie-sweep`` process (the first submission: what a shell sees), with cloud credentials set: by name,
+    and (issue 30) inside the values of settings that are forwarded: fsspec's JSON options, an endpoint URL's user
+    info, API keys, connection strings and database URLs."""
     env = {**env_with_venv(), "AWS_ACCESS_KEY_ID": "AKIA" + SECRET, "AWS_SECRET_ACCESS_KEY": SECRET,
-           "AWS_SESSION_TOKEN": SECRET, "FSSPEC_S3_SECRET": SECRET, "AWS_DEFAULT_REGION": "us-east-1"}
+           "AWS_SESSION_TOKEN": SECRET, "FSSPEC_S3_SECRET": SECRET, "AWS_DEFAULT_REGION": "us-east-1",
+           "FSSPEC_S3": json.dumps({"key": "AKIA" + SECRET, "secret": SECRET, "anon": False}),
+           "FSSPEC_S3_CLIENT_KWARGS": json.dumps({"aws_secret_access_key": SECRET}),
+           "AWS_ENDPOINT_URL": f"http://user:{SECRET}@127.0.0.1:9", "OPENAI_APIKEY": SECRET,
+           "AZURE_STORAGE_CONNECTION_STRING": SECRET, "DATABASE_URL": f"postgres://u:{SECRET}@db/x"}
     return subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=timeout, env=env)
 
@@ -52,10 +59,17 @@ def test_submit_stop_resume_on_the_cluster_and_read_the_jobs(ray_head, reference
     shown = json.dumps([as_data(j) for j in client.list_jobs()], default=str)
     shown += json.dumps(as_data(client.get_job_info(job_id)), default=str)
     assert job_id in shown and "us-east-1" in shown and SECRET not in shown
+    assert "http://127.0.0.1:9" in shown and "not forwarded to the job" in proc.stdout + proc.stderr
+    refused = cli("resume", str(store), f"storage.options.secret={SECRET}", "--address", ray_head, cwd=tmp_path)
+    assert refused.returncode == 2 and "storage.options.secret holds a credential" in refused.stderr
+    assert SECRET not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     deadline = time.monotonic() + 300
     while not ((store / "ledger" / "marks").is_dir() and len(marks_of(store)) >= 3):
         assert time.monotonic() < deadline, cli("job", "logs", job_id, "--address", ray_head, cwd=tmp_path).stdout
         time.sleep(0.05)
+    # nor in the job's working directory (config.json) as the cluster unpacked it for the running job
+    unpacked = [p for p in Path("/tmp/ray").glob("session_*/runtime_resources/working_dir_files/*/config.json")]
+    assert unpacked and not any(SECRET in p.read_text() for p in unpacked)
     assert job_stop(ray_head, job_id)
     for _ in range(240):
         if job_status(ray_head, job_id)["status"] == "STOPPED":
