@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from storage.units import format_bytes  # the store's error lines print bytes the same way
+
 __all__ = ["format_seconds", "format_bytes"]
 
 
@@ -13,12 +15,3 @@ def format_seconds(s: float) -> str:
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
-
-
-def format_bytes(n: float) -> str:
-    """Bytes in binary units: ``512 B``, ``1.5 KiB`` … ``2.0 PiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} PiB"

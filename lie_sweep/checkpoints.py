@@ -141,9 +141,35 @@ def check_finite(checkpoint: "Checkpoint") -> None:
                                      fix="sweep a checkpoint from before training diverged, or repair the file")
 
 
+MAX_STEP = 2**63 - 1  # a store keeps steps as int64
+
+
+def checked_step(value: Any, path: Path, where: str = "its 'step'") -> int | None:
+    """A checkpoint's recorded training step as an int in [0, 2^63); None when it records none; one
+    :class:`CheckpointError` line for anything else (a string that is not a whole number, NaN, a list, 10**30)."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point() \
+            and value.dtype != torch.bool:
+        value = int(value.item())
+    elif isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    elif hasattr(value, "__index__") and not isinstance(value, (bool, torch.Tensor)):
+        value = int(value.__index__())  # ints, numpy integers
+    elif isinstance(value, float) and value.is_integer() and abs(value) <= MAX_STEP:
+        value = int(value)  # 100.0
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_STEP:
+        return value
+    raise CheckpointError(f"checkpoint {path} records a step lie-sweep cannot use",
+                          expected=f"{where}: a whole number in 0..{MAX_STEP}",
+                          found=f"{first_line(repr(value), 60)} ({type(value).__name__})",
+                          fix="save the training step as an int (or leave it out: the step then comes from the "
+                              "file name)")
+
+
 def _step_from_name(path: Path) -> int | None:
     numbers = re.findall(r"\d+", path.stem)
-    return int(numbers[-1]) if numbers else None
+    return checked_step(int(numbers[-1]), path, "the last number in its name") if numbers else None
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -170,9 +196,7 @@ def _load_pt(path: Path) -> tuple[dict, dict | None, int | None]:
     if isinstance(obj, Mapping):
         for key in _MODEL_KEYS:
             if _is_state_dict(obj.get(key)):
-                step = obj.get("step")
-                step = int(step.item() if isinstance(step, torch.Tensor) else step) if step is not None else None
-                return dict(obj[key]), obj.get("optimizer"), step
+                return dict(obj[key]), obj.get("optimizer"), checked_step(obj.get("step"), path)
     keys = list(obj)[:5] if isinstance(obj, Mapping) else type(obj).__name__
     raise CheckpointError(f"cannot read checkpoint {path}",
                           expected="a state dict or {'model': state dict, 'optimizer': ..., 'step': ...}",
@@ -200,9 +224,21 @@ def _load_safetensors(path: Path) -> tuple[dict, dict | None, int | None]:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt", expected="a valid safetensors file",
                               found=first_line(exc, 120),
                               fix="copy it again, or re-save it with safetensors.torch.save_file") from None
-    step = int(meta["step"]) if "step" in meta else None
+    step = checked_step(meta.get("step"), path, "its metadata's 'step'")
     if meta.get(_LAYOUT_KEY) != "nested":
         return tensors, None, step
+    try:
+        model, optimizer = _nested_safetensors(tensors, meta)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"checkpoint {path} has malformed lie-sweep metadata", expected="the nested layout "
+                              "save_checkpoint writes (model/NAME, optimizer/INDEX/KEY, JSON param_groups and "
+                              "scalars)", found=f"{type(exc).__name__}: {first_line(exc, 100)}",
+                              fix="save it again with lie_sweep.save_checkpoint, or as a plain state dict") from None
+    return model, optimizer, step
+
+
+def _nested_safetensors(tensors: dict[str, torch.Tensor], meta: Mapping[str, str]) -> tuple[dict, dict | None]:
+    """The model and optimizer state of lie-sweep's nested safetensors layout (see the module docstring)."""
     model = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
     optimizer = None
     if "optimizer.param_groups" in meta:
@@ -218,7 +254,7 @@ def _load_safetensors(path: Path) -> tuple[dict, dict | None, int | None]:
             if isinstance(group.get("betas"), list):
                 group["betas"] = tuple(group["betas"])
         optimizer = {"state": state, "param_groups": groups}
-    return model, optimizer, step
+    return model, optimizer
 
 
 def load_checkpoint(path: str | os.PathLike, *, position: int = 0) -> Checkpoint:
@@ -237,7 +273,7 @@ def load_checkpoint(path: str | os.PathLike, *, position: int = 0) -> Checkpoint
         step, source = _step_from_name(path), "name"
     if step is None:
         step, source = position, "order"
-    return Checkpoint(path=path, step=int(step), model_state=model, optimizer_state=optimizer,
+    return Checkpoint(path=path, step=step, model_state=model, optimizer_state=optimizer,
                       step_source=source, size=path.stat().st_size, sha256=file_sha256(path))
 
 

@@ -17,17 +17,18 @@ __all__ = ["write_atomic", "file_digest", "discard"]
 
 
 def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, tmp_dir: str) -> None:
-    """Write ``data`` to ``path``: first to a unique file in ``tmp_dir``, then renamed into place."""
+    """Write ``data`` to ``path``: first to a unique file in ``tmp_dir``, then renamed into place; a write that
+    fails (a full disk) leaves neither file."""
     fs.makedirs(tmp_dir, exist_ok=True)
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
     tmp = posixpath.join(tmp_dir, f"{uuid.uuid4().hex}.tmp")
-    fs.pipe_file(tmp, data)
     try:
+        fs.pipe_file(tmp, data)
         fs.mv(tmp, path)
-    except BaseException:
+    except BaseException:  # a full disk, an interrupt: no file is left behind in tmp_dir
         try:
             fs.rm_file(tmp)
-        except FileNotFoundError:
+        except (FileNotFoundError, OSError):
             pass
         raise
 

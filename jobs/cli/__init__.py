@@ -8,6 +8,7 @@ when it runs, so ``--help`` and the reading commands start without loading torch
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from typing import Sequence
 
@@ -61,12 +62,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         from jobs.execution.worker_env import retain_freed_memory_here
 
         retain_freed_memory_here()
+    from .terminal import TextOnly
+
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = TextOnly(streams[0]), TextOnly(streams[1])  # what a store holds prints as text
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return code
     except LieSweepError as exc:
         print(f"lie-sweep: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lie-sweep: interrupted; completed tasks are kept in the store", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `lie-sweep status STORE | head`: the reader has what it wanted
+        _silence(streams[0])
+        return 141
+    except OSError as exc:
+        from storage.space import is_no_space, no_space_error
+
+        if not is_no_space(exc):
+            raise
+        print(f"lie-sweep: error: {no_space_error(str(exc.filename or '.'), fix='free space and run it again')}",
+              file=sys.stderr)
+        return 2
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _silence(stream) -> None:
+    """Point a closed pipe's descriptor at /dev/null, so that the interpreter's last flush finds nothing to
+    complain about."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
 

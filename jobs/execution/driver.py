@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from lie_sweep.errors import LieSweepError, first_line
 from storage.layout import Task
+from storage.space import NoSpaceError, is_no_space, no_space_error
 from storage.store import SweepStore
 
 from jobs.cluster.session import init_ray
@@ -115,10 +116,13 @@ class _Run:
         report = self.report
         report.startup_s = time.perf_counter() - start
         self.progress.start = time.perf_counter()  # rates and ETA from here: start-up is not throughput
-        clean = False
+        clean, failure = False, None
         try:
             self._loop()
             clean = not self.inflight
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             self.progress.close()
             # workers go back to the session warm only after a run with nothing left running on them
@@ -126,14 +130,45 @@ class _Run:
                 self.pool.release()
             else:
                 self.pool.kill()
-            self.store.ledger.fold_marks()
+                self._forget_inflight()
             report.workers_replaced = self.pool.replaced
             report.seconds = time.perf_counter() - start
-            self.store.ledger.record_run(self.run_id, {
-                **record, "ended": time.time(), "seconds": report.seconds, "startup_s": report.startup_s,
-                "workers": report.workers, "pairs": report.pairs_computed, "tasks_done": len(report.completed),
-                "tasks_failed": len(report.failures)})
+            try:
+                self.store.ledger.fold_marks()
+                self.store.ledger.record_run(self.run_id, {
+                    **record, "ended": time.time(), "seconds": report.seconds, "startup_s": report.startup_s,
+                    "workers": report.workers, "pairs": report.pairs_computed, "tasks_done": len(report.completed),
+                    "tasks_failed": len(report.failures)})
+            except OSError as exc:  # a full disk: the marks written stand, and so does the error already raised
+                if not is_no_space(exc):
+                    raise
+                if failure is None:
+                    raise self._no_space() from None
         return report
+
+    def _forget_inflight(self) -> None:
+        """Collect the calls still in flight on killed workers (their errors are this run's end, not news: Ray
+        would print each one it was never asked for)."""
+        import ray
+
+        for ref in list(self.inflight):
+            try:
+                ray.get(ref, timeout=10)
+            except Exception:  # noqa: BLE001 - the worker was killed, or its task failed: both expected here
+                pass
+        self.inflight.clear()
+
+    def _no_space(self) -> NoSpaceError:
+        """The run's one line for a full disk: the store, the space free, and about how much the tasks without a
+        mark need (from the bytes the completed tasks take)."""
+        done = len(self.store.ledger.done_tasks())
+        total = self.store.meta.n_tasks
+        try:
+            needed = int(self.store.bytes_on_disk() / done * (total - done)) if done else None
+        except OSError:
+            needed = None
+        return no_space_error(self.store.path, needed=needed, written=f"{done} of {total} tasks are stored and "
+                              "marked; the rest are recomputed by resume")
 
     def _start_pool(self) -> WorkerPool:
         import ray
@@ -188,6 +223,8 @@ class _Run:
             result = ray.get(ref)
         except Exception as exc:  # noqa: BLE001 - every failure is accounted for below
             cause, died = task_error(exc), isinstance(exc, ray.exceptions.RayActorError)
+            if is_no_space(cause):  # every other task would fail alike: the run stops, resumable
+                raise self._no_space() from None
             if died:  # the worker (or its node) died: its other queued tasks fail alike
                 self.pool.replace(slot, type(exc).__name__)
             if _retry(task, attempt, cause, died, int(self.cluster.retries), self.last_error):
@@ -195,9 +232,14 @@ class _Run:
             else:
                 self._fail(task, attempt, cause)
             return
-        self.store.ledger.mark_done(task.task_id, {**{k: v for k, v in result.items() if k != "norms"},
-                                                   "run": self.run_id, "attempts": attempt + 1,
-                                                   "finished": time.time()})
+        try:
+            self.store.ledger.mark_done(task.task_id, {**{k: v for k, v in result.items() if k != "norms"},
+                                                       "run": self.run_id, "attempts": attempt + 1,
+                                                       "finished": time.time()})
+        except OSError as exc:  # its data is written, its mark is not: resume recomputes it
+            if is_no_space(exc):
+                raise self._no_space() from None
+            raise
         if task.task_id in self.failed_before or attempt:  # no failure record otherwise: no deletes per task
             self.store.ledger.clear_failure(task.task_id)
         self.report.completed.append(result)
@@ -206,6 +248,11 @@ class _Run:
     def _fail(self, task: Task, attempt: int, cause: BaseException) -> None:
         tb = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
         self.report.failures.append(_failure(task, attempt + 1, _error_line(cause), tb))
-        self.store.ledger.record_failure(task.task_id, {k: v for k, v in self.report.failures[-1].items()
-                                                        if k != "traceback"}, tb)
+        try:
+            self.store.ledger.record_failure(task.task_id, {k: v for k, v in self.report.failures[-1].items()
+                                                            if k != "traceback"}, tb)
+        except OSError as exc:
+            if is_no_space(exc):
+                raise self._no_space() from None
+            raise
         self.progress.failed += 1

@@ -151,3 +151,27 @@ def test_trainer_saves_every_k_steps_with_optimizer_state_and_is_deterministic(t
         torch.equal(load_checkpoint(p).model_state[k], load_checkpoint(q).model_state[k])
         for p, q in zip(paths, again) for k in cks[0].model_state)
     assert not torch.equal(cks[0].model_state["head.weight"], cks[-1].model_state["head.weight"])
+
+
+@pytest.mark.parametrize("step", ["abc", float("nan"), [1, 2], 10**30, -1, True, 2.5])
+def test_a_malformed_step_is_one_line(tmp_path, step):
+    """issue 30: a step that is not a whole number in 0..2^63-1 was a traceback (10**30 left an unfinished store)."""
+    torch.save({"model": {"w": torch.zeros(2)}, "step": step}, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="records a step lie-sweep cannot use") as info:
+        load_checkpoint(tmp_path / "c.pt")
+    assert "\n" not in str(info.value)
+
+
+def test_whole_number_steps_of_any_spelling_load_and_malformed_safetensors_metadata_is_one_line(tmp_path):
+    from safetensors.torch import save_file
+
+    for step, want in ((7, 7), ("8", 8), (torch.tensor(9), 9), (10.0, 10)):
+        torch.save({"model": {"w": torch.zeros(2)}, "step": step}, tmp_path / "c.pt")
+        assert load_checkpoint(tmp_path / "c.pt").step == want
+    save_file({"model/w": torch.zeros(2), "optimizer/x/exp_avg": torch.zeros(2)}, str(tmp_path / "n.safetensors"),
+              metadata={"lie_sweep_layout": "nested", "optimizer.param_groups": "[{]"})
+    with pytest.raises(CheckpointError, match="has malformed lie-sweep metadata"):
+        load_checkpoint(tmp_path / "n.safetensors")
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "s.safetensors"), metadata={"step": "1e99"})
+    with pytest.raises(CheckpointError, match="records a step lie-sweep cannot use"):
+        load_checkpoint(tmp_path / "s.safetensors")
