@@ -1,5 +1,8 @@
 """Where a store may be created, and what replacing one deletes (never a file lie-sweep did not write).
 
+Every decision about a store path is made on its normalised form (:func:`normalise_store_path`): a path
+that resolves onto an existing store is that store however it is spelled (``a/missing/../store``, a
+symlink, ``file://``), and onto a folder of somebody else's files is refused the same way.
 :func:`check_creatable` is cheap, so a run calls it before it trains or computes anything;
 :meth:`storage.store.SweepStore.create` calls it again, then :func:`delete_own_entries` once it holds
 the lock. The same rules hold on every fsspec filesystem.
@@ -19,7 +22,34 @@ from .lock import StoreLock
 from .paths import StoreTree, detect
 from .safety import refuse_unsafe_path
 
-__all__ = ["filesystem_of", "check_writable", "check_creatable", "refuse_foreign", "delete_own_entries"]
+__all__ = ["normalise_store_path", "filesystem_of", "check_writable", "check_creatable", "refuse_foreign",
+           "delete_own_entries"]
+
+
+def normalise_store_path(path: str | os.PathLike) -> str:
+    """The one spelling of a store location every decision is made on.
+
+    A local path (or ``file://`` URL) becomes its absolute real path: ``~`` expanded, symlinks resolved and
+    ``..`` applied the way the kernel will once missing folders exist (``/a/missing/../s`` is ``/a/s``). An
+    fsspec URL keeps its protocol and bucket, with ``.``, ``..`` and repeated slashes of its key resolved; a
+    key that climbs out of its bucket is one error line. An empty path stays empty (refused where it is
+    judged: :func:`storage.safety.refuse_unsafe_path`)."""
+    text = os.fspath(path).strip() if path is not None else ""
+    if not text:
+        return ""
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    elif "://" in text:
+        protocol, rest = text.split("://", 1)
+        key = rest.strip("/")
+        if not key:
+            return f"{protocol}://"
+        clean = posixpath.normpath(key)
+        if clean == ".." or clean.startswith("../"):
+            raise StoreError(f"store URL {text} climbs out of its bucket", expected=f"{protocol}://BUCKET/FOLDER",
+                             found=f"key {rest!r}", fix="drop the '..' from storage.path")
+        return f"{protocol}://{'' if clean == '.' else clean}"
+    return os.path.realpath(os.path.expanduser(text))
 
 
 def filesystem_of(path: str, storage_options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -70,6 +100,7 @@ def check_creatable(path: str, *, overwrite: bool = False, protect: Sequence[str
     """Refuse, in one line, a location :meth:`create` must not write (see there); cheap, so a run
     calls it before training or computing anything. Returns the existing store that ``overwrite``
     will replace, or None for a new or empty directory."""
+    path = normalise_store_path(path)
     refuse_unsafe_path(path, protect)
     fs, root = filesystem_of(path, storage_options)
     if not fs.exists(root):

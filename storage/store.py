@@ -33,15 +33,16 @@ import zarr
 
 from .arrays import INDEX_ARRAYS, consolidate, create_arrays
 from .atomic import discard, file_digest, write_atomic
-from .codecs import DEFAULT_KEEPBITS, check_encodable
+from .codecs import DEFAULT_KEEPBITS, MANTISSA_BITS, check_encodable
 from .errors import NotASweepError, StoreError, StoreKeyError, first_line
 from .layout import SCHEMA_VERSION, StoreLayout, Task
 from .ledger import Ledger
-from .location import check_creatable, check_writable, delete_own_entries, filesystem_of
+from .location import check_creatable, check_writable, delete_own_entries, filesystem_of, normalise_store_path
 from .lock import StoreLock
 from .meta import StoreMeta
 from .paths import (MARKER, META_KEY, StoreTree, detect, enclosing_store, has_metadata, marker_problem,
                     marker_record, read_marker)
+from .space import is_no_space, no_space_error
 from .tables import STEP_DIGITS, part_path, read_parts, step_of_folder, table_dir, task_of_part, write_part
 
 __all__ = ["SweepStore"]
@@ -51,6 +52,19 @@ __all__ = ["SweepStore"]
 def _group_url(path: str, tree: StoreTree) -> str:
     """The Zarr group's location in the same form as ``path`` (local path or URL)."""
     return str(path) if tree.legacy else str(path).rstrip("/") + "/" + posixpath.basename(tree.arrays)
+
+
+def _undo_creation(fs: Any, tree: StoreTree, existed: bool) -> None:
+    """Remove what an interrupted :meth:`SweepStore.create` wrote at ``tree`` (lie-sweep's own entries only),
+    and the folder itself where creation made it."""
+    try:
+        for entry in fs.ls(tree.root, detail=False) if fs.exists(tree.root) else ():
+            if posixpath.basename(entry.rstrip("/")) in tree.own_entries:
+                fs.rm(entry, recursive=True)
+        if not existed and fs.exists(tree.root) and not fs.ls(tree.root, detail=False):
+            fs.rmdir(tree.root)
+    except OSError:  # best effort: what is left is an unfinished store, which storage.overwrite=true replaces
+        pass
 
 
 class SweepStore:
@@ -64,6 +78,11 @@ class SweepStore:
         self.storage_options = dict(storage_options or {})
         self.fs, self.root = filesystem_of(self.path, self.storage_options)
         self.meta = StoreMeta.from_dict(group.attrs[META_KEY])
+        if self.meta.dtype not in MANTISSA_BITS:  # it types every read: a damaged one is one line, not a traceback
+            raise StoreError(f"store {self.path} has damaged metadata",
+                             expected=f"dtype one of {sorted(MANTISSA_BITS)}",
+                             found=f"dtype {first_line(repr(self.meta.dtype), 60)}",
+                             fix="restore the store's arrays.zarr/zarr.json from a copy, or recompute the store")
         self.layout = StoreLayout(**self.meta.layout)
         self.ledger = Ledger(self.fs, tree)
 
@@ -85,13 +104,22 @@ class SweepStore:
         sweep's checkpoints), a store in use by a live driver, and any non-empty directory that is not
         a lie-sweep store or holds files lie-sweep did not write, with or without ``overwrite``. An
         existing store is refused unless ``overwrite``, which deletes lie-sweep's own entries in it
-        (and nothing else) once the lock is held.
+        (and nothing else) once the lock is held. ``path`` is judged and written in its normalised form
+        (:func:`storage.location.normalise_store_path`).
         """
+        path = normalise_store_path(path)
         old = check_creatable(path, overwrite=overwrite, protect=protect, command=command,
                               storage_options=storage_options)
         fs, root = filesystem_of(path, storage_options)
         tree = StoreTree(root)
-        lock = StoreLock(fs, tree.ledger, command=command).acquire()
+        existed = fs.exists(root)
+        try:
+            lock = StoreLock(fs, tree.ledger, command=command).acquire()
+        except OSError as exc:
+            if is_no_space(exc):
+                _undo_creation(fs, tree, existed)
+                raise no_space_error(path, written="nothing was created", fix="free space, then run again") from None
+            raise
         try:
             if old is not None:
                 delete_own_entries(fs, old, keep=lock.path)
@@ -111,8 +139,12 @@ class SweepStore:
                                              "created": time.time()})
             group.attrs[META_KEY] = full_meta.to_dict()  # written last: a store without it is not a sweep
             consolidate(group)
-        except BaseException:
+        except BaseException as exc:
             lock.release()
+            if is_no_space(exc):  # a half-made store helps nobody: what creation wrote goes, one line says why
+                _undo_creation(fs, tree, existed)
+                raise no_space_error(path, written="the store was not created (nothing of it is left)",
+                                     fix="free space, then run again") from None
             raise
         store = cls(path, group, tree, storage_options)
         store.ledger.lock = lock
@@ -120,7 +152,9 @@ class SweepStore:
 
     @classmethod
     def open(cls, path: str, mode: str = "r", storage_options: Mapping[str, Any] | None = None) -> "SweepStore":
-        """Open an existing store (``mode`` "r" or "r+"); a path that holds no sweep is one error line."""
+        """Open an existing store (``mode`` "r" or "r+"), found by its normalised path; a path that holds no
+        sweep is one error line."""
+        path = normalise_store_path(path)
         fs, root = filesystem_of(path, storage_options)
         outer = enclosing_store(fs, root)
         if outer is not None:  # e.g. STORE/arrays.zarr: a Zarr group, but not the sweep

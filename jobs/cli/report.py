@@ -7,7 +7,7 @@ import argparse
 from lie_sweep.errors import LieSweepError
 from storage.scores import SCORES
 
-from .table import Arg, Command
+from .table import TRUST_STORE, Arg, Command
 
 __all__ = ["COMMAND"]
 
@@ -38,8 +38,13 @@ def _report(args: argparse.Namespace) -> int:
 
     stores, multirun = list(args.stores), None
     index = read_index(stores[0]) if len(stores) == 1 else None
-    if index is not None:  # a multirun directory: compare its stores
+    if index is not None:  # a multirun directory: compare its stores, each checked against the index
+        from jobs.planning.multirun import check_job_store
+        from storage.store import SweepStore
+
         multirun, stores = stores[0], [job["path"] for job in index["jobs"]]
+        for job in index["jobs"]:
+            check_job_store(multirun, job, SweepStore.open(job["path"]).meta.identity)
     if len(stores) > 1:
         from jobs.report.write import write_comparison
 
@@ -49,10 +54,12 @@ def _report(args: argparse.Namespace) -> int:
                                 fix="drop them to compare the stores")
         print(write_comparison(stores, args.output, top=min(args.top, 24), by=args.by, multirun=multirun))
         return 0
+    from jobs.planning.targets import TargetTrust
     from jobs.report import write_report
 
     result = write_report(stores[0], args.output, top=args.top, examples=_examples_arg(args.examples), by=args.by,
-                          max_mb=args.max_mb, images=not args.no_images)
+                          max_mb=args.max_mb, images=not args.no_images,
+                          trust=TargetTrust(trust_store=args.trust_store, log=print))
     print(result.summary())
     return 0
 
@@ -76,4 +83,5 @@ COMMAND = Command(
                                    + " (default: norm, or swap for a sweep without the bracket)")),
                Arg(("--max-mb",), dict(type=float, default=20.0, metavar="N", help="size budget in MiB: precision, "
                                        "then examples shown, are lowered to fit (default: %(default)s)")),
-               Arg(("--no-images",), dict(action="store_true", help="leave the example thumbnails out"))))
+               Arg(("--no-images",), dict(action="store_true", help="leave the example thumbnails out")),
+               TRUST_STORE))

@@ -6,7 +6,7 @@ import argparse
 
 from .run import emit
 from .submit import follow_job
-from .table import STORE, Arg, Command, top_arg
+from .table import STORE, TRUST_STORE, Arg, Command, top_arg
 
 __all__ = ["COMMAND"]
 
@@ -22,7 +22,8 @@ def _resume(args: argparse.Namespace) -> int:
     if args.address:
         from jobs.cluster.submit import submit_resume
 
-        job_id = submit_resume(args.store, args.overrides, args.address, restart=args.restart)
+        job_id = submit_resume(args.store, args.overrides, args.address, restart=args.restart,
+                               trust_store=args.trust_store)
         return follow_job(args, job_id)
     from jobs.execution.account import format_account
     from jobs.execution.runs import resume_sweep
@@ -31,10 +32,11 @@ def _resume(args: argparse.Namespace) -> int:
     if read_index(args.store) is not None:
         from jobs.execution.multirun import multirun_summary, resume_multirun
 
-        multirun = resume_multirun(args.store, args.overrides, restart=args.restart, log=emit)
+        multirun = resume_multirun(args.store, args.overrides, restart=args.restart, log=emit,
+                                   trust_store=args.trust_store)
         print(multirun_summary(multirun))
         return 1 if multirun.failed else 0
-    result = resume_sweep(args.store, args.overrides, restart=args.restart, log=emit)
+    result = resume_sweep(args.store, args.overrides, restart=args.restart, log=emit, trust_store=args.trust_store)
     print(format_account(result, top=args.top))
     return 1 if result.report.failures else 0
 
@@ -51,4 +53,5 @@ COMMAND = Command(
                top_arg(8),
                Arg(("--address",), dict(default=None, help="resume as a Ray job on the cluster whose dashboard is "
                                                            "here (e.g. http://HEAD:8265)")),
-               Arg(("--wait",), dict(action="store_true", help="with --address: follow the job until it ends"))))
+               Arg(("--wait",), dict(action="store_true", help="with --address: follow the job until it ends")),
+               TRUST_STORE))

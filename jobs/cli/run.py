@@ -35,7 +35,7 @@ def _stored_config(path: str, overrides: list[str]):
     except (OSError, ValueError) as exc:
         raise LieSweepError("cannot read --config", expected="a resolved config as JSON",
                             found=first_line(exc), fix="pass the file `submit` wrote") from None
-    return config_from_stored(stored, overrides)
+    return config_from_stored(stored, overrides, users_own=True)  # the user's own file (submit writes it)
 
 
 def _run(args: argparse.Namespace) -> int:

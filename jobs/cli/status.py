@@ -17,8 +17,8 @@ def _status(args: argparse.Namespace) -> int:
     from jobs.results.status import format_status, sweep_status
 
     index = read_index(args.store)
-    if index is not None:  # a multirun directory: each job's store, in job order
-        statuses = [{**(sweep_status(job["path"]) if os.path.exists(job["path"]) else
+    if index is not None:  # a multirun directory: each job's store, in job order, checked against the index
+        statuses = [{**(sweep_status(job["path"], index=(args.store, job)) if os.path.exists(job["path"]) else
                         {"store": job["path"], "state": "not started"}), "job": job["job"], "values": job["values"]}
                     for job in index["jobs"]]
         if args.json:

@@ -10,7 +10,8 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["Arg", "Command", "STORE", "OVERRIDES", "DASHBOARD", "top_arg", "add_command", "LazyHelpParser"]
+__all__ = ["Arg", "Command", "STORE", "OVERRIDES", "DASHBOARD", "TRUST_STORE", "top_arg", "add_command",
+           "LazyHelpParser"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class Command:
 STORE = _arg("store", help="the store's path or fsspec URL")
 OVERRIDES = _arg("overrides", nargs="*", metavar="OVERRIDE", help="key=value or group=option")
 DASHBOARD = _arg("--address", required=True, help="the Ray dashboard's address, e.g. http://HEAD:8265")
+TRUST_STORE = _arg("--trust-store", action="store_true",
+                   help="build the model and dataset classes the store's config names even where they are not "
+                        "lie-sweep's own nor named on this command line (each is listed before it is imported); "
+                        "a store's config is otherwise data, never code")
 
 
 def top_arg(default: int, what: str = "pairs to list in the summary") -> Arg:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .run import emit
-from .table import STORE, Arg, Command
+from .table import STORE, TRUST_STORE, Arg, Command
 
 __all__ = ["COMMAND"]
 
@@ -21,7 +21,7 @@ def _verify(args: argparse.Namespace) -> int:
     from jobs.results.verify import verify_store
     from jobs.results.verify_text import format_swap_check, format_verify_summary
 
-    sweep = verify_store(args.store, pairs=args.pairs, seed=args.seed, log=emit)
+    sweep = verify_store(args.store, pairs=args.pairs, seed=args.seed, log=emit, trust_store=args.trust_store)
     layout, lines = sweep.store.layout, []
     if layout.keeps_brackets or layout.keeps_order:
         lines += ["", "the stored expansion against real swaps (relative error of theta_ij - theta_ji)",
@@ -39,4 +39,5 @@ COMMAND = Command(
     arguments=(STORE,
                Arg(("--pairs",), dict(type=int, default=8, metavar="K", help="pairs per checkpoint (default: "
                                                                              "%(default)s)")),
-               Arg(("--seed",), dict(type=int, default=0, help="seed of the pair sample (default: %(default)s)"))))
+               Arg(("--seed",), dict(type=int, default=0, help="seed of the pair sample (default: %(default)s)")),
+               TRUST_STORE))

@@ -15,9 +15,11 @@ from typing import Callable, Sequence
 
 from lie_sweep.errors import ConfigError
 from storage.paths import MARKER
+from storage.store import SweepStore
 
 from jobs.planning.config import load_config
-from jobs.planning.multirun import INDEX, describe, index_record, job_overrides, plan_jobs, read_index
+from jobs.planning.multirun import INDEX, check_job_store, describe, index_record, job_overrides, plan_jobs, read_index
+from jobs.planning.targets import TargetTrust, vet_overrides
 
 from .runs import RunResult, resume_sweep, run_config
 
@@ -72,8 +74,10 @@ def run_multirun(overrides: Sequence[str], *, log: Callable[[str], None] = print
 
 
 def resume_multirun(path: str, overrides: Sequence[str] = (), *, restart: bool = False,
-                    log: Callable[[str], None] = print) -> MultirunResult:
-    """Finish every job of the multirun at ``path``: resume its store, or run it when it was never created."""
+                    log: Callable[[str], None] = print, trust_store: bool = False) -> MultirunResult:
+    """Finish every job of the multirun at ``path``: resume its store, or run it when it was never created.
+    The index is data like a store's config: the classes its overrides name are built only as
+    :mod:`jobs.planning.targets` allows (``trust_store``: theirs too, listed first)."""
     index = read_index(path)
     if index is None:
         raise ConfigError(f"{path} is not a multirun directory", expected=f"a directory holding {INDEX}",
@@ -82,8 +86,11 @@ def resume_multirun(path: str, overrides: Sequence[str] = (), *, restart: bool =
     for job in index["jobs"]:
         log(f"[{job['job'] + 1}/{len(index['jobs'])}] {describe(job['values'])}")
         if os.path.isfile(os.path.join(job["path"], MARKER)):
-            results.append(resume_sweep(job["path"], overrides, restart=restart, log=log))
+            check_job_store(path, job, SweepStore.open(job["path"]).meta.identity)
+            results.append(resume_sweep(job["path"], overrides, restart=restart, log=log, trust_store=trust_store))
         else:
+            vet_overrides(job["overrides"], TargetTrust.from_overrides(overrides, trust_store=trust_store, log=log,
+                                                                        source=f"{INDEX} (job {job['job']})"))
             results.append(run_config(load_config([*job_overrides(path, job), *overrides]), log=log))
     return MultirunResult(path, index, results)
 

@@ -22,6 +22,7 @@ from jobs.planning.config import (CHECKPOINT_LOCATION_KEYS, EXECUTION_KEYS, as_d
                                   identity_of, load_config, storage_options_of, typed)
 from jobs.planning.loader import verify_checkpoint
 from jobs.planning.spec import SweepSpec, checkpoint_location, prepare_sweep, relocate_checkpoints
+from jobs.planning.targets import TargetTrust
 
 from .driver import RunReport, execute
 
@@ -81,22 +82,41 @@ def verify_checkpoints(provenance: list[dict]) -> None:
         verify_checkpoint(prov)
 
 
+def _resumed_config(store: SweepStore, overrides: Sequence[str], trust_store: bool,
+                    log: Callable[[str], None]) -> DictConfig:
+    """The store's config with ``overrides`` applied, as data: storage options and the cluster address are this
+    machine's, never the store's, and its classes are built only as :mod:`jobs.planning.targets` allows."""
+    stored = dict(store.meta.config)
+    stored["storage"] = {**stored["storage"], "options": {}}
+    recorded = (stored.get("cluster") or {}).get("address")
+    stored["cluster"] = {**(stored.get("cluster") or {}), "address": None}
+    cfg = config_from_stored(stored, overrides, trust=TargetTrust.from_overrides(overrides, trust_store=trust_store,
+                                                                                  log=log))
+    if recorded and cfg.cluster.address is None:
+        log(f"the store was run on the cluster {recorded}; resuming on this machine (add cluster.address={recorded} to "
+            "resume there)")
+    return cfg
+
+
 def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = False,
-                 log: Callable[[str], None] = print, progress_stream=None) -> RunResult:
+                 log: Callable[[str], None] = print, progress_stream=None, trust_store: bool = False) -> RunResult:
     """Finish the store at ``path``: re-plan from its config and run the tasks without a completion mark.
 
     ``overrides`` may change execution settings (``cluster.*``, ``chunk_size``); a change to anything
     in the store's identity is refused with a key-by-key diff, unless ``restart`` asks to start the
     store over with the new config (everything in it is deleted and recomputed).
+
+    The store's config is data: its model and dataset are built only as :mod:`jobs.planning.targets` allows
+    (lie-sweep's own classes, those ``overrides`` name, or with ``trust_store`` the store's own, listed
+    first), and it never chooses where the work runs: the cluster address it recorded is not followed (Ray
+    runs here unless ``cluster.address`` / ``--address`` is given now).
     """
     store = SweepStore.open(path, mode="r+", storage_options=storage_options_of(overrides))
     if store.meta.schema_version < OLDEST_RESUMABLE and not restart:
         raise StoreError(f"store {path} was written by an older lie-sweep", expected=f"schema {OLDEST_RESUMABLE}–"
                          f"{SCHEMA_VERSION} to resume", found=f"schema {store.meta.schema_version}",
                          fix="read it as it is (the reader takes older stores), or recompute it with resume --restart")
-    stored = dict(store.meta.config)
-    stored["storage"] = {**stored["storage"], "options": {}}  # options are this machine's, never the store's
-    cfg = config_from_stored(stored, overrides)
+    cfg = _resumed_config(store, overrides, trust_store, log)
     diff = identity_diff(store.meta.identity, identity_of(cfg))
     if diff and not restart:
         allowed = ", ".join(k + ".*" if k == "cluster" else k for k in EXECUTION_KEYS)
@@ -106,7 +126,7 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
     require_reachable(cfg.cluster.address, cfg.cluster.connect_timeout)  # before the lock: nothing to clean up
     if restart:
         cfg = OmegaConf.to_container(cfg, resolve=True)
-        cfg["storage"]["path"], cfg["storage"]["overwrite"] = str(path), True
+        cfg["storage"]["path"], cfg["storage"]["overwrite"] = store.path, True
         return run_config(finalize(cfg), log=log, progress_stream=progress_stream)
     store.ledger.acquire_lock("resume")
     try:
@@ -127,9 +147,10 @@ def resume_sweep(path: str, overrides: Sequence[str] = (), *, restart: bool = Fa
             raise ConfigError("the store's plan does not match its layout", expected=f"{store.meta.n_tasks} tasks",
                               found=f"{len(tasks)}", fix="the store was written by another lie-sweep version")
         spec = SweepSpec.from_store_meta(store.meta, config, examples=store.examples, pairs=store.pairs,
-                                         store_path=str(path))
+                                         store_path=store.path)
         done = marks.result()
-        log(f"resuming {path}: {len(done)} of {len(tasks)} tasks done, {len(store.ledger.failures())} failed before")
+        log(f"resuming {store.path}: {len(done)} of {len(tasks)} tasks done, {len(store.ledger.failures())} failed "
+            "before")
     except BaseException:
         store.ledger.release()
         raise

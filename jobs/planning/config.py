@@ -26,13 +26,15 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lie_sweep.errors import ConfigError, first_line
 from lie_sweep.field_kinds import FIELDS
+from storage.location import normalise_store_path
 
 from .checks import check_target, validate
 from .grids import GRIDS
 from .schema import GROUP_CLASSES, SweepConfig, schema_fields
+from .targets import TargetTrust, literal_strings, vet_config
 
-__all__ = ["SweepConfig", "config_dir", "load_config", "config_from_stored", "finalize", "identity_of",
-           "storage_options_of", "group_options", "REGISTRY_GROUPS", "IDENTITY_KEYS", "EXECUTION_KEYS",
+__all__ = ["SweepConfig", "config_dir", "load_config", "compose_config", "config_from_stored", "finalize",
+           "identity_of", "storage_options_of", "group_options", "REGISTRY_GROUPS", "IDENTITY_KEYS", "EXECUTION_KEYS",
            "CHECKPOINT_LOCATION_KEYS", "typed", "as_dict"]
 
 
@@ -123,7 +125,9 @@ def _registry_option(group: str, option: Any) -> dict[str, Any] | None:
     return {key: option} if option in registry else None
 
 
-def _compose(overrides: Sequence[str]) -> DictConfig:
+def compose_config(overrides: Sequence[str]) -> DictConfig:
+    """``conf/`` composed with ``overrides`` by Hydra, not yet validated (nothing is imported or built: a
+    multirun index's jobs are composed so to check them, :func:`jobs.planning.multirun.check_job_store`)."""
     store = ConfigStore.instance()
     store.store(name="lie_sweep_schema", node=SweepConfig)  # the base every option merges into
     for group, (registry, key) in REGISTRY_GROUPS.items():  # registered choices are group options too
@@ -160,7 +164,8 @@ def _compose(overrides: Sequence[str]) -> DictConfig:
 
 
 def finalize(composed: DictConfig | dict) -> DictConfig:
-    """Merge into the schema (types, unknown keys), check targets and ranges; read-only result."""
+    """Merge into the schema (types, unknown keys), check targets and ranges, normalise ``storage.path``
+    (:func:`storage.location.normalise_store_path`); read-only result."""
     schema = OmegaConf.structured(SweepConfig)
     try:
         cfg = OmegaConf.merge(schema, composed)
@@ -178,6 +183,7 @@ def finalize(composed: DictConfig | dict) -> DictConfig:
         raise ConfigError(f"missing value for {key}", expected="a value", found="??? (required)",
                           fix=f"add {key}=... to the command")
     validate(cfg)
+    cfg.storage.path = normalise_store_path(cfg.storage.path)  # every decision about the store is made on this
     OmegaConf.set_readonly(cfg, True)
     return cfg
 
@@ -194,17 +200,24 @@ def storage_options_of(overrides: Sequence[str]) -> dict[str, Any]:
 def load_config(overrides: Sequence[str] = ()) -> DictConfig:
     """Compose ``conf/`` with overrides, merge into the schema and validate (see the module docstring)."""
     _check_overrides(overrides)
-    composed = _compose([o for o in overrides if not o.startswith(_OPTIONS)])
+    composed = compose_config([o for o in overrides if not o.startswith(_OPTIONS)])
     with open_dict(composed):
         for key, value in storage_options_of(overrides).items():
             composed.storage.options[key] = value
     return finalize(composed)
 
 
-def config_from_stored(stored: dict, overrides: Sequence[str] = ()) -> DictConfig:
-    """A store's resolved config with ``key=value`` (or ``group=option``) overrides applied, validated."""
+def config_from_stored(stored: dict, overrides: Sequence[str] = (), *, trust: TargetTrust | None = None,
+                       users_own: bool = False) -> DictConfig:
+    """A store's resolved config with ``key=value`` (or ``group=option``) overrides applied, validated.
+
+    What it names is data, never code: its strings are read literally (:func:`~jobs.planning.targets.
+    literal_strings`) and, before anything is imported, its model and dataset are held to the rules of
+    :mod:`jobs.planning.targets` (``trust``: what the user vouches for; by default the classes ``overrides``
+    name). ``users_own``: the config is a file of the user's own (``run --config``, as ``submit`` ships it),
+    vetted like a command line."""
     _check_overrides(overrides)
-    cfg = OmegaConf.merge(OmegaConf.structured(SweepConfig), stored)
+    cfg = OmegaConf.merge(OmegaConf.structured(SweepConfig), stored if users_own else literal_strings(stored))
     OmegaConf.set_struct(cfg, True)
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     for o in parsed:
@@ -232,6 +245,9 @@ def config_from_stored(stored: dict, overrides: Sequence[str] = ()) -> DictConfi
             raise ConfigError(f"unknown key {key!r}" if "Key" in type(exc).__name__ else f"bad value for {key}",
                               expected="a key of lie-sweep's config", found=_one_line(exc),
                               fix="see `lie-sweep run --help` for the groups and keys") from None
+    if not users_own:  # before finalize imports the targets to check their keywords
+        vet_config(OmegaConf.to_container(cfg, resolve=False),
+                   trust if trust is not None else TargetTrust.from_overrides(overrides))
     return finalize(cfg)
 
 

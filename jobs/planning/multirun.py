@@ -15,7 +15,10 @@ index::
       0/checkpoints/       job 0's trained checkpoints (checkpoints=train without a checkpoints.dir of its own)
       1/sweep/ …
 
-``resume``, ``status`` and ``report`` accept the directory (:func:`read_index`).
+``resume``, ``status`` and ``report`` accept the directory (:func:`read_index`). The index is data like a
+store's config: each job's store must lie inside the directory (normalised, so ``../..`` and absolute
+paths are refused), and :func:`check_job_store` holds a job's store to the index (its identity must be what
+the job's overrides compose to); either problem is one line naming the job.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any, Sequence
 from lie_sweep.errors import ConfigError, first_line
 
 __all__ = ["INDEX", "MultirunJob", "expand", "plan_jobs", "index_record", "read_index", "default_root",
-           "job_overrides", "describe"]
+           "job_overrides", "describe", "check_job_store"]
 
 INDEX = "multirun.json"
 FORMAT = "lie-sweep-multirun"
@@ -103,6 +106,7 @@ def plan_jobs(overrides: Sequence[str]) -> tuple[str, list[str], list[str], list
             raise ConfigError(f"{fixed} cannot vary in a multirun", expected="each job's store under the multirun "
                               "directory", found=f"{fixed} among the sweep keys", fix=f"set {fixed} once")
     root = next((o.split("=", 1)[1] for o in common if o.startswith("storage.path=")), None) or default_root()
+    root = os.path.realpath(os.path.expanduser(root))  # judged and written as what it resolves to
     common = [o for o in common if not o.startswith("storage.path=")]
     own_dir = any(o.startswith("checkpoints.dir=") for o in common) or "checkpoints.dir" in keys
     jobs = [MultirunJob(k, f"{k}/sweep", (*common, *(f"{key}={value}" for key, value in values.items())), values,
@@ -131,6 +135,51 @@ def read_index(path: str) -> dict[str, Any] | None:
     if record.get("format") != FORMAT:
         raise ConfigError(f"{index_path} is not a multirun index", expected=f'"format": "{FORMAT}"',
                           found=str(record.get("format")), fix="pass one job's store instead")
-    for job in record["jobs"]:
-        job["path"] = os.path.join(path, job["store"])
+    root = os.path.realpath(path)
+    jobs = record.get("jobs")
+    if not isinstance(jobs, list) or not jobs:
+        raise ConfigError(f"{index_path} lists no jobs", expected="the index `run -m` wrote", found=repr(jobs)[:80],
+                          fix="restore it, or pass one job's store (MULTIRUN/J/sweep)")
+    for k, job in enumerate(jobs):
+        job["path"] = _job_path(index_path, root, k, job)
     return record
+
+
+def _job_path(index_path: str, root: str, k: int, job: Any) -> str:
+    """The store of entry ``k`` of an index, checked: a well-formed record whose store (and checkpoint folder)
+    lie inside the multirun directory ``root``, once normalised."""
+    def refuse(found: str) -> ConfigError:
+        return ConfigError(f"multirun job {k} of {index_path} is not one `run -m` wrote", expected="a job whose "
+                           "store lies inside the multirun directory", found=found,
+                           fix="restore the index, or pass that job's store directly")
+
+    if not (isinstance(job, dict) and isinstance(job.get("job"), int) and not isinstance(job.get("job"), bool)
+            and job["job"] >= 0 and isinstance(job.get("store"), str) and isinstance(job.get("overrides"), list)
+            and all(isinstance(o, str) for o in job["overrides"]) and isinstance(job.get("values"), dict)):
+        raise refuse(f"a malformed record ({repr(job)[:80]})")
+    where = os.path.realpath(os.path.join(root, job["store"]))
+    if os.path.commonpath([where, root]) != root or where == root:
+        raise refuse(f"store {job['store']!r} (resolves to {where}, outside {root})")
+    for override in job["overrides"]:
+        if override.split("=", 1)[0] in ("storage.path", "storage.overwrite"):
+            raise refuse(f"{override} among its overrides (the directory places each job's store)")
+    for key, value in job["values"].items():
+        if f"{key}={value}" not in job["overrides"]:
+            raise refuse(f"values {describe(job['values'])} that its overrides do not set")
+    return where
+
+
+def check_job_store(root: str, job: dict[str, Any], identity: dict[str, Any]) -> None:
+    """A job's store (its recorded ``identity``) is the sweep the index says: the job's overrides compose to
+    the same identity; else one line naming the job and the keys that differ."""
+    from storage.identity import identity_diff
+
+    from .config import compose_config, identity_of
+
+    composed = compose_config(job_overrides(root, job))
+    diff = identity_diff(identity, identity_of(composed))
+    if diff:
+        raise ConfigError(f"multirun job {job['job']}'s store disagrees with {INDEX}",
+                          expected=f"the sweep of {describe(job['values']) or 'its overrides'}",
+                          found=f"{job['path']}: " + "; ".join(diff[:3]),
+                          fix="restore the index or the store, or pass the store directly")

@@ -1,10 +1,12 @@
 """Thumbnails of a sweep's examples for its report: the dataset's images as small PNG data URIs.
 
-The dataset is rebuilt from the store's config (``data``), so the page shows exactly the images the
-brackets were computed on. Items are ``(image, target)`` with the image a (C, H, W) tensor, C = 1 or
-3 (or (H, W)); values in [0, 1] are shown as they are, others min-max scaled per image (and the
-page says so). A dataset that cannot be loaded here (a CelebA copy on another machine) or does not
-yield images gives no thumbnails and a one-line reason instead.
+The dataset is rebuilt from the store's config (``data``), so the page shows exactly the images the brackets
+were computed on, but only where :mod:`jobs.planning.targets` allows building it (lie-sweep's own datasets, or
+with ``--trust-store`` the store's, listed first): a store's config is data, never code, so a dataset class it
+names is otherwise not imported and the page says so in place of the thumbnails. Items are ``(image, target)``
+with the image a (C, H, W) tensor, C = 1 or 3 (or (H, W)); values in [0, 1] are shown as they are, others
+min-max scaled per image (and the page says so). A dataset that cannot be loaded here (a CelebA copy on another
+machine) or does not yield images gives no thumbnails and a one-line reason instead.
 """
 
 from __future__ import annotations
@@ -71,13 +73,22 @@ def _pixels(image: Any, size: int) -> tuple[np.ndarray, bool] | None:
     return (pixels[..., 0] if pixels.shape[2] == 1 else pixels), scaled
 
 
-def example_thumbnails(data_cfg: Mapping[str, Any], indices: Iterable[int], size: int = 40) -> Thumbnails:
-    """PNG data URIs of dataset items ``indices`` from the dataset that ``data_cfg`` builds."""
-    from lie_sweep.errors import first_line
+def example_thumbnails(data_cfg: Mapping[str, Any], indices: Iterable[int], size: int = 40,
+                       trust: Any = None) -> Thumbnails:
+    """PNG data URIs of dataset items ``indices`` from the dataset that a store's ``data_cfg`` builds, where
+    ``trust`` (a :class:`jobs.planning.targets.TargetTrust`; by default none beyond lie-sweep's own classes)
+    allows building it."""
+    from lie_sweep.errors import ConfigError, first_line
 
     from jobs.planning.build import build_dataset
+    from jobs.planning.targets import TargetTrust, literal_strings, vet_config
 
     indices = sorted({int(i) for i in indices})
+    data_cfg = literal_strings(dict(data_cfg))
+    try:
+        vet_config({"data": data_cfg}, trust if trust is not None else TargetTrust())
+    except ConfigError as exc:
+        return Thumbnails(note=f"example images not shown: the dataset is not rebuilt from this store: {exc}")
     try:
         dataset = build_dataset(dict(data_cfg))
         items = {i: dataset[i][0] for i in indices}

@@ -106,8 +106,9 @@ def _fit(data: ReportData, thumbs: Thumbnails, budget: int, explicit: bool) -> t
 
 def write_report(store: str, out: str | None = None, *, top: int = 16, examples: Sequence[int] | None = None,
                  by: str | None = None, max_mb: float = 20.0, images: bool = True,
-                 storage_options: Mapping[str, Any] | None = None) -> ReportResult:
-    """Write the results page of the store at ``store`` to ``out`` (see the module docstring)."""
+                 storage_options: Mapping[str, Any] | None = None, trust: Any = None) -> ReportResult:
+    """Write the results page of the store at ``store`` to ``out`` (see the module docstring); ``trust``: what
+    the thumbnails may build from the store's config (:func:`jobs.report.images.example_thumbnails`)."""
     if max_mb <= 0:
         raise ConfigError("--max-mb must be positive", expected="a size in MiB, e.g. 20", found=str(max_mb),
                           fix="--max-mb 20")
@@ -119,7 +120,7 @@ def write_report(store: str, out: str | None = None, *, top: int = 16, examples:
     if sweep.batches is not None:  # the page's ids are minibatches: no one image stands for one
         thumbs = Thumbnails(note="no images: the sweep's items are minibatches (pairs.unit=batch)")
     else:
-        thumbs = example_thumbnails(sweep.config.get("data", {}), wanted) if images else \
+        thumbs = example_thumbnails(sweep.config.get("data", {}), wanted, trust=trust) if images else \
             Thumbnails(note="example images left out (--no-images)")
     page, view, enc, tried = _fit(data, thumbs, int(max_mb * 2**20), explicit=examples is not None)
     target = _write_atomically(out, page)

@@ -12,9 +12,15 @@ from jobs.units import format_bytes, format_seconds
 __all__ = ["sweep_status", "format_status"]
 
 
-def sweep_status(path: str) -> dict[str, Any]:
-    """A JSON-ready account of a store (reads marks, failures and run records; no array data)."""
+def sweep_status(path: str, index: tuple[str, dict] | None = None) -> dict[str, Any]:
+    """A JSON-ready account of a store (reads marks, failures and run records; no array data); ``index``: the
+    multirun directory and the job of its index the store is checked against
+    (:func:`jobs.planning.multirun.check_job_store`)."""
     store = SweepStore.open(path, mode="r")
+    if index is not None:
+        from jobs.planning.multirun import check_job_store
+
+        check_job_store(index[0], index[1], store.meta.identity)
     layout = store.layout
     tasks = layout.tasks()
     done, failures = store.ledger.done_tasks(), store.ledger.failures()

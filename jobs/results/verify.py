@@ -33,6 +33,7 @@ from storage.store import SweepStore
 from jobs.planning.build import build_dataset, build_model
 from jobs.planning.config import config_from_stored
 from jobs.planning.loader import load_into
+from jobs.planning.targets import TargetTrust
 
 from .verify_swaps import SWAP_COLUMNS, swap_check_rows
 
@@ -54,23 +55,25 @@ def _bracket(sweep: Sweep, fm: FunctionalModel, params, field, step: int, i: int
 
 
 def verify_store(path: str, pairs: int = 8, seed: int = 0, *, storage_options: Mapping[str, Any] | None = None,
-                 log: Callable[[str], None] = print) -> Sweep:
+                 log: Callable[[str], None] = print, trust_store: bool = False) -> Sweep:
     """Measure the stored prediction against real swaps (see the module docstring); returns the sweep,
-    whose ``verify_table()`` / ``verify_summary()`` now hold the results."""
+    whose ``verify_table()`` / ``verify_summary()`` now hold the results. The model and the dataset are
+    rebuilt from the store's config only as :mod:`jobs.planning.targets` allows (``trust_store``: the store's
+    own classes too, listed first)."""
     if pairs < 1:
         raise ConfigError("--pairs must be positive", expected="1 or more pairs per checkpoint", found=str(pairs),
                           fix="--pairs 8")
     store = SweepStore.open(path, mode="r+", storage_options=storage_options)
     store.ledger.acquire_lock("verify")  # no driver writes meanwhile; verify writes the table at the end
     try:
-        _verify(Sweep(store), path, pairs, seed, log)
+        _verify(Sweep(store), path, pairs, seed, log, TargetTrust(trust_store=trust_store, log=log))
     finally:
         store.ledger.release()
     return open_sweep(path, storage_options=storage_options)
 
 
-def _verify(sweep: Sweep, path: str, pairs: int, seed: int, log: Callable[[str], None]) -> None:
-    cfg = config_from_stored(sweep.config)
+def _verify(sweep: Sweep, path: str, pairs: int, seed: int, log: Callable[[str], None], trust: TargetTrust) -> None:
+    cfg = config_from_stored(sweep.config, trust=trust)
     fits = sweep.fits()
     if fits.empty:
         raise ConfigError("no completed pair to verify", expected="a store with completed tasks",

@@ -81,3 +81,27 @@ def test_long_lists_are_brief_in_messages():
     assert brief(list(range(32))) == "0..31 (32 values)"
     assert brief([3, 8, 21]) == "3, 8, 21"
     assert brief(list(range(0, 64, 2))) == "0, 2, 4, 6, 8, … (32 values)"
+
+
+def test_a_store_path_is_judged_by_what_it_resolves_to(tmp_path):
+    """issue 30: a path through a missing folder (`missing/..`), a symlink or a file:// URL is the store or the
+    folder it resolves to, for the existence, ownership and overwrite checks alike."""
+    from storage.location import normalise_store_path
+
+    make_store(tmp_path / "s")
+    (tmp_path / "link").symlink_to(tmp_path / "s")
+    for spelling in (f"{tmp_path}/missing/../s", f"{tmp_path}/link", f"file://{tmp_path}/missing/../s",
+                     f"{tmp_path}//s/"):
+        assert normalise_store_path(spelling) == str((tmp_path / "s").resolve())
+        with pytest.raises(StoreExistsError, match="already holds a sweep store"):
+            make_store(spelling)
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "a.txt").write_text("keep")
+    with pytest.raises(StoreExistsError, match="not a lie-sweep store"):
+        make_store(f"{tmp_path}/missing/../theirs", overwrite=True)
+    assert os.listdir(tmp_path / "theirs") == ["a.txt"] and not (tmp_path / "missing").exists()
+    assert normalise_store_path("memory://bucket//a/./b/../c/") == "memory://bucket/a/c"
+    with pytest.raises(StoreError, match="climbs out of its bucket"):
+        normalise_store_path("s3://bucket/../../other/x")
+    assert normalise_store_path("") == "" and normalise_store_path("~/x") == os.path.realpath(os.path.expanduser("~/x"))
