@@ -28,25 +28,28 @@ from .budget import memory_budget
 from .fields import FunctionalModel, Params, eval_mode, like_params
 from .params import ParamSpec
 from .spectra import effective_rank_of_gram
+from .tasks import EvalBatch, eval_batch
 
 __all__ = ["logit_deltas", "output_jacobian", "jacobian_fits", "tensor_rms", "norms_from_rms", "PairFits",
            "slope_one_fit", "pair_fits", "gram_matrix", "effective_rank"]
 
 
-def output_jacobian(fmodel: FunctionalModel, params: Params, eval_inputs: torch.Tensor) -> torch.Tensor:
-    """J_f(θ) on the evaluation batch, flattened: (B·O, D), row b·O + o = ∇θ f_o(x_b) on θ's flat axis.
+def output_jacobian(fmodel: FunctionalModel, params: Params, eval_inputs: EvalBatch | torch.Tensor) -> torch.Tensor:
+    """J_f(θ) on the evaluation batch, flattened: (B·O, D), row b·O + o = ∇θ f_o(x_b) on θ's flat axis, f the
+    task's measurement (:meth:`FunctionalModel.measure`; ``eval_inputs``: an :class:`EvalBatch` or the inputs).
 
     B·O reverse passes once per checkpoint; afterwards each pair's logit deltas are one row of a
     matrix product instead of B forward-mode passes. Holds B·O·D numbers: see :func:`jacobian_fits`.
     """
     spec = ParamSpec.from_tensors(params)
-    x = like_params(eval_inputs, params)
+    batch = eval_batch(eval_inputs)
+    x, y = like_params(batch.inputs, params), None if batch.targets is None else like_params(batch.targets, params)
 
-    def outputs_of_one(p: Params, xb: torch.Tensor) -> torch.Tensor:
-        return fmodel.outputs(p, xb.unsqueeze(0)).reshape(-1)
+    def outputs_of_one(p: Params, xb: torch.Tensor, yb: torch.Tensor | None) -> torch.Tensor:
+        return fmodel.measure(p, xb.unsqueeze(0), None if yb is None else yb.unsqueeze(0)).reshape(-1)
 
     with eval_mode(fmodel.module), torch.no_grad():
-        jac = vmap(jacrev(outputs_of_one), in_dims=(None, 0))(params, x)  # {name: (B, O, *shape)}
+        jac = vmap(jacrev(outputs_of_one), in_dims=(None, 0, None if y is None else 0))(params, x, y)
         flat = spec.flatten(jac, batch_dims=2)
     return flat.reshape(-1, spec.size)
 
@@ -58,24 +61,27 @@ def jacobian_fits(n_eval: int, n_outputs: int, n_params: int, dtype: torch.dtype
     return 2 * n_eval * n_outputs * n_params * itemsize <= memory_budget(device, 2 << 30)
 
 
-def logit_deltas(fmodel: FunctionalModel, params: Params, eval_inputs: torch.Tensor, brackets: torch.Tensor,
-                 *, epsilon: float, chunk_size: int = 16, jacobian: torch.Tensor | None = None) -> torch.Tensor:
-    """ε² · J_f(θ)[b_p] for each bracket b_p (rows of ``brackets``, P × D on θ's flat axis).
+def logit_deltas(fmodel: FunctionalModel, params: Params, eval_inputs: EvalBatch | torch.Tensor,
+                 brackets: torch.Tensor, *, epsilon: float, chunk_size: int = 16,
+                 jacobian: torch.Tensor | None = None) -> torch.Tensor:
+    """ε² · J_f(θ)[b_p] for each bracket b_p (rows of ``brackets``, P × D on θ's flat axis), f the task's
+    measurement on the evaluation batch (an :class:`EvalBatch`, or its inputs alone).
 
     Returns (P, B, O): the leading-order change of the model's outputs on the B evaluation inputs
     when the pair's order is i then j rather than j then i. With ``jacobian`` (from
     :func:`output_jacobian` on the same θ and inputs) it is one matrix product; without, one
     vmapped forward-mode pass per ``chunk_size`` brackets. The module runs in eval mode.
     """
-    n_eval = eval_inputs.shape[0]
+    batch = eval_batch(eval_inputs)
+    n_eval = len(batch)
     if jacobian is not None:
         b = brackets.to(device=jacobian.device, dtype=jacobian.dtype)
         return (b @ jacobian.T).reshape(b.shape[0], n_eval, -1).mul_(epsilon ** 2)
     spec = ParamSpec.from_tensors(params)
-    x = like_params(eval_inputs, params)
+    x, y = like_params(batch.inputs, params), None if batch.targets is None else like_params(batch.targets, params)
 
     def along(tangent_flat: torch.Tensor) -> torch.Tensor:
-        return jvp(lambda p: fmodel.outputs(p, x), (params,), (spec.unflatten(tangent_flat),))[1]
+        return jvp(lambda p: fmodel.measure(p, x, y), (params,), (spec.unflatten(tangent_flat),))[1]
 
     out = []
     with eval_mode(fmodel.module), torch.no_grad():

@@ -1,19 +1,22 @@
-"""Checkpoints: model state dicts (plus optimizer state and step) from ``.pt`` or ``.safetensors``.
+"""Checkpoints as people save them: model state dicts (plus optimizer state and step), never unpickling code.
 
-Accepted files:
+Accepted (the layouts in detail: :mod:`lie_sweep.checkpoint_formats`):
 
-* ``.pt``/``.pth``: a plain state dict, or a nested dict ``{"model": state, "optimizer": state,
-  "step": int}`` (``"state_dict"``/``"model_state_dict"`` are accepted for ``"model"``). Read with
-  ``torch.load(weights_only=True)``: no pickled code is ever executed.
+* ``.pt``/``.pth``/``.ckpt``: a plain state dict, a nested dict ``{"model": state, "optimizer": state,
+  "step": int}`` (and the PyTorch tutorial's ``model_state_dict``/``optimizer_state_dict``), or a Lightning
+  checkpoint (``state_dict`` with its module prefix, ``optimizer_states``, ``global_step``). Read with
+  ``torch.load(weights_only=True)``.
 * ``.safetensors``: a plain state dict, or lie-sweep's nested layout (metadata
   ``lie_sweep_layout=nested``) with tensors ``model/<name>`` and ``optimizer/<param>/<key>``, the
   optimizer's ``param_groups`` and non-tensor state as JSON metadata, and ``step`` in metadata.
+* a Hugging Face Trainer directory (``checkpoint-N/``) or a ``save_pretrained`` directory.
 
-The training step comes from the file (``step``) or else from the last number in the file name
-(``step_000100.pt`` → 100); files with neither are numbered by their position in the list.
-
-Just over 300 lines: reading both formats, checking a file (finite, complete, not a pickle of
-code) and saving it are one concern, the checkpoint file.
+The training step comes from the file (``step``, ``global_step``, ``trainer_state.json``) or else from the
+last number in the file's (or directory's) name (``step_000100.pt`` → 100, ``checkpoint-5/`` → 5); files with
+neither are numbered by their position in the list (a sweep refuses two of them: their order is ambiguous).
+A model prefix the checkpoint's keys carry and tied weights a save left out are handled where the state is
+loaded into a model (:func:`align_state`); the optimizer state is matched to parameters by name or by checked
+shapes (:mod:`lie_sweep.optim_names`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import glob as globlib
 import hashlib
 import json
 import os
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,8 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from .checkpoint_formats import (FILE_SUFFIXES, checkpoint_dir_of, defining_files, is_checkpoint_dir, read_directory,
+                                 read_safetensors, read_torch)
 from .errors import CheckpointError, CheckpointMismatchError, CheckpointNotFoundError, NonFiniteError, first_line
 
 __all__ = [
@@ -42,10 +46,11 @@ __all__ = [
     "file_sha256",
     "check_finite",
     "checkpoint_base",
+    "checkpoint_digest",
+    "align_state",
 ]
 
-_SUFFIXES = (".pt", ".pth", ".safetensors")
-_MODEL_KEYS = ("model", "state_dict", "model_state_dict")
+_SUFFIXES = FILE_SUFFIXES
 _LAYOUT_KEY = "lie_sweep_layout"
 
 
@@ -79,6 +84,17 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def checkpoint_digest(path: str | Path) -> tuple[int, str]:
+    """(size, SHA-256) of what defines a checkpoint: a file's bytes; for a directory, the total size and the
+    SHA-256 of ``name:sha256`` lines of its defining files (:func:`~lie_sweep.checkpoint_formats.defining_files`)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path.stat().st_size, file_sha256(path)
+    files = defining_files(path)
+    lines = "".join(f"{f.relative_to(path)}:{file_sha256(f)}\n" for f in files)
+    return sum(f.stat().st_size for f in files), hashlib.sha256(lines.encode()).hexdigest()
+
+
 def find_checkpoints(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     """Checkpoint files named by a glob, a directory (its .pt/.pth/.safetensors files), or a list of paths.
 
@@ -87,28 +103,48 @@ def find_checkpoints(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> l
     if isinstance(spec, (str, os.PathLike)):
         text = os.fspath(spec)
         path = Path(text).expanduser()
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in _SUFFIXES and p.is_file())
+        if is_checkpoint_dir(path):
+            found, where = [path], f"directory {path}"
+        elif path.is_dir():
+            found = sorted(p for p in path.iterdir() if _is_checkpoint(p))
             where = f"directory {path}"
         elif globlib.has_magic(text):
-            found = sorted(Path(p) for p in globlib.glob(os.path.expanduser(text), recursive=True) if Path(p).is_file())
+            found = sorted(Path(p) for p in globlib.glob(os.path.expanduser(text), recursive=True)
+                           if _is_checkpoint(Path(p)))
             where = f"glob {text!r}"
         else:
             found = [path] if path.is_file() else []
             where = f"path {path}"
         if not found:
-            raise CheckpointNotFoundError("no checkpoint found", expected="a .pt, .pth or .safetensors file",
-                                          found=f"nothing at {where}", fix="check the checkpoint path or glob")
-        return found
+            raise CheckpointNotFoundError("no checkpoint found", expected="a .pt, .pth, .ckpt or .safetensors file, "
+                                          "or a Hugging Face checkpoint directory", found=f"nothing at {where}",
+                                          fix="check the checkpoint path or glob")
+        return _resolved(found)
     paths = [Path(p).expanduser() for p in spec]
     if not paths:
         raise CheckpointNotFoundError("no checkpoint given", expected="at least one checkpoint path",
                                       found="an empty list", fix="list checkpoint files or give a glob")
     for p in paths:
-        if not p.is_file():
+        if not (p.is_file() or is_checkpoint_dir(p)):
             raise CheckpointNotFoundError("checkpoint missing", expected=f"a file at {p}", found="no such file",
                                           fix="check the path, or re-create the checkpoint")
-    return paths
+    return _resolved(paths)
+
+
+def _is_checkpoint(path: Path) -> bool:
+    return (path.is_file() and path.suffix in _SUFFIXES) or is_checkpoint_dir(path)
+
+
+def _resolved(paths: Sequence[Path]) -> list[Path]:
+    """Each path followed once, here (a symlink's target, a Trainer directory's weights file as the directory), so
+    that every later reader loads the same file; duplicates dropped, order kept."""
+    out: list[Path] = []
+    for p in paths:
+        real = p.resolve()
+        real = checkpoint_dir_of(real) or real
+        if real not in out:
+            out.append(real)
+    return out
 
 
 def checkpoint_base(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> Path:
@@ -168,62 +204,16 @@ def checked_step(value: Any, path: Path, where: str = "its 'step'") -> int | Non
 
 
 def _step_from_name(path: Path) -> int | None:
-    numbers = re.findall(r"\d+", path.stem)
-    return checked_step(int(numbers[-1]), path, "the last number in its name") if numbers else None
-
-
-def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
-
-
-def _load_pt(path: Path) -> tuple[dict, dict | None, int | None]:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:  # torch's text is a long paragraph about weights_only
-        refused = re.findall(r"GLOBAL\s+([\w.]+)", str(exc))
-        if refused or "weights_only" in str(exc) and "Unsupported" in str(exc):
-            raise CheckpointError(f"checkpoint {path} is not a plain weights file: refused (weights_only=True)",
-                                  expected="tensors and plain containers (torch.save of a state dict)",
-                                  found=f"pickled {refused[0]}" if refused else "a pickle stream whose opcodes "
-                                        "weights_only refuses (objects saved by an old torch.save, or damage)",
-                                  fix="save model.state_dict() (and optimizer.state_dict()) only; lie-sweep never "
-                                      "unpickles code") from None
-        raise _corrupt(path, exc) from None
-    except Exception as exc:  # truncated zip archives, empty files, I/O errors
-        raise _corrupt(path, exc) from None
-    if _is_state_dict(obj):
-        return dict(obj), None, None
-    if isinstance(obj, Mapping):
-        for key in _MODEL_KEYS:
-            if _is_state_dict(obj.get(key)):
-                return dict(obj[key]), obj.get("optimizer"), checked_step(obj.get("step"), path)
-    keys = list(obj)[:5] if isinstance(obj, Mapping) else type(obj).__name__
-    raise CheckpointError(f"cannot read checkpoint {path}",
-                          expected="a state dict or {'model': state dict, 'optimizer': ..., 'step': ...}",
-                          found=f"{keys}", fix="save model.state_dict() (optionally nested under 'model')")
-
-
-def _corrupt(path: Path, exc: BaseException) -> CheckpointError:
-    size = path.stat().st_size if path.exists() else 0
-    # torch's own first sentence names what is broken ("failed finding central directory"); an OSError's
-    # errno text ("Invalid argument", from reading past a cut-off end) says nothing more than "truncated"
-    detail = "" if isinstance(exc, OSError) else f" ({first_line(exc, 80).split('. ')[0]})"
-    return CheckpointError(f"checkpoint {path} is truncated or corrupt", expected="a complete checkpoint file",
-                           found=f"{size} bytes that do not load{detail}",
-                           fix="copy or save the checkpoint again (an interrupted copy or save leaves such a file)")
+    """The last number in the file's stem, else in its directory's name (``checkpoint-5/model.safetensors``)."""
+    for name in (path.stem if path.is_file() else path.name, path.parent.name if path.is_file() else ""):
+        numbers = re.findall(r"\d+", name)
+        if numbers:
+            return checked_step(int(numbers[-1]), path, "the last number in its name")
+    return None
 
 
 def _load_safetensors(path: Path) -> tuple[dict, dict | None, int | None]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt", expected="a valid safetensors file",
-                              found=first_line(exc, 120),
-                              fix="copy it again, or re-save it with safetensors.torch.save_file") from None
+    tensors, meta = read_safetensors(path)
     step = checked_step(meta.get("step"), path, "its metadata's 'step'")
     if meta.get(_LAYOUT_KEY) != "nested":
         return tensors, None, step
@@ -260,21 +250,30 @@ def _nested_safetensors(tensors: dict[str, torch.Tensor], meta: Mapping[str, str
 def load_checkpoint(path: str | os.PathLike, *, position: int = 0) -> Checkpoint:
     """Read one checkpoint file (see the module docstring for the accepted layouts)."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointNotFoundError("checkpoint missing", expected=f"a file at {path}", found="no such file",
-                                      fix="check the path, or re-create the checkpoint")
-    if path.suffix not in _SUFFIXES:
-        raise CheckpointError(f"unknown checkpoint format {path.name}", expected="a .pt, .pth or .safetensors file",
-                              found=f"suffix {path.suffix!r}", fix="rename or convert the checkpoint")
-    loader = _load_safetensors if path.suffix == ".safetensors" else _load_pt
-    model, optimizer, step = loader(path)
+    if is_checkpoint_dir(path):
+        model, optimizer, raw = read_directory(path)
+        model, optimizer, step = model, optimizer, checked_step(raw, path, "its trainer_state.json's global_step")
+    else:
+        if not path.is_file():
+            raise CheckpointNotFoundError("checkpoint missing", expected=f"a file at {path}", found="no such file",
+                                          fix="check the path, or re-create the checkpoint")
+        if path.suffix not in _SUFFIXES:
+            raise CheckpointError(f"unknown checkpoint format {path.name}", expected="a .pt, .pth, .ckpt or "
+                                  ".safetensors file, or a Hugging Face checkpoint directory",
+                                  found=f"suffix {path.suffix!r}", fix="rename or convert the checkpoint")
+        if path.suffix == ".safetensors":
+            model, optimizer, step = _load_safetensors(path)
+        else:
+            model, optimizer, raw = read_torch(path)
+            step = checked_step(raw, path)
     source = "file"
     if step is None:
         step, source = _step_from_name(path), "name"
     if step is None:
         step, source = position, "order"
+    size, sha256 = checkpoint_digest(path)
     return Checkpoint(path=path, step=step, model_state=model, optimizer_state=optimizer,
-                      step_source=source, size=path.stat().st_size, sha256=file_sha256(path))
+                      step_source=source, size=size, sha256=sha256)
 
 
 def load_checkpoints(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Checkpoint]:
@@ -283,17 +282,52 @@ def load_checkpoints(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> l
     return sorted(ckpts, key=lambda c: (c.step, str(c.path)))
 
 
-def apply_checkpoint(model: torch.nn.Module, checkpoint: Checkpoint | Mapping[str, torch.Tensor]) -> None:
-    """Load a checkpoint's state into ``model`` strictly; a misfit is one :class:`CheckpointMismatchError` line."""
-    state = checkpoint.model_state if isinstance(checkpoint, Checkpoint) else dict(checkpoint)
+def _tied_keys(model: torch.nn.Module) -> dict[str, list[str]]:
+    """{state key: the other keys whose tensors share its memory} (tied weights, e.g. GPT-2's lm_head/wte)."""
+    by_memory: dict[tuple, list[str]] = {}
+    for key, t in model.state_dict(keep_vars=True).items():
+        if t.numel():
+            by_memory.setdefault((t.data_ptr(), t.dtype, tuple(t.shape), t.stride()), []).append(key)
+    return {k: [o for o in keys if o != k] for keys in by_memory.values() if len(keys) > 1 for k in keys}
+
+
+def align_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
+    """(``state`` with ``model``'s keys, the module prefix removed from its keys): where the keys carry a prefix
+    the model's lack (a Lightning module's ``model.``, DDP's ``module.``, ``torch.compile``'s ``_orig_mod.``) it is
+    removed and keys outside it (the wrapper's own) are dropped; a tied weight the save left out (GPT-2's
+    ``lm_head.weight``) is taken from the tensor it shares."""
+    expected = list(model.state_dict())
+    state, prefix = dict(state), ""
+    if not set(expected) <= set(state):
+        candidates = {k[:i + 1] for k in state for i, ch in enumerate(k) if ch == "."}
+        best = max(candidates, key=lambda p: (sum(p + k in state for k in expected), -len(p)), default="")
+        if best and sum(best + k in state for k in expected) > sum(k in state for k in expected):
+            prefix = best
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    for key, others in _tied_keys(model).items():
+        if key not in state:
+            source = next((o for o in others if o in state), None)
+            if source is not None:
+                state[key] = state[source]
+    return state, prefix
+
+
+def apply_checkpoint(model: torch.nn.Module, checkpoint: Checkpoint | Mapping[str, torch.Tensor]) -> str:
+    """Load a checkpoint's state into ``model`` strictly, after :func:`align_state`; returns the module prefix
+    removed ("" for none). A misfit is one :class:`CheckpointMismatchError` line naming the first keys that
+    differ (and the tied weight, where one is missing with the tensor it shares)."""
+    raw = checkpoint.model_state if isinstance(checkpoint, Checkpoint) else dict(checkpoint)
     where = f" {checkpoint.path}" if isinstance(checkpoint, Checkpoint) else ""
+    state, prefix = align_state(model, raw)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
+        tied = _tied_keys(model)
         parts = []
         if missing:
-            parts.append(f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}")
+            note = next((f" ({k} is tied to {tied[k][0]}, missing too)" for k in missing if k in tied), "")
+            parts.append(f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}{note}")
         if unexpected:
             parts.append(f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
         raise CheckpointMismatchError(f"checkpoint{where} does not fit the model",
@@ -307,6 +341,7 @@ def apply_checkpoint(model: torch.nn.Module, checkpoint: Checkpoint | Mapping[st
                                           found=f"shape {tuple(state[k].shape)}",
                                           fix="use the model config the checkpoint was trained with")
     model.load_state_dict(state, strict=True)
+    return prefix
 
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module,

@@ -1,7 +1,8 @@
 """Datasets: a deterministic synthetic multi-attribute image set, and example batches.
 
-A dataset for lie-sweep is any ``torch.utils.data.Dataset`` whose items are
-``(image tensor, attribute vector)``; ``attribute_names`` (optional) labels the attributes.
+A dataset for lie-sweep is any map-style dataset (``__getitem__``, ``__len__``) whose items are ``(input,
+target)`` or dicts (``input_ids``, ``attention_mask``, ``labels``), read by the sweep's task
+(:mod:`lie_sweep.tasks`); ``attribute_names`` (or ``class_names``) label the measured outputs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .errors import ConfigError, require_indices
+from .tasks import MultiLabel, Task
 
 __all__ = ["SyntheticShapes", "SHAPE_ATTRIBUTES", "stack_examples", "Minibatches", "seeded_minibatches"]
 
@@ -100,17 +102,17 @@ class SyntheticShapes(Dataset):
         return image, attrs
 
 
-def stack_examples(dataset: Dataset, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, targets) stacked from ``dataset[k]`` for k in ``indices``.
+def stack_examples(dataset: Dataset, indices: Sequence[int], task: "Task | None" = None) -> tuple[torch.Tensor,
+                                                                                                  torch.Tensor]:
+    """(inputs, targets) stacked from ``dataset[k]`` for k in ``indices``, as ``task`` reads items
+    (:meth:`lie_sweep.tasks.Task.stack`; default multilabel: float targets). Inputs keep their dtype (token ids
+    stay integers).
 
     Raises :class:`ExampleIndexError` (one line) for an index outside the dataset.
     """
     n = len(dataset)  # type: ignore[arg-type]
     require_indices(indices, n, fix=f"pick example indices below the dataset length {n}")
-    items = [dataset[int(k)] for k in indices]
-    inputs = torch.stack([torch.as_tensor(x) for x, _ in items])
-    targets = torch.stack([torch.as_tensor(y, dtype=torch.float32) for _, y in items])
-    return inputs, targets
+    return (task if task is not None else MultiLabel()).stack([dataset[int(k)] for k in indices])
 
 
 class Minibatches(Dataset):
@@ -120,16 +122,17 @@ class Minibatches(Dataset):
     step on it is a mean-gradient step; the bracket of two items is the mean of their examples' pairwise brackets
     (the bracket is bilinear)."""
 
-    def __init__(self, dataset: Dataset, batches: Sequence[Sequence[int]]) -> None:
+    def __init__(self, dataset: Dataset, batches: Sequence[Sequence[int]], task: "Task | None" = None) -> None:
         self.dataset = dataset
         self.batches = [[int(k) for k in b] for b in batches]
         self.attribute_names = list(getattr(dataset, "attribute_names", []) or [])
+        self.task = task
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return stack_examples(self.dataset, self.batches[int(k)])
+        return stack_examples(self.dataset, self.batches[int(k)], self.task)
 
 
 def seeded_minibatches(examples: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:

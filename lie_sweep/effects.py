@@ -11,14 +11,22 @@ name        per pair (i, j) at each checkpoint                               arr
 ==========  ===============================================================  =============================
 
 ``effects=null`` (the default) computes the bracket, and under ``field=optimizer`` the optimizer expansion
-too, as sweeps did before effects were a choice. A new effect is an :class:`Effect` registered in
-:data:`EFFECTS` plus the worker's code that computes it.
+too, as sweeps did before effects were a choice.
+
+**A new effect is one module**: an :class:`Effect` registered in :data:`EFFECTS` that says what it computes
+(``compute(worker, inputs, out)``, run by the worker on each task's example rows at the loaded checkpoint), the
+parameter-sized per-pair arrays it stores (``arrays``: each (C, P, D), sharded with the task's pairs like
+``brackets``, written, digested, checked and read by name: ``sweep.pair_array(name, step, i, j)``), the
+``pairs``-table columns it adds (``columns``) and what ``show`` prints of it (``show(sweep)``). The registry's
+entries load without torch; the sweep's spec carries the resolved entries to its workers. (The three built-in
+effects keep their own arrays and steps, in ``jobs/execution/effect_steps.py``, so that their stores stay as
+they were.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from storage.registry import Registry
 
@@ -30,11 +38,17 @@ __all__ = ["Effect", "EFFECTS", "resolve_effects"]
 @dataclass(frozen=True)
 class Effect:
     """An effect choice: ``needs_optimizer`` when it steps the checkpoint's own saved optimizer
-    (``field=optimizer``)."""
+    (``field=optimizer``); a registered effect's own parts (see the module docstring): ``compute``, ``arrays``,
+    ``columns``, ``show`` and the worker's clock ``lap`` its time is counted in."""
 
     name: str
     help: str
     needs_optimizer: bool = False
+    compute: Callable[[Any, Any, Any], None] | None = None
+    arrays: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+    show: Callable[[Any], list[str]] | None = None
+    lap: str = "effect_s"
 
 
 EFFECTS: Registry[Effect] = Registry("effects", (

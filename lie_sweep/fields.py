@@ -14,16 +14,17 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable, Iterator, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call, grad, grad_and_value
 
 from .errors import ConfigError
+from .tasks import MultiLabel, Task, bce_per_example
 
 __all__ = [
     "LossFn",
     "Params",
     "bce_per_example",
     "like_params",
+    "on_device",
     "eval_mode",
     "FunctionalModel",
     "UpdateField",
@@ -35,16 +36,16 @@ Params = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def on_device(t: torch.Tensor, device: torch.device | str | None, dtype: torch.dtype | None) -> torch.Tensor:
+    """``t`` on ``device``, and in ``dtype`` when ``t`` is floating point (token ids, class labels and indices stay
+    integers: only floating tensors take the sweep's precision)."""
+    return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+
+
 def like_params(t: torch.Tensor, params: Params) -> torch.Tensor:
     """``t`` on the parameters' device, and in their dtype when ``t`` is floating point (indices stay integers)."""
     ref = next(iter(params.values()))
-    return t.to(device=ref.device, dtype=ref.dtype if t.is_floating_point() else None)
-
-
-def bce_per_example(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """L_x = mean over attributes k of BCE-with-logits(f_k(x), y_k); shape ``(batch,)``."""
-    losses = F.binary_cross_entropy_with_logits(outputs, targets.to(outputs.dtype), reduction="none")
-    return losses.reshape(losses.shape[0], -1).mean(dim=1)
+    return on_device(t, ref.device, ref.dtype)
 
 
 @contextlib.contextmanager
@@ -60,15 +61,19 @@ def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
 
 
 class FunctionalModel:
-    """A module seen as a function of its trainable parameters θ (a dict of tensors).
+    """A module seen as a function of its trainable parameters θ (a dict of tensors), on a task
+    (:mod:`lie_sweep.tasks`: the loss, how the output is read, the measurement; default: multilabel BCE).
 
     Frozen parameters (``requires_grad=False``) and buffers are held fixed. Calls run the module
     as it is configured; wrap them in :func:`eval_mode` to use BatchNorm's running statistics.
+    ``loss_fn(outputs, targets)`` (per item) replaces the task's loss where given.
     """
 
-    def __init__(self, module: torch.nn.Module, loss_fn: LossFn | None = None, *, batched_items: bool = False) -> None:
+    def __init__(self, module: torch.nn.Module, loss_fn: LossFn | None = None, *, batched_items: bool = False,
+                 task: Task | None = None) -> None:
         self.module = module
-        self.loss_fn: LossFn = loss_fn if loss_fn is not None else bce_per_example
+        self.task: Task = task if task is not None else MultiLabel()
+        self.loss_fn: LossFn = loss_fn if loss_fn is not None else self.task.loss
         self.batched_items = batched_items  # an item is a minibatch: its loss is the mean of its examples' losses
         trainable = {n: p for n, p in module.named_parameters() if p.requires_grad}
         if not trainable:
@@ -86,8 +91,14 @@ class FunctionalModel:
         return {n: named[n].detach() for n in self.param_names}
 
     def outputs(self, params: Mapping[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
-        """f(θ; inputs) for a batch of inputs."""
-        return functional_call(self.module, (dict(params), self.fixed), (inputs,))
+        """f(θ; inputs) for a batch of inputs, read as the task reads it (a tensor; ``ModelOutput.logits``)."""
+        return self.task.read(functional_call(self.module, (dict(params), self.fixed), (inputs,)))
+
+    def measure(self, params: Mapping[str, torch.Tensor], inputs: torch.Tensor,
+                targets: torch.Tensor | None = None) -> torch.Tensor:
+        """The task's measurement of a batch, (batch, O): what logit deltas hold (for most tasks the outputs
+        themselves; for a language model each position's log-probability of its true next token)."""
+        return self.task.measure(self.outputs(params, inputs), targets)
 
     def example_loss(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """L_x(θ) for one item, a scalar: one example (no batch dimension on ``x`` and ``y``), or with
@@ -167,7 +178,8 @@ class PreconditionedField(UpdateField):
                         eps: float | None = None) -> "PreconditionedField":
         """P = 1 / (sqrt(v̂) + eps), v̂ = v / (1 − β2^t): Adam's frozen preconditioner.
 
-        ``optimizer_state`` is a ``torch.optim.Adam(W)`` state dict whose parameter indices follow
+        ``optimizer_state`` is a ``torch.optim.Adam(W)`` state dict whose groups name their parameters
+        (``param_names``: :func:`lie_sweep.optim_names.name_optimizer_state`), or whose parameter indices follow
         ``param_names`` (the order of ``model.parameters()`` given to the optimizer).
         """
         state, groups = optimizer_state.get("state", {}), optimizer_state.get("param_groups", [])
@@ -175,21 +187,23 @@ class PreconditionedField(UpdateField):
         for group in groups:
             _, beta2 = group["betas"]
             group_eps = float(eps if eps is not None else group["eps"])
-            for idx in group["params"]:
-                if idx >= len(param_names):
+            named = group.get("param_names")  # matched by name (lie_sweep.optim_names), else by position
+            for k, idx in enumerate(group["params"]):
+                if named is None and idx >= len(param_names):
                     raise ConfigError("Adam state does not fit the model",
                                       expected=f"at most {len(param_names)} parameters",
                                       found=f"parameter index {idx}",
                                       fix="use the optimizer state saved with this model's checkpoint")
+                name = named[k] if named is not None else param_names[idx]
                 s = state.get(idx, state.get(str(idx)))
                 if s is None or "exp_avg_sq" not in s:
                     raise ConfigError("Adam state has no second moment",
-                                      expected=f"'exp_avg_sq' for parameter {param_names[idx]!r}",
+                                      expected=f"'exp_avg_sq' for parameter {name!r}",
                                       found="none (was the optimizer stepped before saving?)",
                                       fix="use a checkpoint saved after at least one Adam step")
                 t = float(s["step"])
                 v_hat = s["exp_avg_sq"].detach() / (1.0 - math.pow(beta2, t))
-                diagonal[param_names[idx]] = 1.0 / (v_hat.sqrt() + group_eps)
+                diagonal[name] = 1.0 / (v_hat.sqrt() + group_eps)
         return cls(diagonal)
 
     def bind(self, params: Mapping[str, torch.Tensor]) -> "PreconditionedField":

@@ -36,6 +36,7 @@ from .allocator import kernel_allocator
 from .budget import default_chunk_size
 from .hvp import HVPBatches, hvp_batches
 from .params import ParamSpec
+from .tasks import Task
 
 __all__ = [
     "KernelResult",
@@ -324,30 +325,34 @@ def kernel_workspace(max_pairs: int, n_params: int, dtype: torch.dtype, device: 
 
 def compute_brackets(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
                      pairs: Sequence[Sequence[int]] | torch.Tensor, *, loss_fn: LossFn | None = None,
-                     field: UpdateField | None = None, chunk_size: int | None = None) -> dict[str, torch.Tensor]:
+                     field: UpdateField | None = None, chunk_size: int | None = None,
+                     task: Task | str | None = None) -> dict[str, torch.Tensor]:
     """Lie brackets [u_i, u_j] = J_{u_j} u_i − J_{u_i} u_j of example fields at the model's parameters.
 
-    ``pairs`` index ``inputs``/``targets`` (a batch); ``loss_fn(outputs, targets)`` returns per-example
-    losses of shape (batch,) (default: mean binary cross-entropy with logits over attributes);
+    ``pairs`` index ``inputs``/``targets`` (a batch); ``task`` (a :class:`~lie_sweep.tasks.Task` or its
+    registered name: ``multilabel``, the default, ``classification``, ``regression``, ``causal_lm``) gives the
+    per-item loss and reads the model's output (``ModelOutput.logits``); ``loss_fn(outputs, targets)``, where
+    given, replaces the task's loss (per-example losses of shape (batch,));
     ``field`` defaults to SGD, u_x = −∇L_x. BatchNorm uses running statistics (eval mode).
     Returns ``{parameter name: tensor of shape (len(pairs), *param.shape)}`` on the model's device
     and dtype. With learning rate ε, training on i then j minus j then i moves θ by
     ε² [u_i, u_j] + O(ε³).
     """
-    fmodel = FunctionalModel(model, loss_fn)
+    fmodel = FunctionalModel(model, loss_fn, task=_task(task))
     result = bracket_kernel(fmodel, fmodel.params(), inputs, targets, pairs, field=field, chunk_size=chunk_size)
     return result.named_brackets()
 
 
 def batch_bracket(model: torch.nn.Module, inputs_a: torch.Tensor, targets_a: torch.Tensor,
                   inputs_b: torch.Tensor, targets_b: torch.Tensor, *, loss_fn: LossFn | None = None,
-                  field: UpdateField | None = None) -> dict[str, torch.Tensor]:
-    """[ū_A, ū_B] for the mean fields ū_A = mean_{a∈A} u_a of two example groups.
+                  field: UpdateField | None = None, task: Task | str | None = None) -> dict[str, torch.Tensor]:
+    """[ū_A, ū_B] for the mean fields ū_A = mean_{a∈A} u_a of two example groups (``task``: as
+    :func:`compute_brackets` takes it).
 
     By bilinearity it equals the mean over a ∈ A, b ∈ B of [u_a, u_b], at the cost of two batched
     HVPs (J_{ū_B} ū_A and J_{ū_A} ū_B) instead of |A|·|B| pairs.
     """
-    fmodel = FunctionalModel(model, loss_fn)
+    fmodel = FunctionalModel(model, loss_fn, task=_task(task))
     params = fmodel.params()
     field = (field if field is not None else SGDField()).bind(params)
     xa, ya = _prepare(fmodel, inputs_a, targets_a, params)
@@ -363,6 +368,15 @@ def batch_bracket(model: torch.nn.Module, inputs_a: torch.Tensor, targets_a: tor
         jb_ua = jvp(lambda p: mean_field(p, xb, yb), (params,), (u_a,))[1]
         ja_ub = jvp(lambda p: mean_field(p, xa, ya), (params,), (u_b,))[1]
     return {n: jb_ua[n] - ja_ub[n] for n in params}
+
+
+def _task(task: Task | str | None) -> Task | None:
+    """A task given by its registered name, or as it is."""
+    if isinstance(task, str):
+        from .task_kinds import task_of
+
+        return task_of(task)
+    return task
 
 
 def tile_groups(local: Sequence[Sequence[int]], positions: Sequence[int]) -> list[list[int]]:

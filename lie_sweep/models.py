@@ -15,7 +15,7 @@ from torch import nn
 
 from .errors import ConfigError
 
-__all__ = ["MLP", "SmallConvNet", "MXResNet", "Mish", "activation"]
+__all__ = ["MLP", "SmallConvNet", "MXResNet", "Mish", "activation", "ACTIVATIONS"]
 
 
 class Mish(nn.Module):
@@ -30,13 +30,16 @@ class Mish(nn.Module):
         return x * torch.tanh(torch.nn.functional.softplus(x))
 
 
+ACTIVATIONS = {"mish": Mish, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
 def activation(name: str) -> nn.Module:
-    """``"mish"`` or ``"relu"``."""
-    table = {"mish": Mish, "relu": nn.ReLU}
-    if name not in table:
-        raise ConfigError("unknown activation", expected=" or ".join(repr(k) for k in table),
-                          found=repr(name), fix="set activation to mish or relu")
-    return table[name]()
+    """One of :data:`ACTIVATIONS`: ``"mish"``, ``"relu"``, ``"tanh"`` (smooth, so the leading order holds at
+    larger steps than with ReLU kinks), ``"gelu"``, ``"silu"``."""
+    if name not in ACTIVATIONS:
+        raise ConfigError("unknown activation", expected=" | ".join(ACTIVATIONS), found=repr(name),
+                          fix="set activation_name to one of those")
+    return ACTIVATIONS[name]()
 
 
 class MLP(nn.Module):
@@ -110,13 +113,14 @@ class MXResNet(nn.Module):
 
     ``widths[k]`` channels and ``depths[k]`` blocks in stage k (stages after the first downsample
     by 2). Defaults give the ResNet-18 layout of the reference experiment (11.2M parameters with
-    40 outputs); any input size works (adaptive pooling).
+    40 outputs); any input size works (adaptive pooling). ``stem_stride=1, stem_pool=False`` keep a small
+    image's resolution through the stem (8×8 digits).
     """
 
     def __init__(self, in_channels: int = 3, num_outputs: int = 40,
                  widths: Sequence[int] = (64, 128, 256, 512), depths: Sequence[int] = (2, 2, 2, 2),
                  stem_widths: Sequence[int] = (32, 32, 64), activation_name: str = "mish",
-                 zero_init_residual: bool = True) -> None:
+                 zero_init_residual: bool = True, stem_stride: int = 2, stem_pool: bool = True) -> None:
         super().__init__()
         if len(widths) != len(depths) or not widths:
             raise ConfigError("ResNet stages do not line up", expected="as many widths as depths (≥ 1)",
@@ -126,8 +130,8 @@ class MXResNet(nn.Module):
             raise ConfigError("ResNet stem needs three widths", expected="3 stem widths",
                               found=str(len(stem_widths)), fix="e.g. stem_widths=[32,32,64]")
         chans = [in_channels, *stem_widths]
-        stem = [_conv_bn_act(chans[k], chans[k + 1], 2 if k == 0 else 1, activation_name) for k in range(3)]
-        self.stem = nn.Sequential(*stem, nn.MaxPool2d(3, stride=2, padding=1))
+        stem = [_conv_bn_act(chans[k], chans[k + 1], stem_stride if k == 0 else 1, activation_name) for k in range(3)]
+        self.stem = nn.Sequential(*stem, *([nn.MaxPool2d(3, stride=2, padding=1)] if stem_pool else []))
         stages = []
         c_in = stem_widths[-1]
         for k, (w, d) in enumerate(zip(widths, depths)):

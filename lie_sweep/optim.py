@@ -115,8 +115,8 @@ class OptimizerStep:
     def step(self, params: Mapping[str, torch.Tensor], state: State, grads: Mapping[str, torch.Tensor],
              lr: float | torch.Tensor | None = None) -> tuple[Params, State]:
         """(params', state') after one step with gradients ``grads``; ``lr`` scales every group's learning
-        rate by lr / (first group's lr) when given (None: the saved rates). Parameters without a group
-        are returned unchanged."""
+        rate by lr / (first group's lr) when given (None: the saved rates; a saved rate of 0, a schedule's end:
+        every group's rate is ``lr``). Parameters without a group are returned unchanged."""
         new_params, new_state = dict(params), {k: dict(v) for k, v in state.items()}
         for name, (decay, update) in self._updates(params, new_state, grads, lr):
             p = params[name]
@@ -138,9 +138,11 @@ class OptimizerStep:
                  lr: float | torch.Tensor | None) -> Iterator[tuple[str, tuple[Any, torch.Tensor]]]:
         """(name, (decay, update)) per stepped parameter: θ' = θ (1 − decay) + update (decay None: θ' = θ +
         update); ``new_state`` (a copy) receives each parameter's new state."""
-        scale = None if lr is None else lr / self.learning_rate()
+        base = self.learning_rate()
+        scale = None if lr is None or base == 0 else lr / base
         for group in self.groups:
-            gamma = group.hyper["lr"] if scale is None else group.hyper["lr"] * scale
+            # a schedule's last checkpoint may have saved lr 0: then every group takes lr itself
+            gamma = group.hyper["lr"] if lr is None else lr if scale is None else group.hyper["lr"] * scale
             for name in group.names:
                 p, g, s = params[name], grads[name], new_state.setdefault(name, {})
                 if group.hyper.get("maximize", False):

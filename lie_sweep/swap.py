@@ -43,6 +43,7 @@ from .fields import FunctionalModel, Params, UpdateField, eval_mode, like_params
 from .kernel import as_pair_tensor, example_gradients
 from .optim import OptimizerStep, State
 from .params import ParamSpec
+from .tasks import EvalBatch, eval_batch
 
 __all__ = ["StepRule", "FieldRule", "OptimizerRule", "SwapResult", "swap_kernel"]
 
@@ -111,12 +112,13 @@ def _rest(rule: StepRule, moved: Params, state: State, grads: Params, follow_ste
 def swap_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor, targets: torch.Tensor,
                 pairs: torch.Tensor, rule: StepRule, *, state: State | None = None,
                 gradients: torch.Tensor | None = None, follow_steps: int = 0,
-                eval_inputs: torch.Tensor | None = None, chunk_size: int = 64) -> SwapResult:
+                eval_inputs: EvalBatch | torch.Tensor | None = None, chunk_size: int = 64) -> SwapResult:
     """Δ_ij = θ_ij − θ_ji for every pair ``(i, j)`` of ``pairs`` (indices into the batch), two steps of
     ``rule`` in each order from ``params`` with optimizer ``state`` (see the module docstring).
 
     ``gradients``: the batch's loss gradients at θ (n × D), when already computed; ``eval_inputs``: a batch
-    on which to take f(θ_ij) − f(θ_ji); ``chunk_size``: pairs' worth of work per vmapped call (at most
+    (an :class:`~lie_sweep.tasks.EvalBatch`, or its inputs alone) on which to take f(θ_ij) − f(θ_ji), f the
+    task's measurement; ``chunk_size``: pairs' worth of work per vmapped call (at most
     2·chunk_size gradients at shifted weights, as the bracket kernel's HVPs); it bounds memory.
     """
     kernel_allocator()  # once per process; documented in lie_sweep.allocator (opt out: LIE_SWEEP_MALLOC=system)
@@ -142,7 +144,7 @@ def swap_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor, t
         deltas = gradients.new_zeros((pairs.shape[0], spec.size))
         logits = None
         base = spec.flatten(params)
-        eval_inputs = None if eval_inputs is None else eval_inputs.to(gradients)
+        batch = None if eval_inputs is None else eval_batch(eval_inputs).to(gradients.device, gradients.dtype)
         for group, union in shift_groups(partners, 2 * chunk_size):
             grid = _gradient_grid(fmodel, spec, base, first_flat, group, union, inputs, targets, 2 * chunk_size)
             column = {b: c for c, b in enumerate(union)}
@@ -158,8 +160,8 @@ def swap_kernel(fmodel: FunctionalModel, params: Params, inputs: torch.Tensor, t
                 # a = i adds r_ij − δ_j, a = j adds −(r_ji − δ_i): the grouping of the module docstring (each row
                 # of ``deltas`` appears once per a, so the indexed add is exact and order-free)
                 deltas.index_add_(0, rows, (rests - first_flat[others]).mul_(signs[:, None]))
-                if eval_inputs is not None:
-                    ends = _outputs(fmodel, spec, moved, rests, eval_inputs)
+                if batch is not None:
+                    ends = _outputs(fmodel, spec, moved, rests, batch)
                     if logits is None:
                         logits = ends.new_zeros((pairs.shape[0], *ends.shape[1:]))
                     logits.index_add_(0, rows, ends.mul_(signs.reshape(-1, *[1] * (ends.ndim - 1)).to(ends)))
@@ -231,7 +233,8 @@ def _rests(rule: StepRule, moved: Params, state: State, grads: torch.Tensor, fol
 
 
 def _outputs(fmodel: FunctionalModel, spec: ParamSpec, moved: torch.Tensor, rests: torch.Tensor,
-             eval_inputs: torch.Tensor) -> torch.Tensor:
-    """f(θ + δ_a + r_ab) on ``eval_inputs`` for every partner b (partners × B × O), one forward pass each (a
-    vmap over the partners' weights measured slower on a convnet: per-sample weights defeat batched kernels)."""
-    return torch.stack([fmodel.outputs(spec.unflatten(moved + rest), eval_inputs) for rest in rests])
+             batch: EvalBatch) -> torch.Tensor:
+    """f(θ + δ_a + r_ab) on the evaluation batch for every partner b (partners × B × O), f the task's
+    measurement, one forward pass each (a vmap over the partners' weights measured slower on a convnet:
+    per-sample weights defeat batched kernels)."""
+    return torch.stack([fmodel.measure(spec.unflatten(moved + rest), batch.inputs, batch.targets) for rest in rests])

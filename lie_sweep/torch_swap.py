@@ -18,6 +18,7 @@ import torch
 
 from .fields import LossFn, bce_per_example
 from .optim import optimizer_kind
+from .tasks import read_output
 
 __all__ = ["TORCH_OPTIMIZERS", "rebuild_optimizers", "torch_optim_ends", "torch_optim_swap"]
 
@@ -52,7 +53,7 @@ def _one_order(module: torch.nn.Module, saved: Any, loss_fn: LossFn, examples: S
     base = float(optimizers[0].param_groups[0]["lr"])
     for opt in optimizers:
         for group in opt.param_groups:
-            group["lr"] = float(group["lr"]) * lr / base
+            group["lr"] = float(group["lr"]) * lr / base if base else lr  # saved 0 (a schedule's end): lr itself
     params = [p for p in model.parameters() if p.requires_grad]
     for example in [*examples, *[None] * follow_steps]:
         for opt in optimizers:
@@ -62,7 +63,8 @@ def _one_order(module: torch.nn.Module, saved: Any, loss_fn: LossFn, examples: S
                 p.grad = torch.zeros_like(p)
         else:
             x, y = example
-            (loss_fn(model(x), y).mean() if batched_items else loss_fn(model(x[None]), y[None]).sum()).backward()
+            out = read_output(model(x if batched_items else x[None]))
+            (loss_fn(out, y).mean() if batched_items else loss_fn(out, y[None]).sum()).backward()
         for opt in optimizers:
             opt.step()
     return torch.cat([p.detach().reshape(-1) for p in params])

@@ -23,6 +23,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from .fields import FunctionalModel, Params, UpdateField, eval_mode
+from .tasks import EvalBatch, eval_batch
 
 __all__ = ["LADDER", "real_swap", "relu_switch_fraction", "swap_errors", "field_swap_errors"]
 
@@ -75,12 +76,14 @@ def relu_switch_fraction(fmodel: FunctionalModel, before: Mapping[str, torch.Ten
 def swap_errors(fmodel: FunctionalModel, params: Mapping[str, torch.Tensor],
                 swap: Callable[[float], tuple[Params, Params]], one_step: Callable[[float, int], Params],
                 predict: Callable[[float], tuple[torch.Tensor, torch.Tensor | None]],
-                eval_inputs: torch.Tensor | None, epsilons: Sequence[float]) -> list[dict[str, float]]:
+                eval_inputs: EvalBatch | torch.Tensor | None, epsilons: Sequence[float]) -> list[dict[str, float]]:
     """For each ε: rel_theta, rel_logits (NaN without an evaluation batch or a logit prediction), the norms
     of the real and predicted parameter swaps, and relu_switch (see the module docstring).
 
     ``swap(ε)`` gives (θ_ij, θ_ji), ``one_step(ε, k)`` θ after one step on example k (0: i, 1: j), and
-    ``predict(ε)`` the predicted θ_ij − θ_ji (flat) and f(θ_ij) − f(θ_ji) on ``eval_inputs`` (or None)."""
+    ``predict(ε)`` the predicted θ_ij − θ_ji (flat) and f(θ_ij) − f(θ_ji) on ``eval_inputs`` (or None; f the task's
+    measurement; an :class:`~lie_sweep.tasks.EvalBatch`, or its inputs alone)."""
+    batch = eval_batch(eval_inputs)
     rows = []
     for eps in epsilons:
         a, c = swap(eps)
@@ -90,13 +93,14 @@ def swap_errors(fmodel: FunctionalModel, params: Mapping[str, torch.Tensor],
         row = {"epsilon": float(eps), "norm_real": float(delta.norm()), "norm_pred": float(pred.norm()),
                "rel_theta": float((delta - pred).norm() / delta.norm()), "rel_logits": float("nan"),
                "relu_switch": float("nan")}
-        if eval_inputs is not None:
+        if batch is not None:
             with eval_mode(fmodel.module), torch.no_grad():
-                real = (fmodel.outputs(a, eval_inputs) - fmodel.outputs(c, eval_inputs)).to(torch.float64)
+                real = (fmodel.measure(a, batch.inputs, batch.targets)
+                        - fmodel.measure(c, batch.inputs, batch.targets)).to(torch.float64)
             if pred_f is not None:
-                row["rel_logits"] = float((real - pred_f.to(torch.float64)).norm() / real.norm())
-            row["relu_switch"] = 0.5 * (relu_switch_fraction(fmodel, params, one_step(eps, 0), eval_inputs)
-                                        + relu_switch_fraction(fmodel, params, one_step(eps, 1), eval_inputs))
+                row["rel_logits"] = float((real - pred_f.reshape(real.shape).to(torch.float64)).norm() / real.norm())
+            row["relu_switch"] = 0.5 * (relu_switch_fraction(fmodel, params, one_step(eps, 0), batch.inputs)
+                                        + relu_switch_fraction(fmodel, params, one_step(eps, 1), batch.inputs))
         rows.append(row)
     return rows
 

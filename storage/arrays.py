@@ -62,7 +62,7 @@ def create_arrays(group: zarr.Group, layout: StoreLayout, *, dtype: str, codec: 
     param_codecs = array_codecs(codec, level, keepbits, dtype)
     compressors = compressors_for(level)
     for name, array in layout.float_arrays().items():
-        parameter_sized = name in PARAMETER_SIZED
+        parameter_sized = name in PARAMETER_SIZED or name in layout.effect_arrays
         created = group.create_array(
             name, shape=array["shape"], chunks=array["chunks"], shards=array["shards"],
             dtype="float64" if name == "gram" else dtype, fill_value=NAN, dimension_names=array["dims"],

@@ -15,6 +15,8 @@ model outputs:
                                 swap step sizes (lie_sweep.swap)
     swap_logit_deltas (C, K, P, B, O)  f(θ_ij) − f(θ_ji) on the evaluation   chunk (1, K, pairs_per_task, B, O)
                                 batch, exact
+    NAME          (C, P, D)     a registered effect's own per-pair array   shard (1, pairs_per_task, D')
+                                (``effect_arrays``; lie_sweep.effects)
     gram          (C, E, E)     g_a · g_b per checkpoint (float64)        schema ≤ 3 only: chunk (1, E, E)
     pairs         (P, 2)        dataset indices (i, j), i before j in the canonical order
     examples      (E,)          dataset indices of the examples
@@ -90,9 +92,11 @@ class StoreLayout:
     keeps_order: bool = False   # field=optimizer: order1, order2 (C, P, D) beside brackets, sharded alike
     swap_epsilons: tuple[float, ...] = ()  # effect swap: its step sizes (K); () without it
     keeps_brackets: bool = True  # effect bracket: brackets (C, P, D); false for effects without it, e.g. [swap]
+    effect_arrays: tuple[str, ...] = ()  # a registered effect's own (C, P, D) arrays, sharded like brackets
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "swap_epsilons", tuple(float(e) for e in self.swap_epsilons))
+        object.__setattr__(self, "effect_arrays", tuple(str(a) for a in self.effect_arrays))
         for name in ("n_checkpoints", "n_pairs", "n_examples", "pairs_per_task", "inner_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, found {getattr(self, name)}")
@@ -157,6 +161,8 @@ class StoreLayout:
             arrays["gradients"] = self.gradients()
         if self.keeps_params and self.keeps_order:
             arrays.update(order1=self.brackets(), order2=self.brackets())
+        if self.keeps_params:
+            arrays.update({name: self.brackets() for name in self.effect_arrays})
         arrays["losses"] = self.losses()
         if self.keeps_gram:
             arrays["gram"] = self.gram()
@@ -250,7 +256,8 @@ class StoreLayout:
                 "n_eval": self.n_eval, "n_outputs": self.n_outputs, "example_block": self.example_block,
                 "keeps_gram": self.keeps_gram, "keeps_order": self.keeps_order,
                 **({"swap_epsilons": list(self.swap_epsilons)} if self.swap_epsilons else {}),
-                **({} if self.keeps_brackets else {"keeps_brackets": False})}
+                **({} if self.keeps_brackets else {"keeps_brackets": False}),
+                **({"effect_arrays": list(self.effect_arrays)} if self.effect_arrays else {})}
 
 
 def block_owners(n_examples: int, block: int, n_pairs: int, pairs_per_task: int) -> tuple[int, ...]:

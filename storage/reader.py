@@ -151,6 +151,20 @@ class Sweep:
         d1, d2 = (self._read_flat(name, (c, p), names) for name in ("order1", "order2"))
         return {k: sign * v for k, v in d1.items()}, {k: sign * v for k, v in d2.items()}
 
+    def pair_array(self, name: str, ckpt: int, i: int, j: int, names: Sequence[str] | None = None, *,
+                   antisymmetric: bool = True) -> dict[str, np.ndarray]:
+        """A registered effect's per-pair array ``name`` (``layout.effect_arrays``) at checkpoint step ``ckpt`` for
+        dataset indices i, j, by tensor; negated for the reversed pair where ``antisymmetric``."""
+        c = self._checkpoint(ckpt)
+        self._example(i), self._example(j)
+        if name not in self.store.layout.effect_arrays:
+            raise StoreKeyError(f"this store has no effect array {name!r}", expected=f"one of "
+                                f"{list(self.store.layout.effect_arrays) or 'none'}", found=repr(name),
+                                fix="name an array of the sweep's effects")
+        p, sign = self._oriented_pair(i, j)
+        values = self._read_flat(name, (c, p), names)
+        return {k: (sign if antisymmetric else 1.0) * v for k, v in values.items()}
+
     @property
     def swap_epsilons(self) -> list[float]:
         """The step sizes of the exact swaps (the ``epsilon`` axis of ``swaps``; [] for a store without them)."""

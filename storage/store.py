@@ -195,11 +195,11 @@ class SweepStore:
     @property
     def pair_arrays(self) -> tuple[str, ...]:
         """The parameter-sized per-pair arrays this store keeps: brackets (effect bracket), order1, order2
-        (effect order)."""
+        (effect order), and a registered effect's own (``layout.effect_arrays``)."""
         if not self.layout.keeps_params:
             return ()
         return (("brackets",) if self.layout.keeps_brackets else ()) + (
-            ("order1", "order2") if self.layout.keeps_order else ())
+            ("order1", "order2") if self.layout.keeps_order else ()) + self.layout.effect_arrays
 
     def _swap_files(self, checkpoint: int, start: int) -> dict[str, str]:
         """A task's ``swaps k`` shards (one per step size k) and its ``swap_logit_deltas`` chunk, where kept."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from typing import Sequence
 from urllib.parse import urlsplit
 
 from lie_sweep.errors import ConfigError
@@ -55,15 +56,20 @@ def require_reachable(address: str | None, timeout: float = 30.0) -> None:
                           "cluster.address=null")
 
 
-def init_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Join ``address``, or start Ray on this machine bound to 127.0.0.1."""
+def init_ray(address: str | None, num_cpus: int | None = None, py_modules: Sequence[str] = ()) -> None:
+    """Join ``address`` (uploading ``py_modules``, the user's own modules, with the job: its nodes may not share
+    this filesystem), or start Ray on this machine bound to 127.0.0.1."""
     import ray
 
     if ray.is_initialized():
         return
     apply_ray_defaults()
     if address:
-        ray.init(address=address, log_to_driver=True, configure_logging=False)
+        from jobs.planning.user_code import job_runtime_env
+
+        # "auto": this node is the cluster's (a submitted job's driver, whose job carries the code already)
+        ray.init(address=address, log_to_driver=True, configure_logging=False,
+                 runtime_env=(job_runtime_env(py_modules) or None) if address != "auto" else None)
     else:  # "local": a new Ray of our own, never a cluster that `ray start` left running here
         global _REAPER
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from lie_sweep.errors import LieSweepError, first_line
 
 from jobs.planning.config import load_config, storage_options_of
+from jobs.planning.user_code import code_dirs, job_runtime_env, user_modules
 
 from .credentials import forwarded_env, refuse_credential_options
 
@@ -50,15 +51,18 @@ def job_client(address: str):
                        fix="check --address and that the head runs the dashboard (ray[default])") from None
 
 
-def _runtime_env(workdir: str | None, env_vars: dict[str, str]) -> dict[str, Any]:
+def _runtime_env(workdir: str | None, env_vars: dict[str, str], user: Sequence[str] = ()) -> dict[str, Any]:
+    """This checkout's packages and ``user``'s modules (jobs.planning.user_code), the forwarded variables and the
+    working directory, for a job."""
     import jobs
     import lie_sweep
     import storage
 
-    env: dict[str, Any] = {"py_modules": [str(Path(m.__file__).parent) for m in (lie_sweep, storage, jobs)],
-                           "env_vars": dict(env_vars)}
-    if workdir:
-        env["working_dir"] = workdir
+    code = job_runtime_env(user, workdir) if user else {}
+    env: dict[str, Any] = {"py_modules": [str(Path(m.__file__).parent) for m in (lie_sweep, storage, jobs)]
+                           + code.get("py_modules", []), "env_vars": dict(env_vars)}
+    if workdir or "working_dir" in code:
+        env["working_dir"] = code.get("working_dir", workdir)
     return env
 
 
@@ -97,8 +101,9 @@ def submit_run(overrides: Sequence[str], address: str, *, log: Callable[[str], N
     client = job_client(address)
     with tempfile.TemporaryDirectory(prefix="lie-sweep-job-") as workdir:
         Path(workdir, "config.json").write_text(json.dumps(cfg, indent=1))
+        user = user_modules(cfg, code_dirs(cfg["cluster"]["code_dirs"]))  # the user's own _target_ modules travel
         job_id = _submit(client, entrypoint="python -m jobs.cli run --config config.json",
-                         runtime_env=_runtime_env(workdir, env_vars),
+                         runtime_env=_runtime_env(workdir, env_vars, user),
                          metadata={"lie_sweep": "run", "store": cfg["storage"]["path"]})
     log(f"submitted {job_id}: sweep into {cfg['storage']['path']}")
     return job_id
@@ -118,10 +123,23 @@ def submit_resume(store: str, overrides: Sequence[str], address: str, *, restart
         args.append("--trust-store")
     client = job_client(address)
     job_id = _submit(client, entrypoint=" ".join(shlex.quote(a) for a in args),
-                     runtime_env=_runtime_env(None, forwarded_env(log=log)),
+                     runtime_env=_runtime_env(None, forwarded_env(log=log), _stored_user_modules(store)),
                      metadata={"lie_sweep": "resume", "store": store})
     log(f"submitted {job_id}: resume of {store}")
     return job_id
+
+
+def _stored_user_modules(store: str) -> list[str]:
+    """The user's own modules a store's config names, where this machine can read the store and finds them in its
+    code folders (else none: the cluster's image must provide them)."""
+    from storage.errors import LieSweepError as StoreLieSweepError
+    from storage.reader import open_sweep
+
+    try:
+        config = open_sweep(store).config
+    except (StoreLieSweepError, OSError):
+        return []
+    return user_modules(config, code_dirs())
 
 
 def follow(address: str, job_id: str, *, poll: float = 1.0, out=None) -> str:

@@ -10,9 +10,21 @@ from storage.accounting import compression, pairs_per_second
 from jobs.report.write import default_report_path
 from jobs.units import format_bytes
 
+from .driver import RunReport
 from .runs import RunResult
 
-__all__ = ["format_account"]
+__all__ = ["format_account", "pairs_line"]
+
+
+def pairs_line(report: RunReport, rate: float) -> str:
+    """The account's line of pairs computed: how many, how fast; or why none were (done before, or all failed)."""
+    if rate:
+        return (f"pairs        {report.pairs_computed} computed in {report.seconds:.1f} s, {report.startup_s:.1f} s "
+                f"of it starting workers ({rate:.1f} pairs/s once they were ready, {report.workers} worker(s))")
+    if report.failures:
+        return (f"pairs        none computed now: every task to run failed ({len(report.failures)}; the first: "
+                f"{report.failures[0]['error']})")
+    return "pairs        none computed now: every task was done already"
 
 
 def format_account(result: RunResult, top: int = 8) -> str:
@@ -25,9 +37,7 @@ def format_account(result: RunResult, top: int = 8) -> str:
         f"store        {spec.store_path}",
         f"tasks        {len(report.completed)} computed now, {report.skipped} already done, "
         f"{len(report.failures)} failed, of {result.n_tasks}",
-        (f"pairs        {report.pairs_computed} computed in {report.seconds:.1f} s, {report.startup_s:.1f} s of it "
-         f"starting workers ({rate:.1f} pairs/s once they were ready, {report.workers} worker(s))" if rate else
-         "pairs        none computed now: every task was done already"),
+        pairs_line(report, rate),
         (f"disk         {format_bytes(store.bytes_on_disk())} in all; parameter-sized arrays and losses "
          f"{format_bytes(packed.bytes_on_disk)} for {format_bytes(packed.raw_bytes)} raw (compression ratio "
          f"{packed.ratio:.2f}x)" if packed.ratio else

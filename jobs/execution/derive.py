@@ -15,6 +15,7 @@ import torch
 from lie_sweep import ParamSpec, compute_example_fields, stack_examples
 from lie_sweep.analysis import gram_matrix, norms_from_rms, pair_fits, tensor_rms
 from lie_sweep.errors import NonFiniteError
+from lie_sweep.fields import on_device
 from lie_sweep.kernel import ExampleFields
 from lie_sweep.order import order_terms_of_pairs
 from lie_sweep.swap import FieldRule, OptimizerRule, swap_kernel
@@ -136,8 +137,8 @@ def example_rows(state: Any, data: Any, examples: list[int], positions: list[int
                  dtype: torch.dtype, spec: ParamSpec, prov: dict[str, Any]) -> ExampleRows:
     """Inputs, targets, losses, gradients, fields and gradient RMS of dataset ``examples`` (at ``positions``)
     at the loaded checkpoint ``state`` (provenance ``prov``); NaN/Inf anywhere is one error naming the example."""
-    inputs, targets = stack_examples(data, examples)
-    inputs, targets = inputs.to(device, dtype), targets.to(device, dtype)
+    inputs, targets = stack_examples(data, examples, state.fmodel.task)
+    inputs, targets = on_device(inputs, device, dtype), on_device(targets, device, dtype)
     # one example per call: batched, a row's last bits depend on the batch it was computed in, and which
     # examples a worker's cache misses together depends on its task history; so a resumed or
     # differently scheduled sweep would not reproduce a store bit for bit
@@ -154,7 +155,7 @@ def example_rows(state: Any, data: Any, examples: list[int], positions: list[int
 
 def swap_terms(fmodel: Any, params: dict[str, torch.Tensor], field: Any, optimizer: tuple[Any, Any] | None,
                ex: ExampleRows, local: np.ndarray, epsilons: Sequence[float], follow_steps: int,
-               eval_inputs: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+               eval_inputs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Exact swaps of each pair (rows ``local`` of ``ex``) at each step size: θ_ij − θ_ji (K × P × D) and
     f(θ_ij) − f(θ_ji) on ``eval_inputs`` (K × P × B × O; None without them), by :func:`lie_sweep.swap.swap_kernel`
     with the checkpoint's own ``optimizer`` (step, state) where it is stepped, else steps along ``field``."""

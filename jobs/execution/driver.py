@@ -25,6 +25,7 @@ from storage.store import SweepStore
 
 from jobs.cluster.session import init_ray
 from jobs.planning.spec import SweepSpec
+from jobs.planning.user_code import user_modules
 
 from .dispatch import Queued, TaskQueue, next_assignment
 from .pool import WorkerPool, WorkerSlot, task_error, worker_resources
@@ -173,7 +174,9 @@ class _Run:
     def _start_pool(self) -> WorkerPool:
         import ray
 
-        init_ray(self.cluster.address)
+        config = self.spec.config
+        init_ray(self.cluster.address, py_modules=user_modules({"model": config.model, "data": config.data},
+                                                               self.spec.code_dirs))
         hosts = {n.get("NodeManagerAddress") for n in ray.nodes() if n.get("Alive")}
         if len(hosts) > 1 and "://" not in self.spec.store_path:
             self.log(f"warning: the store {self.spec.store_path} is a local path but the cluster spans {len(hosts)} "

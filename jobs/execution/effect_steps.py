@@ -16,7 +16,7 @@ effect is an :class:`~lie_sweep.effects.Effect` in the registry, an :class:`Effe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -29,7 +29,7 @@ from .derive import (order_columns, order_terms, pair_tables, require_finite_out
                      swap_pair_tables, swap_terms)
 from .field_cache import ExampleRows
 
-__all__ = ["TaskInputs", "TaskEffects", "EffectStep", "EFFECT_STEPS", "task_tables"]
+__all__ = ["TaskInputs", "TaskEffects", "EffectStep", "EFFECT_STEPS", "step_of", "task_tables"]
 
 
 @dataclass
@@ -45,12 +45,15 @@ class TaskInputs:
 
 @dataclass
 class TaskEffects:
-    """What a task's effects computed (None: not among the sweep's effects)."""
+    """What a task's effects computed (None: not among the sweep's effects); ``arrays`` and ``columns``: a
+    registered effect's own (lie_sweep.effects): P × D tensors by array name, and pairs-table columns (P values)."""
 
     brackets: torch.Tensor | None = None                        # P × D
     order: tuple[torch.Tensor, torch.Tensor] | None = None      # (Δ₁, Δ₂), P × D each
     swaps: torch.Tensor | None = None                           # K × P × D
     swap_logits: torch.Tensor | None = None                     # K × P × B × O
+    arrays: dict[str, torch.Tensor] = field(default_factory=dict)
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,22 @@ EFFECT_STEPS: dict[str, EffectStep] = {step.name: step for step in (
 )}
 
 
+def step_of(effect: Any) -> EffectStep:
+    """How the worker computes ``effect`` (a :class:`lie_sweep.effects.Effect`): a built-in's step above, or the
+    registered effect's own ``compute``, whose results are checked finite like the built-ins'."""
+    if effect.name in EFFECT_STEPS:
+        return EFFECT_STEPS[effect.name]
+
+    def compute(worker: Any, inputs: TaskInputs, out: TaskEffects) -> None:
+        effect.compute(worker, inputs, out)
+        for name in effect.arrays:
+            if name not in out.arrays:
+                raise RuntimeError(f"effect {effect.name} computed no array {name!r}")
+            worker.require_finite(inputs.task, out.arrays[name], f"effect {effect.name}", f"{name} of ({{i}}, {{j}})",
+                                  "the effect's computation")
+    return EffectStep(effect.name, effect.lap, compute)
+
+
 def task_tables(step: int, ids: np.ndarray, pairs: np.ndarray, inputs: TaskInputs, out: TaskEffects,
                 logits: torch.Tensor | None, lead_logits: torch.Tensor | None, spec: ParamSpec, epsilon: float,
                 swap_epsilons: tuple[float, ...]) -> dict[str, dict]:
@@ -113,4 +132,5 @@ def task_tables(step: int, ids: np.ndarray, pairs: np.ndarray, inputs: TaskInput
     if out.swaps is not None:
         tables["pairs"].update(swap_columns(out.swaps, out.brackets, swap_epsilons, out.swap_logits, lead_logits,
                                             epsilon, out.order))
+    tables["pairs"].update({k: np.asarray(v) for k, v in out.columns.items()})  # a registered effect's columns
     return tables

@@ -28,6 +28,7 @@ from storage.layout import Task
 
 from jobs.planning.schema import ClusterConfig
 from jobs.planning.spec import SweepSpec
+from jobs.planning.user_code import add_code_dirs
 
 from .worker import BracketWorker
 from .worker_env import reset_peak_rss, worker_env
@@ -81,6 +82,7 @@ class WorkerProcess:
         self.worker = None
         gc.collect()
         reset_peak_rss()
+        add_code_dirs(spec.code_dirs)  # the user's own modules, where this node shares the driver's filesystem
         self.worker = BracketWorker(spec, threads)
         return os.getpid()
 

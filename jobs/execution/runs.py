@@ -84,12 +84,13 @@ def verify_checkpoints(provenance: list[dict]) -> None:
 
 def _resumed_config(store: SweepStore, overrides: Sequence[str], trust_store: bool,
                     log: Callable[[str], None]) -> DictConfig:
-    """The store's config with ``overrides`` applied, as data: storage options and the cluster address are this
-    machine's, never the store's, and its classes are built only as :mod:`jobs.planning.targets` allows."""
+    """The store's config with ``overrides`` applied, as data: storage options, the cluster address and the folders
+    of user code are this machine's, never the store's, and its classes are built only as
+    :mod:`jobs.planning.targets` allows."""
     stored = dict(store.meta.config)
     stored["storage"] = {**stored["storage"], "options": {}}
     recorded = (stored.get("cluster") or {}).get("address")
-    stored["cluster"] = {**(stored.get("cluster") or {}), "address": None}
+    stored["cluster"] = {**(stored.get("cluster") or {}), "address": None, "code_dirs": []}
     cfg = config_from_stored(stored, overrides, trust=TargetTrust.from_overrides(overrides, trust_store=trust_store,
                                                                                   log=log))
     if recorded and cfg.cluster.address is None:

@@ -27,6 +27,7 @@ from lie_sweep.data import Minibatches
 from lie_sweep.analysis import jacobian_fits, logit_deltas, norms_from_rms, output_jacobian
 from lie_sweep.devices import DTYPES, resolve_device
 from lie_sweep.hvp import hvp_batches
+from lie_sweep.tasks import EvalBatch
 from lie_sweep.kernel import ExampleFields, kernel_workspace, tile_groups
 from storage.layout import Task
 from storage.store import SweepStore
@@ -38,7 +39,7 @@ from jobs.planning.spec import SweepSpec
 
 from . import rows
 from .derive import example_rows, require_finite
-from .effect_steps import EFFECT_STEPS, TaskEffects, TaskInputs, task_tables
+from .effect_steps import TaskEffects, TaskInputs, step_of, task_tables
 from .field_cache import ExampleRows, FieldCache
 from .phase_clock import PhaseClock
 from .worker_env import WORKER_VARIABLES, peak_rss, ray_node_id
@@ -51,7 +52,7 @@ class _Computed:
     """A task's results, computed and ready to write (numpy; parameter-sized arrays on the kept tensors)."""
 
     values: np.ndarray | None
-    order_values: dict[str, np.ndarray]
+    pair_values: dict[str, np.ndarray]       # order1, order2 and a registered effect's arrays (kept tensors)
     logits: np.ndarray | None
     tables: dict[str, dict]
     norms: list[float]
@@ -75,8 +76,10 @@ class BracketWorker:
         self.model = build_model(cfg.model).to(device=self.device, dtype=self.dtype)
         self.data = build_dataset(cfg.data)
         # the grid's items: examples, or minibatches of them (pairs.unit=batch: an item's loss is their mean)
-        self.items = self.data if spec.batches is None else Minibatches(self.data, spec.batches)
-        self.eval_inputs = (stack_examples(self.data, spec.eval_examples)[0].to(self.device, self.dtype)
+        self.task = spec.task
+        self.items = self.data if spec.batches is None else Minibatches(self.data, spec.batches, self.task)
+        self.eval_inputs = (EvalBatch(*stack_examples(self.data, spec.eval_examples, self.task)).to(self.device,
+                                                                                                    self.dtype)
                             if spec.eval_examples else None)
         self.pairs = np.asarray(spec.pair_positions, dtype=np.int64).reshape(-1, 2)
         self.pair_table = np.asarray(spec.pairs, dtype=np.int64).reshape(-1, 2)
@@ -102,7 +105,7 @@ class BracketWorker:
         self.loaded = None  # until this load completes: a failed load leaves nothing half-loaded in use
         self.cache.clear()
         self.state = load_into(self.model, self.spec.checkpoints[checkpoint], self.spec.config.field,
-                               kind=self.spec.field_kind, batched_items=self.spec.batches is not None)
+                               kind=self.spec.field_kind, batched_items=self.spec.batches is not None, task=self.task)
         self.hvp = (hvp_batches(self.state.fmodel, self.state.params, self.state.field, self.spec.hvp_mode)
                     if "bracket" in self.spec.effects else None)
         self.jacobian = None  # J_f on the evaluation batch, when it fits: logit deltas become a matmul
@@ -176,10 +179,11 @@ class BracketWorker:
         inputs = TaskInputs(task, self.cache.rows(positions), local, positions)
         clock.lap("fields_s")
         out = TaskEffects()
-        for name in self.spec.effects:
-            EFFECT_STEPS[name].compute(self, inputs, out)
+        for effect in self.spec.effect_kinds:
+            computation = step_of(effect)
+            computation.compute(self, inputs, out)
             self._sync()
-            clock.lap(EFFECT_STEPS[name].lap)
+            clock.lap(computation.lap)
         logits = self._logit_deltas(out.brackets, out.order)
         lead = None  # ε²J_f[u_i, u_j], to measure the exact swap's logit deltas against
         if out.swap_logits is not None and out.brackets is not None:
@@ -188,8 +192,9 @@ class BracketWorker:
         tables = task_tables(step, np.arange(task.start, task.stop), self.pair_table[task.start:task.stop], inputs,
                              out, logits, lead, self.full_spec, self.spec.epsilon, self.spec.swap_epsilons)
         computed = _Computed(self._stored(out.brackets) if self.keeps_params and out.brackets is not None else None,
-                             {name: self._stored(t) for name, t in zip(("order1", "order2"), out.order or ())
-                              if self.keeps_params},
+                             {**{name: self._stored(t) for name, t in zip(("order1", "order2"), out.order or ())
+                                 if self.keeps_params},
+                              **{name: self._stored(t) for name, t in out.arrays.items() if self.keeps_params}},
                              None if logits is None else logits.numpy(), tables,
                              tables["pairs"]["norm" if out.brackets is not None else "swap_norm"].tolist(),
                              len(positions), self.loads, None if out.swaps is None else (
@@ -252,7 +257,7 @@ class BracketWorker:
         """Write a task's arrays and table parts; the SHA-256 of every file written."""
         if out.values is not None:
             self.store.write_brackets(task.checkpoint, task.start, out.values)
-        for name, array in out.order_values.items():
+        for name, array in out.pair_values.items():
             self.store.write_brackets(task.checkpoint, task.start, array, name)
         if out.swaps is not None:
             self.store.write_swaps(task.checkpoint, task.start, *out.swaps)

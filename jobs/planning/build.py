@@ -7,21 +7,23 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from lie_sweep.errors import ConfigError, ExampleIndexError, LieSweepError, first_line
-from lie_sweep.data import Minibatches, seeded_minibatches
+from lie_sweep.data import Minibatches, seeded_minibatches, stack_examples
 from lie_sweep.fields import eval_mode
+from lie_sweep.task_kinds import task_of
+from lie_sweep.tasks import EvalBatch, Task
 
 from .checks import keep_globs
 from .grids import GRIDS, GridContext, GridInput, example_indices, pairs_of
 
 __all__ = ["ResolvedGrid", "resolve_grid", "grid_pairs", "unit_batches", "build_model", "build_dataset", "kept_tensors",
-           "eval_indices", "epsilon_of"]
+           "eval_indices", "epsilon_of", "check_task_fit"]
 
 
 def kept_tensors(names: list[str], keep: Any) -> list[str] | None:
@@ -50,10 +52,19 @@ def eval_indices(count: int, start: int | None, dataset_length: int) -> list[int
     return list(range(first, first + count))
 
 
-def _output_count(model: torch.nn.Module, data: Any) -> int:
-    x, _ = data[0]
+def check_task_fit(model: torch.nn.Module, data: Any, task: Task, indices: Sequence[int]) -> int:
+    """The number O of measured values per evaluation item, after holding model, data and task to each other on
+    dataset items ``indices`` (:meth:`lie_sweep.tasks.Task.check`: one error line for 40 outputs over 12
+    attributes, a class beyond the model's classes, real-valued targets under multilabel, …), before anything is
+    trained or stored."""
     with eval_mode(model), torch.no_grad():
-        return int(model(x.unsqueeze(0)).reshape(1, -1).shape[1])
+        measured = None
+        for k in dict.fromkeys(int(i) for i in indices):
+            x, y = task.item(data[k])
+            out = task.read(model(x.unsqueeze(0)))
+            task.check(out, task.target(y), f"dataset item {k}")
+            measured = task.measure(out, task.target(y).unsqueeze(0))
+        return int(measured.reshape(1, -1).shape[1]) if measured is not None else 0
 
 
 def _instantiate(node: DictConfig | dict, what: str) -> Any:
@@ -100,10 +111,18 @@ class ResolvedGrid:
     output_names: list[str]
     batches: list[list[int]] | None = None   # pairs.unit=batch: the items' dataset indices (examples are items)
 
+    task: Task | None = None
+
     @property
     def items(self) -> Any:
         """The dataset of the grid's items: ``data``, or its :class:`~lie_sweep.data.Minibatches`."""
-        return self.data if self.batches is None else Minibatches(self.data, self.batches)
+        return self.data if self.batches is None else Minibatches(self.data, self.batches, self.task)
+
+    def eval_batch(self) -> EvalBatch | None:
+        """The evaluation batch (inputs and targets, as the task reads them), or None without one."""
+        if not self.eval_examples:
+            return None
+        return EvalBatch(*stack_examples(self.data, self.eval_examples, self.task))
 
 
 def resolve_grid(cfg: DictConfig) -> ResolvedGrid:
@@ -112,6 +131,7 @@ def resolve_grid(cfg: DictConfig) -> ResolvedGrid:
     Cheap and side-effect free (nothing trained or written): ``plan`` and ``run`` both start here.
     """
     data = build_dataset(cfg.data)
+    task = task_of(cfg.task.name)
     batches = unit_batches(cfg, len(data))
     examples, pairs = grid_pairs(cfg, len(data) if batches is None else len(batches), items=batches is not None)
     evals = eval_indices(cfg.derived.eval_count, cfg.derived.eval_start, len(data))
@@ -119,11 +139,13 @@ def resolve_grid(cfg: DictConfig) -> ResolvedGrid:
     model = build_model(cfg.model)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     kept = kept_tensors(list(params), cfg.storage.keep)
-    n_out = _output_count(model, data)
+    swept = [i for b in batches for i in b] if batches is not None else examples
+    n_out = check_task_fit(model, data, task, [*swept[:4], *evals[:4]] or [0])
     attributes = list(getattr(data, "attribute_names", []) or [])
-    outputs = attributes if len(attributes) == n_out else [f"output_{k}" for k in range(n_out)]
+    outputs = task.measurement_names(n_out, data)
     return ResolvedGrid(data=data, examples=examples, pairs=pairs, eval_examples=evals, model=model, params=params,
-                        kept_names=kept, attribute_names=attributes, output_names=outputs, batches=batches)
+                        kept_names=kept, attribute_names=attributes, output_names=outputs, batches=batches,
+                        task=task)
 
 
 def unit_batches(cfg: DictConfig, dataset_length: int) -> list[list[int]] | None:

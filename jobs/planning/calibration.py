@@ -41,10 +41,10 @@ def calibration_setup(cfg: DictConfig, grid: Any, first: Any, device: torch.devi
     the SGD field: no optimizer state exists yet)."""
     model = grid.model.to(device=device, dtype=dtype)
     if first is not None:
-        loaded = load_into(model, first, cfg.field, batched_items=grid.batches is not None)
+        loaded = load_into(model, first, cfg.field, batched_items=grid.batches is not None, task=grid.task)
         return Setup(loaded.fmodel, loaded.params, loaded.field, f"checkpoint step {loaded.checkpoint.step}",
                       loaded.optimizer)
-    fmodel = FunctionalModel(model, batched_items=grid.batches is not None)
+    fmodel = FunctionalModel(model, batched_items=grid.batches is not None, task=grid.task)
     where = "initial weights (run trains the checkpoints" + (
         "; no optimizer state yet, so calibrated with the SGD field, which costs about the same)"
         if FIELDS[cfg.field.name].needs_state else ")")
@@ -66,7 +66,7 @@ def calibrate(cfg: DictConfig, grid: Any, setup: Setup, chunk: int, calibration_
     effects = sweep_effects(cfg)
     first_pairs = grid.pairs[:max(1, min(calibration_pairs, len(grid.pairs)))]
     cal_examples = sorted({k for p in first_pairs for k in p})
-    inputs, targets = stack_examples(grid.items, cal_examples)
+    inputs, targets = stack_examples(grid.items, cal_examples, grid.task)
     pos = {e: k for k, e in enumerate(cal_examples)}
     batch = _Batch(inputs, targets, [(pos[i], pos[j]) for i, j in first_pairs])
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
@@ -137,7 +137,7 @@ def _swap_seconds(cfg: DictConfig, grid: Any, setup: Setup, batch: _Batch, gradi
     given = swap_epsilons(cfg.swap_epsilon)
     eps = given[0] if given else (setup.optimizer[0].learning_rate() if setup.optimizer else epsilon_of(cfg))
     rule = FieldRule(setup.field, eps) if setup.optimizer is None else OptimizerRule(setup.optimizer[0], eps)
-    x_eval = stack_examples(grid.data, grid.eval_examples)[0] if grid.eval_examples else None
+    x_eval = grid.eval_batch()
 
     def swaps():
         return swap_kernel(setup.fmodel, setup.params, batch.inputs, batch.targets, batch.pairs, rule,
@@ -155,7 +155,7 @@ def _logit_seconds(cfg: DictConfig, grid: Any, fmodel: FunctionalModel, params: 
     """(seconds of the calibration pairs' logit deltas, seconds of the output Jacobian where it is used)."""
     if not grid.eval_examples:
         return 0.0, 0.0
-    x_eval = stack_examples(grid.data, grid.eval_examples)[0]
+    x_eval = grid.eval_batch()
     jac, s_jacobian = None, 0.0
     if jacobian_fits(len(grid.eval_examples), len(grid.output_names), sum(p.numel() for p in params.values()),
                      next(iter(params.values())).dtype, device):

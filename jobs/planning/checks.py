@@ -18,7 +18,7 @@ from storage.codecs import MANTISSA_BITS
 from .grids import GRIDS
 from .schema import check_fields
 
-__all__ = ["check_target", "validate", "keep_globs"]
+__all__ = ["check_target", "validate", "keep_globs", "sweep_effects", "swap_epsilons"]
 
 
 def _one_line(exc: BaseException) -> str:
@@ -47,9 +47,13 @@ def check_target(cfg: DictConfig, node: str) -> None:
         return
     for key in sub:
         if key != "_target_" and key not in params:
-            raise ConfigError(f"unknown key {node}.{key}",
+            import difflib
+
+            near = difflib.get_close_matches(str(key), [k for k in params if k != "self"], n=1, cutoff=0.75)
+            raise ConfigError(f"unknown key '{node}.{key}'",
                               expected=f"one of {sorted(k for k in params if k != 'self')}",
-                              found=repr(key), fix="remove it or check the spelling")
+                              found=repr(key), fix=f"did you mean {node}.{near[0]}?" if near else
+                              "remove it or check the spelling")
     for key in sub:
         if OmegaConf.is_missing(sub, key):
             raise ConfigError(f"missing value for {node}.{key}", expected="a value", found="??? (required)",
@@ -83,7 +87,7 @@ def validate(cfg: DictConfig) -> None:
                           fix="set examples.count=8")
     GRIDS[cfg.pairs.mode].check(cfg.pairs)  # the grid's own checks of keys that only make sense together
     check_units(cfg)
-    effects = resolve_effects(cfg.effects, FIELDS[cfg.field.name].steps_optimizer)
+    effects = sweep_effects(cfg)
     if swap_epsilons(cfg.swap_epsilon) and "swap" not in effects:
         raise ConfigError("swap_epsilon without the swap effect", expected="effects that include swap",
                           found=f"effects={list(effects)}", fix="add swap to effects, e.g. effects=[bracket,swap]")
@@ -114,6 +118,12 @@ def check_units(cfg: DictConfig) -> None:
                           f"{pc.batch_size}", found=f"{count} examples", fix=f"set examples.count to a multiple of "
                           f"{pc.batch_size} (e.g. {max(2, count // pc.batch_size) * pc.batch_size}), or another "
                           "pairs.batch_size")
+
+
+def sweep_effects(cfg: Any) -> tuple[str, ...]:
+    """The effects a config computes (:func:`lie_sweep.effects.resolve_effects` of ``effects`` under its field):
+    the one place a config's effects are resolved."""
+    return resolve_effects(cfg.effects, FIELDS[cfg.field.name].steps_optimizer)
 
 
 def swap_epsilons(value: Any) -> list[float]:

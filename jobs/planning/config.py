@@ -26,31 +26,20 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lie_sweep.errors import ConfigError, first_line
 from lie_sweep.field_kinds import FIELDS
+from lie_sweep.task_kinds import TASKS
 from storage.location import normalise_store_path
 
 from .checks import check_target, validate
 from .grids import GRIDS
+from .identity import CHECKPOINT_LOCATION_KEYS, EXECUTION_KEYS, IDENTITY_KEYS, identity_of
 from .schema import GROUP_CLASSES, SweepConfig, schema_fields
 from .targets import TargetTrust, literal_strings, vet_config
+from .user_code import add_code_dirs, code_dirs
 
 __all__ = ["SweepConfig", "config_dir", "load_config", "compose_config", "config_from_stored", "finalize",
            "identity_of", "storage_options_of", "group_options", "REGISTRY_GROUPS", "IDENTITY_KEYS", "EXECUTION_KEYS",
            "CHECKPOINT_LOCATION_KEYS", "typed", "as_dict"]
 
-
-# What may change when a store is resumed: how the work runs, not what it computes. The checkpoints'
-# location may change too (a moved directory): the files are found there by their relative paths
-# and accepted only when every one's sha256 matches the store's provenance.
-CHECKPOINT_LOCATION_KEYS = ("checkpoints.dir", "checkpoints.glob", "checkpoints.paths")
-EXECUTION_KEYS = ("cluster", "chunk_size", "hvp", "storage.options", *CHECKPOINT_LOCATION_KEYS)
-
-# What defines a sweep's results (its identity); everything else is an execution setting.
-IDENTITY_KEYS = ("model", "data", "checkpoints", "examples", "pairs", "field", "precision", "seed",
-                 "storage.codec", "storage.level", "storage.keepbits", "storage.keep", "storage.inner_chunk", "derived",
-                 "effects", "swap_epsilon")
-# identity keys added after stores existed: recorded only when set, so that an older store keeps its identity
-LATER_IDENTITY_KEYS = ("effects", "swap_epsilon")
-LATER_PAIR_KEYS = ("unit", "batch_size")  # the same for keys of the pairs group
 
 def config_dir() -> Path:
     """The ``conf/`` directory: packaged as ``jobs.conf`` in a wheel, or beside ``jobs/`` in a checkout."""
@@ -71,13 +60,31 @@ def _one_line(exc: BaseException) -> str:
     return first_line(exc, 300)
 
 
-def _check_overrides(overrides: Sequence[str]) -> None:
+FREE_FORM = ("model", "data")  # nodes that are a _target_'s keyword arguments: any key may be set or deleted
+
+
+def _parse(overrides: Sequence[str]) -> list:
     try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        return OverridesParser.create().parse_overrides(list(overrides))
     except HydraException as exc:
         raise ConfigError("cannot parse override", expected="key=value or group=option", found=_one_line(exc),
                           fix="see `lie-sweep run --help`") from None
-    for o in parsed:
+
+
+def _free_form(o: Any) -> bool:
+    """Whether override ``o`` sets or deletes a key of a model's or dataset's keyword arguments."""
+    return o.key_or_group.split(".", 1)[0] in FREE_FORM and "." in o.key_or_group
+
+
+def _check_overrides(overrides: Sequence[str]) -> None:
+    for o in _parse(overrides):
+        if o.key_or_group in FREE_FORM and o.value() is None and not o.is_delete():
+            raise ConfigError(f"{o.key_or_group}=null leaves the sweep without a {o.key_or_group}",
+                              expected=f"a {o.key_or_group} group option, or {o.key_or_group}._target_=CLASS",
+                              found=o.input_line, fix=f"pick one: {' | '.join(group_options(o.key_or_group))}, or "
+                              f"{o.key_or_group}._target_=mypkg.Class with its keyword arguments")
+        if _free_form(o):
+            continue
         if o.is_add() or o.is_force_add():
             raise ConfigError(f"unknown key {o.key_or_group!r} (additions are refused)",
                               expected="an existing key, set with key=value", found=o.input_line,
@@ -88,10 +95,11 @@ def _check_overrides(overrides: Sequence[str]) -> None:
 
 
 # config groups whose options are a registry's names (no YAML file each): group -> (registry, key it sets)
-REGISTRY_GROUPS = {"pairs": (GRIDS, "mode"), "field": (FIELDS, "name")}
+REGISTRY_GROUPS = {"pairs": (GRIDS, "mode"), "field": (FIELDS, "name"), "task": (TASKS, "name")}
 
 
-GROUPS = ("model", "data", "checkpoints", "examples", "pairs", "field", "storage", "derived", "cluster", "experiment")
+GROUPS = ("model", "data", "task", "checkpoints", "examples", "pairs", "field", "storage", "derived", "cluster",
+          "experiment")
 
 
 def known_keys() -> list[str]:
@@ -125,6 +133,22 @@ def _registry_option(group: str, option: Any) -> dict[str, Any] | None:
     return {key: option} if option in registry else None
 
 
+def _as_free_form(overrides: Sequence[str]) -> list[str]:
+    """``overrides`` with every ``model.*`` / ``data.*`` key settable (``++``: added or replaced) and, where
+    ``model._target_`` (``data._target_``) is given without a ``model=`` option, the group's default keys left out,
+    so that a class of the user's own gets exactly the keyword arguments the user gives."""
+    parsed = _parse(overrides)
+    chosen = {o.key_or_group for o in parsed if o.key_or_group in FREE_FORM}
+    out = [f"{node}=custom" for node in FREE_FORM if node not in chosen
+           and any(o.key_or_group == f"{node}._target_" and not o.is_delete() for o in parsed)]
+    for o in parsed:
+        if _free_form(o) and not o.is_delete() and not o.is_force_add():
+            out.append("++" + o.input_line.lstrip("+"))
+        else:
+            out.append(o.input_line)
+    return out
+
+
 def compose_config(overrides: Sequence[str]) -> DictConfig:
     """``conf/`` composed with ``overrides`` by Hydra, not yet validated (nothing is imported or built: a
     multirun index's jobs are composed so to check them, :func:`jobs.planning.multirun.check_job_store`)."""
@@ -133,10 +157,12 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
     for group, (registry, key) in REGISTRY_GROUPS.items():  # registered choices are group options too
         for name in registry:
             store.store(group=group, name=name, node={key: name})
+    for node in FREE_FORM:  # a class of the user's own: no keys but theirs (see _as_free_form)
+        store.store(group=node, name="custom", node={})
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="lie-sweep"):
-            return compose(config_name="config", overrides=list(overrides))
+            return compose(config_name="config", overrides=_as_free_form(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
         line = _one_line(exc)
         if "Key '" in line and "is not in struct" in line or "Could not override" in line:
@@ -175,6 +201,7 @@ def finalize(composed: DictConfig | dict) -> DictConfig:
         raise ConfigError(f"bad value for {key}" if "Key" not in type(exc).__name__ else f"unknown key {key}",
                           expected="a value of the schema's type", found=_one_line(exc),
                           fix=f"check {key} in `lie-sweep run --help`") from None
+    add_code_dirs(code_dirs(cfg.cluster.code_dirs))  # the user's own modules (jobs.planning.user_code)
     for node in ("model", "data"):
         check_target(cfg, node)
     missing = OmegaConf.missing_keys(cfg)
@@ -259,24 +286,3 @@ def typed(cfg: DictConfig) -> SweepConfig:
 def as_dict(config: SweepConfig) -> dict[str, Any]:
     """A typed config as plain JSON-ready data (what a store records)."""
     return dataclasses.asdict(config)
-
-
-def identity_of(cfg: DictConfig) -> dict[str, Any]:
-    """The parts of the resolved config that define a sweep's results (see :data:`IDENTITY_KEYS`)."""
-    out: dict[str, Any] = {}
-    for key in IDENTITY_KEYS:
-        value = OmegaConf.select(cfg, key)
-        out[key] = OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) or \
-            OmegaConf.is_list(value) else value
-    ck = dict(out["checkpoints"])
-    for key in CHECKPOINT_LOCATION_KEYS:  # where checkpoints are does not define results: their sha256 does
-        ck.pop(key.split(".", 1)[1], None)
-    if ck.get("source") != "train":  # training settings don't define results of given checkpoints
-        for k in ("steps", "save_every", "lr", "betas", "batch_size"):
-            ck.pop(k, None)
-    out["checkpoints"] = ck
-    for key in LATER_IDENTITY_KEYS:
-        if out[key] is None:
-            del out[key]
-    out["pairs"] = {k: v for k, v in out["pairs"].items() if not (k in LATER_PAIR_KEYS and v is None)}
-    return out

@@ -23,6 +23,8 @@ from storage.codecs import CODEC_PRESETS, encode_roundtrip
 
 from .build import resolve_grid
 from .calibration import calibrate, calibration_setup
+from lie_sweep.task_kinds import TASKS
+
 from .sizing import pair_arrays, sweep_effects, worker_fit
 from .spec import checkpoint_location
 
@@ -53,6 +55,8 @@ class PlanReport:
     codec: str = "lossless"
     workers: int | None = None
     grid: str = "all"
+    task: str = "multilabel"   # the task (its loss and measurement) and what it measures per evaluation item
+    measured: str = ""
     n_files: int = 0
     block: int = 0
     worker_memory: int = 0
@@ -109,7 +113,8 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
                       codec=cfg.storage.codec, workers=cfg.cluster.workers, grid=str(cfg.pairs.mode),
                       n_files=fit.shape.n_files, block=fit.shape.block, field=str(cfg.field.name),
                       worker_memory=fit.share, fit=fit.problem, hvp=str(cfg.hvp), hvp_choice=choice, hvp_modes=modes,
-                      swap_steps=pair_arrays(cfg)[1], batch_size=None if grid.batches is None else len(grid.batches[0]))
+                      swap_steps=pair_arrays(cfg)[1], batch_size=None if grid.batches is None else len(grid.batches[0]),
+                      task=str(cfg.task.name), measured=TASKS[cfg.task.name].measures)
 
 
 def _codec_rows(cfg: DictConfig, values: np.ndarray) -> list[dict[str, Any]]:

@@ -17,8 +17,10 @@ import torch
 from lie_sweep.data import Minibatches
 from lie_sweep import stack_examples
 from lie_sweep.devices import DTYPES, resolve_device
+from lie_sweep.fields import on_device
 from lie_sweep.hvp_calibration import ModeTiming, fastest_agreeing, time_hvp_modes
 from lie_sweep.kernel import tile_groups
+from lie_sweep.task_kinds import task_of
 
 from .build import build_dataset, build_model
 from .loader import load_into
@@ -36,16 +38,17 @@ def calibrate_modes(cfg: SweepConfig, checkpoint: str, examples: Sequence[int], 
     canonical order) at ``checkpoint``, with the worker's threads; and seconds per example gradient
     (``batches``: the items' dataset indices of a minibatch sweep)."""
     device, dtype = resolve_device(cfg.cluster.device), DTYPES[cfg.precision]
+    task = task_of(cfg.task.name)
     loaded = load_into(build_model(cfg.model).to(device=device, dtype=dtype), checkpoint, cfg.field,
-                       batched_items=batches is not None)
+                       batched_items=batches is not None, task=task)
     first = list(pairs)[:min(cfg.pairs.per_task, max_pairs)]
     positions = list(dict.fromkeys(k for p in first for k in p))
     row = {p: k for k, p in enumerate(positions)}
     local = torch.tensor([[row[i], row[j]] for i, j in first], dtype=torch.long)
     data = build_dataset(cfg.data)
-    items = data if batches is None else Minibatches(data, batches)
-    inputs, targets = stack_examples(items, [examples[p] for p in positions])
-    inputs, targets = inputs.to(device, dtype), targets.to(device, dtype)
+    items = data if batches is None else Minibatches(data, batches, task)
+    inputs, targets = stack_examples(items, [examples[p] for p in positions], task)
+    inputs, targets = on_device(inputs, device, dtype), on_device(targets, device, dtype)
     threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(int(cfg.cluster.threads_per_worker or cfg.cluster.cpus_per_worker))

@@ -30,6 +30,9 @@ def format_plan(r: PlanReport) -> str:
         f"grid         pairs={r.grid}: {r.n_checkpoints} checkpoints ({r.checkpoints_note}) × {r.n_pairs:,} pairs of "
         f"{r.n_examples:,} " + ("examples" if r.batch_size is None else
                                 f"minibatches of {r.batch_size} examples (pairs.unit=batch)"),
+        f"task         {r.task}: the field is minus the gradient of its loss; it measures {r.n_outputs:,} "
+        f"{r.measured} value(s) per evaluation item" + (f" on {r.n_eval:,} of them" if r.n_eval else " (no evaluation "
+                                                          "batch)"),
         f"tasks        {r.n_tasks:,} tasks of ≤ {r.pairs_per_task} consecutive pairs of the grid's order "
         f"({per_ckpt:,} per checkpoint); blocks of {r.block} examples' gradients and losses are spread over them",
         f"files        {r.n_files:,} (shards, chunks, table parts and completion marks)",

@@ -21,6 +21,7 @@ from lie_sweep.effects import EFFECTS
 from lie_sweep.errors import ConfigError
 from lie_sweep.field_kinds import FIELDS
 from lie_sweep.hvp import HVP_CHOICES
+from lie_sweep.task_kinds import TASKS
 from storage.codecs import CODEC_PRESETS, DEFAULT_KEEPBITS
 from storage.registry import Registry
 from storage.scores import SCORES
@@ -28,8 +29,8 @@ from storage.scores import SCORES
 from .grids import GRIDS
 
 __all__ = ["SweepConfig", "CheckpointsConfig", "ExamplesConfig", "PairsConfig", "PoolConfig", "TopConfig",
-           "FieldConfig", "StorageConfig", "DerivedConfig", "ClusterConfig", "GROUP_CLASSES", "schema_fields",
-           "check_fields", "help_text"]
+           "TaskConfig", "FieldConfig", "StorageConfig", "DerivedConfig", "ClusterConfig", "GROUP_CLASSES",
+           "schema_fields", "check_fields", "help_text"]
 
 
 def opt(default: Any = MISSING, help: str = "", *, factory: Any = None, **check: Any) -> Any:
@@ -51,7 +52,10 @@ class CheckpointsConfig:
     lr: float = opt(5e-3, "train: Adam's learning rate; also the default ε of the logit deltas", gt=0)
     betas: list[float] = opt(help="train: Adam's betas", factory=lambda: [0.8, 0.999])
     batch_size: int = opt(32, "train: minibatch size", min=1)
-    glob: Optional[str] = opt(None, "glob: a glob or a directory of .pt/.pth/.safetensors files")
+    optimizer: str = opt("adam", "train: the optimizer (adamw: decoupled weight decay)", choices=("adam", "adamw"))
+    weight_decay: float = opt(0.0, "train: weight decay (adamw: decoupled)", min=0)
+    glob: Optional[str] = opt(None, "glob: a glob or a directory of checkpoints (.pt/.pth/.ckpt/.safetensors files, "
+                                    "Hugging Face checkpoint-N/ directories), ordered by step")
     paths: list[str] = opt(help="list: checkpoint files", factory=list)
 
 
@@ -101,6 +105,14 @@ class PairsConfig:
                                     min=2)
     pool: PoolConfig = opt(factory=PoolConfig)
     top: TopConfig = opt(factory=TopConfig)
+
+
+@dataclass
+class TaskConfig:
+    """What the model is trained on: the per-item loss whose gradient is the field, and the measurement on the
+    evaluation batch (lie_sweep/README.md: tasks)."""
+
+    name: str = opt("multilabel", "the task: its loss and measurement", choices=TASKS)
 
 
 @dataclass
@@ -161,14 +173,18 @@ class ClusterConfig:
                                 "throughput); system: the allocator's defaults", choices=("retain", "system"))
     cache_gib: Optional[float] = opt(None, "GiB of cached example gradients/fields per worker (null: a quarter "
                                            "of its memory)", gt=0)
+    code_dirs: list[str] = opt(help="folders of your own modules (_target_ classes) beside the working directory, "
+                                    "importable by the driver and every worker (jobs/README.md: your own code)",
+                               factory=list)
 
 
 @dataclass
 class SweepConfig:
     """A whole sweep's configuration: one field per config group, plus precision, chunk size and seed."""
 
-    model: Any = opt(help="the model: _target_ (a class path) and its keyword arguments")
-    data: Any = opt(help="the dataset: _target_ and its keyword arguments; items are (input, attributes)")
+    model: Any = opt(help="the model: _target_ (a class path) and exactly the keyword arguments given")
+    data: Any = opt(help="the dataset: _target_ and its keyword arguments; items are (input, target) or dicts")
+    task: TaskConfig = opt(factory=TaskConfig)
     checkpoints: CheckpointsConfig = opt(factory=CheckpointsConfig)
     examples: ExamplesConfig = opt(factory=ExamplesConfig)
     pairs: PairsConfig = opt(factory=PairsConfig)

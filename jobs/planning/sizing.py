@@ -15,12 +15,11 @@ import torch
 
 from lie_sweep.analysis import jacobian_fits
 from lie_sweep.budget import default_chunk_size
-from lie_sweep.effects import resolve_effects
+from lie_sweep.effects import EFFECTS
 from lie_sweep.errors import ConfigError
-from lie_sweep.field_kinds import FIELDS
 from storage.layout import block_owners
 
-from .checks import swap_epsilons
+from .checks import swap_epsilons, sweep_effects
 from .grids import positions_of
 from .memory import TaskMemory, cache_budget, task_memory, worker_memory
 from jobs.units import format_bytes
@@ -49,18 +48,14 @@ def _examples_per_task(positions: np.ndarray, per_task: int) -> np.ndarray:
     return distinct - (rows[:, 0] < 0)  # the padding's -1 is not an example
 
 
-def sweep_effects(cfg: Any) -> tuple[str, ...]:
-    """The effects ``cfg``'s sweep computes (:func:`lie_sweep.effects.resolve_effects`)."""
-    return resolve_effects(cfg.effects, FIELDS[cfg.field.name].steps_optimizer)
-
-
 def pair_arrays(cfg: Any) -> tuple[int, int]:
     """(parameter-sized arrays per pair, of them the swaps' K) of the sweep's effects: the bracket (effect
     bracket), order1 and order2 (effect order), one per swap step size (effect swap; one where the step size is
     the checkpoints' own)."""
     effects = sweep_effects(cfg)
     k = max(1, len(swap_epsilons(cfg.swap_epsilon))) if "swap" in effects else 0
-    return ("bracket" in effects) + (2 if "order" in effects else 0) + k, k
+    own = sum(len(EFFECTS[e].arrays) for e in effects)  # a registered effect's own arrays
+    return ("bracket" in effects) + (2 if "order" in effects else 0) + k + own, k
 
 
 def grid_shape(cfg: Any, grid: Any, n_checkpoints: int, n_stored: int) -> GridShape:

@@ -22,19 +22,22 @@ import lie_sweep
 from lie_sweep import ParamSpec, find_checkpoints, train
 from lie_sweep.checkpoints import checkpoint_base
 from lie_sweep.devices import DTYPES, resolve_device
-from lie_sweep.effects import resolve_effects
+from lie_sweep.effects import EFFECTS, Effect, resolve_effects
 from lie_sweep.errors import ConfigError
 from lie_sweep.field_kinds import FIELDS, FieldKind
+from lie_sweep.task_kinds import TASKS, TaskKind
+from lie_sweep.tasks import Task
 from storage.identity import identity_hash
 from storage.layout import StoreLayout
 from storage.location import check_creatable
 from storage.meta import StoreMeta
 
 from .build import ResolvedGrid, epsilon_of, resolve_grid
-from .checks import swap_epsilons
+from .checks import swap_epsilons, sweep_effects
 from .config import as_dict, identity_of, typed
 from .loader import load_into, verify_checkpoint
 from .schema import SweepConfig
+from .user_code import code_dirs
 
 __all__ = ["SweepSpec", "prepare_sweep", "relocate_checkpoints", "checkpoint_location"]
 
@@ -63,17 +66,32 @@ class SweepSpec:
     # the update field's registry entry, resolved on the driver and sent along: a worker builds the field from
     # it even where the registering module was never imported (a plug-in or a test's own field)
     field_kind: FieldKind | None = None
+    # the task's registry entry, resolved on the driver and sent along like the field's
+    task_kind: TaskKind | None = None
     swap_epsilons: tuple[float, ...] = ()     # effect swap: its step sizes (the first is the tables')
     batches: list[list[int]] | None = None    # pairs.unit=batch: each item's dataset indices (examples are items)
+    code_dirs: tuple[str, ...] = ()           # folders of the user's own modules, appended to a worker's sys.path
+    # the sweep's effects, resolved once on the driver (registry entries carried along, like the field's)
+    effect_kinds: tuple[Effect, ...] = ()
 
     def __post_init__(self) -> None:
         if self.field_kind is None:
             object.__setattr__(self, "field_kind", FIELDS[self.config.field.name])
+        if self.task_kind is None:
+            object.__setattr__(self, "task_kind", TASKS[self.config.task.name])
+        if not self.effect_kinds:
+            names = resolve_effects(self.config.effects, self.field_kind.steps_optimizer)
+            object.__setattr__(self, "effect_kinds", tuple(EFFECTS[name] for name in names))
+
+    @property
+    def task(self) -> Task:
+        """The sweep's task (:mod:`lie_sweep.tasks`): its loss, how items and outputs are read, its measurement."""
+        return self.task_kind.make()
 
     @property
     def effects(self) -> tuple[str, ...]:
-        """What is computed per pair (:func:`lie_sweep.effects.resolve_effects` of ``config.effects``)."""
-        return resolve_effects(self.config.effects, self.field_kind.steps_optimizer)
+        """What is computed per pair (:func:`lie_sweep.effects.resolve_effects` of ``config.effects``, once)."""
+        return tuple(e.name for e in self.effect_kinds)
 
     def swap_attrs(self) -> dict[str, Any]:
         """What the swap arrays record of how they were computed: enough to redo a swap."""
@@ -119,7 +137,8 @@ class SweepSpec:
                            n_outputs=len(self.output_names) if self.eval_examples else 0,
                            example_block=block, keeps_gram=False,
                            keeps_order="order" in self.effects, swap_epsilons=self.swap_epsilons,
-                           keeps_brackets="bracket" in self.effects)
+                           keeps_brackets="bracket" in self.effects,
+                           effect_arrays=tuple(a for e in self.effect_kinds for a in e.arrays))
 
     def store_meta(self, n_tasks: int) -> dict[str, Any]:
         """The metadata written into the store (config without storage options, identity, provenance, specs)."""
@@ -146,7 +165,8 @@ class SweepSpec:
                    eval_examples=list(meta.eval_examples), output_names=list(meta.output_names),
                    epsilon=float(meta.epsilon), checkpoint_base=meta.checkpoint_base,
                    hvp_mode=meta.hvp_mode if config.hvp == "auto" else config.hvp,
-                   swap_epsilons=tuple(meta.layout.get("swap_epsilons", ())), batches=meta.batches)
+                   swap_epsilons=tuple(meta.layout.get("swap_epsilons", ())), batches=meta.batches,
+                   code_dirs=tuple(code_dirs(config.cluster.code_dirs)))
 
 
 def checkpoint_location(checkpoints: Any) -> str | list[str]:
@@ -169,15 +189,19 @@ def relocate_checkpoints(provenance: list[dict[str, Any]], location: str | list[
     return moved
 
 
-def _train_checkpoints(cfg: DictConfig, model: torch.nn.Module, data: Any, log: Callable[[str], None]) -> list[Path]:
+def _train_checkpoints(cfg: DictConfig, model: torch.nn.Module, data: Any, task: Task,
+                       log: Callable[[str], None]) -> list[Path]:
     ck = cfg.checkpoints
     out = Path(ck.dir)
-    log(f"training {type(model).__name__} for {ck.steps} steps (Adam lr={ck.lr}), "
-        f"a checkpoint every {ck.save_every} -> {out}/")
+    name = {"adam": "Adam", "adamw": "AdamW"}[ck.optimizer]
+    log(f"training {type(model).__name__} for {ck.steps} steps ({name} lr={ck.lr}"
+        + (f", weight decay {ck.weight_decay}" if ck.weight_decay else "")
+        + f", task {task.name}), a checkpoint every {ck.save_every} -> {out}/")
     torch.manual_seed(cfg.seed)
     # exactly the files this training wrote: other files in the directory are not swept
     return train(model, data, steps=ck.steps, save_every=ck.save_every, out_dir=out, lr=ck.lr,
-                 betas=tuple(ck.betas), batch_size=ck.batch_size, seed=cfg.seed)
+                 betas=tuple(ck.betas), batch_size=ck.batch_size, seed=cfg.seed, task=task, optimizer=ck.optimizer,
+                 weight_decay=ck.weight_decay)
 
 
 def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepSpec:
@@ -197,14 +221,22 @@ def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepS
     if cfg.cluster.address is None:  # a local worker's memory is known here; a cluster's workers are not
         _check_local_fit(cfg, grid)
     model = grid.model
-    paths = found if found is not None else _train_checkpoints(cfg, model, grid.data, log)
+    paths = found if found is not None else _train_checkpoints(cfg, model, grid.data, grid.task, log)
     base = checkpoint_base(location)
-    checkpoints, rates = [], set()
+    checkpoints, rates, sources = [], set(), []
     for k, path in enumerate(paths):  # each loaded as a worker will: a misfit fails here, in one line
-        loaded = load_into(model, path, cfg.field, position=k)
+        loaded = load_into(model, path, cfg.field, position=k, task=grid.task)
+        sources.append((loaded.checkpoint.step_source, str(path)))
         checkpoints.append(loaded.checkpoint.provenance(base))
         if loaded.optimizer is not None:
             rates.add(loaded.optimizer[0].learning_rate())
+    unnumbered = [p for source, p in sources if source == "order"]
+    if len(unnumbered) > 1:
+        raise ConfigError("the checkpoints' order is ambiguous", expected="a step in each checkpoint (a 'step' or "
+                          "'global_step' entry, trainer_state.json) or in its name (step_000100.pt, checkpoint-100/)",
+                          found=f"{len(unnumbered)} without one: "
+                                f"{', '.join(os.path.basename(p) for p in unnumbered[:3])}",
+                          fix="name the files by their training step, or list one checkpoint per sweep")
     checkpoints.sort(key=lambda c: (c["step"], c["path"]))
     steps = [c["step"] for c in checkpoints]
     if len(set(steps)) != len(steps):
@@ -218,7 +250,8 @@ def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepS
                      storage_options=dict(config.storage.options), kept_names=grid.kept_names,
                      eval_examples=grid.eval_examples, output_names=grid.output_names,
                      epsilon=epsilon_of(cfg), checkpoint_base=str(base), hvp_mode=str(config.hvp),
-                     swap_epsilons=_swap_epsilons(cfg, rates), batches=grid.batches)
+                     swap_epsilons=_swap_epsilons(cfg, rates), batches=grid.batches,
+                     code_dirs=tuple(code_dirs(cfg.cluster.code_dirs)))
     if config.hvp == "auto" and "bracket" in spec.effects:  # no HVP to choose for a sweep without the bracket
         from .hvp_choice import choose_hvp_mode
 
@@ -232,7 +265,7 @@ def _swap_epsilons(cfg: DictConfig, rates: set[float]) -> tuple[float, ...]:
     """The swap's step sizes: ``swap_epsilon``, or by default the checkpoints' saved optimizer learning rate
     (``field=optimizer``; one error line when they differ) or ``derived.epsilon`` (the others); () without
     the swap effect."""
-    if "swap" not in resolve_effects(cfg.effects, FIELDS[cfg.field.name].steps_optimizer):
+    if "swap" not in sweep_effects(cfg):
         return ()
     given = swap_epsilons(cfg.swap_epsilon)
     if given:

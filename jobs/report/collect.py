@@ -178,6 +178,12 @@ def _losses(sweep: Sweep, table: "pd.DataFrame", ranked: list[int]) -> tuple[np.
     return mean, q10, q90, per
 
 
+def _task(sweep: Sweep) -> Any:
+    from jobs.results.show import task_of_store
+
+    return task_of_store(sweep)
+
+
 def _info(sweep: Sweep, by: str) -> dict[str, Any]:
     meta, cfg, layout = sweep.meta, sweep.config, sweep.store.layout
     done, total = len(sweep.store.ledger.done_tasks()), meta.n_tasks
@@ -206,6 +212,8 @@ def _info(sweep: Sweep, by: str) -> dict[str, Any]:
                            if a in sweep.store.group), None),
         "outputs_exact": layout.keeps_swaps and not layout.keeps_lead_logits,  # the outputs panel's logit deltas
         "unit": sweep.unit,  # example, or batch: the items are minibatches (sweep.batches)
+        # the task: what the evaluation batch measures (logits; a language model's log p of each true next token)
+        "task": _task(sweep).name, "task_text": _task(sweep).help, "measures": _task(sweep).measures,
         # the figures run, status and show print (storage.accounting)
         "compression_ratio": compression(sweep.store).ratio,
         "pairs_per_second": throughput(sweep.store).pairs_per_second,

@@ -24,10 +24,12 @@ __all__ = ["Thumbnails", "png_bytes", "example_thumbnails"]
 
 @dataclass
 class Thumbnails:
-    """``images``: dataset index → PNG data URI; ``note``: what the page says about them (why none, scaling)."""
+    """``images``: dataset index → PNG data URI; ``texts``: dataset index → the item's tokens as text (a language
+    model's sequences); ``note``: what the page says about them (why none, scaling)."""
 
     images: dict[int, str] = field(default_factory=dict)
     note: str = ""
+    texts: dict[int, list[str]] = field(default_factory=dict)
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -73,11 +75,20 @@ def _pixels(image: Any, size: int) -> tuple[np.ndarray, bool] | None:
     return (pixels[..., 0] if pixels.shape[2] == 1 else pixels), scaled
 
 
+def _is_token_ids(x: Any) -> bool:
+    import torch
+
+    return isinstance(x, torch.Tensor) and x.ndim == 1 and not x.is_floating_point() and x.numel() > 1
+
+
 def example_thumbnails(data_cfg: Mapping[str, Any], indices: Iterable[int], size: int = 40,
-                       trust: Any = None) -> Thumbnails:
+                       trust: Any = None, task_name: str = "multilabel") -> Thumbnails:
     """PNG data URIs of dataset items ``indices`` from the dataset that a store's ``data_cfg`` builds, where
     ``trust`` (a :class:`jobs.planning.targets.TargetTrust`; by default none beyond lie-sweep's own classes)
-    allows building it."""
+    allows building it; for a language model's sequences (``task_name`` causal_lm, or token ids), their tokens as
+    text (the dataset's ``decode`` where it has one)."""
+    import torch
+
     from lie_sweep.errors import ConfigError, first_line
 
     from jobs.planning.build import build_dataset
@@ -94,6 +105,10 @@ def example_thumbnails(data_cfg: Mapping[str, Any], indices: Iterable[int], size
         items = {i: dataset[i][0] for i in indices}
     except Exception as exc:  # noqa: BLE001 - any failure to load data only costs the thumbnails
         return Thumbnails(note=f"example images not shown: the dataset could not be loaded here ({first_line(exc)})")
+    if task_name == "causal_lm" or items and all(_is_token_ids(x) for x in items.values()):
+        decode = getattr(dataset, "decode", None)
+        return Thumbnails(texts={i: (list(decode(ids.tolist())) if decode else [str(t) for t in ids.tolist()])
+                                 for i, ids in ((i, torch.as_tensor(x).reshape(-1)) for i, x in items.items())})
     out, scaled = Thumbnails(), False
     for i, image in items.items():
         got = _pixels(image, size)

@@ -76,7 +76,8 @@ def _check_output(out: str, store: str) -> None:
 def _thumbs_for(all_thumbs: Thumbnails, data: ReportData) -> Thumbnails:
     """The thumbnails of what a (shrunk) page shows: shown examples, top pairs' examples, evaluation batch."""
     wanted = set(data.ranked[:data.k]) | {int(x) for x in data.pairs.ravel()} | set(data.info["eval_examples"])
-    return Thumbnails({i: u for i, u in all_thumbs.images.items() if i in wanted}, all_thumbs.note)
+    return Thumbnails({i: u for i, u in all_thumbs.images.items() if i in wanted}, all_thumbs.note,
+                      {i: t for i, t in all_thumbs.texts.items() if i in wanted})
 
 
 def _fit(data: ReportData, thumbs: Thumbnails, budget: int, explicit: bool) -> tuple[str, ReportData, str | None,
@@ -120,7 +121,8 @@ def write_report(store: str, out: str | None = None, *, top: int = 16, examples:
     if sweep.batches is not None:  # the page's ids are minibatches: no one image stands for one
         thumbs = Thumbnails(note="no images: the sweep's items are minibatches (pairs.unit=batch)")
     else:
-        thumbs = example_thumbnails(sweep.config.get("data", {}), wanted, trust=trust) if images else \
+        task = (sweep.config.get("task") or {}).get("name", "multilabel")
+        thumbs = example_thumbnails(sweep.config.get("data", {}), wanted, trust=trust, task_name=task) if images else \
             Thumbnails(note="example images left out (--no-images)")
     page, view, enc, tried = _fit(data, thumbs, int(max_mb * 2**20), explicit=examples is not None)
     target = _write_atomically(out, page)

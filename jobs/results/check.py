@@ -43,8 +43,9 @@ def _task_problems(store: SweepStore, task: Task, mark: dict[str, Any]) -> tuple
     g, c, rows = store.group, task.checkpoint, slice(task.start, task.stop)
     reads: dict[str, Callable[[], Any]] = {
         "brackets": lambda: g["brackets"][c, rows, :], "logit_deltas": lambda: g["logit_deltas"][c, rows],
-        "order1": lambda: g["order1"][c, rows, :], "order2": lambda: g["order2"][c, rows, :],
         "gram": lambda: g["gram"][c], "swap_logit_deltas": lambda: g["swap_logit_deltas"][c, :, rows]}
+    for name in ("order1", "order2", *store.layout.effect_arrays):      # per-pair arrays sharded like brackets
+        reads[name] = lambda name=name: g[name][c, rows, :]
     for k in range(len(store.layout.swap_epsilons)):                   # effect swap: a shard per step size
         reads[f"swaps {k}"] = lambda k=k: g["swaps"][c, k, rows, :]
     for block in task.example_blocks:

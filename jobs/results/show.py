@@ -60,10 +60,26 @@ def _header(sweep: Sweep) -> list[str]:
         + (f" (keepbits {meta.keepbits})" if meta.codec == "bitround" else "")
         + f", {format_bytes(sweep.store.bytes_on_disk())} on disk" + _rates(sweep),
         ("convention   theta_ij - theta_ji = lr^2 [u_i,u_j] + O(lr^3); BatchNorm in eval mode"
-         + (f"; logit deltas at epsilon = {sweep.epsilon:g}" if sweep.eval_examples else "")
+         + (f"; {measured(sweep)[0]} deltas at epsilon = {sweep.epsilon:g}" if sweep.eval_examples else "")
          if layout.keeps_brackets else
          "convention   theta_ij - theta_ji from two real steps in each order (no expansion); BatchNorm in eval mode"),
+        f"task         {task_of_store(sweep).name}: {task_of_store(sweep).help}",
     ]
+
+
+def task_of_store(sweep: Sweep) -> Any:
+    """The registry entry of the store's task (stores from before tasks were a choice: multilabel)."""
+    from lie_sweep.task_kinds import TASKS
+
+    name = (sweep.config.get("task") or {}).get("name", "multilabel")
+    return TASKS[name] if name in TASKS else TASKS["multilabel"]
+
+
+def measured(sweep: Sweep) -> tuple[str, str]:
+    """(what the evaluation batch measures, what its axis holds): ("logit", "outputs") for a classifier,
+    ("log p(next token)", "positions") for a language model."""
+    what = task_of_store(sweep).measures
+    return what, "positions" if what.startswith("log p") else "outputs"
 
 
 def _rates(sweep: Sweep) -> str:
@@ -113,7 +129,9 @@ def _tensors_and_outputs(sweep: Sweep, fits: "pd.DataFrame", top: int) -> list[s
         lines += [f"  {name:<40} {_fmt(v, '.3g'):>10}" for name, v in ratio.items()]
     moved = output_movement(sweep)
     if moved:
-        lines += ["", "outputs whose logits move most under a swap (mean |logit delta| over pairs and eval examples)"]
+        what, axis = measured(sweep)
+        moves = f"{what} moves" if axis == "positions" else f"{what}s move"
+        lines += ["", f"{axis} whose {moves} most under a swap (mean |{what} delta| over pairs and eval examples)"]
         lines += [f"  {name:<24} {_fmt(v, '.3e'):>10}" for name, v in moved[:min(top, 8)]]
     return lines
 
@@ -177,6 +195,22 @@ def _swaps(sweep: Sweep, fits: "pd.DataFrame", top: int) -> list[str]:
     return lines
 
 
+def _registered_effects(sweep: Sweep) -> list[str]:
+    """What a registered effect (lie_sweep.effects) shows of itself; a line where its module is not imported."""
+    from lie_sweep.effects import EFFECTS
+
+    lines: list[str] = []
+    for name in sweep.config.get("effects") or ():
+        if name in ("bracket", "swap", "order"):
+            continue
+        if name not in EFFECTS:
+            lines += ["", f"effect {name}: registered by a module not imported here (its arrays: "
+                          f"{', '.join(sweep.store.layout.effect_arrays) or 'none'})"]
+        elif EFFECTS[name].show is not None:
+            lines += ["", *EFFECTS[name].show(sweep)]
+    return lines
+
+
 def format_show(sweep: Sweep, top: int = 10) -> str:
     """The terminal summary of a sweep (what ``lie-sweep show`` prints), from its tables and logit deltas."""
     lines = _header(sweep)
@@ -187,6 +221,7 @@ def format_show(sweep: Sweep, top: int = 10) -> str:
         lines += _top_pairs(rank_pairs(fits, top, by="norm", over_checkpoints=True))
     lines += _per_checkpoint(sweep, fits) + _tensors_and_outputs(sweep, fits, top)
     lines += _examples(sweep, fits, top) + _order_terms(sweep, fits) + _swaps(sweep, fits, top)
+    lines += _registered_effects(sweep)
     verified = format_verify_summary(sweep)
     if verified:
         lines += ["", "the leading order against real swaps (lie-sweep verify; relative error of theta_ij - theta_ji)"]

@@ -24,8 +24,10 @@ import torch
 from lie_sweep import FunctionalModel, bracket_kernel, stack_examples
 from lie_sweep.data import Minibatches
 from lie_sweep.errors import ConfigError
-from lie_sweep.fields import eval_mode
+from lie_sweep.fields import eval_mode, on_device
 from lie_sweep.order import order_expansion, swap_parameters
+from lie_sweep.task_kinds import task_of
+from lie_sweep.tasks import EvalBatch
 from lie_sweep.verify import LADDER, field_swap_errors, swap_errors
 from storage.reader import Sweep, open_sweep
 from storage.store import SweepStore
@@ -82,8 +84,10 @@ def _verify(sweep: Sweep, path: str, pairs: int, seed: int, log: Callable[[str],
     expansion = layout.keeps_brackets or layout.keeps_order  # a prediction to measure against real swaps
     model = build_model(cfg.model).to(torch.float64)
     data = build_dataset(cfg.data)
-    eval_inputs = (stack_examples(data, sweep.eval_examples)[0].to(torch.float64) if sweep.eval_examples else None)
-    items = data if sweep.meta.batches is None else Minibatches(data, sweep.meta.batches)  # pairs.unit=batch
+    task = task_of(cfg.task.name)
+    eval_inputs = (EvalBatch(*stack_examples(data, sweep.eval_examples, task)).to(dtype=torch.float64)
+                   if sweep.eval_examples else None)
+    items = data if sweep.meta.batches is None else Minibatches(data, sweep.meta.batches, task)  # pairs.unit=batch
     rng = np.random.default_rng(seed)
     epsilons = [sweep.epsilon * f for f in LADDER]
     rows: dict[str, list] = {c: [] for c in COLUMNS}
@@ -93,11 +97,12 @@ def _verify(sweep: Sweep, path: str, pairs: int, seed: int, log: Callable[[str],
         done = fits[fits["step"] == step]
         if done.empty:
             continue
-        loaded = load_into(model, sweep.meta.checkpoints[c], cfg.field, batched_items=sweep.meta.batches is not None)
+        loaded = load_into(model, sweep.meta.checkpoints[c], cfg.field, batched_items=sweep.meta.batches is not None,
+                           task=task)
         picked = done.iloc[np.sort(rng.choice(len(done), size=min(pairs, len(done)), replace=False))]
         for r in picked.itertuples():
-            xs, ys = stack_examples(items, [int(r.i), int(r.j)])
-            xs, ys = xs.to(torch.float64), ys.to(torch.float64)
+            xs, ys = stack_examples(items, [int(r.i), int(r.j)], task)
+            xs, ys = on_device(xs, None, torch.float64), on_device(ys, None, torch.float64)
             ex_i, ex_j = (xs[0], ys[0]), (xs[1], ys[1])
             if expansion:
                 _add(rows, ({"step": step, "pair": int(r.pair), "i": int(r.i), "j": int(r.j), **e} for e in
@@ -126,7 +131,7 @@ def _expansion_errors(sweep: Sweep, cfg: Any, loaded: Any, step: int, r: Any, xs
     pairs-table row ``r`` along the ladder ``epsilons`` (:mod:`lie_sweep.verify`)."""
     fm, params, field, optimizer = loaded.fmodel, loaded.params, loaded.field, loaded.optimizer
     ex_i, ex_j = (xs[0], ys[0]), (xs[1], ys[1])
-    if optimizer is not None:
+    if optimizer is not None and sweep.store.layout.keeps_order:  # the optimizer's expansion, where it is stored
         return _optimizer_errors(sweep, fm, params, optimizer, int(cfg.field.follow_steps), step, int(r.i), int(r.j),
                                  ex_i, ex_j, eval_inputs, epsilons)
     b = {n: t.reshape(params[n].shape) for n, t in _bracket(sweep, fm, params, field, step, int(r.i), int(r.j),
@@ -152,7 +157,7 @@ def _optimizer_errors(sweep: Sweep, fm: FunctionalModel, params, optimizer, foll
     jf1 = jf2 = None
     if eval_inputs is not None:
         with eval_mode(fm.module):
-            jf1, jf2 = (torch.func.jvp(lambda p: fm.outputs(p, eval_inputs), (params,),
+            jf1, jf2 = (torch.func.jvp(lambda p: fm.measure(p, eval_inputs.inputs, eval_inputs.targets), (params,),
                                        ({n: d[n].reshape(params[n].shape) for n in params},))[1] for d in (d1, d2))
 
     def one_step(eps: float, k: int):

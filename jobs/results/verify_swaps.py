@@ -53,7 +53,7 @@ def _relative(error: np.ndarray, ref: np.ndarray) -> float:
 
 
 def swap_check_rows(sweep: Sweep, loaded: Any, follow_steps: int, step: int, row: Any, ex_i: Any, ex_j: Any,
-                    eval_inputs: torch.Tensor | None) -> list[dict[str, Any]]:
+                    eval_inputs: Any) -> list[dict[str, Any]]:
     """One row per swap step size for the pair of pairs-table row ``row`` at checkpoint ``step`` (see the module
     docstring); ``loaded``: the checkpoint applied to the float64 model (:func:`jobs.planning.loader.load_into`)."""
     layout, kept = sweep.store.layout, sweep.stored_names
@@ -76,7 +76,9 @@ def swap_check_rows(sweep: Sweep, loaded: Any, follow_steps: int, step: int, row
             values["norm_rel_err"] = abs(float(row.swap_norm) - values["norm_ref"]) / values["norm_ref"]
         if logits is not None and eval_inputs is not None:
             with eval_mode(loaded.fmodel.module), torch.no_grad():
-                real = (loaded.fmodel.outputs(a, eval_inputs) - loaded.fmodel.outputs(b, eval_inputs)).numpy()
+                fm = loaded.fmodel
+                real = (fm.measure(a, eval_inputs.inputs, eval_inputs.targets)
+                        - fm.measure(b, eval_inputs.inputs, eval_inputs.targets)).numpy()
             stored_f = np.asarray(logits.sel(epsilon=eps).sel(step=step, i=i, j=j).values, dtype=np.float64)
             values["logit_rel_err"] = _relative(stored_f - real, real)
         out.append(values)

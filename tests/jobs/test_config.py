@@ -57,7 +57,7 @@ def test_config_errors_are_one_line_without_traceback(tmp_path, override, needle
 
 
 def test_a_target_signature_check_catches_unknown_model_keys(tmp_path):
-    with pytest.raises(ConfigError, match="unknown key model.bogus"):
+    with pytest.raises(ConfigError, match="unknown key 'model.bogus'"):
         # a user's own yaml could carry a typo that Hydra's struct mode does not see
         from jobs.planning import checks as c
         from omegaconf import OmegaConf
@@ -67,8 +67,8 @@ def test_a_target_signature_check_catches_unknown_model_keys(tmp_path):
 
 def test_help_explains_groups_and_common_overrides(tmp_path):
     out = cli("run", "--help", cwd=tmp_path).stdout
-    for word in ("model", "convnet, mlp, mxresnet", "experiment", "celeba_mxresnet", "pairs.per_task",
-                 "cluster.address"):
+    for word in ("model", "convnet, hf, mlp, mxresnet", "experiment", "celeba_mxresnet", "digits, tiny_lm",
+                 "task", "causal_lm", "pairs.per_task", "cluster.address"):
         assert word in out
     assert "run" in cli_process("--help", cwd=tmp_path).stdout
 
@@ -107,7 +107,8 @@ def test_configs_are_found_from_an_installed_wheel(tmp_path):
 REQUIRED = {"checkpoints=glob": ["checkpoints.glob=runs/*.pt"], "checkpoints=list": ["checkpoints.paths=[a.pt]"],
             "examples=list": ["examples.indices=[0,3]"], "pairs=list": ["pairs.list=[[0,1]]"],
             "pairs=top": ["pairs.top.store=runs/summary"],
-            "data=celeba": ["data.root=/data/celeba"], "experiment=celeba_mxresnet": ["data.root=/data/celeba"]}
+            "data=celeba": ["data.root=/data/celeba"], "experiment=celeba_mxresnet": ["data.root=/data/celeba"],
+            "data=image_folder": ["data.root=/data/images"]}
 
 
 def test_every_option_of_every_group_and_every_preset_composes_and_takes_effect():
@@ -167,7 +168,7 @@ def test_the_demo_preset_restates_no_default():
 def test_near_miss_keys_and_group_options_are_named():
     for override, needle in (("model.widht=8", "did you mean model.width?"),
                              ("exampels.count=3", "did you mean examples.count?"),
-                             ("model=resnet", "unknown model option 'resnet'; expected convnet | mlp | mxresnet"),
+                             ("model=resnet", "unknown model option 'resnet'; expected convnet | hf | mlp | mxresnet"),
                              ("pairs=tournamnet", "set pairs=tournament")):
         with pytest.raises(ConfigError) as caught:
             load_config([override])

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lie_sweep import open_sweep
@@ -103,3 +104,44 @@ def test_submit_refuses_a_bad_config_before_sending_anything(ray_head, tmp_path,
     assert proc.stderr.strip().splitlines()[-1].startswith("lie-sweep: error: bad value for pairs.per_task")
     unreachable = run_cli("job", "status", "x", "--address", "http://127.0.0.1:9", cwd=tmp_path)
     assert unreachable.returncode == 2 and "Traceback" not in unreachable.stderr
+
+
+def test_a_users_own_module_travels_to_local_workers_and_to_a_submitted_job(ray_head, local_ray, tmp_path):
+    """issue 31, item 8: `model._target_=mymod.Net` works as typed from the folder holding mymod.py, with the
+    `lie-sweep` command (no PYTHONPATH), on this machine and as a job on a cluster that ships the module."""
+    import shutil
+
+    import torch
+
+    from .servers import BIN
+
+    shutil.copy(Path(__file__).parent / "usercode" / "mymod.py", tmp_path / "mymod.py")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mymod_copy", tmp_path / "mymod.py")
+    mm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mm)
+    net = mm.Net()
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    x = torch.stack([mm.Blobs()[k][0] for k in range(4)])
+    y = torch.tensor([mm.Blobs()[k][1] for k in range(4)])
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    opt.step()
+    (tmp_path / "ck").mkdir()
+    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": 1}, tmp_path / "ck" / "a.pt")
+    args = ["task=classification", "model._target_=mymod.Net", "model.num_classes=10", "data._target_=mymod.Blobs",
+            "checkpoints=glob", f"checkpoints.glob={tmp_path / 'ck'}", "effects=[bracket,swap]", "field=optimizer",
+            "examples.count=3", "derived.eval_count=0"]
+    env = {k: v for k, v in env_with_venv().items() if k != "PYTHONPATH"}
+    planned = subprocess.run([str(BIN / "lie-sweep"), "plan", *args], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=300)       # the command itself imports mymod from its folder
+    assert planned.returncode == 0 and "classification" in planned.stdout + planned.stderr, planned.stderr[-2000:]
+    local = run_cli("run", *args, "storage.path=here", cwd=tmp_path)   # this session's workers import it too
+    assert local.returncode == 0, local.stderr[-2000:]
+    job = subprocess.run([str(BIN / "lie-sweep"), "submit", "--address", ray_head, "--wait", *args,
+                          f"storage.path={tmp_path / 'there'}"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert job.returncode == 0 and "job succeeded" in job.stdout, job.stdout[-2000:] + job.stderr[-2000:]
+    here, there = (open_sweep(str(tmp_path / name)) for name in ("here", "there"))
+    assert here.complete and there.complete
+    assert np.array_equal(np.asarray(here.store.group["brackets"][:]), np.asarray(there.store.group["brackets"][:]))

@@ -75,3 +75,53 @@ def test_celeba_missing_root_is_one_line(tmp_path):
     with pytest.raises(ConfigError) as info:
         CelebA(tmp_path / "nowhere")
     assert "\n" not in str(info.value) and "data.root" in str(info.value)
+
+
+def test_local_text_sequences_by_bytes_and_by_a_saved_tokenizer(tmp_path):
+    """data=text: a folder of text cut into sequences, tokens as UTF-8 bytes or from a tokenizer saved locally."""
+    from lie_sweep.text import TextSequences, python_docs
+
+    (tmp_path / "a.txt").write_text("the cat sat on the mat. " * 8)
+    (tmp_path / "b.md").write_text("a dog ran. " * 8)
+    (tmp_path / "skip.bin").write_bytes(b"\x00\x01")
+    data = TextSequences(str(tmp_path), seq_len=16)
+    ids, labels = data[0]
+    assert ids.dtype == torch.long and torch.equal(ids, labels) and "".join(data.decode(ids)) == "the cat sat on t"
+    assert len(data) == len(("the cat sat on the mat. " * 8 + "\n\n" + "a dog ran. " * 8).encode()) // 16
+    assert python_docs() == python_docs() and len(python_docs()) > 100_000   # the same text, every time
+    pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(["the cat sat on the mat . a dog ran ."],
+                            trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(str(tmp_path / "tok"))
+    words = TextSequences(str(tmp_path / "a.txt"), seq_len=4, tokenizer=str(tmp_path / "tok"))
+    assert [w.strip() for w in words.decode(words[0][0])] == ["the", "cat", "sat", "on"] and words.vocab_size > 8
+
+
+def test_a_local_hf_dataset_and_an_image_folder(tmp_path):
+    pytest.importorskip("datasets")
+    import datasets
+    from PIL import Image
+
+    from lie_sweep.folders import ImageFolder, LocalHFDataset
+    from lie_sweep.tasks import CausalLM, Classification
+
+    rows = {"input_ids": [[1, 2, 3, 4], [5, 6, 7, 0]], "attention_mask": [[1, 1, 1, 1], [1, 1, 1, 0]]}
+    datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "ds"))
+    data = LocalHFDataset(path=str(tmp_path / "ds"), label=None)
+    x, y = CausalLM().item(data[1])
+    assert x.tolist() == [5, 6, 7, 0] and y.tolist() == [5, 6, 7, -100]      # the mask's zero: an ignored label
+    (tmp_path / "rows.jsonl").write_text('{"x": [0.5, 1.0], "y": 1}\n{"x": [2.0, -1.0], "y": 0}\n')
+    table = LocalHFDataset(files=str(tmp_path / "rows.jsonl"), input="x", label="y")
+    assert Classification().item(table[0])[0].tolist() == [0.5, 1.0] and int(table[1][1]) == 0
+    for name, colour in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
+        (tmp_path / "img" / name).mkdir(parents=True)
+        Image.new("RGB", (12, 10), colour).save(tmp_path / "img" / name / "0.png")
+    images = ImageFolder(str(tmp_path / "img"), image_size=8)
+    image, label = images[1]
+    assert images.class_names == ("cat", "dog") and image.shape == (3, 8, 8) and int(label) == 1
+    assert float(image[2].mean()) == 1.0 and float(image[0].mean()) == 0.0

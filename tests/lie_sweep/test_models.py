@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -29,8 +31,8 @@ def test_mish_formula_matches_torch():
 
 
 def test_bad_model_settings_are_one_line_config_errors():
-    with pytest.raises(ConfigError, match="expected 'mish' or 'relu'; found 'gelu'"):
-        SmallConvNet(activation_name="gelu")
+    with pytest.raises(ConfigError, match=re.escape("expected mish | relu | tanh | gelu | silu; found 'swish'")):
+        SmallConvNet(activation_name="swish")
     with pytest.raises(ConfigError, match="as many widths as depths") as info:
         MXResNet(widths=(8, 16), depths=(1,))
     assert "\n" not in str(info.value)

@@ -101,7 +101,9 @@
   const lossMean = Array.from(decode(D.loss.mean).data, num), lossQ10 = Array.from(decode(D.loss.q10).data, num);
   const lossQ90 = Array.from(decode(D.loss.q90).data, num), lossValues = decode(D.loss.values).data;
   const outputs = decode(D.outputs);
-  const images = D.images.examples;
+  const images = D.images.examples, texts = D.images.texts || {};
+  // what the evaluation batch measures: logits, outputs, or a language model's log p(next token) per position
+  const MEASURE = info.measures || "logit", PER_POSITION = MEASURE.startsWith("log p");
   const shown = D.shown, K = shown.length, shownIndex = new Map(shown.map((e, a) => [e, a]));
   const at2 = (arr, c, p) => arr[c * Ps + p];
   const isDone = (c, p) => done[c * Ps + p] === 1;
@@ -150,7 +152,7 @@
     return at2(scores[key.slice(4)], c, p);
   }
   const SCORE_TEXT = {
-    "signed:all": "Δ logit, mean over evaluation examples and outputs (signed)",
+    "signed:all": "Δ " + MEASURE + ", mean over evaluation examples and " + (PER_POSITION ? "positions" : "outputs") + " (signed)",
     "mag:norm": "‖[u_i, u_j]‖ (magnitude: same for (i, j) and (j, i))",
     "mag:logit_rms": "logit-delta RMS (magnitude: same for (i, j) and (j, i))",
     "mag:c": "slope-1 fit constant c (magnitude: same for (i, j) and (j, i))",
@@ -163,7 +165,7 @@
   function scoreText(key) {
     const of = key.startsWith("signed:") ? " (" + EFFECT_TEXT[state.effect] + ")" : "";
     return (key.startsWith("signed:") && key !== "signed:all"
-      ? "Δ logit of " + info.outputs[parseInt(key.slice(7), 10)] + ", mean over evaluation examples (signed)"
+      ? "Δ " + MEASURE + " of " + info.outputs[parseInt(key.slice(7), 10)] + ", mean over evaluation examples (signed)"
       : SCORE_TEXT[key]) + of;
   }
   const label = (e) => "#" + e;
@@ -362,16 +364,16 @@
     const caption = document.getElementById("heatmap-caption");
     const empty = (msg) => Plotly.react(el, [], { font: FONT, height: 560, xaxis: { visible: false }, yaxis: { visible: false },
       annotations: [{ text: msg, showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5, font: { size: 14, color: "#5b6473" } }] }, CONFIG);
-    if (!state.sel) { document.getElementById("pair-title").textContent = "Selected pair"; caption.textContent = ""; return empty("click a cell of the pair matrix"); }
+    if (!state.sel) { document.getElementById("pair-title").textContent = "Selected pair"; caption.textContent = ""; drawTexts(null); return empty("click a cell of the pair matrix"); }
     const [a, b, sign] = oriented(), p = state.sel.p;
     document.getElementById("pair-title").textContent = `Selected pair: ${label(a)} → ${label(b)} at step ${steps[state.c]}`;
     const logits = logitsOf(state.effect);
     if (!logits) {
       const why = !B ? "This store holds no logit deltas (derived.eval_count = 0)." :
         "The stored logit deltas are the optimizer expansion's: pick that effect, or the exact swap.";
-      caption.textContent = why; return empty(B ? "no logit deltas of the " + EFFECT_TEXT[state.effect] : "no logit deltas in this store");
+      caption.textContent = why; drawTexts(null); return empty(B ? "no logit deltas of the " + EFFECT_TEXT[state.effect] : "no logit deltas in this store");
     }
-    if (!isDone(state.c, p)) { caption.textContent = ""; return empty(`pair (${a}, ${b}) not computed yet at step ${steps[state.c]}`); }
+    if (!isDone(state.c, p)) { caption.textContent = ""; drawTexts(null); return empty(`pair (${a}, ${b}) not computed yet at step ${steps[state.c]}`); }
     const base = (state.c * Ps + p) * B * O;
     const z = [];
     let peak = 0;
@@ -390,11 +392,11 @@
       colorscale: DIVERGING, xgap: 0.5, ygap: 0.5,
       customdata: info.eval_examples.map((e) => info.outputs.map((name) => [e, esc(name)])),
       hovertemplate: "eval #%{customdata[0]}, %{customdata[1]}: %{z:.3e}<extra></extra>",
-      colorbar: { title: { text: "Δ logit", side: "right" }, thickness: 12, exponentformat: "e" },
+      colorbar: { title: { text: "Δ " + esc(MEASURE), side: "right" }, thickness: 12, exponentformat: "e" },
     };
     const layout = {
       font: FONT, height: 560, margin: { l: 60, r: 12, t: 8, b: 130 }, plot_bgcolor: "#fff",
-      xaxis: { tickangle: -60, tickfont: { size: O > 24 ? 9.5 : 11 }, automargin: true, title: { text: "model output" },
+      xaxis: { tickangle: -60, tickfont: { size: O > 24 ? 9.5 : 11 }, automargin: true, title: { text: PER_POSITION ? "position of the predicted token" : "model output" },
                tickvals: info.outputs.map((_, o) => o), ticktext: info.outputs.map(esc), range: [evalImages.length ? -1.5 : -0.5, O - 0.5],
                showgrid: false, zeroline: false },
       yaxis: { range: [B - 0.5, -0.5], tickvals: info.eval_examples.map((_, r) => r), ticktext: info.eval_examples.map(label),
@@ -405,7 +407,37 @@
                   bracket: `≈ ε²·J_f[u_${a}, u_${b}], ε = ${info.epsilon}`, order: `≈ J_f(εΔ₁ + ε²Δ₂), ε = ${info.epsilon}` }[state.effect];
     caption.textContent = `f(θ after ${a} then ${b}) − f(θ after ${b} then ${a}) ${how}, per evaluation example and output; ` +
       `signed, colour scale centred at 0 (largest |Δ| ${fmt(peak)}). Embedded as ${D.logit_precision}.`;
+    drawTexts(z);
     return Plotly.react(el, [trace], layout, CONFIG);
+  }
+  // a language model's evaluation sequences as text, each token coloured by the change of its log-probability
+  // (measured at the position that predicts it) under the selected swap: red up, blue down, white unchanged
+  function drawTexts(z) {
+    const box = document.getElementById("text-view"), panel = document.getElementById("panel-text");
+    if (!PER_POSITION || !Object.keys(texts).length) { panel.hidden = true; return; }
+    panel.hidden = false;
+    box.replaceChildren();
+    if (!z) return;
+    let peak = 0;
+    z.forEach((row) => row.forEach((v) => { peak = Math.max(peak, Math.abs(v || 0)); }));
+    info.eval_examples.forEach((e, r) => {
+      const line = node("div", undefined, "sequence");
+      line.appendChild(node("span", label(e) + " ", "seq-label"));
+      (texts[String(e)] || []).forEach((tok, k) => {
+        const span = node("span", tok, "tok");
+        const v = k > 0 ? z[r][k - 1] : null;
+        if (v !== null && v !== undefined && peak > 0) {
+          const a = Math.min(1, Math.abs(v) / peak);
+          span.style.backgroundColor = v > 0 ? `rgba(178,24,43,${a.toFixed(3)})` : `rgba(33,102,172,${a.toFixed(3)})`;
+          span.title = `Δ log p(${JSON.stringify(tok)}) = ${fmt(v)}`;
+        }
+        line.appendChild(span);
+      });
+      box.appendChild(line);
+    });
+    document.getElementById("text-caption").textContent = `Each evaluation sequence's tokens, coloured by how the ` +
+      `selected order changes the log-probability the model gives that token (${EFFECT_TEXT[state.effect]}; largest ` +
+      `|Δ| ${fmt(peak)}); hover a token for its value.`;
   }
   function drawScatter() {
     const el = "scatter-plot", caption = document.getElementById("scatter-caption");
@@ -445,7 +477,7 @@
     const order = row.map((v, o) => [v, o]).filter((t) => isFinite(t[0])).sort((u, v) => v[0] - u[0]).slice(0, 15).reverse();
     const trace = { type: "bar", orientation: "h", x: order.map((t) => t[0]), y: order.map((t) => esc(info.outputs[t[1]])), marker: { color: "#b9770e" },
                     hovertemplate: "%{y}: %{x:.3e}<extra></extra>" };
-    const layout = { font: FONT, height: 360, margin: { l: 150, r: 12, t: 8, b: 48 }, xaxis: { title: { text: "mean |Δ logit| (magnitude)" }, exponentformat: "e" }, yaxis: { automargin: true } };
+    const layout = { font: FONT, height: 360, margin: { l: 150, r: 12, t: 8, b: 48 }, xaxis: { title: { text: "mean |Δ " + esc(MEASURE) + "| (magnitude)" }, exponentformat: "e" }, yaxis: { automargin: true } };
     caption.textContent = `Mean |${info.outputs_exact ? "f(θ_ij) − f(θ_ji)| (exact swaps, ε = " + info.swap_epsilon + ")" : "ε²·J_f[u_i,u_j]|"} over the ${D.outputs_pairs[state.c] || 0} completed pairs of the whole sweep and ${B} evaluation examples at step ${steps[state.c]}; a magnitude.`;
     return Plotly.react("outputs-plot", [trace], layout, CONFIG);
   }
@@ -487,6 +519,11 @@
     const td = node("td", undefined, "ex"), src = images[String(e)];
     if (src) { const img = document.createElement("img"); img.src = src; img.alt = "example " + e; td.appendChild(img); }
     td.appendChild(document.createTextNode(String(e)));
+    if (texts[String(e)]) {  // a sequence: its first characters, the whole of it on hover
+      const whole = texts[String(e)].join("");
+      td.appendChild(node("span", " " + JSON.stringify(whole.slice(0, 24)) + (whole.length > 24 ? "…" : ""), "snippet"));
+      td.title = whole;
+    }
     return td;
   }
   function headerRow(titles) { const tr = document.createElement("tr"); titles.forEach((t) => tr.appendChild(node("th", t))); return tr; }
@@ -540,6 +577,9 @@
     return null;
   }
 
+  if (PER_POSITION) {
+    document.querySelector("#panel-outputs h2").textContent = "Positions whose log p(next token) moves most";
+  }
   header();
   const first = defaultPair();
   if (first) state.sel = { p: pairIndex.get(first[0] + "," + first[1]), flip: false };
