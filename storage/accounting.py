@@ -6,7 +6,8 @@
   over a store, the sums over its runs;
 * **compression** = the bytes the parameter-sized arrays and losses hold, uncompressed, in the files present
   (each pair-array shard: its task's pairs × D values; each example block: its gradients and losses) ÷ those
-  files' bytes on disk. Tables, the ledger and metadata are not in it (``bytes_on_disk`` counts them).
+  files' bytes on disk. Tables, the ledger and metadata are not in it (``bytes_on_disk`` counts them), nor are
+  the sketches (``storage.sketch``: :func:`sketch_bytes`, reported beside it).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .store import SweepStore
 
-__all__ = ["Throughput", "Compression", "pairs_per_second", "throughput", "compression"]
+__all__ = ["Throughput", "Compression", "pairs_per_second", "throughput", "compression", "sketch_bytes", "sketch_note"]
 
 
 def pairs_per_second(pairs: int, seconds: float, startup_s: float = 0.0) -> float | None:
@@ -87,3 +88,18 @@ def compression(store: "SweepStore") -> Compression:
                 values += (stop - start) * (layout.n_params + 1)
     arrays = [*store.pair_arrays, *(["swaps"] if layout.keeps_swaps else []), "gradients", "losses"]
     return Compression(values * item, store.array_bytes_on_disk(arrays))
+
+
+def sketch_bytes(store: "SweepStore") -> int:
+    """The bytes on disk of the store's sketch arrays (``sketch_*``; 0 without storage.sketch)."""
+    names = [f"sketch_{n}" for n in store.layout.sketched]
+    return store.array_bytes_on_disk(names) if names else 0
+
+
+def sketch_note(store: "SweepStore") -> str:
+    """``"; sketches (k=256) 1.2 MiB"`` for a sketched store, ``""`` otherwise: what accounts add to their disk line."""
+    from .units import format_bytes
+
+    if not store.layout.sketch_k:
+        return ""
+    return f"; sketches (k={store.layout.sketch_k}) {format_bytes(sketch_bytes(store))}"

@@ -24,6 +24,7 @@ import zarr
 
 from .codecs import array_codecs, compressors_for
 from .layout import StoreLayout
+from .sketch import SketchSpec
 
 __all__ = ["create_arrays", "consolidate", "NAN", "PARAMETER_SIZED", "INDEX_ARRAYS", "flat_axis_attrs"]
 
@@ -54,26 +55,33 @@ def flat_axis_attrs(stored_spec: Sequence[dict]) -> dict:
 def create_arrays(group: zarr.Group, layout: StoreLayout, *, dtype: str, codec: str, level: int, keepbits: int,
                   pairs: np.ndarray, examples: Sequence[int], steps: Sequence[int],
                   eval_examples: Sequence[int], swap_attrs: dict | None = None, output_names: Sequence[str] = (),
-                  stored_spec: Sequence[dict] = ()) -> None:
+                  stored_spec: Sequence[dict] = (), full_spec: Sequence[dict] = ()) -> None:
     """Create every array ``layout`` describes in ``group``, and its coordinates. ``codec`` (with ``level``,
     ``keepbits``) applies to the parameter-sized arrays; the others are always stored losslessly (zstd +
     CRC32C). ``swap_attrs``: what redoes a swap (its step sizes ``epsilon``, rule, drain steps), recorded on
-    the swap arrays; ``stored_spec``: the flat axis (name, offset, shape per tensor)."""
+    the swap arrays; ``stored_spec``: the flat axis (name, offset, shape per tensor); ``full_spec``: every
+    parameter's (what a sketch is taken over)."""
     param_codecs = array_codecs(codec, level, keepbits, dtype)
     compressors = compressors_for(level)
     for name, array in layout.float_arrays().items():
         parameter_sized = name in PARAMETER_SIZED or name in layout.effect_arrays
+        sketch = name.startswith("sketch_")
         created = group.create_array(
             name, shape=array["shape"], chunks=array["chunks"], shards=array["shards"],
             dtype="float64" if name == "gram" else dtype, fill_value=NAN, dimension_names=array["dims"],
-            filters=param_codecs.filters if parameter_sized else None,
-            compressors=param_codecs.compressors if parameter_sized else compressors)
+            filters=param_codecs.filters if parameter_sized or sketch else None,
+            compressors=param_codecs.compressors if parameter_sized or sketch else compressors)
         if name in ("gram", "logit_deltas", "swap_logit_deltas"):
             created.attrs["computed_over"] = COMPUTED_OVER_ALL
         if name in ("swaps", "swap_logit_deltas"):
             created.attrs.update(swap_attrs or {})
         if parameter_sized:
             created.attrs.update(flat_axis_attrs(stored_spec))
+        if sketch:  # enough to rebuild S with numpy alone (storage/sketch.py)
+            created.attrs.update(SketchSpec(layout.sketch_k, d=sum(int(np.prod(e["shape"])) for e in full_spec),
+                                            s=layout.sketch_s, seed=layout.sketch_seed).attrs())
+        if sketch and name == "sketch_swaps":
+            created.attrs.update(swap_attrs or {})
         if "pair" in array["dims"]:
             created.attrs["coordinates"] = "i j"  # CF: the pair axis is labelled by the arrays i and j
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)

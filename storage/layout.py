@@ -17,6 +17,10 @@ model outputs:
                                 batch, exact
     NAME          (C, P, D)     a registered effect's own per-pair array   shard (1, pairs_per_task, D')
                                 (``effect_arrays``; lie_sweep.effects)
+    sketch_NAME   (…, k)        storage.sketch=k: S·v of each parameter-   chunk: the task's (or the example
+                                sized result v of NAME over all D          block's) rows, k whole
+                                parameters (storage.sketch), stored
+                                even with storage.keep=summary
     gram          (C, E, E)     g_a · g_b per checkpoint (float64)        schema ≤ 3 only: chunk (1, E, E)
     pairs         (P, 2)        dataset indices (i, j), i before j in the canonical order
     examples      (E,)          dataset indices of the examples
@@ -93,6 +97,9 @@ class StoreLayout:
     swap_epsilons: tuple[float, ...] = ()  # effect swap: its step sizes (K); () without it
     keeps_brackets: bool = True  # effect bracket: brackets (C, P, D); false for effects without it, e.g. [swap]
     effect_arrays: tuple[str, ...] = ()  # a registered effect's own (C, P, D) arrays, sharded like brackets
+    sketch_k: int = 0           # storage.sketch: k rows of the seeded sketch of every parameter-sized result (0: off)
+    sketch_s: int = 1           # its nonzeros per coordinate (storage.sketch: block sparse JL, storage/sketch.py)
+    sketch_seed: int = 0        # its seed
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "swap_epsilons", tuple(float(e) for e in self.swap_epsilons))
@@ -172,7 +179,36 @@ class StoreLayout:
             arrays["swaps"] = self.swaps()
         if self.keeps_swaps and self.keeps_logits:
             arrays["swap_logit_deltas"] = self.swap_logit_deltas()
+        arrays.update(self.sketch_arrays())
         return arrays
+
+    @property
+    def sketched(self) -> tuple[str, ...]:
+        """The parameter-sized results a sketched store keeps S·v of (whatever ``storage.keep`` stores in full)."""
+        if not self.sketch_k:
+            return ()
+        return ((("brackets",) if self.keeps_brackets else ()) + ("gradients",)
+                + (("order1", "order2") if self.keeps_order else ()) + self.effect_arrays
+                + (("swaps",) if self.keeps_swaps else ()))
+
+    def sketch_arrays(self) -> dict[str, dict]:
+        """{``sketch_NAME``: shape, chunks, dims} of each sketched result: its full array's leading dimensions, then
+        ``sketch`` (k); one chunk per task's pairs (per example block for the gradients), k whole."""
+        k, out = self.sketch_k, {}
+        for name in self.sketched:
+            if name == "gradients":
+                out["sketch_gradients"] = {"shape": (self.n_checkpoints, self.n_examples, k),
+                                           "chunks": (1, self.block, k), "shards": None,
+                                           "dims": ("checkpoint", "example", "sketch")}
+            elif name == "swaps":
+                out["sketch_swaps"] = {"shape": (self.n_checkpoints, len(self.swap_epsilons), self.n_pairs, k),
+                                       "chunks": (1, len(self.swap_epsilons), self.pairs_per_task, k),
+                                       "shards": None, "dims": ("checkpoint", "epsilon", "pair", "sketch")}
+            else:
+                out[f"sketch_{name}"] = {"shape": (self.n_checkpoints, self.n_pairs, k),
+                                         "chunks": (1, self.pairs_per_task, k), "shards": None,
+                                         "dims": ("checkpoint", "pair", "sketch")}
+        return out
 
     @property
     def keeps_swaps(self) -> bool:
@@ -257,7 +293,9 @@ class StoreLayout:
                 "keeps_gram": self.keeps_gram, "keeps_order": self.keeps_order,
                 **({"swap_epsilons": list(self.swap_epsilons)} if self.swap_epsilons else {}),
                 **({} if self.keeps_brackets else {"keeps_brackets": False}),
-                **({"effect_arrays": list(self.effect_arrays)} if self.effect_arrays else {})}
+                **({"effect_arrays": list(self.effect_arrays)} if self.effect_arrays else {}),
+                **({"sketch_k": self.sketch_k, "sketch_s": self.sketch_s, "sketch_seed": self.sketch_seed}
+                   if self.sketch_k else {})}
 
 
 def block_owners(n_examples: int, block: int, n_pairs: int, pairs_per_task: int) -> tuple[int, ...]:

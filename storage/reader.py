@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # xarray and pandas are imported on first use: opening a stor
     import pandas as pd
     import xarray as xr
 
+    from .sketch import SketchSpec
+
 __all__ = ["Sweep", "open_sweep", "rank_pairs", "score_examples"]
 
 
@@ -203,6 +205,32 @@ class Sweep:
         """Per-example losses, (checkpoints × examples), in ``steps`` × ``examples`` order."""
         return np.asarray(self.store.group["losses"][:])
 
+
+    # -- questions after the sweep (storage.questions): sketches, effects on test items, similarities ----------
+    def sketch_spec(self) -> "SketchSpec | None":
+        """The store's sketch S (storage.sketch; None: not sketched): ``.apply(v)`` sketches new vectors."""
+        from .questions import sketch_spec
+
+        return sketch_spec(self)
+
+    def sketch(self, name: str = "swaps") -> np.ndarray:
+        """``sketch_NAME`` as a numpy array (its full array's leading dimensions, then k): S·v of each result."""
+        self._array_getter(f"sketch_{name}")
+        return np.asarray(self.store.group[f"sketch_{name}"][:])
+
+    def effect_on(self, gradients: Mapping[Any, np.ndarray], **kwargs: Any) -> "pd.DataFrame":
+        """The first-order change of test items' losses caused by each stored order effect,
+        ⟨∇L_t, θ_ij − θ_ji⟩ ≈ ⟨S∇L_t, S(θ_ij − θ_ji)⟩ (:func:`storage.questions.effect_on`; ``lie-sweep query``
+        computes the test gradients from dataset indices)."""
+        from .questions import effect_on
+
+        return effect_on(self, gradients, **kwargs)
+
+    def similarities(self, step: int, **kwargs: Any) -> dict[str, Any]:
+        """Which way a checkpoint's order effects point (:func:`storage.questions.similarities`)."""
+        from .questions import similarities
+
+        return similarities(self, step, **kwargs)
 
     # -- labelled lazy views (xarray) ------------------------------------------------------------
     def _array_getter(self, name: str):

@@ -133,7 +133,7 @@ class SweepStore:
             create_arrays(group, layout, dtype=dtype, codec=codec, level=level, keepbits=keepbits, pairs=pairs,
                           examples=examples, steps=steps, eval_examples=eval_examples,
                           swap_attrs=dict(swap_attrs or {}), output_names=meta.get("output_names", ()),
-                          stored_spec=meta.get("stored_spec", ()))
+                          stored_spec=meta.get("stored_spec", ()), full_spec=meta.get("param_spec", ()))
             full_meta = StoreMeta.from_dict({**meta, "schema_version": SCHEMA_VERSION, "layout": layout.to_dict(),
                                              "dtype": dtype, "codec": codec, "level": level, "keepbits": keepbits,
                                              "created": time.time()})
@@ -237,6 +237,7 @@ class SweepStore:
         for block in task.example_blocks:
             for what, path in self._example_files(c, block).items():
                 files[self.layout.block_key(what, block)] = path
+        files.update(self._sketch_files(task))
         tables = ("pairs", "pair_rms")
         if task.writes_examples:
             tables += ("examples", "example_rms") + (("checkpoints",) if self.layout.keeps_gram else ())
@@ -244,6 +245,37 @@ class SweepStore:
             files[f"table {name}"] = part_path(self.tree.tables, name, self.steps[c], task.task_id,
                                                   self.step_digits)
         return files
+
+    def _sketch_files(self, task: Task) -> dict[str, str]:
+        """A task's sketch chunks (``sketch NAME``; ``sketch gradients k`` per example block it owns)."""
+        c, chunk = task.checkpoint, task.start // self.layout.pairs_per_task
+        files = {}
+        for name in self.layout.sketched:
+            if name == "gradients":
+                for block in task.example_blocks:
+                    files[f"sketch gradients {block}"] = self._chunk_path("sketch_gradients", (c, block, 0))
+            else:
+                files[f"sketch {name}"] = self._chunk_path(f"sketch_{name}", (c, 0, chunk, 0) if name == "swaps"
+                                                           else (c, chunk, 0))
+        return files
+
+    def write_sketches(self, task: Task, sketches: Mapping[str, np.ndarray], blocks: Mapping[int, np.ndarray]) -> None:
+        """Store a task's sketches: ``sketches`` by result name (its pairs' rows; ``swaps``: K × pairs × k), and the
+        sketched gradients of the example ``blocks`` it owns (block → rows × k)."""
+        c, rows = task.checkpoint, slice(task.start, task.stop)
+        files = self._sketch_files(task)
+        for key in [f"sketch {n}" for n in sketches] + [f"sketch gradients {b}" for b in blocks]:
+            self._discard(files[key])  # a torn chunk of a killed attempt is never read back
+        for name, values in sketches.items():
+            check_encodable(self.meta.codec, values, f"sketch_{name}")
+            target = self.group[f"sketch_{name}"]
+            if name == "swaps":
+                target[c, :, rows] = values
+            else:
+                target[c, rows] = values
+        for block, values in blocks.items():
+            start, stop = self.layout.block_range(block)
+            self.group["sketch_gradients"][c, start:stop] = values
 
     def digests(self, paths: Sequence[str]) -> dict[str, str]:
         """{path relative to the store root: SHA-256 of its bytes} of files just written (for a mark)."""

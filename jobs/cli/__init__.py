@@ -25,10 +25,10 @@ __all__ = ["commands", "build_parser", "main"]
 
 def commands() -> list:
     """The command table: every verb's :class:`~jobs.cli.table.Command`, in ``--help`` order."""
-    from . import check, plan, report, resume, run, show, status, submit, verify
+    from . import check, plan, query, report, resume, run, show, status, submit, verify
 
     return [run.COMMAND, resume.COMMAND, submit.SUBMIT, submit.JOB, plan.COMMAND, show.COMMAND, report.COMMAND,
-            verify.COMMAND, status.COMMAND, check.COMMAND]
+            verify.COMMAND, query.COMMAND, status.COMMAND, check.COMMAND]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lie-sweep: error: {_CLASH}", file=sys.stderr)
         return 2
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "overrides", None), list) and all(
+            "=" in e and not e.startswith("-") for e in extra):
+        args.overrides += extra  # overrides after an option (`query STORE --examples 0:4 data.seed=7`)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from storage.accounting import compression, pairs_per_second
+from storage.accounting import compression, pairs_per_second, sketch_note
 
 from jobs.report.write import default_report_path
 from jobs.units import format_bytes
@@ -40,9 +40,9 @@ def format_account(result: RunResult, top: int = 8) -> str:
         pairs_line(report, rate),
         (f"disk         {format_bytes(store.bytes_on_disk())} in all; parameter-sized arrays and losses "
          f"{format_bytes(packed.bytes_on_disk)} for {format_bytes(packed.raw_bytes)} raw (compression ratio "
-         f"{packed.ratio:.2f}x)" if packed.ratio else
+         f"{packed.ratio:.2f}x){sketch_note(store)}" if packed.ratio else
          f"disk         {format_bytes(store.bytes_on_disk())} on disk "
-         "(storage.keep=summary: tables, logit deltas, losses)"),
+         f"(storage.keep=summary: tables, logit deltas, losses{sketch_note(store)})"),
     ]
     if report.completed:
         steps = [c["step"] for c in spec.checkpoints]

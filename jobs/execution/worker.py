@@ -16,7 +16,7 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ from lie_sweep.devices import DTYPES, resolve_device
 from lie_sweep.hvp import hvp_batches
 from lie_sweep.tasks import EvalBatch
 from lie_sweep.kernel import ExampleFields, kernel_workspace, tile_groups
+from lie_sweep.sketch import Sketcher
 from storage.layout import Task
 from storage.store import SweepStore
 
@@ -59,6 +60,7 @@ class _Computed:
     examples: int
     loads: int
     swaps: tuple[np.ndarray | None, np.ndarray | None] | None = None   # (swaps, swap logit deltas): effect swap
+    sketches: dict[str, np.ndarray] = field(default_factory=dict)   # storage.sketch: S·v of each result (all D)
 
 
 class BracketWorker:
@@ -100,6 +102,8 @@ class BracketWorker:
         overlap = cfg.cluster.overlap_writes
         self.overlap_writes = self.device.type == "cuda" if overlap == "auto" else overlap == "always"
         self.node_id = ray_node_id()
+        sketch = spec.sketch_spec()  # the same S on every worker, CPU or GPU (storage/sketch.py)
+        self.sketcher = Sketcher(sketch, self.device) if sketch is not None else None
 
     def _load(self, checkpoint: int) -> None:
         self.loaded = None  # until this load completes: a failed load leaves nothing half-loaded in use
@@ -140,9 +144,11 @@ class BracketWorker:
         local = np.asarray([[row[i], row[j]] for i, j in pos.tolist()], dtype=np.int64).reshape(-1, 2)
         return positions, local
 
-    def _owned_block(self, step: int, block: int) -> tuple[dict[str, dict], np.ndarray | None, np.ndarray]:
-        """An owned example block's table rows, stored gradients (kept tensors; None when none are kept) and
-        losses, from its rows in the cache (one block at a time, so owning many costs no memory)."""
+    def _owned_block(self, step: int, block: int) -> tuple[dict[str, dict], np.ndarray | None, np.ndarray,
+                                                           np.ndarray | None]:
+        """An owned example block's table rows, stored gradients (kept tensors; None when none are kept), losses
+        and gradients' sketch (None without storage.sketch), from its rows in the cache (one block at a time, so
+        owning many costs no memory)."""
         positions = list(range(*self.layout.block_range(block)))
         ex = self.cache.rows(positions)
         grad_rms = ex.grad_rms.cpu()
@@ -152,7 +158,8 @@ class BracketWorker:
                                                 norms_from_rms(grad_rms, self.full_spec).numpy()),
                   "example_rms": rows.example_rms_rows(step, examples, self.full_spec.names, grad_rms.numpy())}
         grads = self._stored(ex.gradients) if self.keeps_params else None
-        return tables, grads, ex.losses.cpu().numpy()
+        sketched = None if self.sketcher is None else self._sketch(ex.gradients)
+        return tables, grads, ex.losses.cpu().numpy(), sketched
 
     def require_finite(self, task: Task, values: torch.Tensor, what: str, term: str, source: str) -> None:
         """One error line where a task's per-pair ``values`` hold NaN/Inf (:func:`derive.require_finite`)."""
@@ -199,12 +206,27 @@ class BracketWorker:
                              tables["pairs"]["norm" if out.brackets is not None else "swap_norm"].tolist(),
                              len(positions), self.loads, None if out.swaps is None else (
                                  np.stack([self._stored(s) for s in out.swaps]) if self.keeps_params else None,
-                                 None if out.swap_logits is None else out.swap_logits.cpu().numpy()))
+                                 None if out.swap_logits is None else out.swap_logits.cpu().numpy()),
+                             self._sketches(out))
         del inputs, out
         self._write_owned_blocks(task, step, computed.tables)
         self._sync()
         clock.lap("tables_s")
         return computed
+
+    def _sketch(self, flat: torch.Tensor) -> np.ndarray:
+        """S·v of rows over all D parameters (storage.sketch), on the CPU."""
+        return self.sketcher(flat).cpu().numpy()
+
+    def _sketches(self, out: TaskEffects) -> dict[str, np.ndarray]:
+        """The sketch of each parameter-sized result a task computed ({} without storage.sketch): computed here,
+        before anything is written, from the full vectors (whatever storage.keep stores of them)."""
+        if self.sketcher is None:
+            return {}
+        results = {"brackets": out.brackets, **dict(zip(("order1", "order2"), out.order or ())), **out.arrays,
+                   "swaps": out.swaps}
+        return {name: self._sketch(results[name]) for name in self.layout.sketched
+                if name != "gradients" and results.get(name) is not None}
 
     def _logit_deltas(self, brackets: torch.Tensor | None,
                       order: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor | None:
@@ -219,8 +241,10 @@ class BracketWorker:
     def _write_owned_blocks(self, task: Task, step: int, tables: dict[str, dict]) -> None:
         """Store the gradients and losses of the example blocks ``task`` owns, and add their table rows."""
         for b in task.example_blocks:
-            block_tables, grads, losses = self._owned_block(step, b)
+            block_tables, grads, losses, sketched = self._owned_block(step, b)
             self.store.write_examples(task.checkpoint, b, grads, losses)
+            if sketched is not None:
+                self.store.write_sketches(task, {}, {b: sketched})
             del grads
             for name, columns in block_tables.items():
                 tables[name] = columns if name not in tables else {
@@ -261,6 +285,8 @@ class BracketWorker:
             self.store.write_brackets(task.checkpoint, task.start, array, name)
         if out.swaps is not None:
             self.store.write_swaps(task.checkpoint, task.start, *out.swaps)
+        if out.sketches:
+            self.store.write_sketches(task, out.sketches, {})
         clock.lap("write_arrays_s")
         if out.logits is not None:
             self.store.write_logit_deltas(task.checkpoint, task.start, out.logits)

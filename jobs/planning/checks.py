@@ -72,6 +72,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("bad value for checkpoints.betas", expected="two numbers in [0, 1)", found=repr(betas),
                           fix="e.g. checkpoints.betas=[0.8,0.999]")
     keep_globs(cfg.storage.keep)
+    k, s = cfg.storage.sketch, cfg.storage.sketch_nonzeros
+    if k is not None and (k % s or k < s):
+        raise ConfigError("bad value for storage.sketch", expected=f"a multiple of storage.sketch_nonzeros ({s})",
+                          found=str(k), fix=f"e.g. storage.sketch={max(s, k // s * s)}")
     required = {"glob": "checkpoints.glob", "list": "checkpoints.paths"}
     src = cfg.checkpoints.source
     if src in required and not _get(cfg, required[src]):

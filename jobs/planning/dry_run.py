@@ -20,6 +20,7 @@ from lie_sweep.budget import default_chunk_size
 from lie_sweep.devices import DTYPES, resolve_device
 from lie_sweep.training import save_steps
 from storage.codecs import CODEC_PRESETS, encode_roundtrip
+from storage.sketch import SketchSpec
 
 from .build import resolve_grid
 from .calibration import calibrate, calibration_setup
@@ -62,6 +63,7 @@ class PlanReport:
     worker_memory: int = 0
     fit: str | None = None     # why a task would not fit a worker's memory, with a fix; None when it fits
     hvp_modes: list[dict[str, Any]] = field(default_factory=list)  # per mode: ms/HVP, ÷ gradient, deviation
+    sketch: dict[str, Any] | None = None  # storage.sketch: k, results per pair, bytes per sketch row per codec
     hvp: str = "forward"       # the configured mode (config.hvp)
     hvp_choice: str = "forward"  # the fastest mode that agrees with forward on the calibration pairs
     swap_steps: int = 0        # effect swap: its step sizes (K); swaps of each pair and checkpoint
@@ -109,12 +111,13 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
                       n_tasks=fit.shape.n_tasks, pairs_per_task=cfg.pairs.per_task, n_params=spec.size,
                       n_tensors=len(spec.entries), n_stored=stored.size, keep=keep, dtype=cfg.precision,
                       device=str(device), chunk_size=chunk, memory=_memory_rows(cfg, fit, chunk, spec.size, dtype),
-                      calibration=cal, codecs=_codec_rows(cfg, values) if stored.size else [],
+                      calibration=cal, codecs=_codec_rows(cfg, values if stored.size else brackets.numpy()),
                       codec=cfg.storage.codec, workers=cfg.cluster.workers, grid=str(cfg.pairs.mode),
                       n_files=fit.shape.n_files, block=fit.shape.block, field=str(cfg.field.name),
                       worker_memory=fit.share, fit=fit.problem, hvp=str(cfg.hvp), hvp_choice=choice, hvp_modes=modes,
                       swap_steps=pair_arrays(cfg)[1], batch_size=None if grid.batches is None else len(grid.batches[0]),
-                      task=str(cfg.task.name), measured=TASKS[cfg.task.name].measures)
+                      task=str(cfg.task.name), measured=TASKS[cfg.task.name].measures,
+                      sketch=_sketch_rows(cfg, brackets.numpy()))
 
 
 def _codec_rows(cfg: DictConfig, values: np.ndarray) -> list[dict[str, Any]]:
@@ -133,6 +136,25 @@ def _codec_rows(cfg: DictConfig, values: np.ndarray) -> list[dict[str, Any]]:
         rows.append({"codec": preset, "bytes_per_pair": nbytes / len(values), "ratio": nbytes / values.nbytes,
                      "raw_bytes_per_pair": raw, "l2_rel_error": err})
     return rows
+
+
+def _sketch_rows(cfg: DictConfig, vectors: np.ndarray) -> dict[str, Any] | None:
+    """storage.sketch: k, the sketched results per pair (:func:`pair_arrays`; each example's gradient adds one per
+    checkpoint) and the bytes of one sketch row under each codec, from the calibration vectors' sketches (the
+    same S a sweep uses, encoded in memory); None without a sketch."""
+    st = cfg.storage
+    if not st.sketch:
+        return None
+    spec = SketchSpec(int(st.sketch), d=vectors.shape[1], s=int(st.sketch_nonzeros), seed=int(st.sketch_seed))
+    sketches = spec.apply(vectors).astype(vectors.dtype)
+    rows = {}
+    for preset in CODEC_PRESETS:
+        try:
+            rows[preset] = encode_roundtrip(sketches, preset, level=st.level, keepbits=st.keepbits,
+                                            inner=st.inner_chunk)[0] / len(sketches)
+        except Exception:  # noqa: BLE001 - e.g. float16 range: that codec cannot store them
+            rows[preset] = None
+    return {"k": spec.k, "per_pair": pair_arrays(cfg)[0], "bytes_per_row": rows}
 
 
 def _memory_rows(cfg: DictConfig, fit: Any, chunk: int, n_params: int, dtype: torch.dtype) -> dict[str, int]:

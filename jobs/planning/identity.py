@@ -17,9 +17,9 @@ EXECUTION_KEYS = ("cluster", "chunk_size", "hvp", "storage.options", *CHECKPOINT
 # What defines a sweep's results (its identity); everything else is an execution setting.
 IDENTITY_KEYS = ("model", "data", "task", "checkpoints", "examples", "pairs", "field", "precision", "seed",
                  "storage.codec", "storage.level", "storage.keepbits", "storage.keep", "storage.inner_chunk", "derived",
-                 "effects", "swap_epsilon")
+                 "effects", "swap_epsilon", "storage.sketch", "storage.sketch_nonzeros", "storage.sketch_seed")
 # identity keys added after stores existed: recorded only when set, so that an older store keeps its identity
-LATER_IDENTITY_KEYS = ("effects", "swap_epsilon")
+LATER_IDENTITY_KEYS = ("effects", "swap_epsilon", "storage.sketch")
 LATER_PAIR_KEYS = ("unit", "batch_size")  # the same for keys of the pairs group
 LATER_TRAINING_KEYS = {"optimizer": "adam", "weight_decay": 0.0}  # and of checkpoints=train, at these defaults
 
@@ -46,5 +46,7 @@ def identity_of(cfg: DictConfig) -> dict[str, Any]:
     for key in LATER_IDENTITY_KEYS:
         if out[key] is None:
             del out[key]
+    if "storage.sketch" not in out:  # the sketch's own settings define nothing without a sketch
+        del out["storage.sketch_nonzeros"], out["storage.sketch_seed"]
     out["pairs"] = {k: v for k, v in out["pairs"].items() if not (k in LATER_PAIR_KEYS and v is None)}
     return out

@@ -107,10 +107,14 @@ def _disk_lines(r: PlanReport) -> list[str]:
     """Bytes on disk per codec preset, from the calibration brackets."""
     lines: list[str] = []
     raw_nxn = r.n_checkpoints * r.n_examples ** 2 * r.n_params * (4 if r.dtype == "float32" else 8)
+    summary = r.keep == "summary"
+    if summary:
+        lines.append("disk         no parameter-sized arrays (storage.keep=summary): tables, logit deltas"
+                     + (" and the sketches below" if r.sketch else "") + "; storage.keep=all would store:")
     if r.codecs:
         what = "brackets" if "bracket" in r.calibration["effects"] else "exact swaps (one step size)"
-        lines += [f"disk         {what} on disk, estimated from the calibration pairs (raw n×n: the full "
-                  f"n×n matrix of every checkpoint, {format_bytes(raw_nxn)}):",
+        lines += [f"{'             ' if summary else 'disk        '} {what} on disk, estimated from the calibration "
+                  f"pairs (raw n×n: the full n×n matrix of every checkpoint, {format_bytes(raw_nxn)}):",
                   f"               {'codec':<14} {'bytes/pair':>11} {'sweep total':>12} {'vs raw n×n':>11} "
                   f"{'L2 rel. err':>12}"]
         for c in r.codecs:
@@ -122,6 +126,21 @@ def _disk_lines(r: PlanReport) -> list[str]:
             lines.append(f"               {c['codec'] + mark:<14} {format_bytes(c['bytes_per_pair']):>11} "
                          f"{format_bytes(total):>12} {total / raw_nxn:>10.3f}x {c['l2_rel_error']:>12.1e}")
         lines.append("               (* storage.codec; gradients add about E/P of this, tables a few KiB per task)")
-    else:
-        lines.append("disk         no parameter-sized arrays (storage.keep=summary): tables and logit deltas only")
+    return lines + _sketch_lines(r)
+
+
+def _sketch_lines(r: PlanReport) -> list[str]:
+    """The bytes of the sweep's sketches (storage.sketch) per codec: every pair result and example gradient."""
+    if not r.sketch:
+        return []
+    sk = r.sketch
+    rows = r.n_checkpoints * (r.n_pairs * sk["per_pair"] + r.n_examples)
+    lines = [f"sketches     storage.sketch={sk['k']}: S·v of every parameter-sized result ({sk['per_pair']} per pair, "
+             f"one per example gradient), {rows:,} rows of {sk['k']:,} numbers:",
+             f"               {'codec':<14} {'bytes/row':>11} {'sweep total':>12}"]
+    for codec, per_row in sk["bytes_per_row"].items():
+        mark = "*" if codec == r.codec else " "
+        sizes = "cannot store these values" if per_row is None else \
+            f"{format_bytes(per_row):>11} {format_bytes(per_row * rows):>12}"
+        lines.append(f"               {codec + mark:<14} {sizes}")
     return lines

@@ -136,6 +136,11 @@ class StorageConfig:
     keep: Any = opt("all", "all | summary | tensor-name globs, e.g. '[fc.*,layer4.*]'")
     inner_chunk: int = opt(1 << 18, "flat-axis elements per inner chunk (lazy-read granularity)", min=1)
     overwrite: bool = opt(False, "replace an existing lie-sweep store at path (never another directory)")
+    sketch: Optional[int] = opt(None, "k: also store S·v, a seeded k-row sketch of every parameter-sized result (with "
+                                      "keep=summary: only it; null: off; storage/README.md: sketches)", min=1)
+    sketch_nonzeros: int = opt(1, "sketch: nonzeros per coordinate (s; k must be a multiple; 1: CountSketch, the "
+                                  "same variance bound at a fraction of the cost)", min=1)
+    sketch_seed: int = opt(0, "sketch: the seed of S", min=0, max=(1 << 23) - 1)
     options: dict[str, Any] = opt(help="fsspec storage options, e.g. storage.options.endpoint_url=http://host:9000",
                                   factory=dict)
 

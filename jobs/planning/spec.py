@@ -31,6 +31,7 @@ from storage.identity import identity_hash
 from storage.layout import StoreLayout
 from storage.location import check_creatable
 from storage.meta import StoreMeta
+from storage.sketch import SketchSpec
 
 from .build import ResolvedGrid, epsilon_of, resolve_grid
 from .checks import swap_epsilons, sweep_effects
@@ -138,7 +139,15 @@ class SweepSpec:
                            example_block=block, keeps_gram=False,
                            keeps_order="order" in self.effects, swap_epsilons=self.swap_epsilons,
                            keeps_brackets="bracket" in self.effects,
-                           effect_arrays=tuple(a for e in self.effect_kinds for a in e.arrays))
+                           effect_arrays=tuple(a for e in self.effect_kinds for a in e.arrays),
+                           sketch_k=int(st.sketch or 0), sketch_s=int(st.sketch_nonzeros),
+                           sketch_seed=int(st.sketch_seed))
+
+    def sketch_spec(self) -> SketchSpec | None:
+        """The sketch S of every parameter-sized result (storage.sketch; None: off), over all D parameters."""
+        st = self.config.storage
+        return None if not st.sketch else SketchSpec(int(st.sketch), d=self.n_params, s=int(st.sketch_nonzeros),
+                                                     seed=int(st.sketch_seed))
 
     def store_meta(self, n_tasks: int) -> dict[str, Any]:
         """The metadata written into the store (config without storage options, identity, provenance, specs)."""

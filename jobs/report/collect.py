@@ -8,7 +8,9 @@ effective rank: :func:`lie_sweep.spectra.effective_rank_of_gram`).
 * for the *shown* pairs only (every grid pair between two shown examples, plus the top pairs): their
   ``logit_deltas`` chunks and their tasks' ``pair_rms`` table parts;
 * per checkpoint × output, the mean |logit delta| over all completed pairs
-  (:meth:`Sweep.output_movement`, streamed).
+  (:meth:`Sweep.output_movement`, streamed);
+* per checkpoint, the cosines among the top pairs' order effects (:mod:`jobs.report.similarity`: the sketches,
+  or full arrays small enough to read).
 
 Only completed tasks count (the reader filters tables by completion marks, and logit deltas are
 masked by them), so a store that is still being written reports what is finished.
@@ -29,6 +31,7 @@ from storage.scores import SCORES, default_score
 from storage.reader import Sweep, rank_pairs
 
 from .checkpoint_stats import checkpoint_stats, rankings, verify_curves
+from .similarity import similarity_panel
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,6 +76,7 @@ class ReportData:
     outputs: np.ndarray | None
     outputs_pairs: list[int] = field(default_factory=list)
     verify: dict[str, Any] | None = None
+    similarity: dict[str, Any] | None = None   # the top pairs' effects' cosines (jobs.report.similarity)
 
     @property
     def shown(self) -> list[int]:
@@ -261,7 +265,8 @@ def collect_report(sweep: Sweep, *, top: int = 16, examples: Sequence[int] | Non
                       tensors=tensors, rms_bracket=rms_bracket,
                       rms_grad=rms_grad, loss_mean=mean, loss_q10=q10, loss_q90=q90, losses=per,
                       ckpt_stats=stats, rank_scope=scope, rankings=rankings(sweep, fits, table, by, top_pairs),
-                      outputs=outputs, outputs_pairs=n_out_pairs, verify=verify_curves(sweep))
+                      outputs=outputs, outputs_pairs=n_out_pairs, verify=verify_curves(sweep),
+                      similarity=similarity_panel(sweep))
 
 
 def shrink(data: ReportData, k: int) -> ReportData:

@@ -89,6 +89,7 @@ def payload(data: ReportData, thumbs: Thumbnails, logit_enc: str = "f16s", expli
         "outputs": None if data.outputs is None else encode(data.outputs, "f32"),
         "outputs_pairs": data.outputs_pairs,
         "verify": data.verify,
+        "similarity": data.similarity,
         "images": {"examples": {str(k): v for k, v in thumbs.images.items()}, "note": thumbs.note,
                    "texts": {str(k): v for k, v in thumbs.texts.items()}},
     }

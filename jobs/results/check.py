@@ -46,12 +46,16 @@ def _task_problems(store: SweepStore, task: Task, mark: dict[str, Any]) -> tuple
         "gram": lambda: g["gram"][c], "swap_logit_deltas": lambda: g["swap_logit_deltas"][c, :, rows]}
     for name in ("order1", "order2", *store.layout.effect_arrays):      # per-pair arrays sharded like brackets
         reads[name] = lambda name=name: g[name][c, rows, :]
+    for name in store.layout.sketched:                                   # storage.sketch: S·v of each result
+        reads[f"sketch {name}"] = (lambda name=name: g[f"sketch_{name}"][c, :, rows]) if name == "swaps" else \
+            (lambda name=name: g[f"sketch_{name}"][c, rows])
     for k in range(len(store.layout.swap_epsilons)):                   # effect swap: a shard per step size
         reads[f"swaps {k}"] = lambda k=k: g["swaps"][c, k, rows, :]
     for block in task.example_blocks:
         start, stop = store.layout.block_range(block)
         reads[store.layout.block_key("gradients", block)] = lambda s=slice(start, stop): g["gradients"][c, s]
         reads[store.layout.block_key("losses", block)] = lambda s=slice(start, stop): g["losses"][c, s]
+        reads[f"sketch gradients {block}"] = lambda s=slice(start, stop): g["sketch_gradients"][c, s]
     files = store.files_of(task)
     problems, damaged = [], set()
     for what, path in files.items():

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from storage.accounting import compression, throughput
+from storage.accounting import compression, sketch_note, throughput
 from storage.ranking import rank_examples
 from storage.reader import Sweep, open_sweep, rank_pairs
 from storage.scores import default_score
@@ -85,7 +85,7 @@ def measured(sweep: Sweep) -> tuple[str, str]:
 def _rates(sweep: Sweep) -> str:
     """Compression and throughput as ``status`` and the run's account define them (storage.accounting)."""
     ratio, rate = compression(sweep.store).ratio, throughput(sweep.store).pairs_per_second
-    return ((f" (compression ratio {ratio:.2f}x)" if ratio else "")
+    return ((f" (compression ratio {ratio:.2f}x)" if ratio else "") + sketch_note(sweep.store)
             + (f"; {rate:.1f} pairs/s once workers were ready" if rate else ""))
 
 

@@ -63,3 +63,16 @@ def demo(tmp_path_factory, local_ray):
     finally:
         os.chdir(here)
     return out / "sweep", out / "sweep-report.html"
+
+
+@pytest.fixture(scope="session")
+def demo_swaps(demo):
+    """The README's second sweep on the demo's checkpoints: the exact swaps beside the leading order, sketched
+    (`lie-sweep run 'effects=[bracket,swap]' storage.sketch=1024 checkpoints=glob …
+    storage.path=lie-sweep-out/swaps`)."""
+    from jobs.cli import main
+
+    out = demo[0].parent
+    assert main(["run", "effects=[bracket,swap]", "storage.sketch=1024", "checkpoints=glob",
+                 f"checkpoints.glob={out / 'checkpoints'}", f"storage.path={out / 'swaps'}"]) == 0
+    return out / "swaps"

@@ -150,7 +150,8 @@ def test_a_toy_effect_stores_its_array_and_column_through_its_registry_entry_alo
     from jobs.execution.runs import resume_sweep
     from jobs.results.show import show_store
 
-    result = run_sweep(small("effects=[bracket,grad_gap]", "derived.eval_count=0"), log=lambda m: None)
+    result = run_sweep(small("effects=[bracket,grad_gap]", "derived.eval_count=0", "storage.sketch=16"),
+                       log=lambda m: None)
     assert not result.report.failures
     store = tmp_path / "s.zarr"
     sweep = ls.open_sweep(str(store))
@@ -163,6 +164,10 @@ def test_a_toy_effect_stores_its_array_and_column_through_its_registry_entry_alo
             np.testing.assert_allclose(gap, grads[c, pos[int(i)]] - grads[c, pos[int(j)]], rtol=1e-6, atol=1e-7)
             back = sweep.pair_array("grad_gap", step, int(j), int(i))     # antisymmetric: the reversed pair negates
             assert np.array_equal(np.concatenate([v.reshape(-1) for v in back.values()]), -gap)
+    full = np.asarray(sweep.store.group["grad_gap"][:], dtype=np.float64)   # the sketch takes its array too
+    sketch = sweep.sketch("grad_gap")
+    assert sketch.shape == full.shape[:-1] + (16,)
+    np.testing.assert_allclose(sketch, sweep.sketch_spec().apply(full), rtol=0, atol=1e-5 * np.abs(sketch).max())
     sweep.store.ledger.clear_mark(0)
     assert [r["task_id"] for r in resume_sweep(str(store), log=lambda m: None).report.completed] == [0]
     assert "gradient cosines of the pairs: median" in show_store(str(store))

@@ -24,7 +24,7 @@ CHROMIUM = os.environ.get("LIE_SWEEP_CHROMIUM") or shutil.which("chromium") or s
 # as root, without a sandbox; no background connections (this machine has no network to give them)
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-PLOTS = ["loss-plot", "ckpt-plot", "matrix-plot", "heatmap-plot", "scatter-plot", "outputs-plot"]
+PLOTS = ["loss-plot", "ckpt-plot", "matrix-plot", "heatmap-plot", "scatter-plot", "outputs-plot", "similarity-plot"]
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +228,29 @@ def test_a_store_without_logit_deltas_or_arrays_renders_what_it_has(browser, ref
         assert "Adam" in opened.page.inner_text("#conventions")
         z = np.array(opened.js("document.getElementById('matrix-plot').data[0].z"), dtype=np.float64)
         assert np.array_equal(z, z.T)
+        assert "keeps no direction" in opened.page.inner_text("#similarity-caption")
+    finally:
+        opened.close()
+
+
+def test_the_similarity_panel_shows_the_sketched_effects_cosines_clustered(browser, demo_swaps, tmp_path, artifacts):
+    sweep = open_sweep(str(demo_swaps))
+    out = tmp_path / "swaps.html"
+    write_report(str(demo_swaps), str(out))
+    opened = Opened(browser, out)
+    try:
+        assert opened.errors == []
+        opened.js(f"window.lieSweep.setCheckpoint({len(sweep.steps) - 1})")
+        want = sweep.similarities(sweep.steps[-1], use="sketch", top=12)
+        order = want["top_order"]
+        z = np.array(opened.js("document.getElementById('similarity-plot').data[0].z"), dtype=np.float64)
+        np.testing.assert_allclose(z, want["top_cos"][np.ix_(order, order)], rtol=0, atol=1e-12)
+        labels = opened.js("document.getElementById('similarity-plot').data[0].x")
+        rows = want["top_pairs"].iloc[order]
+        assert labels == [f"({r.i}, {r.j})" for r in rows.itertuples()]
+        caption = opened.page.inner_text("#similarity-caption")
+        assert "sketches (k = 1024" in caption and "θ_ij − θ_ji" in caption
+        opened.page.locator("#panel-similarity").screenshot(path=str(artifacts / "report-similarity.png"))
     finally:
         opened.close()
 

@@ -84,14 +84,20 @@ def _readme_block(marker: str) -> str:
     return re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", text, re.S).group(1)
 
 
-def test_the_readmes_reading_without_lie_sweep_runs_as_written(demo, capsys):
+def test_the_readmes_reading_without_lie_sweep_runs_as_written(demo, demo_swaps, capsys):
     store, _ = demo
     here = os.getcwd()
     os.chdir(store.parent.parent)       # where `lie-sweep run` made lie-sweep-out/
+    names = {}
     try:
-        exec(compile(_readme_block("reading-without-lie-sweep"), "README.md", "exec"), {})
+        exec(compile(_readme_block("reading-without-lie-sweep"), "README.md", "exec"), names)
     finally:
         os.chdir(here)
+    from storage.sketch import SketchSpec
+
+    sweep = open_sweep(str(demo_swaps))                 # its numpy S is the store's S
+    np.testing.assert_allclose(names["S"](names["g"]), sweep.sketch_spec().apply(names["g"]), rtol=0, atol=1e-12)
+    assert sweep.sketch_spec() == SketchSpec.from_attrs(names["sk"].attrs)
 
 
 def test_a_marker_that_disagrees_with_the_store_is_refused_on_open(reference, tmp_path):

@@ -507,6 +507,32 @@
       : `Checkpoint step ${steps[state.c]} was not verified.`;
     return Plotly.react("verify-plot", traces, layout, CONFIG);
   }
+  function drawSimilarity() {
+    const S = D.similarity, caption = document.getElementById("similarity-caption");
+    const row = S ? S.steps[state.c] : null;
+    if (!row || row.pairs.length < 2) {
+      caption.textContent = S ? `Fewer than two completed pairs at step ${steps[state.c]}.` :
+        "This store keeps no direction of its order effects (storage.keep=summary without storage.sketch, or full arrays too large " +
+        "to read for a page): run the sweep with storage.sketch=1024 to see which effects point the same way.";
+      document.getElementById("similarity-plot").style.display = S ? "" : "none";
+      return S ? Plotly.react("similarity-plot", [], { font: FONT, height: 380 }, CONFIG) : Promise.resolve();
+    }
+    const labels = row.pairs.map((p) => "(" + p[0] + ", " + p[1] + ")");
+    const what = S.effect === "swap" ? "θ_ij − θ_ji" : "[u_i,u_j]";
+    const trace = { type: "heatmap", z: row.cos, x: labels, y: labels, zmin: -1, zmax: 1, colorscale: DIVERGING,
+      customdata: row.cos.map((r, a) => r.map((_, b) => [row.cos_mean[a], row.cos_mean[b]])),
+      hovertemplate: "%{y} · %{x}: cos %{z:.2f}<br>cos with the mean gradient: %{customdata[0]:.2f}, %{customdata[1]:.2f}<extra></extra>",
+      colorbar: { title: { text: "cos", side: "right" }, thickness: 12 } };
+    const layout = { font: FONT, height: 380, margin: { l: 80, r: 12, t: 8, b: 80 },
+      xaxis: { type: "category", tickangle: -45 }, yaxis: { type: "category", autorange: "reversed" } };
+    const src = S.source === "sketch" ? `their sketches (k = ${S.k}; each cosine within about ±${fmt(Math.sqrt(2 / S.k), 1)} in standard deviation)` : "the full stored vectors";
+    const mean = row.cos_mean.filter((v) => v !== null);
+    caption.textContent = `Cosines between the order effects ${what} of the ${row.pairs.length} largest pairs at step ${steps[state.c]}, ` +
+      `ordered so that effects pointing the same way sit together (average linkage), from ${src}. ` +
+      `Their cosines with the checkpoint's mean gradient range over [${fmt(Math.min(...mean), 1)}, ${fmt(Math.max(...mean), 1)}] ` +
+      "(positive: i then j ends at a higher mean loss than j then i, to first order).";
+    return Plotly.react("similarity-plot", [trace], layout, CONFIG);
+  }
   const PAIR_COLUMNS = [["norm", "‖[u_i,u_j]‖"], ["c", "c"], ["r2", "R²"], ["logit_rms", "logit RMS"], ["swap_norm", "‖θ_ij − θ_ji‖"],
                         ["swap_logit_rms", "exact logit RMS"], ["lead_rel_err", "lead err"]];
   const BY_TEXT = {
@@ -569,7 +595,8 @@
     document.getElementById("ckpt-slider").value = String(c);
     checkpointLabel();
     drawTables();
-    return Promise.all([drawLoss(), drawCheckpointStats(), drawMatrix(), drawHeatmap(), drawScatter(), drawOutputs(), drawVerify()]);
+    return Promise.all([drawLoss(), drawCheckpointStats(), drawMatrix(), drawHeatmap(), drawScatter(), drawOutputs(), drawVerify(),
+                        drawSimilarity()]);
   }
   function defaultPair() {
     for (const row of D.rankings[state.c].pairs) if (pairIndex.has(row.i + "," + row.j)) return [row.i, row.j];
@@ -585,7 +612,8 @@
   if (first) state.sel = { p: pairIndex.get(first[0] + "," + first[1]), flip: false };
   checkpointLabel();
   drawTables();
-  const ready = Promise.all([drawLoss(), drawCheckpointStats(), drawMatrix(), drawHeatmap(), drawScatter(), drawOutputs(), drawVerify()]).then(() => {
+  const ready = Promise.all([drawLoss(), drawCheckpointStats(), drawMatrix(), drawHeatmap(), drawScatter(), drawOutputs(), drawVerify(),
+                             drawSimilarity()]).then(() => {
     document.getElementById("matrix-plot").on("plotly_click", (ev) => {
       const pt = ev.points[0];
       select(shown[Math.round(pt.y)], shown[Math.round(pt.x)]);
