@@ -31,7 +31,8 @@ from bench_effects import MODELS, interleaved, trained  # noqa: E402
 from lie_sweep import bracket_kernel, stack_examples  # noqa: E402
 from lie_sweep.fields import SGDField, eval_mode  # noqa: E402
 from lie_sweep.kernel import compute_example_fields  # noqa: E402
-from lie_sweep.sketch import Sketcher, SketchSpec  # noqa: E402
+from lie_sweep.sketch import Sketcher  # noqa: E402
+from storage.sketch import SketchSpec  # noqa: E402
 from lie_sweep.swap import FieldRule, swap_kernel  # noqa: E402
 
 

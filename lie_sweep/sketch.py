@@ -10,11 +10,28 @@ arbitrary order).
 
 from __future__ import annotations
 
+from typing import Protocol
+
+import numpy as np
 import torch
 
-from storage.sketch import SketchSpec
+__all__ = ["Sketcher", "SketchMatrix"]
 
-__all__ = ["Sketcher", "SketchSpec"]
+
+class SketchMatrix(Protocol):
+    """What :class:`Sketcher` needs of a sketch: :class:`storage.sketch.SketchSpec` (the one definition of S, in
+    numpy; jobs hands it over, so this package never imports storage)."""
+
+    k: int
+    s: int
+    d: int
+
+    @property
+    def scale(self) -> float:
+        """1/√s, each nonzero's magnitude."""
+
+    def rows_and_signs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(s, D) rows h_r(d) and signs σ_r(d) of S's nonzeros."""
 
 
 class Sketcher:
@@ -24,7 +41,7 @@ class Sketcher:
     sign is +1 and to column k + h_r(d) when it is −1, so that S·v = (P − N)/√s needs s ``index_add_`` passes over
     the vectors and no signed copy of them (a copy per pass costs twice the pass itself on a CPU)."""
 
-    def __init__(self, spec: SketchSpec, device: torch.device | str = "cpu") -> None:
+    def __init__(self, spec: SketchMatrix, device: torch.device | str = "cpu") -> None:
         self.spec = spec
         rows, signs = spec.rows_and_signs()
         columns = rows + spec.k * (signs < 0)

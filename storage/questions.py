@@ -26,7 +26,7 @@ from .sketch import SketchSpec
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .reader import Sweep
+Sweep = Any  # a storage.reader.Sweep (the reader imports this module: no import back)
 
 __all__ = ["effect_on", "similarities", "sketch_spec", "cluster_order", "EFFECT_ARRAYS"]
 
@@ -34,7 +34,7 @@ EFFECT_ARRAYS = {"swap": "swaps", "bracket": "brackets"}  # the order effect a q
 _PAIR_BLOCK = 1 << 14
 
 
-def sketch_spec(sweep: "Sweep") -> SketchSpec | None:
+def sketch_spec(sweep: Sweep) -> SketchSpec | None:
     """The sketch S of a store (None: not sketched), from its layout."""
     layout = sweep.store.layout
     if not layout.sketch_k:
@@ -43,7 +43,7 @@ def sketch_spec(sweep: "Sweep") -> SketchSpec | None:
                       seed=layout.sketch_seed)
 
 
-def _source(sweep: "Sweep", effect: str, use: str) -> tuple[str, str]:
+def _source(sweep: Sweep, effect: str, use: str) -> tuple[str, str]:
     """(array to read, "sketch" or "full") for ``effect`` with ``use`` auto | sketch | full."""
     if effect not in EFFECT_ARRAYS:
         raise StoreKeyError(f"unknown order effect {effect!r}", expected=" | ".join(EFFECT_ARRAYS), found=repr(effect),
@@ -69,14 +69,14 @@ def _source(sweep: "Sweep", effect: str, use: str) -> tuple[str, str]:
     return name, "full"
 
 
-def _effect_rows(sweep: "Sweep", array: str, c: int, k: int, start: int, stop: int) -> np.ndarray:
+def _effect_rows(sweep: Sweep, array: str, c: int, k: int, start: int, stop: int) -> np.ndarray:
     """Rows [start, stop) of an effect array at checkpoint c (swaps: step size k), float64, NaN where not done."""
     a = sweep.store.group[array]
     rows = a[c, k, start:stop] if array.endswith("swaps") else a[c, start:stop]
     return np.asarray(rows, dtype=np.float64)
 
 
-def _completed_blocks(sweep: "Sweep", array: str, c: int, k: int, done: np.ndarray):
+def _completed_blocks(sweep: Sweep, array: str, c: int, k: int, done: np.ndarray):
     """(pair indices, their effect rows) of checkpoint c's completed pairs, _PAIR_BLOCK pairs at a time, so that
     memory stays bounded by one block whatever the grid's size."""
     layout = sweep.store.layout
@@ -87,7 +87,7 @@ def _completed_blocks(sweep: "Sweep", array: str, c: int, k: int, done: np.ndarr
             yield np.arange(start, stop)[ok], _effect_rows(sweep, array, c, k, start, stop)[ok]
 
 
-def effect_on(sweep: "Sweep", gradients: Mapping[Any, np.ndarray], *, effect: str = "swap",
+def effect_on(sweep: Sweep, gradients: Mapping[Any, np.ndarray], *, effect: str = "swap",
               epsilon: float | None = None, steps: Sequence[int] | None = None, use: str = "auto") -> "pd.DataFrame":
     """The first-order change of each test item's loss caused by each stored order effect (module docstring):
     one row per checkpoint × test item × completed pair, with ``change`` = L_t(θ_ij) − L_t(θ_ji) to first order,
@@ -157,7 +157,7 @@ def cluster_order(cos: np.ndarray) -> list[int]:
     return clusters[0] if clusters else []
 
 
-def similarities(sweep: "Sweep", step: int, *, effect: str = "swap", top: int = 16, use: str = "auto",
+def similarities(sweep: Sweep, step: int, *, effect: str = "swap", top: int = 16, use: str = "auto",
                  epsilon: float | None = None) -> dict[str, Any]:
     """Which way a checkpoint's order effects point (module docstring), read a block of pairs at a time:
 
@@ -206,7 +206,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-300)
 
 
-def _done_tasks(sweep: "Sweep") -> np.ndarray:
+def _done_tasks(sweep: Sweep) -> np.ndarray:
     """Whether each task of the store is complete (by task id)."""
     layout = sweep.store.layout
     done = np.zeros(layout.n_checkpoints * layout.n_tasks_per_checkpoint, dtype=bool)

@@ -16,7 +16,6 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,25 +41,11 @@ from . import rows
 from .derive import example_rows, require_finite
 from .effect_steps import TaskEffects, TaskInputs, step_of, task_tables
 from .field_cache import ExampleRows, FieldCache
+from .task_output import Computed, write_task
 from .phase_clock import PhaseClock
 from .worker_env import WORKER_VARIABLES, peak_rss, ray_node_id
 
 __all__ = ["BracketWorker"]
-
-
-@dataclass
-class _Computed:
-    """A task's results, computed and ready to write (numpy; parameter-sized arrays on the kept tensors)."""
-
-    values: np.ndarray | None
-    pair_values: dict[str, np.ndarray]       # order1, order2 and a registered effect's arrays (kept tensors)
-    logits: np.ndarray | None
-    tables: dict[str, dict]
-    norms: list[float]
-    examples: int
-    loads: int
-    swaps: tuple[np.ndarray | None, np.ndarray | None] | None = None   # (swaps, swap logit deltas): effect swap
-    sketches: dict[str, np.ndarray] = field(default_factory=dict)   # storage.sketch: S·v of each result (all D)
 
 
 class BracketWorker:
@@ -175,7 +160,7 @@ class BracketWorker:
                              workspace=self._kernel_workspace())
         return out.brackets
 
-    def _compute_task(self, task: Task, clock: PhaseClock) -> _Computed:
+    def _compute_task(self, task: Task, clock: PhaseClock) -> Computed:
         """Everything a task stores, computed at its checkpoint (each effect's results, logit deltas, tables,
         its owned example blocks, written here one by one so that a task owning many holds one at a time)."""
         if self.loaded != task.checkpoint:
@@ -198,7 +183,7 @@ class BracketWorker:
         clock.lap("logits_s")
         tables = task_tables(step, np.arange(task.start, task.stop), self.pair_table[task.start:task.stop], inputs,
                              out, logits, lead, self.full_spec, self.spec.epsilon, self.spec.swap_epsilons)
-        computed = _Computed(self._stored(out.brackets) if self.keeps_params and out.brackets is not None else None,
+        computed = Computed(self._stored(out.brackets) if self.keeps_params and out.brackets is not None else None,
                              {**{name: self._stored(t) for name, t in zip(("order1", "order2"), out.order or ())
                                  if self.keeps_params},
                               **{name: self._stored(t) for name, t in out.arrays.items() if self.keeps_params}},
@@ -265,9 +250,9 @@ class BracketWorker:
             out = self._compute_task(task, clock)
             compute = clock.total(exclude=("wait_s",))
             if not self.overlap_writes:
-                files = self._write(task, out, clock)
+                files = write_task(self.store, task, out, clock)
         if self.overlap_writes:
-            files = self._write(task, out, clock)
+            files = write_task(self.store, task, out, clock)
         return {"task_id": task.task_id, "checkpoint": task.checkpoint, "start": task.start, "stop": task.stop,
                 "compute_s": compute, "write_s": clock.total(exclude=("wait_s",)) - compute,
                 "phases": clock.finish(), "norms": out.norms, "files": files,
@@ -276,26 +261,6 @@ class BracketWorker:
                 "peak_rss": peak_rss(), "hvp": None if self.hvp is None else self.hvp.mode,
                 "finished": time.time(), "env": {k: os.environ.get(k) for k in WORKER_VARIABLES},
                 "threads": torch.get_num_threads()}
-
-    def _write(self, task: Task, out: _Computed, clock: PhaseClock) -> dict[str, str]:
-        """Write a task's arrays and table parts; the SHA-256 of every file written."""
-        if out.values is not None:
-            self.store.write_brackets(task.checkpoint, task.start, out.values)
-        for name, array in out.pair_values.items():
-            self.store.write_brackets(task.checkpoint, task.start, array, name)
-        if out.swaps is not None:
-            self.store.write_swaps(task.checkpoint, task.start, *out.swaps)
-        if out.sketches:
-            self.store.write_sketches(task, out.sketches, {})
-        clock.lap("write_arrays_s")
-        if out.logits is not None:
-            self.store.write_logit_deltas(task.checkpoint, task.start, out.logits)
-        for name, columns in out.tables.items():
-            self.store.write_table_part(name, task.checkpoint, task.task_id, columns)
-        clock.lap("write_tables_s")
-        files = self.store.digests(list(self.store.files_of(task).values()))
-        clock.lap("digests_s")
-        return files
 
     def _kernel_workspace(self) -> torch.Tensor | None:
         """The kernel's accumulator for a task of up to ``pairs.per_task`` pairs, allocated once and reused.
