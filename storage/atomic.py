@@ -16,15 +16,31 @@ import fsspec
 __all__ = ["write_atomic", "file_digest", "discard"]
 
 
+_MADE: set[tuple[int, str]] = set()   # (filesystem, folder) this process made or found: no makedirs per file
+
+
+def _folder(fs: fsspec.AbstractFileSystem, folder: str, again: bool = False) -> None:
+    key = (id(fs), folder)
+    if again or key not in _MADE:
+        fs.makedirs(folder, exist_ok=True)
+        _MADE.add(key)
+
+
 def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, tmp_dir: str) -> None:
     """Write ``data`` to ``path``: first to a unique file in ``tmp_dir``, then renamed into place; a write that
-    fails (a full disk) leaves neither file."""
-    fs.makedirs(tmp_dir, exist_ok=True)
-    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    fails (a full disk) leaves neither file. Folders are made once per process (again if one was removed since)."""
     tmp = posixpath.join(tmp_dir, f"{uuid.uuid4().hex}.tmp")
     try:
-        fs.pipe_file(tmp, data)
-        fs.mv(tmp, path)
+        for attempt in (False, True):
+            _folder(fs, tmp_dir, attempt)
+            _folder(fs, posixpath.dirname(path), attempt)
+            try:
+                fs.pipe_file(tmp, data)
+                fs.mv(tmp, path)
+                break
+            except FileNotFoundError:
+                if attempt:
+                    raise
     except BaseException:  # a full disk, an interrupt: no file is left behind in tmp_dir
         try:
             fs.rm_file(tmp)

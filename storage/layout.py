@@ -36,8 +36,10 @@ Task t = (checkpoint c, pairs [start, stop)) with start a multiple of ``pairs_pe
 (c, start // pairs_per_task). Examples are cut into blocks of ``example_block`` positions; block
 k's ``gradients`` shard and ``losses`` chunk at checkpoint c belong to one task of that checkpoint
 (blocks spread evenly over its tasks: see :func:`block_owners`). No two tasks write the same shard
-or chunk. Inner chunks are (1, 1, inner) along D, so reading one pair's tensor touches only its
-chunks.
+or chunk. Inner chunks are (1, r, inner): ``inner`` elements along D and r rows (pairs, examples), r the
+largest divisor of the shard's rows with r·inner ≤ ``inner_chunk`` (``inner_rows``; 1 in older stores, and
+whenever D alone fills a chunk), so reading one pair's tensor touches at most ``inner_chunk`` elements per
+chunk it reads, and a small model's shard is a few chunks instead of one per pair.
 
 Schema 4 made tasks tile-sized: before it, one block held all E examples (owned by a checkpoint's
 first task) and a (C, E, E) ``gram`` array existed; a layout read from an older store has
@@ -49,7 +51,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["SCHEMA_VERSION", "StoreLayout", "Task", "block_owners"]
+__all__ = ["SCHEMA_VERSION", "StoreLayout", "Task", "block_owners", "packed_rows"]
 
 # 2: keep, logit deltas, Gram matrices, Parquet tables; 3: arrays.zarr / tables / ledger side by side,
 # NaN fill, content digests in completion marks, step-S table folders, relative checkpoint provenance;
@@ -100,11 +102,14 @@ class StoreLayout:
     sketch_k: int = 0           # storage.sketch: k rows of the seeded sketch of every parameter-sized result (0: off)
     sketch_s: int = 1           # its nonzeros per coordinate (storage.sketch: block sparse JL, storage/sketch.py)
     sketch_seed: int = 0        # its seed
+    inner_rows: int = 1         # at most this many rows (pairs, examples) per inner chunk of a parameter-sized array
+                                # (1 in stores before it was recorded; new stores: inner_chunk // inner, see
+                                # :func:`packed_rows`)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "swap_epsilons", tuple(float(e) for e in self.swap_epsilons))
         object.__setattr__(self, "effect_arrays", tuple(str(a) for a in self.effect_arrays))
-        for name in ("n_checkpoints", "n_pairs", "n_examples", "pairs_per_task", "inner_chunk"):
+        for name in ("n_checkpoints", "n_pairs", "n_examples", "pairs_per_task", "inner_chunk", "inner_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, found {getattr(self, name)}")
         for name in ("n_params", "n_eval", "n_outputs", "example_block"):
@@ -150,6 +155,14 @@ class StoreLayout:
     def inner(self) -> int:
         """Inner chunk length along D (never longer than D)."""
         return max(1, min(self.inner_chunk, self.n_params))
+
+    def rows_per_chunk(self, shard_rows: int) -> int:
+        """Rows of an inner chunk of a shard of ``shard_rows`` rows: the largest divisor of ``shard_rows`` not above
+        ``inner_rows`` (zarr's shards hold whole inner chunks). A task's shard is then a few chunks of up to
+        ``inner_chunk`` elements each, not one chunk per pair: the codec pipeline's cost per chunk (~0.4 ms) made a
+        small model's 64-pair shard cost 33 ms to write, against 2.4 ms packed (benchmarks/bench_overhead.py)."""
+        top = max(1, min(self.inner_rows, shard_rows))
+        return next(r for r in range(top, 0, -1) if shard_rows % r == 0)
 
     @property
     def shard_params(self) -> int:
@@ -218,7 +231,8 @@ class StoreLayout:
     def swaps(self) -> dict:
         """Shape, inner chunks and shards of ``swaps`` (C, K, P, D): one shard per task and step size."""
         return {"shape": (self.n_checkpoints, len(self.swap_epsilons), self.n_pairs, self.n_params),
-                "chunks": (1, 1, 1, self.inner), "shards": (1, 1, self.pairs_per_task, self.shard_params),
+                "chunks": (1, 1, self.rows_per_chunk(self.pairs_per_task), self.inner),
+                "shards": (1, 1, self.pairs_per_task, self.shard_params),
                 "dims": ("checkpoint", "epsilon", "pair", "param")}
 
     def swap_logit_deltas(self) -> dict:
@@ -229,12 +243,14 @@ class StoreLayout:
 
     def brackets(self) -> dict:
         """Shape, inner chunks and shards of ``brackets`` (C, P, D): one shard per task."""
-        return {"shape": (self.n_checkpoints, self.n_pairs, self.n_params), "chunks": (1, 1, self.inner),
+        return {"shape": (self.n_checkpoints, self.n_pairs, self.n_params),
+                "chunks": (1, self.rows_per_chunk(self.pairs_per_task), self.inner),
                 "shards": (1, self.pairs_per_task, self.shard_params), "dims": ("checkpoint", "pair", "param")}
 
     def gradients(self) -> dict:
         """Shape, inner chunks and shards of ``gradients`` (C, E, D): one shard per checkpoint × example block."""
-        return {"shape": (self.n_checkpoints, self.n_examples, self.n_params), "chunks": (1, 1, self.inner),
+        return {"shape": (self.n_checkpoints, self.n_examples, self.n_params),
+                "chunks": (1, self.rows_per_chunk(self.block), self.inner),
                 "shards": (1, self.block, self.shard_params), "dims": ("checkpoint", "example", "param")}
 
     def losses(self) -> dict:
@@ -295,7 +311,14 @@ class StoreLayout:
                 **({} if self.keeps_brackets else {"keeps_brackets": False}),
                 **({"effect_arrays": list(self.effect_arrays)} if self.effect_arrays else {}),
                 **({"sketch_k": self.sketch_k, "sketch_s": self.sketch_s, "sketch_seed": self.sketch_seed}
-                   if self.sketch_k else {})}
+                   if self.sketch_k else {}),
+                **({"inner_rows": self.inner_rows} if self.inner_rows != 1 else {})}
+
+
+def packed_rows(n_params: int, inner_chunk: int) -> int:
+    """Rows a new store packs into one inner chunk: as many whole rows of D = ``n_params`` as fit in
+    ``inner_chunk`` elements (1 when a row alone fills one)."""
+    return max(1, inner_chunk // max(1, min(inner_chunk, n_params)))
 
 
 def block_owners(n_examples: int, block: int, n_pairs: int, pairs_per_task: int) -> tuple[int, ...]:

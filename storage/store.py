@@ -447,7 +447,8 @@ class SweepStore:
         steps = (step_of_folder(p) for p in self.fs.ls(where, detail=False))
         return sorted(s for s in steps if s is not None)
 
-    def read_table(self, table: str, steps: Sequence[int] | None = None, tasks: Iterable[int] | None = None):
+    def read_table(self, table: str, steps: Sequence[int] | None = None, tasks: Iterable[int] | None = None,
+                   columns: Sequence[str] | None = None):
         """``table``'s rows (a pyarrow Table) at ``steps`` (all when None); reads only those folders, and
         of them only the parts of ``tasks`` when given (a task's part holds exactly its own rows).
 
@@ -464,7 +465,7 @@ class SweepStore:
             if where is None:
                 continue
             paths += [p for p in sorted(self.fs.ls(where, detail=False)) if task_of_part(p) in done]
-        return read_parts(self.fs, paths)
+        return read_parts(self.fs, paths, columns)
 
     # -- the verify table: written whole by `lie-sweep verify`, not by tasks --------------------------
     @property

@@ -45,6 +45,7 @@ class RunReport:
     startup_s: float = 0.0      # until every worker was ready (Ray start, worker processes, model, data)
     workers: int = 0
     workers_replaced: int = 0
+    driver_s: dict[str, float] = field(default_factory=dict)  # the driver's own seconds: dispatch, marks, progress
 
     @property
     def pairs_computed(self) -> int:
@@ -139,7 +140,7 @@ class _Run:
                 self.store.ledger.record_run(self.run_id, {
                     **record, "ended": time.time(), "seconds": report.seconds, "startup_s": report.startup_s,
                     "workers": report.workers, "pairs": report.pairs_computed, "tasks_done": len(report.completed),
-                    "tasks_failed": len(report.failures)})
+                    "tasks_failed": len(report.failures), "driver_s": report.driver_s})
             except OSError as exc:  # a full disk: the marks written stand, and so does the error already raised
                 if not is_no_space(exc):
                     raise
@@ -200,13 +201,21 @@ class _Run:
                 for item in self.todo.drain():
                     self._fail(item.task, item.attempt, RuntimeError("no worker left: the cluster has no room for one"))
                 break
+            t0 = time.perf_counter()
             self._dispatch()
+            self._spent("dispatch_s", t0)
             if not self.inflight:
                 time.sleep(0.05)  # tasks waiting out a retry backoff, or workers starting
                 continue
             ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=1.0)
             for ref in ready:
                 self._finished(ref)
+
+    def _spent(self, phase: str, since: float) -> float:
+        """Add the seconds since ``since`` to the driver's ``phase``; returns now."""
+        now = time.perf_counter()
+        self.report.driver_s[phase] = self.report.driver_s.get(phase, 0.0) + now - since
+        return now
 
     def _dispatch(self) -> None:
         """Queue tasks on the workers that are up, as :func:`jobs.execution.dispatch.next_assignment` picks them."""
@@ -235,6 +244,7 @@ class _Run:
             else:
                 self._fail(task, attempt, cause)
             return
+        t0 = time.perf_counter()
         try:
             self.store.ledger.mark_done(task.task_id, {**{k: v for k, v in result.items() if k != "norms"},
                                                        "run": self.run_id, "attempts": attempt + 1,
@@ -245,8 +255,10 @@ class _Run:
             raise
         if task.task_id in self.failed_before or attempt:  # no failure record otherwise: no deletes per task
             self.store.ledger.clear_failure(task.task_id)
+        t0 = self._spent("marks_s", t0)
         self.report.completed.append(result)
         self.progress.update(task.n_pairs)
+        self._spent("progress_s", t0)
 
     def _fail(self, task: Task, attempt: int, cause: BaseException) -> None:
         tb = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))

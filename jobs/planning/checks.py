@@ -17,6 +17,7 @@ from storage.codecs import MANTISSA_BITS
 
 from .grids import GRIDS
 from .schema import check_fields
+from .task_size import check_per_task
 
 __all__ = ["check_target", "validate", "keep_globs", "sweep_effects", "swap_epsilons"]
 
@@ -72,6 +73,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("bad value for checkpoints.betas", expected="two numbers in [0, 1)", found=repr(betas),
                           fix="e.g. checkpoints.betas=[0.8,0.999]")
     keep_globs(cfg.storage.keep)
+    check_per_task(cfg.pairs.per_task)
     k, s = cfg.storage.sketch, cfg.storage.sketch_nonzeros
     if k is not None and (k % s or k < s):
         raise ConfigError("bad value for storage.sketch", expected=f"a multiple of storage.sketch_nonzeros ({s})",

@@ -26,8 +26,9 @@ from .build import resolve_grid
 from .calibration import calibrate, calibration_setup
 from lie_sweep.task_kinds import TASKS
 
-from .sizing import pair_arrays, sweep_effects, worker_fit
+from .sizing import pair_arrays, resolve_task_size, sweep_effects, worker_fit
 from .spec import checkpoint_location
+from .task_size import AUTO
 
 __all__ = ["PlanReport", "plan_sweep"]
 
@@ -68,6 +69,7 @@ class PlanReport:
     hvp_choice: str = "forward"  # the fastest mode that agrees with forward on the calibration pairs
     swap_steps: int = 0        # effect swap: its step sizes (K); swaps of each pair and checkpoint
     batch_size: int | None = None  # pairs.unit=batch: examples per item (the grid's "examples" are minibatches)
+    per_task_auto: bool = False  # pairs.per_task=auto chose pairs_per_task (jobs/planning/task_size.py)
     field: str = "sgd"         # (last: the name shadows dataclasses.field in this class body)
 
     @property
@@ -97,6 +99,8 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
     """Plan ``cfg``'s sweep and calibrate it on up to ``calibration_pairs`` pairs (nothing is written)."""
     grid = resolve_grid(cfg)
     n_ckpt, note, first = _checkpoint_count(cfg)
+    auto = cfg.pairs.per_task == AUTO
+    cfg = resolve_task_size(cfg, grid, n_ckpt)
     device, dtype = resolve_device(cfg.cluster.device), DTYPES[cfg.precision]
     setup = calibration_setup(cfg, grid, first, device, dtype)
     spec = ParamSpec.from_tensors(setup.params)
@@ -116,7 +120,7 @@ def plan_sweep(cfg: DictConfig, *, calibration_pairs: int = 8) -> PlanReport:
                       n_files=fit.shape.n_files, block=fit.shape.block, field=str(cfg.field.name),
                       worker_memory=fit.share, fit=fit.problem, hvp=str(cfg.hvp), hvp_choice=choice, hvp_modes=modes,
                       swap_steps=pair_arrays(cfg)[1], batch_size=None if grid.batches is None else len(grid.batches[0]),
-                      task=str(cfg.task.name), measured=TASKS[cfg.task.name].measures,
+                      task=str(cfg.task.name), measured=TASKS[cfg.task.name].measures, per_task_auto=auto,
                       sketch=_sketch_rows(cfg, brackets.numpy()))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs.units import format_bytes
+from jobs.units import format_bytes, format_seconds
 
 from .dry_run import PlanReport
 
@@ -17,6 +17,17 @@ def _duration(s: float) -> str:
     if s < 7200:
         return f"{s / 60:.0f} min"
     return f"{s / 3600:.1f} h"
+
+
+def _task_size_lines(r: PlanReport) -> list[str]:
+    """Why the task size is what it is (pairs.per_task=auto), and a task's compute at the calibrated rate."""
+    cal = r.calibration
+    per_pair = cal["s_per_pair"] + cal["s_per_logit_pair"] + cal["s_per_swap_pair"] + cal["s_per_order_pair"]
+    how = ("pairs.per_task=auto chose it for D and the grid (jobs/planning/task_size.py)" if r.per_task_auto else
+           "pairs.per_task as given (auto would choose one for the grid)")
+    t = per_pair * r.pairs_per_task
+    took = f"{t * 1000:.0f} ms" if t < 1 else f"{t:.1f} s" if t < 60 else format_seconds(t)
+    return [f"             {how}: ~{took} of compute a task on {r.device} (calibrated)"]
 
 
 def format_plan(r: PlanReport) -> str:
@@ -35,6 +46,7 @@ def format_plan(r: PlanReport) -> str:
                                                           "batch)"),
         f"tasks        {r.n_tasks:,} tasks of ≤ {r.pairs_per_task} consecutive pairs of the grid's order "
         f"({per_ckpt:,} per checkpoint); blocks of {r.block} examples' gradients and losses are spread over them",
+        *_task_size_lines(r),
         f"files        {r.n_files:,} (shards, chunks, table parts and completion marks)",
         f"work         {_work(r)}",
         f"parameters   D = {r.n_params:,} in {r.n_tensors} tensors ({r.dtype}); stored: {stored}",

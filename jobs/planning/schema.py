@@ -27,6 +27,7 @@ from storage.registry import Registry
 from storage.scores import SCORES
 
 from .grids import GRIDS
+from .task_size import AUTO, TASK_SIZE_HELP
 
 __all__ = ["SweepConfig", "CheckpointsConfig", "ExamplesConfig", "PairsConfig", "PoolConfig", "TopConfig",
            "TaskConfig", "FieldConfig", "StorageConfig", "DerivedConfig", "ClusterConfig", "GROUP_CLASSES",
@@ -92,7 +93,7 @@ class PairsConfig:
 
     mode: str = opt("all", "the pair grid (jobs/README.md: sizing a large sweep)", choices=GRIDS)
     list: list[list[int]] = opt(help="list: [i, j] pairs of dataset indices", factory=list)
-    per_task: int = opt(64, "pairs per task and per store shard (consecutive in the tile-major order)", min=1)
+    per_task: Any = opt(AUTO, TASK_SIZE_HELP)
     block: int = opt(8, "examples per block: tiles are block x block; gradients are stored per block", min=1)
     rounds: int = opt(2, "tournament: seeded permutations of the examples", min=1)
     group: int = opt(16, "tournament: group size (all pairs inside each group of each round)", min=2)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from omegaconf import DictConfig
+
 import numpy as np
 import torch
 
@@ -22,10 +24,11 @@ from storage.layout import block_owners
 from .checks import swap_epsilons, sweep_effects
 from .grids import positions_of
 from .memory import TaskMemory, cache_budget, task_memory, worker_memory
+from .task_size import AUTO, auto_pairs_per_task, with_task_size
 from jobs.units import format_bytes
 
 __all__ = ["GridShape", "grid_shape", "fit_problem", "WorkerFit", "worker_fit", "check_fit", "sweep_effects",
-           "pair_arrays"]
+           "pair_arrays", "resolve_task_size", "check_local_fit"]
 
 
 @dataclass
@@ -141,3 +144,37 @@ def check_fit(cfg: Any, grid: Any, n_params: int, n_stored: int, device: torch.d
         found, fix = problem.split("; ", 1)
         raise ConfigError("a task does not fit a worker's memory", expected="a worker's peak within its memory "
                           "(lie-sweep plan itemises it)", found=found, fix=fix)
+
+
+def resolve_task_size(cfg: DictConfig, grid: Any, n_checkpoints: int) -> DictConfig:
+    """``cfg`` with ``pairs.per_task`` a number: itself where one was given, else :func:`auto_pairs_per_task` for
+    ``grid`` (memory checked against a local worker; a cluster's workers are not known here)."""
+    if cfg.pairs.per_task != AUTO:
+        return cfg
+    from lie_sweep.devices import DTYPES, resolve_device
+
+    n_params = sum(int(p.numel()) for p in grid.params.values())
+    stored = n_params if grid.kept_names is None else sum(int(grid.params[n].numel()) for n in grid.kept_names)
+    device, dtype = resolve_device(cfg.cluster.device), DTYPES[cfg.precision]
+
+    def fits(n: int) -> bool:
+        if cfg.cluster.address is not None:
+            return True
+        return worker_fit(with_task_size(cfg, n), grid, n_params, stored, device, dtype).problem is None
+
+    n_pairs = len(grid.pairs)
+    size = auto_pairs_per_task(n_params=n_params, pairs_per_checkpoint=max(1, n_pairs),
+                               n_checkpoints=max(1, n_checkpoints), block=min(int(cfg.pairs.block),
+                                                                             len(grid.examples)),
+                               device_type=torch.device(device).type, fits=fits)
+    return with_task_size(cfg, size)
+
+
+def check_local_fit(cfg: DictConfig, grid: Any) -> None:
+    """Refuse, before anything is trained, a sweep whose task cannot fit a local worker (:func:`check_fit`)."""
+    from lie_sweep import ParamSpec
+    from lie_sweep.devices import DTYPES, resolve_device
+
+    spec = ParamSpec.from_tensors(grid.params)
+    stored = spec.size if grid.kept_names is None else spec.subset(grid.kept_names)[0].size
+    check_fit(cfg, grid, spec.size, stored, resolve_device(cfg.cluster.device), DTYPES[cfg.precision])

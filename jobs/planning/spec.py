@@ -21,23 +21,24 @@ from omegaconf import DictConfig
 import lie_sweep
 from lie_sweep import ParamSpec, find_checkpoints, train
 from lie_sweep.checkpoints import checkpoint_base
-from lie_sweep.devices import DTYPES, resolve_device
 from lie_sweep.effects import EFFECTS, Effect, resolve_effects
 from lie_sweep.errors import ConfigError
 from lie_sweep.field_kinds import FIELDS, FieldKind
 from lie_sweep.task_kinds import TASKS, TaskKind
 from lie_sweep.tasks import Task
+from lie_sweep.training import save_steps
 from storage.identity import identity_hash
-from storage.layout import StoreLayout
+from storage.layout import StoreLayout, packed_rows
 from storage.location import check_creatable
 from storage.meta import StoreMeta
 from storage.sketch import SketchSpec
 
-from .build import ResolvedGrid, epsilon_of, resolve_grid
+from .build import epsilon_of, resolve_grid
 from .checks import swap_epsilons, sweep_effects
 from .config import as_dict, identity_of, typed
 from .loader import load_into, verify_checkpoint
 from .schema import SweepConfig
+from .sizing import check_local_fit, resolve_task_size
 from .user_code import code_dirs
 
 __all__ = ["SweepSpec", "prepare_sweep", "relocate_checkpoints", "checkpoint_location"]
@@ -141,7 +142,8 @@ class SweepSpec:
                            keeps_brackets="bracket" in self.effects,
                            effect_arrays=tuple(a for e in self.effect_kinds for a in e.arrays),
                            sketch_k=int(st.sketch or 0), sketch_s=int(st.sketch_nonzeros),
-                           sketch_seed=int(st.sketch_seed))
+                           sketch_seed=int(st.sketch_seed),
+                           inner_rows=packed_rows(self.stored_spec()[0].size, st.inner_chunk))
 
     def sketch_spec(self) -> SketchSpec | None:
         """The sketch S of every parameter-sized result (storage.sketch; None: off), over all D parameters."""
@@ -227,8 +229,10 @@ def prepare_sweep(cfg: DictConfig, log: Callable[[str], None] = print) -> SweepS
     check_creatable(cfg.storage.path, overwrite=cfg.storage.overwrite, protect=[ck.dir] if found is None else found,
                     storage_options=dict(cfg.storage.options))
     grid = resolve_grid(cfg)
+    n_checkpoints = len(found) if found is not None else len(save_steps(ck.steps, ck.save_every))
+    cfg = resolve_task_size(cfg, grid, n_checkpoints)
     if cfg.cluster.address is None:  # a local worker's memory is known here; a cluster's workers are not
-        _check_local_fit(cfg, grid)
+        check_local_fit(cfg, grid)
     model = grid.model
     paths = found if found is not None else _train_checkpoints(cfg, model, grid.data, grid.task, log)
     base = checkpoint_base(location)
@@ -286,14 +290,3 @@ def _swap_epsilons(cfg: DictConfig, rates: set[float]) -> tuple[float, ...]:
                           expected="one learning rate for the swaps' step", found=", ".join(map(str, sorted(rates))),
                           fix="set swap_epsilon=LR (or a list of step sizes)")
     return (rates.pop(),)
-
-
-def _check_local_fit(cfg: DictConfig, grid: ResolvedGrid) -> None:
-    """Refuse, before anything is trained, a sweep whose task cannot fit a local worker (see ``sizing``)."""
-    from .sizing import check_fit
-
-    spec = ParamSpec.from_tensors(grid.params)
-    stored = spec.size if grid.kept_names is None else spec.subset(grid.kept_names)[0].size
-    check_fit(cfg, grid, spec.size, stored, resolve_device(cfg.cluster.device), DTYPES[cfg.precision])
-
-

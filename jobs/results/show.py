@@ -120,13 +120,11 @@ def _per_checkpoint(sweep: Sweep, fits: "pd.DataFrame") -> list[str]:
 def _tensors_and_outputs(sweep: Sweep, fits: "pd.DataFrame", top: int) -> list[str]:
     lines: list[str] = []
     last = int(fits["step"].max())
-    rms = sweep.rms_table(last)
-    if not rms.empty:
-        column, what = ("rms_bracket", "bracket") if "rms_bracket" in rms.columns else ("rms_swap", "exact swap")
-        ratio = rms.assign(ratio=rms[column] / rms["rms_grad"]).groupby("tensor", sort=False)["ratio"].median()
-        ratio = ratio.sort_values(ascending=False).head(top)
+    column, what = ("rms_bracket", "bracket") if "norm" in fits.columns else ("rms_swap", "exact swap")
+    ratio = tensor_ratios(sweep, last, column)
+    if ratio:
         lines += ["", f"tensors with the largest {what} RMS / gradient RMS at step {last} (median over pairs)"]
-        lines += [f"  {name:<40} {_fmt(v, '.3g'):>10}" for name, v in ratio.items()]
+        lines += [f"  {name:<40} {_fmt(v, '.3g'):>10}" for name, v in sorted(ratio.items(), key=lambda t: -t[1])[:top]]
     moved = output_movement(sweep)
     if moved:
         what, axis = measured(sweep)
@@ -134,6 +132,24 @@ def _tensors_and_outputs(sweep: Sweep, fits: "pd.DataFrame", top: int) -> list[s
         lines += ["", f"{axis} whose {moves} most under a swap (mean |{what} delta| over pairs and eval examples)"]
         lines += [f"  {name:<24} {_fmt(v, '.3e'):>10}" for name, v in moved[:min(top, 8)]]
     return lines
+
+
+def tensor_ratios(sweep: Sweep, step: int, column: str) -> dict[str, float]:
+    """{tensor: median over the step's pairs of RMS(effect) / RMS(gradients)} (the gradients' RMS: the geometric
+    mean of the pair's two), reading only those columns and sorting nothing: a 10⁶-pair step in about a second."""
+    import pandas as pd
+
+    frame = sweep.table("pair_rms", step, columns=["tensor", column, "rms_grad_i", "rms_grad_j"])
+    if frame.empty:
+        return {}
+    ratio = frame[column].to_numpy() / np.sqrt(frame["rms_grad_i"].to_numpy() * frame["rms_grad_j"].to_numpy())
+    codes, names = pd.factorize(frame["tensor"])
+    out = {}
+    for k, name in enumerate(names):
+        values = ratio[codes == k]
+        values = values[np.isfinite(values)]
+        out[str(name)] = float(np.median(values)) if len(values) else float("nan")
+    return out
 
 
 def _examples(sweep: Sweep, fits: "pd.DataFrame", top: int) -> list[str]:

@@ -78,7 +78,7 @@ def test_help_prints_each_default_as_yaml():
 
     lines = help_text().splitlines()
     for key, shown in (("examples.start", "0"), ("seed", "0"), ("storage.overwrite", "false"),
-                       ("derived.eval_start", "null"), ("pairs.per_task", "64")):
+                       ("derived.eval_start", "null"), ("pairs.per_task", "auto")):
         assert any(line.startswith(f"  {key} = {shown}:") for line in lines), key   # 0 is not "false"
 
 

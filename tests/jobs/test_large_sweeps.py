@@ -78,7 +78,8 @@ def test_cross_and_top_grids_equal_the_same_pairs_of_an_all_pairs_store(referenc
     assert len(best) == 5
     for other in (x, t):
         for p, (i, j) in enumerate(other.pairs.tolist()):
-            q = a._pair_index[(i, j)]
+            q, sign = a._oriented_pair(i, j)
+            assert sign == 1
             for c in range(len(a.steps)):
                 np.testing.assert_allclose(other.store.group["brackets"][c, p], a.store.group["brackets"][c, q],
                                            rtol=1e-10, atol=1e-12)

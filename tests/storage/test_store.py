@@ -11,8 +11,9 @@ from storage.errors import NotASweepError, StoreExistsError, StoreKeyError, Stor
 from storage.identity import identity_diff, identity_hash
 from storage.layout import StoreLayout
 from storage.reader import open_sweep
+from storage.store import SweepStore
 
-from .stores import fill, make_legacy_store, make_store
+from .stores import SPEC, fill, make_legacy_store, make_store
 
 
 def test_round_trip_through_the_lazy_reader(tmp_path):
@@ -177,3 +178,37 @@ def test_stores_of_schema_2_stay_readable(tmp_path):
     assert sweep.store.tree.legacy and sweep.complete
     np.testing.assert_array_equal(sweep.bracket(100, 11, 10)["b"], -np.arange(12, 15, dtype=np.float32))
     assert sweep.table("pairs")["norm"].tolist() == [1.5]
+
+
+def test_small_rows_pack_into_inner_chunks_and_read_back_the_same(tmp_path):
+    from storage.layout import packed_rows
+
+    # D = 15 with inner_chunk 64: 4 rows fit a chunk; a 6-pair shard takes the largest divisor of 6 not above 4
+    layout = StoreLayout(n_checkpoints=1, n_pairs=12, n_examples=5, n_params=15, pairs_per_task=6, inner_chunk=64,
+                         example_block=5, inner_rows=packed_rows(15, 64))
+    assert layout.inner_rows == 4 and layout.brackets()["chunks"] == (1, 3, 15)
+    assert layout.gradients()["chunks"] == (1, 1, 15)  # a block of 5 examples: no divisor of 5 in 2..4
+    # a row longer than the chunk: one row per chunk, as before packing existed
+    assert packed_rows(703_268, 1 << 18) == 1 and StoreLayout(**{**layout.to_dict(), "inner_rows": 1}).brackets()[
+        "chunks"] == (1, 1, 15)
+    # a layout recorded without the key (older stores) reads as one row per chunk
+    old = {k: v for k, v in layout.to_dict().items() if k != "inner_rows"}
+    assert StoreLayout(**old).inner_rows == 1 and "inner_rows" in layout.to_dict()
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((12, 15)).astype(np.float32)
+    stores = []
+    for name, rows in (("packed", layout.inner_rows), ("one", 1)):
+        lay = StoreLayout(**{**layout.to_dict(), "inner_rows": rows})
+        meta = {"param_spec": SPEC, "config": {"x": 1}, "identity": {"x": 1}, "n_tasks": lay.n_tasks_per_checkpoint}
+        store = SweepStore.create(str(tmp_path / name), layout=lay, meta=meta, pairs=np.arange(24).reshape(12, 2),
+                                  examples=list(range(5)), steps=[100], dtype="float32")
+        store.ledger.release()
+        for start in (0, 6):
+            store.write_brackets(0, start, values[start:start + 6])
+        stores.append(SweepStore.open(str(tmp_path / name)))
+    packed, one = (np.asarray(s.group["brackets"][0]) for s in stores)
+    assert np.array_equal(packed, values) and np.array_equal(one, values)
+    assert stores[0].group["brackets"].chunks == (1, 3, 15) and stores[1].group["brackets"].chunks == (1, 1, 15)
+    # each task still owns exactly one shard file
+    shards = tmp_path / "packed" / "arrays.zarr" / "brackets" / "c" / "0"
+    assert sorted(p.name for p in shards.iterdir()) == ["0", "1"]
