@@ -32,6 +32,7 @@ from jobs.planning.user_code import add_code_dirs
 
 from .worker import BracketWorker
 from .worker_env import reset_peak_rss, worker_env
+from .warm_up import warm_up
 
 __all__ = ["WorkerProcess", "WorkerSlot", "WorkerPool", "release_workers", "task_error", "worker_resources"]
 
@@ -84,6 +85,8 @@ class WorkerProcess:
         reset_peak_rss()
         add_code_dirs(spec.code_dirs)  # the user's own modules, where this node shares the driver's filesystem
         self.worker = BracketWorker(spec, threads)
+        if spec.config.cluster.warm_up:
+            warm_up(self.worker)
         return os.getpid()
 
     def run(self, task: Task) -> dict[str, Any]:

@@ -175,6 +175,9 @@ class ClusterConfig:
     overlap_writes: str = opt("auto", "whether a task's compression and writes overlap the next task's "
                                       "computation (auto: on GPU workers only; jobs/README.md: cluster)",
                               choices=("auto", "always", "never"))
+    warm_up: bool = opt(False, "compute each worker's first task once, unstored, before it is ready: its first "
+                               "task then costs ~1.3x a steady one instead of 2.6x, at the price of a longer "
+                               "start-up and no shorter sweep (benchmarks/README.md: warm-up)")
     malloc: str = opt("retain", "retain: workers keep freed memory for the next call (glibc settings, jobs/README.md: "
                                 "throughput); system: the allocator's defaults", choices=("retain", "system"))
     cache_gib: Optional[float] = opt(None, "GiB of cached example gradients/fields per worker (null: a quarter "

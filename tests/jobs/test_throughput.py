@@ -103,3 +103,15 @@ def test_a_sessions_next_sweep_starts_in_the_warm_workers_of_the_last_and_report
     assert not pids(tmp_path / "c")[0] & first               # new processes once released
     assert_bitwise_equal(brackets_of(tmp_path / "a"), brackets_of(tmp_path / "b"))
     assert_bitwise_equal(brackets_of(tmp_path / "a"), brackets_of(tmp_path / "c"))
+
+
+def test_a_warm_up_changes_no_result_and_no_load_count(local_ray, reference, tmp_path):
+    """cluster.warm_up computes a worker's first task before it is ready and keeps nothing of it: the store is
+    bitwise that of a sweep without it, and each worker still reports the checkpoint loads its tasks made."""
+    plain = run_sweep(glob_overrides(reference, tmp_path / "plain.zarr", "pairs.per_task=5"), log=lambda m: None)
+    warm = run_sweep(glob_overrides(reference, tmp_path / "warm.zarr", "pairs.per_task=5", "cluster.warm_up=true"),
+                     log=lambda m: None)
+    assert_bitwise_equal(brackets_of(tmp_path / "plain.zarr"), brackets_of(tmp_path / "warm.zarr"))
+    assert len(warm.report.completed) == len(plain.report.completed) == 6
+    assert max(r["loads"] for r in warm.report.completed) <= 2
+    assert open_sweep(str(tmp_path / "warm.zarr")).store.ledger.done_tasks().keys() == set(range(6))
