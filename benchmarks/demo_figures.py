@@ -67,11 +67,16 @@ def main() -> None:
         block = figures(store)
     print(block)
     if not args.no_write:
-        readme = (ROOT / "README.md").read_text()
-        head, rest = readme.split(START, 1)
-        _, tail = rest.split(END, 1)
-        (ROOT / "README.md").write_text(f"{head}{START}\n{block}\n{END}{tail}")
-        print(f"written into {ROOT / 'README.md'}")
+        write_readme_block(START, END, block)
+
+
+def write_readme_block(start: str, end: str, block: str) -> None:
+    """Replace what lies between the markers ``start`` and ``end`` in the front-door README with ``block``."""
+    readme = (ROOT / "README.md").read_text()
+    head, rest = readme.split(start, 1)
+    _, tail = rest.split(end, 1)
+    (ROOT / "README.md").write_text(f"{head}{start}\n{block}\n{end}{tail}")
+    print(f"written into {ROOT / 'README.md'}")
 
 
 if __name__ == "__main__":

@@ -76,11 +76,10 @@ def main() -> None:
     block = "\n".join(lines)
     print(block)
     if not args.no_write:
-        readme = (ROOT / "README.md").read_text()
-        head, rest = readme.split(START, 1)
-        _, tail = rest.split(END, 1)
-        (ROOT / "README.md").write_text(f"{head}{START}\n{block}\n{END}{tail}")
-        print(f"written into {ROOT / 'README.md'}")
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from demo_figures import write_readme_block
+
+        write_readme_block(START, END, block)
 
 
 if __name__ == "__main__":

@@ -153,8 +153,7 @@ def resolve_task_size(cfg: DictConfig, grid: Any, n_checkpoints: int) -> DictCon
         return cfg
     from lie_sweep.devices import DTYPES, resolve_device
 
-    n_params = sum(int(p.numel()) for p in grid.params.values())
-    stored = n_params if grid.kept_names is None else sum(int(grid.params[n].numel()) for n in grid.kept_names)
+    n_params, stored = parameter_counts(grid)
     device, dtype = resolve_device(cfg.cluster.device), DTYPES[cfg.precision]
 
     def fits(n: int) -> bool:
@@ -170,11 +169,17 @@ def resolve_task_size(cfg: DictConfig, grid: Any, n_checkpoints: int) -> DictCon
     return with_task_size(cfg, size)
 
 
-def check_local_fit(cfg: DictConfig, grid: Any) -> None:
-    """Refuse, before anything is trained, a sweep whose task cannot fit a local worker (:func:`check_fit`)."""
+def parameter_counts(grid: Any) -> tuple[int, int]:
+    """(D: all of the grid's model's parameters, the stored ones: its kept tensors')."""
     from lie_sweep import ParamSpec
-    from lie_sweep.devices import DTYPES, resolve_device
 
     spec = ParamSpec.from_tensors(grid.params)
-    stored = spec.size if grid.kept_names is None else spec.subset(grid.kept_names)[0].size
-    check_fit(cfg, grid, spec.size, stored, resolve_device(cfg.cluster.device), DTYPES[cfg.precision])
+    return spec.size, spec.size if grid.kept_names is None else spec.subset(grid.kept_names)[0].size
+
+
+def check_local_fit(cfg: DictConfig, grid: Any) -> None:
+    """Refuse, before anything is trained, a sweep whose task cannot fit a local worker (:func:`check_fit`)."""
+    from lie_sweep.devices import DTYPES, resolve_device
+
+    n_params, stored = parameter_counts(grid)
+    check_fit(cfg, grid, n_params, stored, resolve_device(cfg.cluster.device), DTYPES[cfg.precision])

@@ -62,9 +62,9 @@ def double_backward(model, loss_of, pairs):
     return torch.stack(rows)
 
 
-def torch_swap(model, optimizer_of, loss_of, i, j):
-    """θ_ij − θ_ji by two steps of a real torch.optim optimizer in each order (``optimizer_of(model)`` rebuilds it
-    from the saved state), flat, float64."""
+def torch_orders(model, optimizer_of, loss_of, i, j):
+    """The models after two steps of a real torch.optim optimizer on i then j and on j then i
+    (``optimizer_of(model)`` rebuilds it from the saved state)."""
     ends = []
     for order in ((i, j), (j, i)):
         m = copy.deepcopy(model).eval()
@@ -73,8 +73,14 @@ def torch_swap(model, optimizer_of, loss_of, i, j):
             opt.zero_grad()
             loss_of(m, k).backward()
             opt.step()
-        ends.append(flat([p.detach() for p in m.parameters()]))
-    return ends[0] - ends[1]
+        ends.append(m)
+    return ends
+
+
+def torch_swap(model, optimizer_of, loss_of, i, j):
+    """θ_ij − θ_ji by :func:`torch_orders`, flat, float64."""
+    ij, ji = (flat([p.detach() for p in m.parameters()]) for m in torch_orders(model, optimizer_of, loss_of, i, j))
+    return ij - ji
 
 
 # --- a classifier: a tutorial's {model_state_dict, optimizer_state_dict} and a Lightning .ckpt -----------------
@@ -291,13 +297,7 @@ def test_a_trainer_directory_sweeps_next_token_loss_under_its_own_adamw(lm_store
         ey = torch.stack([torch.where(it["attention_mask"].bool(), it["labels"], -100) for it in ev])
         i, j = (int(v) for v in sweep.pairs[0])
         ends = []
-        for order in ((i, j), (j, i)):
-            m = copy.deepcopy(model).eval()
-            opt = optimizer_of(m)
-            for k in order:
-                opt.zero_grad()
-                next_token_loss(m, pos[k]).backward()
-                opt.step()
+        for m in torch_orders(model, optimizer_of, next_token_loss, pos[i], pos[j]):
             with torch.no_grad():
                 logp = torch.log_softmax(m(ex).logits[:, :-1], -1)
                 picked = torch.gather(logp, -1, ey[:, 1:].clamp(min=0).unsqueeze(-1)).squeeze(-1)
